@@ -1,0 +1,1 @@
+"""Readers and writers: the native recording format and the DHP19 converter."""

@@ -1,0 +1,496 @@
+"""The native recording file: events of several cameras, 3D labels and calibration in one HDF5.
+
+The layout is documented field by field in docs/data-format.md (format version
+:data:`FORMAT_VERSION`). Writes are streamed and atomic: :class:`RecordingWriter` appends events
+camera by camera in chunks of any size, keeps the millisecond index up to date as it goes, writes
+into a temporary file next to the target and renames it into place only when closed without an
+error. Reads are lazy: :class:`Recording` opens the file, loads the small per-camera metadata and
+reads events only for the windows asked for.
+
+Example:
+    >>> with RecordingWriter(path, (346, 260), cameras, RecordingMeta(source="synthetic")) as w:
+    ...     w.append_events(0, events)
+    ...     w.write_labels(t_us, joints_mm)
+    >>> with Recording(path) as rec:
+    ...     window = rec.events(0, t_start=1_000_000, t_end=1_100_000)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+
+from hybridpose.errors import HybridPoseError
+from hybridpose.events import (
+    EVENT_DTYPE,
+    US_PER_MS,
+    EventError,
+    Events,
+    MillisecondIndex,
+    count_window_after,
+    count_window_before,
+    time_window,
+    validate_events,
+)
+
+FORMAT_NAME = "hybridpose-recording"
+FORMAT_VERSION = 1
+"""Bumped whenever the layout changes incompatibly; readers refuse newer versions."""
+
+DEFAULT_CHUNK_EVENTS = 1 << 16
+EVENT_FIELDS = ("x", "y", "t", "p")
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class RecordingError(HybridPoseError, ValueError):
+    """A recording file is missing, foreign, corrupt or truncated, or a write breaks the format."""
+
+
+@dataclass(frozen=True)
+class CameraCalibration:
+    """A static camera: projection matrix and optical centre, both in world millimetres.
+
+    Attributes:
+        P: (3, 4) projection matrix mapping homogeneous world points (mm) to homogeneous pixels
+            in the recording's pixel convention (docs/data-format.md).
+        center: (3,) optical centre in world mm (NaN where unknown).
+        name: a label for people, e.g. ``"dhp19-cam2"``.
+    """
+
+    P: FloatArray
+    center: FloatArray
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        P = np.asarray(self.P, dtype=np.float64)
+        center = np.asarray(self.center, dtype=np.float64)
+        if P.shape != (3, 4) or not np.all(np.isfinite(P)):
+            raise RecordingError(f"camera {self.name!r}: P must be a finite 3x4 matrix")
+        if center.shape != (3,):
+            raise RecordingError(f"camera {self.name!r}: centre must have shape (3,)")
+        object.__setattr__(self, "P", P)
+        object.__setattr__(self, "center", center)
+
+
+@dataclass(frozen=True)
+class RecordingMeta:
+    """Where a recording came from. ``extra`` holds any further JSON-serialisable facts."""
+
+    source: str
+    subject: int | None = None
+    session: int | None = None
+    movement: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Labels:
+    """3D joint labels: ``t_us`` (N,) int64 and ``joints_mm`` (N, J, 3) float32, NaN = missing."""
+
+    t_us: npt.NDArray[np.int64]
+    joints_mm: npt.NDArray[np.float32]
+
+    @property
+    def count(self) -> int:
+        return len(self.t_us)
+
+
+@dataclass(frozen=True)
+class CameraInfo:
+    """What a recording holds for one camera (read without touching the events)."""
+
+    index: int
+    calibration: CameraCalibration
+    num_events: int
+    t_start_us: int | None  # None when the camera has no events
+    t_end_us: int | None  # timestamp of the last event
+
+
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+class RecordingWriter:
+    """Stream events and labels into a new recording file, atomically.
+
+    Args:
+        path: the file to create. It appears only when the writer closes without an error; an
+            existing file of that name is replaced then.
+        sensor_size: ``(width, height)`` in pixels.
+        cameras: calibration of each camera; events are appended by position in this list.
+        meta: provenance.
+        chunk_events: HDF5 chunk length of the event columns (the unit of lazy reads).
+
+    Raises:
+        RecordingError: on any append that would break the format (unsorted events, events
+            before the last appended one, pixels outside the sensor, bad label shapes).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        sensor_size: tuple[int, int],
+        cameras: Sequence[CameraCalibration],
+        meta: RecordingMeta,
+        chunk_events: int = DEFAULT_CHUNK_EVENTS,
+    ) -> None:
+        self.path = Path(path)
+        width, height = (int(v) for v in sensor_size)
+        if width <= 0 or height <= 0 or width > 65535 or height > 65535:
+            raise RecordingError(f"{self.path}: bad sensor size {sensor_size}")
+        if not cameras:
+            raise RecordingError(f"{self.path}: a recording needs at least one camera")
+        self.sensor_size = (width, height)
+        self._temp = _temp_path(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = h5py.File(self._temp, "w")
+        self._closed = False
+        self._labels_written = False
+        f = self._file
+        f.attrs["format"] = FORMAT_NAME
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["sensor_width"] = width
+        f.attrs["sensor_height"] = height
+        f.attrs["source"] = meta.source
+        for key in ("subject", "session", "movement"):
+            value = getattr(meta, key)
+            f.attrs[key] = -1 if value is None else int(value)
+        f.attrs["extra_json"] = json.dumps(meta.extra, sort_keys=True)
+        f.attrs["num_cameras"] = len(cameras)
+        self._next_t: list[int | None] = []  # last timestamp appended per camera
+        self._pending_ms: list[int] = []  # next millisecond boundary not yet in the index
+        self._origin: list[int | None] = []
+        for i, cam in enumerate(cameras):
+            g = f.create_group(f"cameras/{i}")
+            g.attrs["name"] = cam.name
+            g.create_dataset("P", data=cam.P)
+            g.create_dataset("center", data=cam.center)
+            for name in EVENT_FIELDS:
+                g.create_dataset(
+                    name,
+                    shape=(0,),
+                    maxshape=(None,),
+                    dtype=EVENT_DTYPE[name],
+                    chunks=(chunk_events,),
+                    compression="lzf",
+                    shuffle=True,
+                )
+            ms = g.create_dataset(
+                "ms_index", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,)
+            )
+            ms.attrs["origin_us"] = 0
+            self._next_t.append(None)
+            self._pending_ms.append(0)
+            self._origin.append(None)
+
+    # ---------------------------------------------------------------- writing
+    def append_events(self, camera: int, events: Events) -> None:
+        """Append a chunk of sorted events to ``camera``; it must not go back in time."""
+        self._check_open()
+        if not 0 <= camera < len(self._next_t):
+            raise RecordingError(f"{self.path}: no camera {camera}")
+        name = f"{self.path} camera {camera}"
+        try:
+            validate_events(events, self.sensor_size, name=name)
+        except EventError as err:
+            raise RecordingError(str(err)) from None
+        if len(events) == 0:
+            return
+        t = events["t"]
+        last = self._next_t[camera]
+        if last is not None and int(t[0]) < last:
+            raise RecordingError(
+                f"{name}: chunk starts at t={int(t[0])} us, before the previous chunk's last "
+                f"event at t={last} us"
+            )
+        g = self._file[f"cameras/{camera}"]
+        offset = g["t"].shape[0]
+        for fname in EVENT_FIELDS:
+            ds = g[fname]
+            ds.resize((offset + len(events),))
+            ds[offset:] = events[fname]
+        self._extend_ms_index(camera, g, t, offset)
+        self._next_t[camera] = int(t[-1])
+
+    def _extend_ms_index(self, camera: int, g: h5py.Group, t: np.ndarray, offset: int) -> None:
+        # Boundaries not yet indexed lie after every event appended so far, so the first event
+        # at or after each of them that lies within this chunk is found in this chunk alone.
+        origin = self._origin[camera]
+        if origin is None:
+            origin = (int(t[0]) // US_PER_MS) * US_PER_MS
+            self._origin[camera] = origin
+            g["ms_index"].attrs["origin_us"] = origin
+        k_first = self._pending_ms[camera]
+        k_last = (int(t[-1]) - origin) // US_PER_MS  # last boundary at or before this chunk's end
+        if k_last < k_first:
+            return
+        bounds = origin + US_PER_MS * np.arange(k_first, k_last + 1, dtype=np.int64)
+        offsets = offset + np.searchsorted(t, bounds, side="left").astype(np.int64)
+        ms = g["ms_index"]
+        ms.resize((k_last + 1,))
+        ms[k_first:] = offsets
+        self._pending_ms[camera] = k_last + 1
+
+    def write_labels(self, t_us: npt.ArrayLike, joints_mm: npt.ArrayLike) -> None:
+        """Write the 3D labels once: times (N,) in us, sorted, and joints (N, J, 3) in mm."""
+        self._check_open()
+        if self._labels_written:
+            raise RecordingError(f"{self.path}: labels already written")
+        t = np.asarray(t_us, dtype=np.int64)
+        joints = np.asarray(joints_mm, dtype=np.float32)
+        if t.ndim != 1 or joints.ndim != 3 or joints.shape[2] != 3 or len(t) != len(joints):
+            raise RecordingError(
+                f"{self.path}: labels need t (N,) and joints (N, J, 3); got t {t.shape}, "
+                f"joints {joints.shape}"
+            )
+        if np.any(np.diff(t) <= 0):
+            raise RecordingError(f"{self.path}: label timestamps must increase strictly")
+        g = self._file.create_group("labels")
+        g.create_dataset("t_us", data=t)
+        g.create_dataset("joints_mm", data=joints, compression="lzf")
+        self._labels_written = True
+
+    # ---------------------------------------------------------------- closing
+    def close(self) -> None:
+        """Finish the index, flush and move the file into place."""
+        if self._closed:
+            return
+        try:
+            if not self._labels_written:
+                self.write_labels(np.zeros(0, np.int64), np.zeros((0, 13, 3), np.float32))
+            for camera in range(len(self._next_t)):
+                g = self._file[f"cameras/{camera}"]
+                ms = g["ms_index"]
+                end = ms.shape[0]
+                ms.resize((end + 1,))
+                ms[end] = g["t"].shape[0]  # the closing entry: the number of events
+            self._file.close()
+            os.replace(self._temp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+
+    def abort(self) -> None:
+        """Discard everything written so far; the target path is left untouched."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._file.close()
+        finally:
+            self._temp.unlink(missing_ok=True)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RecordingError(f"{self.path}: writer already closed")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class Recording:
+    """A recording file opened for lazy reading.
+
+    Args:
+        source: a path, or a binary file object (seekable) holding the file.
+
+    Raises:
+        FileNotFoundError: if the path does not exist.
+        RecordingError: if the file is not HDF5, not a hybridpose recording, of a newer format
+            version, or corrupt (missing or inconsistent datasets).
+    """
+
+    def __init__(self, source: str | os.PathLike[str] | IO[bytes]) -> None:
+        if isinstance(source, (str, os.PathLike)):
+            self.name = str(source)
+            if not Path(source).exists():
+                raise FileNotFoundError(f"{self.name}: no such file")
+            if Path(source).is_dir():
+                raise RecordingError(f"{self.name}: is a directory, not a recording file")
+        else:
+            self.name = str(getattr(source, "name", "<stream>"))
+        try:
+            self._file = h5py.File(source, "r")
+        except OSError as err:
+            raise RecordingError(f"{self.name}: not a readable HDF5 file ({_short(err)})") from None
+        try:
+            self._read_header()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _read_header(self) -> None:
+        f = self._file
+        try:
+            fmt = f.attrs.get("format")
+            if isinstance(fmt, bytes):
+                fmt = fmt.decode()
+            if fmt != FORMAT_NAME:
+                raise RecordingError(f"{self.name}: not a hybridpose recording (format={fmt!r})")
+            version = int(f.attrs["format_version"])
+            if version > FORMAT_VERSION:
+                raise RecordingError(
+                    f"{self.name}: format version {version} is newer than this hybridpose "
+                    f"reads ({FORMAT_VERSION}); upgrade hybridpose"
+                )
+            self.format_version = version
+            self.sensor_size = (int(f.attrs["sensor_width"]), int(f.attrs["sensor_height"]))
+            extra = json.loads(str(f.attrs.get("extra_json", "{}")))
+            self.meta = RecordingMeta(
+                source=str(f.attrs["source"]),
+                subject=_opt_int(f.attrs.get("subject", -1)),
+                session=_opt_int(f.attrs.get("session", -1)),
+                movement=_opt_int(f.attrs.get("movement", -1)),
+                extra=extra if isinstance(extra, dict) else {},
+            )
+            num_cameras = int(f.attrs["num_cameras"])
+            self._indices: list[MillisecondIndex | None] = [None] * num_cameras
+            self.cameras = tuple(self._read_camera(i) for i in range(num_cameras))
+            labels = f["labels"]
+            n_labels = labels["t_us"].shape[0]
+            jshape = labels["joints_mm"].shape
+            if len(jshape) != 3 or jshape[0] != n_labels or jshape[2] != 3:
+                raise RecordingError(f"{self.name}: labels have inconsistent shapes")
+        except (KeyError, TypeError, ValueError, OSError) as err:
+            if isinstance(err, RecordingError):
+                raise
+            raise RecordingError(f"{self.name}: corrupt recording ({_short(err)})") from None
+
+    def _read_camera(self, i: int) -> CameraInfo:
+        g = self._file[f"cameras/{i}"]
+        n = g["t"].shape[0]
+        for fname in EVENT_FIELDS:
+            ds = g[fname]
+            if ds.shape != (n,) or ds.dtype != EVENT_DTYPE[fname]:
+                raise RecordingError(f"{self.name}: camera {i} column {fname!r} is malformed")
+        ms = g["ms_index"]
+        if ms.ndim != 1 or ms.shape[0] < 1 or int(ms[-1]) != n:
+            raise RecordingError(f"{self.name}: camera {i} millisecond index is malformed")
+        calibration = CameraCalibration(
+            P=np.asarray(g["P"][()]), center=np.asarray(g["center"][()]), name=str(g.attrs["name"])
+        )
+        t_start = int(g["t"][0]) if n else None
+        t_end = int(g["t"][n - 1]) if n else None
+        return CameraInfo(i, calibration, n, t_start, t_end)
+
+    # ---------------------------------------------------------------- reading
+    def ms_index(self, camera: int) -> MillisecondIndex:
+        """The millisecond index of ``camera`` (loaded on first use, 8 bytes per ms)."""
+        self._check_camera(camera)
+        index = self._indices[camera]
+        if index is None:
+            ds = self._file[f"cameras/{camera}/ms_index"]
+            offsets = np.asarray(ds[()], dtype=np.int64)
+            if np.any(np.diff(offsets) < 0):
+                raise RecordingError(f"{self.name}: camera {camera} millisecond index decreases")
+            try:
+                index = MillisecondIndex(int(ds.attrs["origin_us"]), offsets)
+            except EventError as err:
+                raise RecordingError(f"{self.name}: camera {camera}: {err}") from None
+            self._indices[camera] = index
+        return index
+
+    def events(self, camera: int, t_start: int, t_end: int) -> Events:
+        """Events of ``camera`` with ``t_start <= t < t_end`` (microseconds)."""
+        lo, hi = self._guard(lambda: time_window(self._t(camera), self.ms_index(camera), t_start, t_end))
+        return self.events_slice(camera, lo, hi)
+
+    def events_before(self, camera: int, t_end: int, count: int) -> Events:
+        """The last ``count`` events of ``camera`` with ``t < t_end`` (fewer near the start)."""
+        lo, hi = self._guard(
+            lambda: count_window_before(self._t(camera), self.ms_index(camera), t_end, count)
+        )
+        return self.events_slice(camera, lo, hi)
+
+    def events_after(self, camera: int, t_start: int, count: int) -> Events:
+        """The first ``count`` events of ``camera`` with ``t >= t_start``."""
+        lo, hi = self._guard(
+            lambda: count_window_after(self._t(camera), self.ms_index(camera), t_start, count)
+        )
+        return self.events_slice(camera, lo, hi)
+
+    def events_slice(self, camera: int, lo: int, hi: int) -> Events:
+        """Events ``lo:hi`` of ``camera`` by position."""
+        self._check_camera(camera)
+        g = self._file[f"cameras/{camera}"]
+        out = np.empty(max(0, hi - lo), dtype=EVENT_DTYPE)
+        if len(out):
+            for fname in EVENT_FIELDS:
+                out[fname] = self._guard(lambda fname=fname: g[fname][lo:hi])
+        return out
+
+    def labels(self) -> Labels:
+        """All 3D labels (small: 100 Hz x J x 3 floats)."""
+        g = self._file["labels"]
+        return self._guard(
+            lambda: Labels(
+                np.asarray(g["t_us"][()], dtype=np.int64),
+                np.asarray(g["joints_mm"][()], dtype=np.float32),
+            )
+        )
+
+    @property
+    def num_labels(self) -> int:
+        return int(self._file["labels/t_us"].shape[0])
+
+    def _t(self, camera: int) -> h5py.Dataset:
+        self._check_camera(camera)
+        return self._file[f"cameras/{camera}/t"]
+
+    def _check_camera(self, camera: int) -> None:
+        if not 0 <= camera < len(self.cameras):
+            raise RecordingError(
+                f"{self.name}: no camera {camera} (the recording has {len(self.cameras)})"
+            )
+
+    def _guard(self, read: Any) -> Any:
+        try:
+            return read()
+        except OSError as err:
+            raise RecordingError(f"{self.name}: corrupt data ({_short(err)})") from None
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _opt_int(value: Any) -> int | None:
+    v = int(value)
+    return None if v < 0 else v
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
