@@ -46,9 +46,7 @@ class Sliceable(Protocol):
     def __len__(self) -> int: ...
 
 
-def make_events(
-    x: npt.ArrayLike, y: npt.ArrayLike, t: npt.ArrayLike, p: npt.ArrayLike
-) -> Events:
+def make_events(x: npt.ArrayLike, y: npt.ArrayLike, t: npt.ArrayLike, p: npt.ArrayLike) -> Events:
     """Build an event array from four equally long columns.
 
     Polarity may be given as -1/+1 or as 0/1 (0 is mapped to -1). Values are converted, not
@@ -218,7 +216,9 @@ def count_window_after(
     return lo, min(index.num_events, lo + count)
 
 
-def slice_time(events: Events, t_start: int, t_end: int, index: MillisecondIndex | None = None) -> Events:
+def slice_time(
+    events: Events, t_start: int, t_end: int, index: MillisecondIndex | None = None
+) -> Events:
     """Events with ``t_start <= t < t_end`` (a view, never a copy).
 
     Pass a prebuilt ``index`` when slicing the same stream many times.

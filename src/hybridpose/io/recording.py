@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Any, Self, TypeVar
 
 import h5py
 import numpy as np
@@ -50,6 +50,7 @@ DEFAULT_CHUNK_EVENTS = 1 << 16
 EVENT_FIELDS = ("x", "y", "t", "p")
 
 FloatArray = npt.NDArray[np.float64]
+T = TypeVar("T")
 
 
 class RecordingError(HybridPoseError, ValueError):
@@ -153,7 +154,8 @@ class RecordingWriter:
         self.sensor_size = (width, height)
         self._temp = _temp_path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self._temp, "w")
+        # v1.8 object headers and superblock carry checksums: corrupt metadata is detected too
+        self._file = h5py.File(self._temp, "w", libver="v108")
         self._closed = False
         self._labels_written = False
         f = self._file
@@ -184,9 +186,15 @@ class RecordingWriter:
                     chunks=(chunk_events,),
                     compression="lzf",
                     shuffle=True,
+                    fletcher32=True,  # a flipped bit in a chunk becomes a read error, not data
                 )
             ms = g.create_dataset(
-                "ms_index", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,)
+                "ms_index",
+                shape=(0,),
+                maxshape=(None,),
+                dtype=np.int64,
+                chunks=(4096,),
+                fletcher32=True,
             )
             ms.attrs["origin_us"] = 0
             self._next_t.append(None)
@@ -256,8 +264,8 @@ class RecordingWriter:
         if np.any(np.diff(t) <= 0):
             raise RecordingError(f"{self.path}: label timestamps must increase strictly")
         g = self._file.create_group("labels")
-        g.create_dataset("t_us", data=t)
-        g.create_dataset("joints_mm", data=joints, compression="lzf")
+        g.create_dataset("t_us", data=t, fletcher32=len(t) > 0)
+        g.create_dataset("joints_mm", data=joints, fletcher32=len(t) > 0)
         self._labels_written = True
 
     # ---------------------------------------------------------------- closing
@@ -275,7 +283,7 @@ class RecordingWriter:
                 ms.resize((end + 1,))
                 ms[end] = g["t"].shape[0]  # the closing entry: the number of events
             self._file.close()
-            os.replace(self._temp, self.path)
+            self._temp.replace(self.path)
         except BaseException:
             self.abort()
             raise
@@ -414,7 +422,9 @@ class Recording:
 
     def events(self, camera: int, t_start: int, t_end: int) -> Events:
         """Events of ``camera`` with ``t_start <= t < t_end`` (microseconds)."""
-        lo, hi = self._guard(lambda: time_window(self._t(camera), self.ms_index(camera), t_start, t_end))
+        lo, hi = self._guard(
+            lambda: time_window(self._t(camera), self.ms_index(camera), t_start, t_end)
+        )
         return self.events_slice(camera, lo, hi)
 
     def events_before(self, camera: int, t_end: int, count: int) -> Events:
@@ -437,8 +447,11 @@ class Recording:
         g = self._file[f"cameras/{camera}"]
         out = np.empty(max(0, hi - lo), dtype=EVENT_DTYPE)
         if len(out):
-            for fname in EVENT_FIELDS:
-                out[fname] = self._guard(lambda fname=fname: g[fname][lo:hi])
+            try:
+                for fname in EVENT_FIELDS:
+                    out[fname] = g[fname][lo:hi]
+            except OSError as err:
+                raise RecordingError(f"{self.name}: corrupt data ({_short(err)})") from None
         return out
 
     def labels(self) -> Labels:
@@ -465,7 +478,7 @@ class Recording:
                 f"{self.name}: no camera {camera} (the recording has {len(self.cameras)})"
             )
 
-    def _guard(self, read: Any) -> Any:
+    def _guard(self, read: Callable[[], T]) -> T:
         try:
             return read()
         except OSError as err:

@@ -1,0 +1,118 @@
+"""The ``hybridpose`` command: a thin argparse front end, one subcommand -> one library call.
+
+User errors (a missing file, a foreign or corrupt file, a bad argument) print one line on stderr
+and exit with status 2; set ``HYBRIDPOSE_DEBUG=1`` to see the traceback instead. Anything else is
+a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from hybridpose import __version__
+from hybridpose.errors import HybridPoseError
+
+EXIT_USER_ERROR = 2
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+# ------------------------------------------------------------------------------ subcommands
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from hybridpose.summary import format_summary, recording_summary
+
+    summary = recording_summary(args.file)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def _cmd_convert_dhp19(args: argparse.Namespace) -> int:
+    from hybridpose.io.dhp19 import convert_dhp19
+
+    summary = convert_dhp19(
+        args.root,
+        args.out,
+        workers=args.workers,
+        hot_pixel_filter=args.hot_pixel_filter,
+        background_filter=args.background_filter,
+        progress=not args.quiet,
+    )
+    print(summary.format())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hybridpose",
+        description="Hybrid ANN-SNN perception on event cameras: event-based 2D/3D human pose.",
+    )
+    parser.add_argument("--version", action="version", version=f"hybridpose {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add("inspect", "show what a recording file holds", _cmd_inspect)
+    p.add_argument("file", type=Path, help="a native recording (.h5)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+    p = add(
+        "convert-dhp19", "convert a raw DHP19 download to native recordings", _cmd_convert_dhp19
+    )
+    p.add_argument(
+        "--root",
+        type=Path,
+        required=True,
+        help="DHP19 root with DVS_movies/, Vicon_data/, P_matrices/",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, help="output directory for the .h5 recordings"
+    )
+    p.add_argument(
+        "--workers", type=_positive_int, default=1, help="parallel processes (default 1)"
+    )
+    p.add_argument(
+        "--hot-pixel-filter", action="store_true", help="drop pixels with more than 1e4 events"
+    )
+    p.add_argument(
+        "--background-filter", action="store_true", help="background-activity filter (70 ms)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except (HybridPoseError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
+        if os.environ.get("HYBRIDPOSE_DEBUG"):
+            raise
+        print(f"hybridpose {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"hybridpose {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
