@@ -13,12 +13,34 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from hybridpose import __version__
 from hybridpose.errors import HybridPoseError
 
 EXIT_USER_ERROR = 2
 Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (argparse prints the usage block too)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Keeps every subcommand and its help on one line.
+
+    argparse measures subcommand names without their extra indent, so a long name such as
+    ``convert-dhp19`` would push its help onto the next line.
+    """
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction):
+            names = [len(a.dest) for a in action._get_subactions()]
+            self._action_max_length = max(self._action_max_length, max(names, default=0) + 6)
 
 
 def _positive_int(text: str) -> int:
@@ -56,15 +78,18 @@ def _cmd_convert_dhp19(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hybridpose",
         description="Hybrid ANN-SNN perception on event cameras: event-based 2D/3D human pose.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"hybridpose {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(
+            name, help=help_text, description=help_text, formatter_class=_HelpFormatter
+        )
         p.set_defaults(handler=handler)
         return p
 

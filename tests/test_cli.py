@@ -1,0 +1,101 @@
+"""The command line: help, inspect (text and JSON), one-line user errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hybridpose.cli import main
+from hybridpose.events import make_events
+from hybridpose.io.recording import CameraCalibration, RecordingMeta, RecordingWriter
+
+
+@pytest.fixture
+def recording(tmp_path: Path) -> Path:
+    path = tmp_path / "S13_session2_mov4.h5"
+    cams = [
+        CameraCalibration(np.eye(3, 4), np.array([100.0, -200.0, 3000.0]), "front"),
+        CameraCalibration(np.eye(3, 4), np.array([np.nan, 0.0, 0.0]), "side"),
+    ]
+    meta = RecordingMeta("synthetic", subject=13, session=2, movement=4)
+    with RecordingWriter(path, (346, 260), cams, meta) as w:
+        # camera 0: 2001 events from 1.0 s to 3.0 s; camera 1: none
+        t = np.linspace(1_000_000, 3_000_000, 2001).astype(np.int64)
+        w.append_events(0, make_events(t % 346, t % 260, t, np.where(t % 2, 1, -1)))
+        joints = np.ones((201, 13, 3), np.float32)
+        joints[:, 0, :] = np.nan  # head missing throughout: 1/13 of the values
+        w.write_labels(1_000_000 + 10_000 * np.arange(201), joints)
+    return path
+
+
+def test_inspect_json_has_the_documented_keys(
+    recording: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["inspect", str(recording), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["source"] == "synthetic"
+    assert info["sensor"] == {"width": 346, "height": 260}
+    cam0, cam1 = info["cameras"]
+    assert (cam0["events"], cam0["t_start_us"], cam0["t_end_us"]) == (2001, 1_000_000, 3_000_000)
+    assert cam0["event_rate_hz"] == pytest.approx(2001 / 2.0)
+    assert cam0["center_mm"] == [100.0, -200.0, 3000.0]
+    assert (cam1["events"], cam1["t_start_us"], cam1["t_end_us"]) == (0, None, None)
+    assert cam1["center_mm"] == [None, 0.0, 0.0]
+    labels = info["labels"]
+    assert (labels["count"], labels["t_start_us"], labels["t_end_us"]) == (
+        201,
+        1_000_000,
+        3_000_000,
+    )
+    assert labels["rate_hz"] == pytest.approx(100.0)
+    assert labels["nan_fraction"] == pytest.approx(1 / 13)
+    assert (info["subject"], info["session"], info["movement"]) == (13, 2, 4)
+
+
+def test_inspect_text(recording: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(recording)]) == 0
+    out = capsys.readouterr().out
+    assert "source synthetic  subject 13 session 2 movement 4" in out
+    assert "2,001" in out and "1,000" in out  # events and rate of camera 0
+    assert "201 x 13 joints" in out and "100 Hz" in out and "7.7% NaN" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["inspect", "{tmp}/missing.h5"], "missing.h5: no such file"),
+        (["inspect", "{tmp}/text.h5"], "text.h5: not a readable HDF5 file"),
+        (["inspect", "{tmp}"], "is a directory"),
+        (["convert-dhp19", "--root", "{tmp}/x", "--out", "{tmp}/o", "--workers", "0"], ">= 1"),
+        (["inspect"], "required: file"),
+        (["no-such-command"], "invalid choice"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(
+    tmp_path: Path, argv: list[str], message: str
+) -> None:
+    (tmp_path / "text.h5").write_text("not hdf5")
+    args = [a.format(tmp=tmp_path) for a in argv]
+    proc = subprocess.run(
+        [sys.executable, "-m", "hybridpose", *args], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert message in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_lists_every_subcommand_with_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "hybridpose", "--help"], capture_output=True, text=True, check=True
+    )
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line.startswith("    ")}
+    assert "show what a recording file holds" in lines["inspect"]
+    assert "convert a raw DHP19 download" in lines["convert-dhp19"]
