@@ -171,10 +171,15 @@ def _check_coordinate(values: IndexArray, field: str, geom: _Geometry) -> None:
         )
 
 
-def _output(out: FloatArray | None, shape: tuple[int, ...]) -> FloatArray:
-    """A fresh float32 array of ``shape``, or ``out`` after checking that it fits exactly."""
+def _output(out: FloatArray | None, shape: tuple[int, ...]) -> tuple[FloatArray, bool]:
+    """A fresh zeroed float32 array of ``shape``, or ``out`` after checking that it fits exactly.
+
+    Returns the array and whether it is already zero. A fresh array comes from ``np.zeros``,
+    whose pages the OS hands over already zeroed: writing zeros into a fresh ``np.empty``
+    instead cost two thirds of the time of a 7500-event frame at 346x260 (profiled).
+    """
     if out is None:
-        return np.empty(shape, dtype=np.float32)
+        return np.zeros(shape, dtype=np.float32), True
     if (
         not isinstance(out, np.ndarray)
         or out.dtype != np.float32
@@ -190,7 +195,7 @@ def _output(out: FloatArray | None, shape: tuple[int, ...]) -> FloatArray:
         raise RepresentationError(
             f"out must be a writeable C-contiguous float32 array of shape {shape}, got {got}"
         )
-    return out
+    return out, False
 
 
 def _flat_pixel_index(
@@ -251,10 +256,13 @@ def _keep_inside(
     return np.compress(inside, index), kept
 
 
-def _accumulate_counts(index: IndexArray, bounds: list[int], out: FloatArray) -> None:
+def _accumulate_counts(
+    index: IndexArray, bounds: list[int], out: FloatArray, zeroed: bool = False
+) -> None:
     """Write into ``out[k]`` the counts of ``index[bounds[k]:bounds[k + 1]]``.
 
-    Modifies ``index`` (a private temporary) and ``out`` in place.
+    Modifies ``index`` (a private temporary) and ``out`` in place; ``zeroed`` says that ``out``
+    is all zeros already, so it need not be cleared.
 
     Shape:
         index ``(N,)`` with values in ``[0, C)``; bounds ``T + 1`` ints from 0 to N; out
@@ -269,7 +277,8 @@ def _accumulate_counts(index: IndexArray, bounds: list[int], out: FloatArray) ->
         lo, hi = bounds[k0], bounds[k1]
         target = flat[k0:k1].reshape(-1)
         if lo == hi:
-            target.fill(0)
+            if not zeroed:
+                target.fill(0)
             continue
         chunk = index[lo:hi]
         # Later bins of the chunk are shifted into their own block of the one accumulation.
@@ -278,7 +287,8 @@ def _accumulate_counts(index: IndexArray, bounds: list[int], out: FloatArray) ->
         if (hi - lo) * _SPARSE_RATIO < target.size:
             # Few events: bincount's int64 temporary and its cast would cost more than the
             # events; a float32 increment of matching dtype takes numpy's fast ufunc.at path.
-            target.fill(0)
+            if not zeroed:
+                target.fill(0)
             np.add.at(target, chunk, _ONE)
         else:
             np.copyto(target, np.bincount(chunk, minlength=target.size))
@@ -372,9 +382,10 @@ def stacked_histogram(
     if split not in ("time", "count"):
         raise RepresentationError(f"split must be 'time' or 'count', got {split!r}")
     n_bins = int(n_bins)
-    result = _output(out, (2 * n_bins, geom.height, geom.width))
+    result, zeroed = _output(out, (2 * n_bins, geom.height, geom.width))
     if len(events) == 0:
-        result.fill(0)
+        if not zeroed:
+            result.fill(0)
         return result
     if split == "time":
         bounds = _time_split_bounds(events["t"], n_bins)
@@ -382,7 +393,7 @@ def stacked_histogram(
         bounds = _count_split_bounds(len(events), n_bins)
     index, inside = _flat_pixel_index(events, geom, with_polarity=True)
     index, bounds = _keep_inside(index, inside, bounds)
-    _accumulate_counts(index, bounds, result.reshape(n_bins, -1))
+    _accumulate_counts(index, bounds, result.reshape(n_bins, -1), zeroed)
     return result
 
 
@@ -455,9 +466,10 @@ def binned_histograms(
     geom = _geometry(sensor_size, crop, downsample)
     edges = _as_edges(t_edges)
     n_bins = len(edges) - 1
-    result = _output(out, (n_bins, 2, geom.height, geom.width))
+    result, zeroed = _output(out, (n_bins, 2, geom.height, geom.width))
     if len(events) == 0:
-        result.fill(0)
+        if not zeroed:
+            result.fill(0)
         return result
     positions = _search_sorted(events["t"], edges.tolist())
     first = positions[0]
@@ -465,7 +477,7 @@ def binned_histograms(
     bounds = [i - first for i in positions]
     index, inside = _flat_pixel_index(used, geom, with_polarity=True)
     index, bounds = _keep_inside(index, inside, bounds)
-    _accumulate_counts(index, bounds, result)
+    _accumulate_counts(index, bounds, result, zeroed)
     return result
 
 
@@ -524,8 +536,9 @@ def voxel_grid(
     if t_start is not None and t_end is not None and t_end < t_start:
         raise RepresentationError(f"t_end ({t_end} us) is before t_start ({t_start} us)")
     n_bins = int(n_bins)
-    result = _output(out, (n_bins, geom.height, geom.width))
-    result.fill(0)
+    result, zeroed = _output(out, (n_bins, geom.height, geom.width))
+    if not zeroed:
+        result.fill(0)
     if len(events) == 0:
         return result
     t_all = events["t"]
