@@ -1,0 +1,1043 @@
+"""Convert a raw DHP19 download (AEDAT 2.0 events + Vicon labels) into native recordings.
+
+A DHP19 root holds::
+
+    DVS_movies/S{s}/session{n}/mov{k}.aedat    events of the 4 cameras, interleaved (AEDAT 2.0)
+    Vicon_data/S{s}_{n}_{k}.mat                3D joints at 100 Hz (struct XYZPOS)
+    P_matrices/P1.npy .. P4.npy                3x4 projection matrices (world mm -> pixels)
+    P_matrices/camera_positions.npy            (4, 3) camera centres, row m-1 = centre of P{m}
+
+Each ``mov{k}.aedat`` becomes ``S{s}_session{n}_mov{k}.h5`` (see docs/data-format.md) with the
+four cameras in event-camera-id order, the Vicon labels and the calibration.
+
+What the converter does to one recording, in order:
+
+1. **AEDAT 2.0.** The raw records (uint32 address, uint32 timestamp in us) are read by
+   :func:`hybridpose.io.aedat.read_aedat2` (the header rules are described there). A data block
+   that is not a whole number of records rejects the recording: it means a truncated download.
+2. **Addresses** (bits 0-based): bit 31 APS/IMU (ignored), y = bits 22-30, x = bits 12-21,
+   polarity bit 11 (1 = ON = +1), special-event flag bit 10, camera id = bits 0-3 (DHP19's
+   modified reader). Polarity events have bits 31 and 10 clear; special events have bit 10 set and
+   bit 31 clear. A polarity event outside the 346x260 sensor or from a camera id above 3 rejects
+   the recording.
+3. **Time.** 32-bit timestamps are unwrapped over the whole file (a jump of more than 2^31 us
+   backwards is a wrap). Then, per camera, an event more than :data:`MAX_REPAIRABLE_JUMP_US`
+   behind the latest earlier event of that camera rejects the recording (naming the event index
+   and the jump); smaller disorder is repaired with a stable sort and counted.
+4. **Start/stop** from the special events of all cameras (see :func:`find_start_stop`); events
+   outside ``[start, stop]`` are dropped, times are rebased so that ``start = 0`` and Vicon
+   sample ``k`` is at ``k * 10 000 us``.
+5. **Pixels.** Events are stored as ``x = 345 - x_raw``, ``y = 259 - y_raw`` and each camera's
+   matrix as ``P = A @ P_raw`` with ``A = [[1, 0, 0], [0, -1, 260], [0, 0, 1]]``, so that
+   projecting a label with the stored ``P`` gives the reference's flipped label (``v -> 260 - v``,
+   ``u`` unchanged). The raw matrices are kept in ``extra["P_raw"]``. This flip follows the DHP19
+   reference code; it could not be checked against real data here (we have none), so verify it by
+   projecting labels onto event frames the first time a real download is converted. The
+   per-camera ``labels_in_image_fraction`` and ``labels_in_front_fraction`` in
+   ``extra["cameras"]`` are quick diagnostics for that check. ``A`` is a mirror (``det A = -1``),
+   which the project's convention allows (a point is in front exactly when ``w > 0``,
+   docs/data-format.md); the overall sign of each stored matrix is chosen so that the labelled
+   body is in front of the camera (:func:`dhp19_cameras`).
+6. **Filters** (off unless asked), per camera and after the crop: hot pixels (more than
+   ``hot_pixel_threshold`` events in the recording), then the background-activity filter (jAER
+   semantics, see :func:`background_activity_mask`) on what the hot-pixel filter kept.
+7. **Vicon labels** (struct ``XYZPOS``, 13 fields of (N, 3) mm, NaN = missing) are read by the
+   small bounds-checked MAT-file reader :func:`hybridpose.io.mat5.read_mat5_struct`, because
+   ``scipy.io.loadmat`` crashes the process on some damaged files.
+8. **Camera mapping** used by the DHP19 notebooks: event camera 0 -> P4, 1 -> P1, 2 -> P3,
+   3 -> P2; the two front cameras are those of P2 and P3 (event cameras 3 and 2).
+
+Every problem with the input raises an error naming the file and the problem:
+:class:`Dhp19Error`, or, from the general file readers, :class:`~hybridpose.io.aedat.AedatError`
+(``hybridpose.io.aedat``) and :class:`~hybridpose.io.mat5.MatFileError` (``hybridpose.io.mat5``).
+All three are :class:`~hybridpose.errors.HybridPoseError`; the batch converter
+:func:`convert_dhp19` records any of them as a rejection and goes on with the others. No output
+file appears for a rejected recording (the native writer is atomic).
+
+A recording is converted in memory: at peak about 70 bytes per event (5 million events take
+about 0.3 GB), in each worker process when ``workers > 1``.
+"""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from tqdm import tqdm
+
+from hybridpose.errors import HybridPoseError
+from hybridpose.events import Events, make_events
+from hybridpose.io.aedat import read_aedat2
+from hybridpose.io.mat5 import read_mat5_struct
+from hybridpose.io.recording import CameraCalibration, RecordingMeta, RecordingWriter
+
+SENSOR_SIZE = (346, 260)
+"""DAVIS346 ``(width, height)`` in pixels."""
+
+JOINT_NAMES = (
+    "head",
+    "shoulderR",
+    "shoulderL",
+    "elbowR",
+    "elbowL",
+    "hipR",
+    "hipL",
+    "handR",
+    "handL",
+    "kneeR",
+    "kneeL",
+    "footR",
+    "footL",
+)
+"""The 13 DHP19 joints, in the order of every joints array in hybridpose."""
+
+VICON_PERIOD_US = 10_000
+"""Vicon labels are sampled at 100 Hz."""
+MAX_COORDINATE_MM = 1e6
+"""A Vicon coordinate farther than 1 km from the origin is corrupt, not a pose."""
+
+CAMERA_TO_MATRIX = (4, 1, 3, 2)
+"""``CAMERA_TO_MATRIX[c]`` is the number m of the file ``P{m}.npy`` of event camera ``c``."""
+
+FLIP_A = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 260.0], [0.0, 0.0, 1.0]])
+"""Pixel transform from DHP19's projection frame to ours: ``v -> 260 - v``, ``u`` unchanged."""
+
+MAX_REPAIRABLE_JUMP_US = 1000
+"""Per camera, timestamps that go back by at most this much are repaired by sorting."""
+HOT_PIXEL_THRESHOLD = 10_000
+BACKGROUND_SUPPORT_US = 70_000
+MAX_CAMERA_ID = 3
+
+WRAP_US = 1 << 32
+_HALF_WRAP_US = 1 << 31
+_WRITE_CHUNK_EVENTS = 1 << 20
+
+_NEIGHBOURS = ((-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1))
+_RECORDING_RE = re.compile(r"^S(\d+)/session(\d+)/mov(\d+)\.aedat$")
+
+I64Array = npt.NDArray[np.int64]
+F64Array = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+IntpArray = npt.NDArray[np.intp]
+
+
+class Dhp19Error(HybridPoseError, ValueError):
+    """A DHP19 file or folder is missing, malformed or inconsistent; the message says which."""
+
+
+# ------------------------------------------------------------------------------- addresses
+@dataclass(frozen=True)
+class DecodedAddresses:
+    """The fields of DAVIS addresses (raw sensor frame, before the DHP19 flip).
+
+    Attributes:
+        x: (N,) uint16 raw column (bits 12-21).
+        y: (N,) uint16 raw row (bits 22-30).
+        p: (N,) int8 polarity, +1 if bit 11 is set (ON), else -1.
+        camera: (N,) uint8 camera id (bits 0-3).
+        is_polarity: (N,) bool, bits 31 and 10 clear: a DVS polarity event.
+        is_special: (N,) bool, bit 10 set and bit 31 clear: a start/stop special event.
+    """
+
+    x: npt.NDArray[np.uint16]
+    y: npt.NDArray[np.uint16]
+    p: npt.NDArray[np.int8]
+    camera: npt.NDArray[np.uint8]
+    is_polarity: BoolArray
+    is_special: BoolArray
+
+
+def decode_addresses(addresses: npt.ArrayLike) -> DecodedAddresses:
+    """Split DAVIS/DHP19 32-bit addresses into their fields (vectorised).
+
+    Args:
+        addresses: (N,) unsigned 32-bit addresses as read by
+            :func:`~hybridpose.io.aedat.read_aedat2`.
+
+    Returns:
+        The decoded fields; see :class:`DecodedAddresses`.
+
+    Example:
+        >>> d = decode_addresses([0x01C05802])  # y=7, x=5, ON, camera 2
+        >>> int(d.x[0]), int(d.y[0]), int(d.p[0]), int(d.camera[0]), bool(d.is_polarity[0])
+        (5, 7, 1, 2, True)
+    """
+    a = np.asarray(addresses).astype(np.uint32)
+    if a.ndim != 1:
+        raise Dhp19Error(f"addresses must be one-dimensional, got shape {a.shape}")
+    aps = (a >> 31) & 1 == 1
+    special = (a >> 10) & 1 == 1
+    return DecodedAddresses(
+        x=((a >> 12) & 0x3FF).astype(np.uint16),
+        y=((a >> 22) & 0x1FF).astype(np.uint16),
+        p=np.where((a >> 11) & 1 == 1, np.int8(1), np.int8(-1)).astype(np.int8),
+        camera=(a & 0xF).astype(np.uint8),
+        is_polarity=~aps & ~special,
+        is_special=~aps & special,
+    )
+
+
+# ------------------------------------------------------------------------------------ time
+def unwrap_timestamps(timestamps: npt.ArrayLike) -> I64Array:
+    """Undo the 32-bit overflow of microsecond timestamps.
+
+    A step of more than 2^31 us backwards between consecutive records is a wrap (add 2^32 from
+    there on); a step of more than 2^31 us forwards undoes one (a late record from before a wrap).
+
+    Args:
+        timestamps: (N,) raw timestamps in file order.
+
+    Returns:
+        (N,) int64 timestamps; unchanged where nothing wraps.
+
+    Example:
+        >>> unwrap_timestamps([4294967290, 5, 20]).tolist()
+        [4294967290, 4294967301, 4294967316]
+    """
+    t = np.asarray(timestamps).astype(np.int64)
+    if t.ndim != 1:
+        raise Dhp19Error(f"timestamps must be one-dimensional, got shape {t.shape}")
+    if len(t) < 2:
+        return t
+    step = np.diff(t)
+    wraps = (step < -_HALF_WRAP_US).astype(np.int64) - (step > _HALF_WRAP_US).astype(np.int64)
+    offset = np.concatenate([np.zeros(1, np.int64), np.cumsum(wraps) * WRAP_US])
+    unwrapped: I64Array = t + offset
+    return unwrapped
+
+
+def repair_timestamp_order(
+    t: I64Array,
+    *,
+    tolerance_us: int = MAX_REPAIRABLE_JUMP_US,
+    name: str = "events",
+    record_index: IntpArray | None = None,
+) -> tuple[IntpArray, int]:
+    """Order that sorts one camera's timestamps, if their disorder is small enough to repair.
+
+    The lag of an event is how far its timestamp lies behind the latest earlier timestamp. A lag
+    of at most ``tolerance_us`` is jitter and is repaired by a stable sort; a larger one means
+    corrupt timestamps.
+
+    Args:
+        t: (N,) timestamps in stream order.
+        tolerance_us: the largest lag that is repaired.
+        name: what to call the stream in the error (file and camera).
+        record_index: (N,) position of each event in the file, for the error message
+            (default: position in ``t``).
+
+    Returns:
+        ``(order, moved)``: the stable sorting permutation of ``t`` and the number of events
+        that lagged (were out of order).
+
+    Raises:
+        Dhp19Error: an event lags by more than ``tolerance_us``; names its index and the jump.
+    """
+    if len(t) == 0:
+        return np.zeros(0, np.intp), 0
+    lag = np.maximum.accumulate(t) - t
+    too_far = np.flatnonzero(lag > tolerance_us)
+    if too_far.size:
+        i = int(too_far[0])
+        where = int(record_index[i]) if record_index is not None else i
+        raise Dhp19Error(
+            f"{name}: timestamps jump back by {int(lag[i])} us at event {where} (t={int(t[i])} us "
+            f"after t={int(t[i] + lag[i])} us); at most {tolerance_us} us is repaired"
+        )
+    moved = int(np.count_nonzero(lag > 0))
+    order = np.argsort(t, kind="stable") if moved else np.arange(len(t), dtype=np.intp)
+    return order.astype(np.intp), moved
+
+
+@dataclass(frozen=True)
+class StartStop:
+    """The Vicon recording interval in (unwrapped) event time, and how it was found."""
+
+    start_us: int
+    stop_us: int
+    rule: str
+
+
+def find_start_stop(
+    special_t: npt.ArrayLike,
+    t_first: int,
+    t_last: int,
+    vicon_samples: int,
+    name: str = "recording",
+) -> StartStop:
+    """Start and stop of the Vicon recording from the special events (DHP19's rule).
+
+    - 1, 2 or 4 specials: the first is the start, or the stop if it lies nearer the end of the
+      event stream than its start (ties: start); the other end is ``vicon_samples * 10 ms`` away.
+    - 3 or 5 specials: the first is the start and the last the stop.
+    - 0 or more than 5: the recording is rejected.
+
+    Args:
+        special_t: (S,) timestamps of the special events, file order, unwrapped.
+        t_first: timestamp of the first polarity event of the file (any camera).
+        t_last: timestamp of the last polarity event.
+        vicon_samples: number of Vicon samples (100 Hz).
+        name: the file, for error messages.
+
+    Returns:
+        The interval ``[start_us, stop_us]`` and a short description of the rule used.
+
+    Raises:
+        Dhp19Error: 0 or more than 5 specials, or a last special not after the first.
+    """
+    s = np.asarray(special_t, dtype=np.int64)
+    count = len(s)
+    duration = int(vicon_samples) * VICON_PERIOD_US
+    if count == 0:
+        raise Dhp19Error(f"{name}: no start/stop special event")
+    if count > 5:
+        raise Dhp19Error(f"{name}: {count} special events (at most 5 expected): corrupted")
+    if count in (3, 5):
+        start, stop = int(s[0]), int(s[-1])
+        if stop <= start:
+            raise Dhp19Error(
+                f"{name}: last special event (t={stop} us) is not after the first (t={start} us)"
+            )
+        return StartStop(start, stop, f"{count} specials: first = start, last = stop")
+    first = int(s[0])
+    if t_last - first < first - t_first:
+        return StartStop(
+            first - duration, first, f"{count} specials: first = stop (nearer the end)"
+        )
+    return StartStop(first, first + duration, f"{count} specials: first = start")
+
+
+# --------------------------------------------------------------------------------- filters
+def hot_pixel_mask(
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    *,
+    threshold: int = HOT_PIXEL_THRESHOLD,
+    sensor_size: tuple[int, int] = SENSOR_SIZE,
+) -> BoolArray:
+    """Which events to keep: those of pixels with at most ``threshold`` events.
+
+    Args:
+        x: (N,) columns of one camera's events.
+        y: (N,) rows.
+        threshold: a pixel with more events than this is hot and all its events go.
+        sensor_size: ``(width, height)``.
+
+    Returns:
+        (N,) bool, True = keep.
+    """
+    width, height = sensor_size
+    pixel = np.asarray(y, dtype=np.int64) * width + np.asarray(x, dtype=np.int64)
+    counts = np.bincount(pixel, minlength=width * height)
+    keep: BoolArray = counts[pixel] <= threshold
+    return keep
+
+
+def background_activity_mask(
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    t: npt.ArrayLike,
+    *,
+    support_us: int = BACKGROUND_SUPPORT_US,
+    sensor_size: tuple[int, int] = SENSOR_SIZE,
+) -> BoolArray:
+    """Which events the jAER background-activity filter keeps.
+
+    jAER semantics, in stream order: every event, kept or not, stamps its time on its 8
+    neighbouring pixels (not its own); an event passes if its own pixel holds a stamp and
+    ``t - stamp < support_us``. Since the stream is sorted, that is: some earlier event (in stream
+    order) on one of the 8 neighbours lies less than ``support_us`` before it. Vectorised: events
+    sorted by ``(pixel, stream index)``, and for each neighbour offset one ``searchsorted`` finds
+    the last earlier event on that neighbour.
+
+    Args:
+        x: (N,) columns of one camera's events.
+        y: (N,) rows.
+        t: (N,) timestamps, sorted ascending.
+        support_us: the support window.
+        sensor_size: ``(width, height)``.
+
+    Returns:
+        (N,) bool, True = keep.
+    """
+    xi = np.asarray(x, dtype=np.int64)
+    yi = np.asarray(y, dtype=np.int64)
+    ti = np.asarray(t, dtype=np.int64)
+    n = len(ti)
+    keep = np.zeros(n, dtype=bool)
+    if n == 0:
+        return keep
+    width, height = sensor_size
+    pixel = yi * width + xi
+    by_pixel = np.argsort(pixel, kind="stable")  # within a pixel: stream order
+    sorted_pixel = pixel[by_pixel]
+    keys = sorted_pixel * n + by_pixel  # ascending: (pixel, stream index)
+    sorted_x, sorted_y, sorted_t = xi[by_pixel], yi[by_pixel], ti[by_pixel]
+    passed = np.zeros(n, dtype=bool)  # in by_pixel order
+    for dx, dy in _NEIGHBOURS:
+        nx, ny = sorted_x + dx, sorted_y + dy
+        inside = (nx >= 0) & (nx < width) & (ny >= 0) & (ny < height)
+        neighbour = sorted_pixel + (dy * width + dx)
+        # the key just before (neighbour, i) is the last earlier event on the neighbour, if
+        # any; the queries ascend like the keys, which keeps the binary searches cache-local
+        pos = np.searchsorted(keys, neighbour * n + by_pixel, side="left") - 1
+        safe = np.maximum(pos, 0)
+        passed |= (
+            inside
+            & (pos >= 0)
+            & (sorted_pixel[safe] == neighbour)
+            & (sorted_t - sorted_t[safe] < support_us)
+        )
+    keep[by_pixel] = passed
+    return keep
+
+
+# ------------------------------------------------------------------------------ Vicon, P
+def read_vicon_mat(path: Path) -> F64Array:
+    """Read the 3D joints of a DHP19 Vicon file (MATLAB 5 / v7 MAT-file, struct ``XYZPOS``).
+
+    The file is parsed by :func:`~hybridpose.io.mat5.read_mat5_struct`, not ``scipy.io.loadmat``:
+    scipy's reader crashes the whole process (segmentation fault) on some damaged files, and
+    one damaged recording must not stop a batch conversion.
+
+    Args:
+        path: ``Vicon_data/S{s}_{n}_{k}.mat``.
+
+    Returns:
+        Joints in millimetres in DHP19 joint order (:data:`JOINT_NAMES`), NaN where missing.
+
+    Shape:
+        ``(N, 13, 3)``, N = number of samples at 100 Hz (at least 1).
+
+    Raises:
+        Dhp19Error: missing file, a missing joint field, a field that is not a real (N, 3)
+            array, fields of different lengths, coordinates beyond :data:`MAX_COORDINATE_MM`
+            (infinite or corrupt) or no samples.
+        MatFileError: the file is unreadable, not a readable MATLAB 5 file, damaged, or has no
+            1x1 struct ``XYZPOS`` (see :func:`~hybridpose.io.mat5.read_mat5_struct`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise Dhp19Error(f"{path}: no such Vicon file")
+    fields = read_mat5_struct(path, "XYZPOS")
+    joints = []
+    for joint in JOINT_NAMES:
+        if joint not in fields:
+            raise Dhp19Error(f"{path}: XYZPOS has no field {joint!r}")
+        value = fields[joint]
+        if isinstance(value, str) or value.ndim != 2 or value.shape[1] != 3:
+            got = f"a {value} array" if isinstance(value, str) else f"shape {value.shape}"
+            raise Dhp19Error(f"{path}: XYZPOS.{joint} must be a real (N, 3) array, got {got}")
+        joints.append(value)
+    lengths = {len(j) for j in joints}
+    if len(lengths) != 1:
+        raise Dhp19Error(f"{path}: XYZPOS fields differ in length ({sorted(lengths)})")
+    out = np.stack(joints, axis=1)
+    if len(out) == 0:
+        raise Dhp19Error(f"{path}: XYZPOS has no samples")
+    too_far = np.abs(out) > MAX_COORDINATE_MM  # NaN compares False: missing stays allowed
+    if np.any(too_far):
+        j = int(np.argwhere(too_far)[0][1])
+        raise Dhp19Error(
+            f"{path}: XYZPOS.{JOINT_NAMES[j]} holds a coordinate beyond {MAX_COORDINATE_MM:g} mm "
+            "(infinite or corrupt)"
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class PMatrices:
+    """The DHP19 calibration as shipped: raw matrices and camera centres.
+
+    Attributes:
+        P: (4, 3, 4) ``P[m - 1]`` is the content of ``P{m}.npy`` (DHP19's pixel frame).
+        centers: (4, 3) ``centers[m - 1]`` is the centre of camera ``P{m}`` in world mm.
+    """
+
+    P: F64Array
+    centers: F64Array
+
+
+def _load_small_npy(path: Path, shape: tuple[int, ...]) -> F64Array:
+    """Load a finite real array of exactly ``shape``, checking the header before reading."""
+    if not path.is_file():
+        raise Dhp19Error(f"{path}: no such file")
+    try:
+        with path.open("rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                found, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                found, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            if tuple(found) != shape or dtype.kind not in "iuf":
+                raise Dhp19Error(
+                    f"{path}: holds a {dtype} array of shape {tuple(found)}, expected a real "
+                    f"array of shape {shape}"
+                )
+            count = int(np.prod(shape))
+            data = np.fromfile(f, dtype=dtype, count=count)
+    except Dhp19Error:
+        raise
+    except Exception as err:  # numpy's header parser raises several kinds on malformed input
+        raise Dhp19Error(f"{path}: not a readable .npy file ({_first_line(err)})") from None
+    if len(data) != count:
+        raise Dhp19Error(f"{path}: truncated .npy file ({len(data)} of {count} values)")
+    array = data.reshape(shape, order="F" if fortran else "C").astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise Dhp19Error(f"{path}: holds non-finite values")
+    return array
+
+
+def read_p_matrices(p_dir: Path) -> PMatrices:
+    """Read ``P1.npy`` .. ``P4.npy`` and ``camera_positions.npy`` from DHP19's ``P_matrices``.
+
+    Args:
+        p_dir: the ``P_matrices`` folder.
+
+    Returns:
+        The raw calibration (see :class:`PMatrices`).
+
+    Raises:
+        Dhp19Error: the folder or a file is missing, not a .npy file, of the wrong shape, holds
+            non-finite values, or a matrix is singular (``det(P[:, :3]) == 0``) or so large
+            that it overflows.
+    """
+    p_dir = Path(p_dir)
+    if not p_dir.is_dir():
+        raise Dhp19Error(f"{p_dir}: no P_matrices folder")
+    matrices = []
+    for m in range(1, 5):
+        path = p_dir / f"P{m}.npy"
+        P = _load_small_npy(path, (3, 4))
+        with np.errstate(all="ignore"):  # overflow is reported below, as bad input
+            det = np.linalg.det(P[:, :3])
+            flipped = FLIP_A @ P
+        if det == 0.0 or not np.isfinite(det) or not np.all(np.isfinite(flipped)):
+            raise Dhp19Error(
+                f"{path}: singular or overflowing projection matrix (det of P[:, :3] is {det:g})"
+            )
+        matrices.append(P)
+    centers = _load_small_npy(p_dir / "camera_positions.npy", (4, 3))
+    return PMatrices(P=np.stack(matrices), centers=centers)
+
+
+def dhp19_cameras(p: PMatrices, joints: F64Array | None = None) -> list[CameraCalibration]:
+    """The calibration of the four output cameras, in event-camera-id order, in our pixel frame.
+
+    Camera ``c`` uses ``P{m}.npy`` with ``m = CAMERA_TO_MATRIX[c]``; its stored matrix is
+    ``s * FLIP_A @ P_raw`` (see the module docstring) and its centre row ``m - 1`` of the
+    positions. The sign ``s`` makes the labelled body lie in front of the camera (``w > 0``, the
+    project's convention): it is the sign of the median ``w`` of the valid label points. Without
+    valid labels it falls back to ``sign(det(P_raw[:, :3]))``, which is right for a raw matrix
+    whose own image frame is not mirrored (the usual output of a calibration).
+
+    Args:
+        p: the matrices and centres of ``P_matrices/``.
+        joints: (N, 13, 3) Vicon labels in mm (NaN = missing), used only for the sign.
+    """
+    points = np.zeros((0, 3)) if joints is None else joints.reshape(-1, 3)
+    points = points[np.all(np.isfinite(points), axis=1)]
+    cameras = []
+    for c, m in enumerate(CAMERA_TO_MATRIX):
+        flipped = FLIP_A @ p.P[m - 1]
+        w = points @ flipped[2, :3] + flipped[2, 3]
+        median_w = float(np.median(w)) if len(w) else 0.0
+        if median_w != 0.0:
+            sign = 1.0 if median_w > 0 else -1.0
+        else:
+            sign = 1.0 if np.linalg.det(p.P[m - 1][:, :3]) > 0 else -1.0
+        cameras.append(
+            CameraCalibration(P=sign * flipped, center=p.centers[m - 1], name=f"dhp19-cam{c}-P{m}")
+        )
+    return cameras
+
+
+# ------------------------------------------------------------------------------ one recording
+@dataclass(frozen=True)
+class ConversionResult:
+    """What :func:`convert_recording` did; all per-camera tuples have 4 entries.
+
+    Attributes:
+        path: the written recording.
+        events_kept: events written per camera.
+        dropped_outside: polarity events per camera outside ``[start, stop]``.
+        hot_pixel_filtered: events per camera removed by the hot-pixel filter.
+        background_filtered: events per camera removed by the background-activity filter.
+        repaired: events per camera that were out of order and were moved by the repair.
+        ignored_records: APS/IMU records (bit 31) in the file, not converted.
+        specials: number of special events.
+        start_us: start of the Vicon interval in the file's (unwrapped) time.
+        stop_us: its stop.
+        num_labels: Vicon samples written.
+    """
+
+    path: Path
+    events_kept: tuple[int, ...]
+    dropped_outside: tuple[int, ...]
+    hot_pixel_filtered: tuple[int, ...]
+    background_filtered: tuple[int, ...]
+    repaired: tuple[int, ...]
+    ignored_records: int
+    specials: int
+    start_us: int
+    stop_us: int
+    num_labels: int
+
+
+@dataclass(frozen=True)
+class _CameraEvents:
+    events: Events
+    dropped_outside: int
+    hot_pixel_filtered: int
+    background_filtered: int
+    repaired: int
+
+
+def convert_recording(
+    aedat: Path,
+    vicon_mat: Path,
+    p_dir: Path,
+    out: Path,
+    *,
+    subject: int,
+    session: int,
+    movement: int,
+    hot_pixel_filter: bool = False,
+    background_filter: bool = False,
+    hot_pixel_threshold: int = HOT_PIXEL_THRESHOLD,
+    background_support_us: int = BACKGROUND_SUPPORT_US,
+    max_repairable_jump_us: int = MAX_REPAIRABLE_JUMP_US,
+) -> ConversionResult:
+    """Convert one DHP19 recording into a native recording file (see the module docstring).
+
+    Args:
+        aedat: ``DVS_movies/S{s}/session{n}/mov{k}.aedat``.
+        vicon_mat: ``Vicon_data/S{s}_{n}_{k}.mat``.
+        p_dir: the ``P_matrices`` folder.
+        out: the recording file to write (replaced if it exists).
+        subject: DHP19 subject number, stored in the metadata.
+        session: session number.
+        movement: movement number within the session.
+        hot_pixel_filter: remove hot pixels.
+        background_filter: apply the background-activity filter.
+        hot_pixel_threshold: a pixel with more events than this in the recording is hot.
+        background_support_us: support window of the background-activity filter.
+        max_repairable_jump_us: the largest per-camera backward timestamp jump that is repaired.
+
+    Returns:
+        The counts of what was kept, dropped, filtered and repaired.
+
+    Raises:
+        Dhp19Error: any problem with the input (see the readers and the module docstring) or a
+            negative threshold; no file is left at ``out`` then (an existing one is left
+            untouched).
+        AedatError: the ``.aedat`` file is missing, unreadable or malformed (no file left).
+        MatFileError: the Vicon file is not a readable MAT-file (no file left).
+        RecordingError: the output cannot be written in the native format.
+    """
+    for arg, value in (
+        ("hot_pixel_threshold", hot_pixel_threshold),
+        ("background_support_us", background_support_us),
+        ("max_repairable_jump_us", max_repairable_jump_us),
+    ):
+        if value < 0:
+            raise Dhp19Error(f"{arg} must be >= 0, got {value}")
+    aedat, out = Path(aedat), Path(out)
+    name = str(aedat)
+    calibration = read_p_matrices(p_dir)
+    joints = read_vicon_mat(vicon_mat)
+    cameras = dhp19_cameras(calibration, joints)
+    addresses, raw_t = read_aedat2(aedat)
+    fields = decode_addresses(addresses)
+    t = unwrap_timestamps(raw_t)
+
+    polarity = np.flatnonzero(fields.is_polarity)
+    _check_pixels(fields, polarity, name)
+    special_t = t[fields.is_special]
+    if len(polarity) == 0:
+        raise Dhp19Error(f"{name}: no polarity events")
+    span = find_start_stop(
+        special_t, int(t[polarity].min()), int(t[polarity].max()), len(joints), name
+    )
+
+    per_camera = [
+        _camera_events(
+            fields,
+            t,
+            polarity[fields.camera[polarity] == c],
+            span,
+            name=f"{name} camera {c}",
+            hot_pixel_threshold=hot_pixel_threshold if hot_pixel_filter else None,
+            background_support_us=background_support_us if background_filter else None,
+            max_repairable_jump_us=max_repairable_jump_us,
+        )
+        for c in range(len(CAMERA_TO_MATRIX))
+    ]
+    if sum(len(c.events) for c in per_camera) == 0:
+        raise Dhp19Error(
+            f"{name}: no polarity event between start ({span.start_us} us) and stop "
+            f"({span.stop_us} us)"
+        )
+
+    labels_t = np.arange(len(joints), dtype=np.int64) * VICON_PERIOD_US
+    extra = _metadata(
+        aedat,
+        Path(vicon_mat),
+        calibration,
+        cameras,
+        joints,
+        special_t,
+        span,
+        per_camera,
+        hot_pixel_threshold if hot_pixel_filter else None,
+        background_support_us if background_filter else None,
+    )
+    meta = RecordingMeta(
+        source="dhp19", subject=subject, session=session, movement=movement, extra=extra
+    )
+    with RecordingWriter(out, SENSOR_SIZE, cameras, meta) as writer:
+        for c, cam in enumerate(per_camera):
+            for lo in range(0, len(cam.events), _WRITE_CHUNK_EVENTS):
+                writer.append_events(c, cam.events[lo : lo + _WRITE_CHUNK_EVENTS])
+        writer.write_labels(labels_t, joints.astype(np.float32))
+    return ConversionResult(
+        path=out,
+        events_kept=tuple(len(c.events) for c in per_camera),
+        dropped_outside=tuple(c.dropped_outside for c in per_camera),
+        hot_pixel_filtered=tuple(c.hot_pixel_filtered for c in per_camera),
+        background_filtered=tuple(c.background_filtered for c in per_camera),
+        repaired=tuple(c.repaired for c in per_camera),
+        ignored_records=int(np.count_nonzero(~fields.is_polarity & ~fields.is_special)),
+        specials=len(special_t),
+        start_us=span.start_us,
+        stop_us=span.stop_us,
+        num_labels=len(joints),
+    )
+
+
+def _check_pixels(fields: DecodedAddresses, polarity: IntpArray, name: str) -> None:
+    width, height = SENSOR_SIZE
+    checks = (
+        (fields.camera, MAX_CAMERA_ID, "camera id"),
+        (fields.x, width - 1, "x"),
+        (fields.y, height - 1, "y"),
+    )
+    for values, largest, what in checks:
+        bad = np.flatnonzero(values[polarity] > largest)
+        if bad.size:
+            i = int(polarity[bad[0]])
+            raise Dhp19Error(
+                f"{name}: polarity event {i} has raw {what} {int(values[i])} (at most {largest} "
+                f"on the {width}x{height} DHP19 sensor with 4 cameras)"
+            )
+
+
+def _camera_events(
+    fields: DecodedAddresses,
+    t: I64Array,
+    records: IntpArray,
+    span: StartStop,
+    *,
+    name: str,
+    hot_pixel_threshold: int | None,
+    background_support_us: int | None,
+    max_repairable_jump_us: int,
+) -> _CameraEvents:
+    """One camera's events: repaired order, cropped, flipped, filtered, rebased."""
+    order, repaired = repair_timestamp_order(
+        t[records], tolerance_us=max_repairable_jump_us, name=name, record_index=records
+    )
+    records = records[order]
+    tc = t[records]
+    inside = (tc >= span.start_us) & (tc <= span.stop_us)
+    records, tc = records[inside], tc[inside]
+    width, height = SENSOR_SIZE
+    x = (width - 1) - fields.x[records].astype(np.int64)
+    y = (height - 1) - fields.y[records].astype(np.int64)
+    keep = np.ones(len(records), dtype=bool)
+    hot = 0
+    if hot_pixel_threshold is not None:
+        keep = hot_pixel_mask(x, y, threshold=hot_pixel_threshold)
+        hot = int(np.count_nonzero(~keep))
+    background = 0
+    if background_support_us is not None:
+        kept = np.flatnonzero(keep)
+        passed = background_activity_mask(
+            x[kept], y[kept], tc[kept], support_us=background_support_us
+        )
+        keep[kept[~passed]] = False
+        background = int(np.count_nonzero(~passed))
+    events = make_events(x[keep], y[keep], tc[keep] - span.start_us, fields.p[records][keep])
+    return _CameraEvents(events, int(np.count_nonzero(~inside)), hot, background, repaired)
+
+
+def _metadata(
+    aedat: Path,
+    vicon: Path,
+    calibration: PMatrices,
+    cameras: list[CameraCalibration],
+    joints: F64Array,
+    special_t: I64Array,
+    span: StartStop,
+    per_camera: list[_CameraEvents],
+    hot_pixel_threshold: int | None,
+    background_support_us: int | None,
+) -> dict[str, Any]:
+    """The JSON-serialisable facts kept in the recording's ``extra``."""
+    return {
+        "aedat_file": aedat.name,
+        "vicon_file": vicon.name,
+        "start_us_raw": span.start_us,
+        "stop_us_raw": span.stop_us,
+        "start_stop_rule": span.rule,
+        "special_events_us_raw": [int(v) for v in special_t],
+        "label_rate_hz": 1_000_000 // VICON_PERIOD_US,
+        "pixel_flip": "x = 345 - x_raw, y = 259 - y_raw; P = +-A @ P_raw, A = [[1,0,0],[0,-1,260],"
+        "[0,0,1]] (DHP19 reference convention, unverified on real data)",
+        "camera_to_matrix": {str(c): f"P{m}.npy" for c, m in enumerate(CAMERA_TO_MATRIX)},
+        "P_raw": [calibration.P[m - 1].tolist() for m in CAMERA_TO_MATRIX],  # camera order
+        "repaired_out_of_order": [c.repaired for c in per_camera],
+        "dropped_outside": [c.dropped_outside for c in per_camera],
+        "hot_pixel_filter": {
+            "threshold": hot_pixel_threshold,
+            "removed": [c.hot_pixel_filtered for c in per_camera],
+        }
+        if hot_pixel_threshold is not None
+        else None,
+        "background_filter": {
+            "support_us": background_support_us,
+            "removed": [c.background_filtered for c in per_camera],
+        }
+        if background_support_us is not None
+        else None,
+        "cameras": [_label_diagnostics(cam.P, joints) for cam in cameras],
+    }
+
+
+def _label_diagnostics(P: F64Array, joints: F64Array) -> dict[str, float | None]:
+    """Where the labels land in one camera: a quick check of calibration and flip."""
+    points = joints.reshape(-1, 3)
+    points = points[np.all(np.isfinite(points), axis=1)]
+    if len(points) == 0:
+        return {"labels_in_front_fraction": None, "labels_in_image_fraction": None}
+    width, height = SENSOR_SIZE
+    with np.errstate(all="ignore"):  # points on a camera's focal plane give w = 0: not inside
+        homogeneous = np.concatenate([points, np.ones((len(points), 1))], axis=1) @ P.T
+        w = homogeneous[:, 2]
+        front = w > 0
+        u, v = homogeneous[:, 0] / w, homogeneous[:, 1] / w
+        inside = front & (u >= -0.5) & (u < width - 0.5) & (v >= -0.5) & (v < height - 0.5)
+    return {
+        "labels_in_front_fraction": float(np.mean(front)),
+        "labels_in_image_fraction": float(np.mean(inside)),
+    }
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+# ------------------------------------------------------------------------------ a whole root
+@dataclass(frozen=True)
+class Dhp19Recording:
+    """One recording found in a DHP19 root."""
+
+    subject: int
+    session: int
+    movement: int
+    aedat: Path
+    vicon_mat: Path
+
+    @property
+    def name(self) -> str:
+        return f"S{self.subject}_session{self.session}_mov{self.movement}"
+
+
+def find_recordings(root: Path) -> list[Dhp19Recording]:
+    """All ``DVS_movies/S*/session*/mov*.aedat`` under ``root``, sorted by (s, n, k).
+
+    Args:
+        root: the DHP19 root.
+
+    Returns:
+        One entry per ``.aedat`` file, with the Vicon file it needs (which may not exist).
+
+    Raises:
+        Dhp19Error: ``root`` or ``root/DVS_movies`` is not a folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise Dhp19Error(f"{root}: DHP19 root does not exist")
+    movies = root / "DVS_movies"
+    if not movies.is_dir():
+        raise Dhp19Error(f"{movies}: no DVS_movies folder in the DHP19 root")
+    found = []
+    for aedat in movies.glob("S*/session*/mov*.aedat"):
+        match = _RECORDING_RE.match(aedat.relative_to(movies).as_posix())
+        if match is None:
+            continue
+        s, n, k = (int(g) for g in match.groups())
+        found.append(Dhp19Recording(s, n, k, aedat, root / "Vicon_data" / f"S{s}_{n}_{k}.mat"))
+    return sorted(found, key=lambda r: (r.subject, r.session, r.movement))
+
+
+@dataclass(frozen=True)
+class ConversionSummary:
+    """What :func:`convert_dhp19` did.
+
+    Attributes:
+        converted: recordings written by this run.
+        skipped: outputs that already existed and were not redone.
+        rejected: ``(recording name, reason)`` of each recording that could not be converted.
+    """
+
+    converted: list[Path]
+    skipped: list[Path]
+    rejected: list[tuple[str, str]]
+
+    def format(self) -> str:
+        """A short human summary, one line per rejection."""
+        lines = [
+            f"DHP19 conversion: {len(self.converted)} converted, {len(self.skipped)} skipped "
+            f"(already converted), {len(self.rejected)} rejected"
+        ]
+        lines += [f"  rejected {name}: {reason}" for name, reason in self.rejected]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _Task:
+    recording: Dhp19Recording
+    p_dir: Path
+    out: Path
+    hot_pixel_filter: bool
+    background_filter: bool
+
+
+def _run_task(task: _Task) -> str | None:
+    """Convert one recording; the reason of a rejection, or None. Runs in worker processes."""
+    rec = task.recording
+    if not rec.vicon_mat.is_file():
+        return f"no Vicon file {rec.vicon_mat}"
+    try:
+        convert_recording(
+            rec.aedat,
+            rec.vicon_mat,
+            task.p_dir,
+            task.out,
+            subject=rec.subject,
+            session=rec.session,
+            movement=rec.movement,
+            hot_pixel_filter=task.hot_pixel_filter,
+            background_filter=task.background_filter,
+        )
+    except HybridPoseError as err:
+        return str(err)
+    return None
+
+
+def convert_dhp19(
+    root: Path,
+    out_dir: Path,
+    *,
+    workers: int = 1,
+    hot_pixel_filter: bool = False,
+    background_filter: bool = False,
+    progress: bool = True,
+) -> ConversionSummary:
+    """Convert every recording of a DHP19 root into ``out_dir/S{s}_session{n}_mov{k}.h5``.
+
+    Outputs that exist already are skipped (delete them to redo). A recording that fails any
+    check is rejected with its reason and leaves no file; the others go on.
+
+    Args:
+        root: DHP19 root with ``DVS_movies/``, ``Vicon_data/`` and ``P_matrices/``.
+        out_dir: where the recordings go (created if needed).
+        workers: processes converting in parallel, one recording each. They are spawned, so a
+            script that calls this with ``workers > 1`` needs the usual
+            ``if __name__ == "__main__":`` guard.
+        hot_pixel_filter: remove hot pixels (more than 1e4 events in a recording).
+        background_filter: apply the 70 ms background-activity filter.
+        progress: show a progress bar over the recordings.
+
+    Returns:
+        The converted, skipped and rejected recordings, in (subject, session, movement) order.
+
+    Raises:
+        Dhp19Error: ``root``, ``DVS_movies`` or ``P_matrices`` is missing, the calibration is
+            malformed, or ``workers < 1``.
+    """
+    root, out_dir = Path(root), Path(out_dir)
+    if workers < 1:
+        raise Dhp19Error(f"workers must be at least 1, got {workers}")
+    recordings = find_recordings(root)
+    p_dir = root / "P_matrices"
+    read_p_matrices(p_dir)  # fail once here, not once per recording
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    skipped: list[Path] = []
+    tasks: list[_Task] = []
+    for rec in recordings:
+        out = out_dir / f"{rec.name}.h5"
+        if out.exists():
+            skipped.append(out)
+        else:
+            tasks.append(_Task(rec, p_dir, out, hot_pixel_filter, background_filter))
+
+    with tqdm(total=len(tasks), disable=not progress, desc="DHP19", unit="rec") as bar:
+        if workers == 1 or len(tasks) <= 1:
+            reasons = []
+            for task in tasks:
+                reasons.append(_run_task(task))
+                bar.update(1)
+        else:
+            reasons = _map_in_processes(tasks, min(workers, len(tasks)), bar)
+
+    converted = [task.out for task, why in zip(tasks, reasons, strict=True) if why is None]
+    rejected = [(task.recording.name, why) for task, why in zip(tasks, reasons, strict=True) if why]
+    return ConversionSummary(converted=converted, skipped=skipped, rejected=rejected)
+
+
+def _map_in_processes(tasks: list[_Task], workers: int, bar: tqdm[Any]) -> list[str | None]:
+    # spawn, not fork: the caller may hold open HDF5 files or threads that fork would copy
+    context = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures: list[Future[str | None]] = [pool.submit(_run_task, task) for task in tasks]
+        for future in as_completed(futures):
+            future.result()  # a bug in a worker surfaces here, with its traceback
+            bar.update(1)
+        return [future.result() for future in futures]
+
+
+__all__ = [
+    "CAMERA_TO_MATRIX",
+    "FLIP_A",
+    "JOINT_NAMES",
+    "SENSOR_SIZE",
+    "ConversionResult",
+    "ConversionSummary",
+    "DecodedAddresses",
+    "Dhp19Error",
+    "Dhp19Recording",
+    "PMatrices",
+    "StartStop",
+    "background_activity_mask",
+    "convert_dhp19",
+    "convert_recording",
+    "decode_addresses",
+    "dhp19_cameras",
+    "find_recordings",
+    "find_start_stop",
+    "hot_pixel_mask",
+    "read_p_matrices",
+    "read_vicon_mat",
+    "repair_timestamp_order",
+    "unwrap_timestamps",
+]

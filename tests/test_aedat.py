@@ -1,0 +1,144 @@
+"""Tests of the jAER AEDAT 2.0 reader (hybridpose.io.aedat) on hand-made and fuzzed files.
+
+The files are written by the independent fake DHP19 (tests/dhp19_fixture.py).
+"""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dhp19_fixture import HEADER_LINES, aedat2_bytes, encode_address, write_aedat2
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hybridpose.io.aedat import AedatError, read_aedat2
+
+FUZZ = settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+SPECIAL = encode_address(0, 0, False, 0, special=True)
+
+
+def test_read_aedat2_returns_the_records_written(tmp_path: Path) -> None:
+    addresses = [0x01C05802, 0, 0xFFFFFFFF, 0x80000000]
+    times = [0, 1, 4294967295, 123456]
+    path = write_aedat2(tmp_path / "a.aedat", addresses, times)
+    a, t = read_aedat2(path)
+    assert a.dtype == np.uint32 and t.dtype == np.uint32
+    assert a.tolist() == addresses and t.tolist() == times
+
+
+def test_header_of_only_the_magic_line(tmp_path: Path) -> None:
+    path = write_aedat2(tmp_path / "a.aedat", [7], [9], header_lines=("#!AER-DAT2.0",))
+    a, t = read_aedat2(path)
+    assert a.tolist() == [7] and t.tolist() == [9]
+
+
+def test_header_only_gives_no_records(tmp_path: Path) -> None:
+    a, t = read_aedat2(write_aedat2(tmp_path / "a.aedat", [], []))
+    assert len(a) == 0 and len(t) == 0
+
+
+@pytest.mark.parametrize(
+    "first_record",
+    [
+        b"#\x01\r\n" + b"\x00\x00\x00\x05",  # '#', a CR LF, but a non-printable byte before it
+        b"#AB\x80\x00\x00\x00\x05",  # printable start, then binary
+        b"#\x00\x00\x00\x00\x00\x00\x05",  # no CR LF at all
+    ],
+)
+def test_data_starting_with_hash_is_not_header(tmp_path: Path, first_record: bytes) -> None:
+    second = struct.pack(">II", 0x01C05802, 77)
+    header = b"".join(line.encode() + b"\r\n" for line in HEADER_LINES)
+    path = tmp_path / "a.aedat"
+    path.write_bytes(header + first_record + second)
+    a, t = read_aedat2(path)
+    assert a.tolist() == [struct.unpack(">I", first_record[:4])[0], 0x01C05802]
+    assert t.tolist() == [struct.unpack(">I", first_record[4:])[0], 77]
+
+
+def test_file_without_header_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "raw.aedat"
+    path.write_bytes(struct.pack(">II", 1, 2))
+    with pytest.raises(AedatError, match=r"raw\.aedat: not an AEDAT 2\.0 file"):
+        read_aedat2(path)
+
+
+def test_header_without_magic_line_is_rejected(tmp_path: Path) -> None:
+    path = write_aedat2(tmp_path / "a.aedat", [1], [2], header_lines=HEADER_LINES[1:])
+    with pytest.raises(AedatError, match=r"not an AEDAT 2\.0 file"):
+        read_aedat2(path)
+
+
+def test_magic_line_must_end_in_crlf(tmp_path: Path) -> None:
+    path = tmp_path / "a.aedat"
+    path.write_bytes(b"#!AER-DAT2.0\n" + struct.pack(">II", 1, 2))
+    with pytest.raises(AedatError, match="CR LF"):
+        read_aedat2(path)
+
+
+def test_other_aedat_version_is_named(tmp_path: Path) -> None:
+    path = write_aedat2(tmp_path / "a.aedat", [1], [2], header_lines=("#!AER-DAT3.1",))
+    with pytest.raises(AedatError, match=r"AEDAT 3\.1 file; only AEDAT 2\.0"):
+        read_aedat2(path)
+
+
+def test_trailing_partial_record_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "a.aedat"
+    path.write_bytes(aedat2_bytes([1, 2], [3, 4])[:-3])
+    with pytest.raises(AedatError, match=r"a\.aedat: .*5 bytes left over.*truncated"):
+        read_aedat2(path)
+
+
+def test_missing_aedat_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(AedatError, match=r"nope\.aedat: no such AEDAT file"):
+        read_aedat2(tmp_path / "nope.aedat")
+
+
+# ------------------------------------------------------------------------ property tests
+def flip_bits(data: bytes, positions: list[int]) -> bytes:
+    out = bytearray(data)
+    for pos in positions:
+        out[(pos // 8) % len(out)] ^= 1 << (pos % 8)
+    return bytes(out)
+
+
+@FUZZ
+@given(st.binary(max_size=200), st.booleans())
+def test_read_aedat2_on_random_bytes(data: bytes, with_magic: bool) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "r.aedat"
+        path.write_bytes((b"#!AER-DAT2.0\r\n" if with_magic else b"") + data)
+        try:
+            a, t = read_aedat2(path)
+        except AedatError as err:
+            assert "r.aedat" in str(err)
+        else:
+            assert len(a) == len(t) and (path.stat().st_size - 8 * len(a)) >= 14
+
+
+VALID_AEDAT = aedat2_bytes(
+    [*(encode_address(i % 346, i % 260, i % 2 == 0, i % 4) for i in range(30)), SPECIAL],
+    [*range(1000, 1030), 1000],
+)
+
+
+@FUZZ
+@given(st.integers(0, len(VALID_AEDAT)), st.lists(st.integers(0, 8 * len(VALID_AEDAT)), max_size=4))
+def test_read_aedat2_on_truncated_and_flipped_files(cut: int, flips: list[int]) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "r.aedat"
+        data = VALID_AEDAT[:cut]
+        path.write_bytes(flip_bits(data, flips) if data else data)
+        try:
+            a, t = read_aedat2(path)
+        except AedatError as err:
+            assert "r.aedat" in str(err)
+        else:
+            assert len(a) == len(t)
