@@ -22,6 +22,7 @@ from hybridpose.io.recording import (
     RecordingError,
     RecordingMeta,
     RecordingWriter,
+    stale_temp_files,
 )
 
 SENSOR = (346, 260)
@@ -248,13 +249,24 @@ def test_missing_foreign_and_newer_files(tmp_path: Path) -> None:
         Recording(broken)
 
 
-def _read_everything(source: Any) -> None:
+def _read_everything(source: Any) -> dict[str, Any]:
+    """Everything a reader can get out of a recording, for comparison with the original."""
     with Recording(source) as rec:
+        content: dict[str, Any] = {
+            "sensor": rec.sensor_size,
+            "meta": (rec.meta.source, rec.meta.subject, rec.meta.session, rec.meta.movement),
+            "extra": rec.meta.extra,
+        }
         for cam in rec.cameras:
             rec.ms_index(cam.index)
-            rec.events(cam.index, -(10**12), 10**12)
-            rec.events_before(cam.index, 10**12, 100)
-        rec.labels()
+            content[f"events{cam.index}"] = rec.events(cam.index, -(10**12), 10**12)
+            content[f"before{cam.index}"] = rec.events_before(cam.index, 10**12, 100)
+            content[f"P{cam.index}"] = cam.calibration.P
+            content[f"center{cam.index}"] = cam.calibration.center
+            content[f"name{cam.index}"] = cam.calibration.name
+        labels = rec.labels()
+        content["label_t"], content["label_joints"] = labels.t_us, labels.joints_mm
+    return content
 
 
 @pytest.fixture(scope="module")
@@ -264,13 +276,28 @@ def valid_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return path.read_bytes()
 
 
-def _must_fail_cleanly_or_succeed(data: bytes, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def valid_content(valid_bytes: bytes, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    path = tmp_path_factory.mktemp("fuzz") / "original.h5"
+    path.write_bytes(valid_bytes)
+    return _read_everything(path)
+
+
+def _must_fail_cleanly_or_read_the_original(
+    data: bytes, tmp_path: Path, original: dict[str, Any] | None
+) -> None:
+    """A damaged file gives a RecordingError naming it, or exactly the original content."""
     path = tmp_path / "fuzzed.h5"
     path.write_bytes(data)
     try:
-        _read_everything(path)
+        content = _read_everything(path)
     except RecordingError as err:
         assert "fuzzed.h5" in str(err)
+    else:
+        assert original is not None, "random bytes read as a recording"
+        assert content.keys() == original.keys()
+        for key, value in original.items():
+            np.testing.assert_array_equal(content[key], value, err_msg=key)
     finally:
         path.unlink()
 
@@ -280,10 +307,10 @@ def _must_fail_cleanly_or_succeed(data: bytes, tmp_path: Path) -> None:
 )
 @given(st.data())
 def test_truncated_files_fail_cleanly(
-    valid_bytes: bytes, tmp_path: Path, data: st.DataObject
+    valid_bytes: bytes, valid_content: dict[str, Any], tmp_path: Path, data: st.DataObject
 ) -> None:
     cut = data.draw(st.integers(0, len(valid_bytes) - 1))
-    _must_fail_cleanly_or_succeed(valid_bytes[:cut], tmp_path)
+    _must_fail_cleanly_or_read_the_original(valid_bytes[:cut], tmp_path, valid_content)
 
 
 @settings(
@@ -291,13 +318,13 @@ def test_truncated_files_fail_cleanly(
 )
 @given(st.data())
 def test_bit_flipped_files_fail_cleanly(
-    valid_bytes: bytes, tmp_path: Path, data: st.DataObject
+    valid_bytes: bytes, valid_content: dict[str, Any], tmp_path: Path, data: st.DataObject
 ) -> None:
     buf = bytearray(valid_bytes)
     for _ in range(data.draw(st.integers(1, 4))):
         pos = data.draw(st.integers(0, len(buf) - 1))
         buf[pos] ^= 1 << data.draw(st.integers(0, 7))
-    _must_fail_cleanly_or_succeed(bytes(buf), tmp_path)
+    _must_fail_cleanly_or_read_the_original(bytes(buf), tmp_path, valid_content)
 
 
 @settings(
@@ -305,12 +332,95 @@ def test_bit_flipped_files_fail_cleanly(
 )
 @given(st.binary(max_size=4096))
 def test_random_bytes_fail_cleanly(tmp_path: Path, blob: bytes) -> None:
-    _must_fail_cleanly_or_succeed(b"\x89HDF\r\n\x1a\n" + blob, tmp_path)
+    _must_fail_cleanly_or_read_the_original(b"\x89HDF\r\n\x1a\n" + blob, tmp_path, None)
 
 
 def test_temp_files_are_hidden_and_named_after_the_target(tmp_path: Path) -> None:
     w = RecordingWriter(tmp_path / "a.h5", SENSOR, cameras(1), RecordingMeta("t"))
-    temps = [p.name for p in tmp_path.iterdir()]
-    assert temps == [f".a.h5.{os.getpid()}.tmp"]
+    (temp,) = tmp_path.iterdir()
+    assert re.fullmatch(rf"\.a\.h5\.{os.getpid()}\.[^.]+\.tmp", temp.name), temp.name
+    assert stale_temp_files(tmp_path) == []  # its writer (this process) is alive
     w.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temp_files_are_those_of_dead_processes(tmp_path: Path) -> None:
+    dead = next(pid for pid in range(4_000_000, 4_100_000) if not Path(f"/proc/{pid}").exists())
+    stale = tmp_path / f".S1_session1_mov1.h5.{dead}.k2j4.tmp"
+    live = tmp_path / f".S1_session1_mov2.h5.{os.getpid()}.x9y8.tmp"
+    other = tmp_path / ".notes.tmp"
+    for p in (stale, live, other):
+        p.write_bytes(b"partial")
+    assert stale_temp_files(tmp_path) == [stale]
+
+
+def test_metadata_that_is_not_json_fails_before_anything_is_written(tmp_path: Path) -> None:
+    meta = RecordingMeta("t", extra={"count": np.int64(3)})
+    with pytest.raises(RecordingError, match="not JSON-serialisable"):
+        RecordingWriter(tmp_path / "a.h5", SENSOR, cameras(1), meta)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _damage(path: Path, edit: Any) -> None:
+    with h5py.File(path, "r+") as f:
+        edit(f)
+
+
+def _replace_t_by_group(f: h5py.File) -> None:
+    del f["cameras/0/t"]
+    f.create_group("cameras/0/t")
+
+
+def _shorten_ms_index(f: h5py.File) -> None:
+    del f["cameras/0/ms_index"]
+    ds = f.create_dataset("cameras/0/ms_index", data=np.array([0, len(f["cameras/0/x"])]))
+    ds.attrs["origin_us"] = 0
+
+
+def _nan_in_P(f: h5py.File) -> None:
+    P = f["cameras/0/P"][()]
+    P[0, 0] = np.nan
+    del f["cameras/0/P"]
+    f.create_dataset("cameras/0/P", data=P)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_replace_t_by_group, "/cameras/0/t is not a dataset"),
+        (lambda f: f.attrs.__setitem__("num_cameras", 10**12), "does not match the camera groups"),
+        (lambda f: f.attrs.__setitem__("format_version", -7), "invalid format version -7"),
+        (lambda f: f.attrs.__setitem__("sensor_width", 0), "invalid sensor size"),
+        (_nan_in_P, "P must be a finite 3x4 matrix"),
+    ],
+)
+def test_damaged_structure_is_a_clear_error_naming_the_file(
+    tmp_path: Path, edit: Any, message: str
+) -> None:
+    path = tmp_path / "damaged.h5"
+    write(path, [random_events(500, 9)])
+    _damage(path, edit)
+    with pytest.raises(RecordingError, match=re.escape(message)) as info:
+        Recording(path)
+    assert str(info.value).startswith(str(path))
+
+
+def test_an_index_that_does_not_fit_the_events_is_refused(tmp_path: Path) -> None:
+    # 100 events over 0..9.9 ms would need 11 entries; a 2-entry index would give wrong windows
+    path = tmp_path / "short.h5"
+    ev = make_events(np.zeros(100), np.zeros(100), np.arange(100) * 100, np.ones(100))
+    with RecordingWriter(path, SENSOR, cameras(1), RecordingMeta("t")) as w:
+        w.append_events(0, ev)
+    _damage(path, _shorten_ms_index)
+    with Recording(path) as rec, pytest.raises(RecordingError, match="has 2 entries, expected 11"):
+        rec.events(0, 5000, 6000)
+
+
+def test_events_slice_out_of_range(tmp_path: Path) -> None:
+    path = tmp_path / "r.h5"
+    write(path, [random_events(50, 10)])
+    with Recording(path) as rec:
+        with pytest.raises(RecordingError, match=re.escape("has events 0:50; cannot read 48:55")):
+            rec.events_slice(0, 48, 55)
+        with pytest.raises(RecordingError, match="cannot read -1:3"):
+            rec.events_slice(0, -1, 3)

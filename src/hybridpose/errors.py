@@ -7,3 +7,13 @@ anything else is a bug and keeps its traceback.
 
 class HybridPoseError(Exception):
     """Bad input: the message names the file or argument and the problem."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type name if the message is empty).
+
+    Library messages (h5py, numpy, the OS) are often several lines long; a user-facing error
+    quotes only the first.
+    """
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from hybridpose.errors import HybridPoseError
+from hybridpose.errors import HybridPoseError, first_line
 from hybridpose.events import (
     EVENT_DTYPE,
     US_PER_MS,
@@ -57,7 +59,7 @@ class RecordingError(HybridPoseError, ValueError):
     """A recording file is missing, foreign, corrupt or truncated, or a write breaks the format."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CameraCalibration:
     """A static camera: projection matrix and optical centre, both in world millimetres.
 
@@ -94,7 +96,7 @@ class RecordingMeta:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Labels:
     """3D joint labels: ``t_us`` (N,) int64 and ``joints_mm`` (N, J, 3) float32, NaN = missing."""
 
@@ -106,7 +108,7 @@ class Labels:
         return len(self.t_us)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CameraInfo:
     """What a recording holds for one camera (read without touching the events)."""
 
@@ -117,8 +119,49 @@ class CameraInfo:
     t_end_us: int | None  # timestamp of the last event
 
 
-def _temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+_TEMP_RE = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
+
+
+def _make_temp(path: Path) -> Path:
+    """A new hidden temporary file beside ``path``: ``.NAME.PID.RANDOM.tmp``."""
+    fd, name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
+    )
+    os.close(fd)
+    return Path(name)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def stale_temp_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """Temporary files that killed writers left in ``directory`` (their process is gone).
+
+    :class:`RecordingWriter` removes its temporary file on any error it sees, but a process
+    killed outright (SIGKILL, power loss) cannot; tools that write into a directory call this
+    at start to clean up after such runs.
+    """
+    found = []
+    for entry in Path(directory).glob(".*.tmp"):
+        match = _TEMP_RE.match(entry.name)
+        if match and entry.is_file() and not _pid_alive(int(match["pid"])):
+            found.append(entry)
+    return sorted(found)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class RecordingWriter:
@@ -152,31 +195,57 @@ class RecordingWriter:
         if not cameras:
             raise RecordingError(f"{self.path}: a recording needs at least one camera")
         self.sensor_size = (width, height)
-        self._temp = _temp_path(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # v1.8 object headers and superblock carry checksums: corrupt metadata is detected too
-        self._file = h5py.File(self._temp, "w", libver="v108")
+        try:
+            extra_json = json.dumps(meta.extra, sort_keys=True)
+        except (TypeError, ValueError) as err:
+            raise RecordingError(
+                f"{self.path}: metadata 'extra' is not JSON-serialisable ({first_line(err)})"
+            ) from None
+        self._next_t: list[int | None] = []  # last timestamp appended per camera
+        self._pending_ms: list[int] = []  # next millisecond boundary not yet in the index
+        self._origin: list[int | None] = []
         self._closed = False
         self._labels_written = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._temp = _make_temp(self.path)
+        try:
+            # HDF5 1.10 file format: superblock, object headers and chunk indexes all carry
+            # checksums. With the 1.8 format's unchecksummed chunk B-trees, a flipped bit could
+            # silently turn a chunk of events into zeros (found by the fuzz tests).
+            self._file = h5py.File(self._temp, "w", libver="v110")
+        except BaseException:
+            self._temp.unlink(missing_ok=True)
+            raise
+        try:
+            self._write_header(meta, extra_json, cameras, chunk_events)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _write_header(
+        self,
+        meta: RecordingMeta,
+        extra_json: str,
+        cameras: Sequence[CameraCalibration],
+        chunk_events: int,
+    ) -> None:
         f = self._file
         f.attrs["format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["sensor_width"] = width
-        f.attrs["sensor_height"] = height
+        f.attrs["sensor_width"] = self.sensor_size[0]
+        f.attrs["sensor_height"] = self.sensor_size[1]
         f.attrs["source"] = meta.source
         for key in ("subject", "session", "movement"):
             value = getattr(meta, key)
             f.attrs[key] = -1 if value is None else int(value)
-        f.attrs["extra_json"] = json.dumps(meta.extra, sort_keys=True)
+        f.attrs["extra_json"] = extra_json
         f.attrs["num_cameras"] = len(cameras)
-        self._next_t: list[int | None] = []  # last timestamp appended per camera
-        self._pending_ms: list[int] = []  # next millisecond boundary not yet in the index
-        self._origin: list[int | None] = []
         for i, cam in enumerate(cameras):
             g = f.create_group(f"cameras/{i}")
             g.attrs["name"] = cam.name
-            g.create_dataset("P", data=cam.P)
-            g.create_dataset("center", data=cam.center)
+            # checksummed like the events: a flipped bit must not silently move a camera
+            g.create_dataset("P", data=cam.P, fletcher32=True)
+            g.create_dataset("center", data=cam.center, fletcher32=True)
             for name in EVENT_FIELDS:
                 g.create_dataset(
                     name,
@@ -283,7 +352,9 @@ class RecordingWriter:
                 ms.resize((end + 1,))
                 ms[end] = g["t"].shape[0]  # the closing entry: the number of events
             self._file.close()
+            _fsync(self._temp)  # the data is on disk before the name points at it
             self._temp.replace(self.path)
+            _fsync(self.path.parent)  # and the rename itself survives a crash
         except BaseException:
             self.abort()
             raise
@@ -342,7 +413,9 @@ class Recording:
         try:
             self._file = h5py.File(source, "r")
         except OSError as err:
-            raise RecordingError(f"{self.name}: not a readable HDF5 file ({_short(err)})") from None
+            raise RecordingError(
+                f"{self.name}: not a readable HDF5 file ({first_line(err)})"
+            ) from None
         try:
             self._read_header()
         except BaseException:
@@ -363,8 +436,12 @@ class Recording:
                     f"{self.name}: format version {version} is newer than this hybridpose "
                     f"reads ({FORMAT_VERSION}); upgrade hybridpose"
                 )
+            if version < 1:
+                raise RecordingError(f"{self.name}: invalid format version {version}")
             self.format_version = version
             self.sensor_size = (int(f.attrs["sensor_width"]), int(f.attrs["sensor_height"]))
+            if min(self.sensor_size) < 1:
+                raise RecordingError(f"{self.name}: invalid sensor size {self.sensor_size}")
             extra = json.loads(str(f.attrs.get("extra_json", "{}")))
             self.meta = RecordingMeta(
                 source=str(f.attrs["source"]),
@@ -374,49 +451,85 @@ class Recording:
                 extra=extra if isinstance(extra, dict) else {},
             )
             num_cameras = int(f.attrs["num_cameras"])
+            groups = f["cameras"]
+            if not isinstance(groups, h5py.Group) or num_cameras != len(groups):
+                raise RecordingError(
+                    f"{self.name}: corrupt recording (num_cameras={num_cameras} does not match "
+                    "the camera groups)"
+                )
             self._indices: list[MillisecondIndex | None] = [None] * num_cameras
             self.cameras = tuple(self._read_camera(i) for i in range(num_cameras))
-            labels = f["labels"]
-            n_labels = labels["t_us"].shape[0]
-            jshape = labels["joints_mm"].shape
-            if len(jshape) != 3 or jshape[0] != n_labels or jshape[2] != 3:
+            n_labels = self._dataset("labels/t_us").shape
+            jshape = self._dataset("labels/joints_mm").shape
+            if len(n_labels) != 1 or len(jshape) != 3 or jshape[0] != n_labels[0] or jshape[2] != 3:
                 raise RecordingError(f"{self.name}: labels have inconsistent shapes")
-        except (KeyError, TypeError, ValueError, OSError) as err:
-            if isinstance(err, RecordingError):
-                raise
-            raise RecordingError(f"{self.name}: corrupt recording ({_short(err)})") from None
+        except RecordingError:
+            raise
+        except (KeyError, TypeError, ValueError, OSError, AttributeError) as err:
+            raise RecordingError(f"{self.name}: corrupt recording ({first_line(err)})") from None
+
+    def _dataset(self, key: str) -> h5py.Dataset:
+        """The dataset at ``key``, or a RecordingError naming the file if it is something else."""
+        node = self._file[key]
+        if not isinstance(node, h5py.Dataset):
+            raise RecordingError(f"{self.name}: corrupt recording (/{key} is not a dataset)")
+        return node
 
     def _read_camera(self, i: int) -> CameraInfo:
-        g = self._file[f"cameras/{i}"]
-        n = g["t"].shape[0]
+        prefix = f"cameras/{i}"
+        n = self._dataset(f"{prefix}/t").shape[0]
         for fname in EVENT_FIELDS:
-            ds = g[fname]
+            ds = self._dataset(f"{prefix}/{fname}")
             if ds.shape != (n,) or ds.dtype != EVENT_DTYPE[fname]:
                 raise RecordingError(f"{self.name}: camera {i} column {fname!r} is malformed")
-        ms = g["ms_index"]
+        ms = self._dataset(f"{prefix}/ms_index")
         if ms.ndim != 1 or ms.shape[0] < 1 or int(ms[-1]) != n:
             raise RecordingError(f"{self.name}: camera {i} millisecond index is malformed")
-        calibration = CameraCalibration(
-            P=np.asarray(g["P"][()]), center=np.asarray(g["center"][()]), name=str(g.attrs["name"])
-        )
-        t_start = int(g["t"][0]) if n else None
-        t_end = int(g["t"][n - 1]) if n else None
+        try:
+            calibration = CameraCalibration(
+                P=np.asarray(self._dataset(f"{prefix}/P")[()]),
+                center=np.asarray(self._dataset(f"{prefix}/center")[()]),
+                name=str(self._file[prefix].attrs["name"]),
+            )
+        except RecordingError as err:
+            raise RecordingError(f"{self.name}: {err}") from None
+        t_start = int(self._file[f"{prefix}/t"][0]) if n else None
+        t_end = int(self._file[f"{prefix}/t"][n - 1]) if n else None
         return CameraInfo(i, calibration, n, t_start, t_end)
 
     # ---------------------------------------------------------------- reading
     def ms_index(self, camera: int) -> MillisecondIndex:
-        """The millisecond index of ``camera`` (loaded on first use, 8 bytes per ms)."""
+        """The millisecond index of ``camera`` (loaded on first use, 8 bytes per ms).
+
+        Raises:
+            RecordingError: if the stored index does not fit the camera's events (wrong origin,
+                wrong length, decreasing offsets): a wrong index would give wrong windows.
+        """
         self._check_camera(camera)
         index = self._indices[camera]
         if index is None:
             ds = self._file[f"cameras/{camera}/ms_index"]
-            offsets = np.asarray(ds[()], dtype=np.int64)
-            if np.any(np.diff(offsets) < 0):
-                raise RecordingError(f"{self.name}: camera {camera} millisecond index decreases")
+            offsets = self._guard(lambda: np.asarray(ds[()], dtype=np.int64))
+            origin = int(ds.attrs["origin_us"])
+            info = self.cameras[camera]
+            where = f"{self.name}: camera {camera} millisecond index"
+            if np.any(np.diff(offsets) < 0) or (len(offsets) and offsets[0] < 0):
+                raise RecordingError(f"{where} decreases")
+            if info.t_start_us is None or info.t_end_us is None:
+                expected = 1
+            else:
+                if not origin <= info.t_start_us < origin + US_PER_MS:
+                    raise RecordingError(
+                        f"{where}: origin {origin} us does not hold the first event "
+                        f"({info.t_start_us} us)"
+                    )
+                expected = (info.t_end_us - origin) // US_PER_MS + 2
+            if len(offsets) != expected:
+                raise RecordingError(f"{where} has {len(offsets)} entries, expected {expected}")
             try:
-                index = MillisecondIndex(int(ds.attrs["origin_us"]), offsets)
+                index = MillisecondIndex(origin, offsets)
             except EventError as err:
-                raise RecordingError(f"{self.name}: camera {camera}: {err}") from None
+                raise RecordingError(f"{where}: {err}") from None
             self._indices[camera] = index
         return index
 
@@ -442,8 +555,13 @@ class Recording:
         return self.events_slice(camera, lo, hi)
 
     def events_slice(self, camera: int, lo: int, hi: int) -> Events:
-        """Events ``lo:hi`` of ``camera`` by position."""
+        """Events ``lo:hi`` of ``camera`` by position (``0 <= lo <= hi <= num_events``)."""
         self._check_camera(camera)
+        n = self.cameras[camera].num_events
+        if not 0 <= lo <= hi <= n:
+            raise RecordingError(
+                f"{self.name}: camera {camera} has events 0:{n}; cannot read {lo}:{hi}"
+            )
         g = self._file[f"cameras/{camera}"]
         out = np.empty(max(0, hi - lo), dtype=EVENT_DTYPE)
         if len(out):
@@ -451,7 +569,7 @@ class Recording:
                 for fname in EVENT_FIELDS:
                     out[fname] = g[fname][lo:hi]
             except OSError as err:
-                raise RecordingError(f"{self.name}: corrupt data ({_short(err)})") from None
+                raise RecordingError(f"{self.name}: corrupt data ({first_line(err)})") from None
         return out
 
     def labels(self) -> Labels:
@@ -482,7 +600,7 @@ class Recording:
         try:
             return read()
         except OSError as err:
-            raise RecordingError(f"{self.name}: corrupt data ({_short(err)})") from None
+            raise RecordingError(f"{self.name}: corrupt data ({first_line(err)})") from None
 
     def close(self) -> None:
         self._file.close()
@@ -502,8 +620,3 @@ class Recording:
 def _opt_int(value: Any) -> int | None:
     v = int(value)
     return None if v < 0 else v
-
-
-def _short(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
