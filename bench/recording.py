@@ -84,22 +84,37 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     n_events = int(args.events)
+    duration_us = int(n_events / args.rate * 1e6)
+    if duration_us < 400_000:
+        parser.error("--events / --rate must span at least 0.4 s (the reads need 100 ms windows)")
     path = Path(tempfile.mkdtemp(dir=args.dir)) / "bench.h5"
-    seconds = write(path, n_events, args.rate, seed=0)
+    try:
+        measure(path, n_events, duration_us, args.rate, args.reads)
+    finally:
+        if args.keep and path.exists():
+            print(f"kept {path}")
+        else:  # also on Ctrl-C or an error: never leave a GB-sized file behind
+            path.unlink(missing_ok=True)
+            path.parent.rmdir()
+    return 0
+
+
+def measure(path: Path, n_events: int, duration_us: int, rate: float, reads: int) -> None:
+    seconds = write(path, n_events, rate, seed=0)
     size = path.stat().st_size
     print(
         f"wrote {n_events:,} events in {seconds:.1f} s ({n_events / seconds / 1e6:.2f} Mev/s), "
         f"file {size / 1e9:.2f} GB ({size / n_events:.1f} B/event)"
     )
-    duration_us = int(n_events / args.rate * 1e6)
     rng = np.random.default_rng(1)
+    margin = min(1_000_000, duration_us // 4)  # keep windows and frames inside the stream
     f = CountingFile(path)
     times, nbytes, counts = [], [], []
     with Recording(f) as rec:
         t_open = time.perf_counter()
         rec.ms_index(0)
         index_s = time.perf_counter() - t_open
-        for t0 in rng.integers(1_000_000, duration_us - 200_000, args.reads):
+        for t0 in rng.integers(margin, duration_us - margin, reads):
             before, start = f.bytes_read, time.perf_counter()
             window = rec.events(0, int(t0), int(t0) + 100_000)
             frame = rec.events_before(0, int(t0), 7500)
@@ -109,17 +124,11 @@ def main() -> int:
     f.close()
     print(f"millisecond index loaded once in {index_s * 1e3:.1f} ms")
     print(
-        f"100 ms window + 7500-event frame, {args.reads} random reads: median "
+        f"100 ms window + 7500-event frame, {reads} random reads: median "
         f"{statistics.median(times) * 1e3:.2f} ms, {statistics.median(counts):,.0f} events, "
         f"{statistics.median(nbytes) / 1e6:.2f} MB read of {size / 1e9:.2f} GB "
         f"({statistics.median(nbytes) / size:.2e} of the file)"
     )
-    if args.keep:
-        print(f"kept {path}")
-    else:
-        path.unlink()
-        path.parent.rmdir()
-    return 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dhp19_fixture import make_fake_dhp19
 
 from hybridpose.cli import main
 from hybridpose.events import make_events
@@ -73,6 +74,8 @@ def test_inspect_text(recording: Path, capsys: pytest.CaptureFixture[str]) -> No
         (["inspect", "{tmp}"], "is a directory"),
         (["convert-dhp19", "--root", "{tmp}/x", "--out", "{tmp}/o", "--workers", "0"], ">= 1"),
         (["inspect"], "required: file"),
+        (["convert-dhp19", "--root", "{tmp}/nowhere", "--out", "{tmp}/o"], "nowhere"),
+        (["convert-dhp19", "--root", "{tmp}/dhp19", "--out", "{tmp}/text.h5"], "text.h5"),
         (["no-such-command"], "invalid choice"),
     ],
 )
@@ -80,6 +83,7 @@ def test_user_errors_are_one_line_without_traceback(
     tmp_path: Path, argv: list[str], message: str
 ) -> None:
     (tmp_path / "text.h5").write_text("not hdf5")
+    make_fake_dhp19(tmp_path / "dhp19", movements=(1,), events_per_camera=50)
     args = [a.format(tmp=tmp_path) for a in argv]
     proc = subprocess.run(
         [sys.executable, "-m", "hybridpose", *args], capture_output=True, text=True, check=False
@@ -99,3 +103,20 @@ def test_help_lists_every_subcommand_with_one_line() -> None:
     lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line.startswith("    ")}
     assert "show what a recording file holds" in lines["inspect"]
     assert "convert a raw DHP19 download" in lines["convert-dhp19"]
+
+
+def test_convert_dhp19_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_fake_dhp19(tmp_path / "dhp19", movements=(1, 2), events_per_camera=100).root
+    out = tmp_path / "out"
+    assert main(["convert-dhp19", "--root", str(root), "--out", str(out), "--quiet"]) == 0
+    assert "2 converted, 0 skipped" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["S1_session1_mov1.h5", "S1_session1_mov2.h5"]
+    # a damaged recording is rejected and reported, and the exit status says so
+    (out / "S1_session1_mov2.h5").unlink()
+    aedat = root / "DVS_movies" / "S1" / "session1" / "mov2.aedat"
+    aedat.write_bytes(aedat.read_bytes()[:-3])
+    assert main(["convert-dhp19", "--root", str(root), "--out", str(out), "--quiet"]) == 1
+    printed = capsys.readouterr().out
+    assert "0 converted, 1 skipped" in printed and "1 rejected" in printed
+    assert "mov2.aedat" in printed and "truncated" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["S1_session1_mov1.h5"]

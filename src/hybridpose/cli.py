@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from hybridpose import __version__
-from hybridpose.errors import HybridPoseError
+from hybridpose.errors import HybridPoseError, first_line
 
+EXIT_SOME_FAILED = 1
 EXIT_USER_ERROR = 2
 Handler = Callable[[argparse.Namespace], int]
 
@@ -74,7 +75,15 @@ def _cmd_convert_dhp19(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     print(summary.format())
-    return 0
+    # rejected recordings are listed above; a script sees them through the exit status
+    return EXIT_SOME_FAILED if summary.rejected else 0
+
+
+def _describe(err: BaseException) -> str:
+    """One line for a user: OS errors as 'PATH: reason', ours as their message."""
+    if isinstance(err, OSError) and err.strerror and err.filename is not None:
+        return f"{err.filename}: {err.strerror}"
+    return first_line(err)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,10 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except (HybridPoseError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
+    except (HybridPoseError, OSError) as err:
+        # OSError: a path that is missing, a directory, not writable, a full disk...
         if os.environ.get("HYBRIDPOSE_DEBUG"):
             raise
-        print(f"hybridpose {args.command}: error: {err}", file=sys.stderr)
+        print(f"hybridpose {args.command}: error: {_describe(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"hybridpose {args.command}: interrupted", file=sys.stderr)

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -401,7 +402,7 @@ class Recording:
             version, or corrupt (missing or inconsistent datasets).
     """
 
-    def __init__(self, source: str | os.PathLike[str] | IO[bytes]) -> None:
+    def __init__(self, source: str | os.PathLike[str] | IO[bytes] | io.IOBase) -> None:
         if isinstance(source, (str, os.PathLike)):
             self.name = str(source)
             if not Path(source).exists():
