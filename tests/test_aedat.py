@@ -11,18 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dhp19_fixture import HEADER_LINES, aedat2_bytes, encode_address, write_aedat2
-from hypothesis import HealthCheck, given, settings
+from dhp19_fixture import HEADER_LINES, aedat2_bytes, write_aedat2
+from fuzzing import FUZZ, VALID_AEDAT, flip_bits
+from hypothesis import given
 from hypothesis import strategies as st
 
 from hybridpose.io.aedat import AedatError, read_aedat2
-
-FUZZ = settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-SPECIAL = encode_address(0, 0, False, 0, special=True)
 
 
 def test_read_aedat2_returns_the_records_written(tmp_path: Path) -> None:
@@ -102,13 +96,6 @@ def test_missing_aedat_is_an_error(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------ property tests
-def flip_bits(data: bytes, positions: list[int]) -> bytes:
-    out = bytearray(data)
-    for pos in positions:
-        out[(pos // 8) % len(out)] ^= 1 << (pos % 8)
-    return bytes(out)
-
-
 @FUZZ
 @given(st.binary(max_size=200), st.booleans())
 def test_read_aedat2_on_random_bytes(data: bytes, with_magic: bool) -> None:
@@ -121,12 +108,6 @@ def test_read_aedat2_on_random_bytes(data: bytes, with_magic: bool) -> None:
             assert "r.aedat" in str(err)
         else:
             assert len(a) == len(t) and (path.stat().st_size - 8 * len(a)) >= 14
-
-
-VALID_AEDAT = aedat2_bytes(
-    [*(encode_address(i % 346, i % 260, i % 2 == 0, i % 4) for i in range(30)), SPECIAL],
-    [*range(1000, 1030), 1000],
-)
 
 
 @FUZZ
@@ -142,3 +123,18 @@ def test_read_aedat2_on_truncated_and_flipped_files(cut: int, flips: list[int]) 
             assert "r.aedat" in str(err)
         else:
             assert len(a) == len(t)
+
+
+def test_flip_bits_by_hand() -> None:
+    # the shared fuzz helper: bit p of byte p // 8, positions wrapped around the data
+    assert flip_bits(b"\x00\x00", [0, 9]) == b"\x01\x02"
+    assert flip_bits(b"\x00\x00", [16 + 7]) == b"\x80\x00"
+    assert flip_bits(b"\xff", [3, 3]) == b"\xff"
+
+
+def test_valid_aedat_of_the_fuzz_tests_reads_back(tmp_path: Path) -> None:
+    path = tmp_path / "v.aedat"
+    path.write_bytes(VALID_AEDAT)
+    a, t = read_aedat2(path)
+    assert len(a) == 31 and t.tolist() == [*range(1000, 1030), 1000]
+    assert a[-1] & (1 << 10)  # the last record is the special event

@@ -6,6 +6,8 @@ matrices with its own code, so a shared misunderstanding would have to be writte
 
 from __future__ import annotations
 
+import errno
+import os
 import tempfile
 from pathlib import Path
 
@@ -30,7 +32,8 @@ from dhp19_fixture import (
     write_vicon_mat,
 )
 from dhp19_fixture import main as fixture_main
-from hypothesis import HealthCheck, given, settings
+from fuzzing import FUZZ, SPECIAL, VALID_AEDAT, flip_bits
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hybridpose.errors import HybridPoseError
@@ -54,14 +57,7 @@ from hybridpose.io.dhp19 import (
     unwrap_timestamps,
 )
 from hybridpose.io.mat5 import MatFileError
-from hybridpose.io.recording import Recording
-
-FUZZ = settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-SPECIAL = encode_address(0, 0, False, 0, special=True)
+from hybridpose.io.recording import CameraCalibration, Recording, RecordingMeta, RecordingWriter
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -127,6 +123,21 @@ def test_error_types() -> None:
         assert issubclass(error, HybridPoseError) and issubclass(error, ValueError)
 
 
+def test_joint_order_is_the_shared_one_and_matches_the_fixture() -> None:
+    from hybridpose.joints import JOINT_NAMES
+
+    assert dhp19.JOINT_NAMES is JOINT_NAMES  # one list in hybridpose, not a copy
+    assert JOINT_NAMES == JOINTS  # the fixture's independent statement of DHP19's order
+
+
+def test_array_dataclasses_compare_by_identity(p_dir: Path) -> None:
+    # generated __eq__ on array fields raises "truth value of an array is ambiguous"
+    d = decode_addresses([1, 2])
+    assert d == d and d != decode_addresses([1, 2])
+    calib = read_p_matrices(p_dir)
+    assert calib == calib and calib != read_p_matrices(p_dir)
+
+
 # ------------------------------------------------------------------------------- addresses
 def test_decode_hand_computed_addresses() -> None:
     # y=7 (7 << 22 = 0x01C00000), x=5 (5 << 12 = 0x5000), ON (0x800), camera 2
@@ -188,14 +199,16 @@ def test_unwrap_short_inputs() -> None:
 
 def test_repair_sorts_small_disorder_and_counts_lagging_events() -> None:
     t = np.array([0, 100, 50, 60, 200], dtype=np.int64)  # lags 0, 0, 50, 40, 0
-    order, moved = repair_timestamp_order(t, tolerance_us=1000)
+    order, moved, max_lag = repair_timestamp_order(t, tolerance_us=1000)
     assert order.tolist() == [0, 2, 3, 1, 4]
     assert moved == 2
+    assert max_lag == 50
 
 
 def test_repair_accepts_a_lag_of_exactly_the_tolerance() -> None:
-    order, moved = repair_timestamp_order(np.array([1000, 0], dtype=np.int64), tolerance_us=1000)
-    assert order.tolist() == [1, 0] and moved == 1
+    t = np.array([1000, 0], dtype=np.int64)
+    order, moved, max_lag = repair_timestamp_order(t, tolerance_us=1000)
+    assert order.tolist() == [1, 0] and moved == 1 and max_lag == 1000
 
 
 def test_repair_rejects_a_large_jump_naming_event_and_jump() -> None:
@@ -207,8 +220,10 @@ def test_repair_rejects_a_large_jump_naming_event_and_jump() -> None:
 
 
 def test_repair_of_sorted_input_is_identity() -> None:
-    order, moved = repair_timestamp_order(np.array([1, 1, 2], dtype=np.int64))
-    assert order.tolist() == [0, 1, 2] and moved == 0
+    order, moved, max_lag = repair_timestamp_order(np.array([1, 1, 2], dtype=np.int64))
+    assert order.tolist() == [0, 1, 2] and moved == 0 and max_lag == 0
+    order, moved, max_lag = repair_timestamp_order(np.zeros(0, dtype=np.int64))
+    assert order.tolist() == [] and moved == 0 and max_lag == 0
 
 
 # ----------------------------------------------------------------------------- start/stop
@@ -224,6 +239,7 @@ def test_repair_of_sorted_input_is_identity() -> None:
         ([1_000_000, 2_000_000, 3_000_000], 1_000_000, 3_000_000),  # 3: first and last
         ([1, 2, 3, 4], 1, 500_001),  # 4: like 1 and 2
         ([1, 2, 3, 4, 7_000_000], 1, 7_000_000),  # 5: first and last
+        ([], 0, 10_000_000),  # 0: first and last polarity event (Generate_DHP19.m)
     ],
 )
 def test_start_stop_rules(specials: list[int], start: int, stop: int) -> None:
@@ -232,9 +248,14 @@ def test_start_stop_rules(specials: list[int], start: int, stop: int) -> None:
     assert span.rule.startswith(f"{len(specials)} specials")
 
 
-def test_no_special_event_is_rejected() -> None:
-    with pytest.raises(Dhp19Error, match="f: no start/stop special event"):
-        find_start_stop([], 0, 10, 5, "f")
+def test_no_special_event_uses_first_and_last_event() -> None:
+    span = find_start_stop([], 123, 4567, 5, "f")
+    assert (span.start_us, span.stop_us) == (123, 4567)
+    assert span.rule == "0 specials: first and last event"
+    single = find_start_stop([], 7, 7, 5, "f")  # one event: an interval of length 0
+    assert (single.start_us, single.stop_us) == (7, 7)
+    with pytest.raises(Dhp19Error, match=r"f: no special event and the last polarity event"):
+        find_start_stop([], 10, 9, 5, "f")
 
 
 def test_six_specials_are_corrupted() -> None:
@@ -248,69 +269,137 @@ def test_last_special_before_first_is_rejected() -> None:
 
 
 # -------------------------------------------------------------------------------- filters
-def test_hot_pixel_mask_removes_pixels_above_threshold_only() -> None:
+def test_hot_pixel_mask_removes_pixels_with_threshold_events_or_more() -> None:
+    # pixel (1, 0) has 4 events, (2, 0) has 3, (0, 3) has 1; the reference removes >= threshold
     x = np.array([1, 1, 1, 1, 2, 2, 2, 0])
     y = np.array([0, 0, 0, 0, 0, 0, 0, 3])
     keep = hot_pixel_mask(x, y, threshold=3, sensor_size=(4, 4))
+    assert keep.tolist() == [False] * 7 + [True]
+    keep = hot_pixel_mask(x, y, threshold=4, sensor_size=(4, 4))
     assert keep.tolist() == [False] * 4 + [True] * 4
+    keep = hot_pixel_mask(x, y, threshold=5, sensor_size=(4, 4))
+    assert keep.tolist() == [True] * 8
 
 
-def naive_background_filter(
-    x: np.ndarray, y: np.ndarray, t: np.ndarray, support: int, size: tuple[int, int]
+def test_hot_pixel_default_threshold_is_ten_thousand() -> None:
+    x = np.concatenate([np.full(10_000, 7), np.full(9_999, 8)])
+    keep = hot_pixel_mask(x, np.zeros_like(x))
+    assert np.count_nonzero(~keep[:10_000]) == 10_000  # exactly 10^4 events: hot
+    assert np.all(keep[10_000:])  # 9 999: not hot
+
+
+def reference_background_filter(
+    x: np.ndarray, y: np.ndarray, t: np.ndarray, dt: int, size: tuple[int, int]
 ) -> list[bool]:
-    """jAER's loop, written out: stamp the 8 neighbours, pass if the own stamp is recent."""
+    """DHP19's BackgroundFilter.m rule as a plain loop, one event at a time, per camera.
+
+    Pass if the pixel's last stamp is at most ``dt`` old; then, unless on the border, stamp the
+    own pixel and the 8 neighbours; every event stamps, kept or not; the map starts as "never".
+    """
     width, height = size
-    stamp: dict[tuple[int, int], int] = {}
+    stamp: dict[tuple[int, int], int] = {}  # missing = never stamped
     keep = []
     for xi, yi, ti in zip(x.tolist(), y.tolist(), t.tolist(), strict=True):
         last = stamp.get((xi, yi))
-        keep.append(last is not None and ti - last < support)
-        for dx in (-1, 0, 1):
-            for dy in (-1, 0, 1):
-                nx, ny = xi + dx, yi + dy
-                if (dx, dy) != (0, 0) and 0 <= nx < width and 0 <= ny < height:
-                    stamp[(nx, ny)] = ti
+        keep.append(last is not None and ti - last <= dt)
+        if 0 < xi < width - 1 and 0 < yi < height - 1:
+            for dx in (-1, 0, 1):
+                for dy in (-1, 0, 1):
+                    stamp[(xi + dx, yi + dy)] = ti
     return keep
 
 
 def test_background_filter_hand_case() -> None:
-    # e0 alone; e1 next to e0, 100 us later; e2 on e0's pixel, 69 999 us after e1 (passes);
-    # e3 on e1's pixel exactly 70 000 us after e2 stamped it (fails: strict); e4 far away
-    x = np.array([10, 11, 10, 11, 30])
-    y = np.array([10, 10, 10, 10, 30])
-    t = np.array([0, 100, 70_099, 140_099, 140_100])
+    # e0 first event: never stamped -> fails, stamps (9..11, 9..11) with 0
+    # e1 on e0's own pixel exactly 70 000 us later -> passes (inclusive), stamps 70 000
+    # e2 on a neighbour 70 001 us after e1's stamp -> fails, stamps 140 001 around (11, 11)
+    # e3 on the border (x = 0), never stamped -> fails, stamps nothing
+    # e4 next to e3 (x = 1): e3 stamped nothing -> fails; stamps (0..2, 4..6)
+    # e5 on e3's border pixel -> passes on e4's stamp (border events can pass)
+    # e6 on e0's pixel: its last stamp is e2's (140 001, (10, 10) is next to (11, 11)), exactly
+    # 70 000 us old -> passes; e7 far from everything -> fails
+    x = np.array([10, 10, 11, 0, 1, 0, 10, 30])
+    y = np.array([10, 10, 11, 5, 5, 5, 10, 30])
+    t = np.array([0, 70_000, 140_001, 140_002, 140_003, 140_004, 210_001, 210_002])
     keep = background_activity_mask(x, y, t, support_us=70_000, sensor_size=(40, 40))
-    assert keep.tolist() == [False, True, True, False, False]
-    assert keep.tolist() == naive_background_filter(x, y, t, 70_000, (40, 40))
+    assert keep.tolist() == [False, True, False, False, False, True, True, False]
+    assert keep.tolist() == reference_background_filter(x, y, t, 70_000, (40, 40))
 
 
-def test_background_filter_own_pixel_does_not_support_itself() -> None:
-    keep = background_activity_mask([3, 3, 3], [3, 3, 3], [0, 1, 2], sensor_size=(8, 8))
-    assert keep.tolist() == [False, False, False]
+def test_background_filter_border_events_stamp_nothing() -> None:
+    # a stream on the right border (x = 7 of width 8) and the top row: nothing ever passes there,
+    # however dense, because border events never stamp and nothing else is near
+    x = np.array([7, 7, 7, 3, 3])
+    y = np.array([4, 4, 4, 0, 0])
+    keep = background_activity_mask(x, y, [0, 1, 2, 3, 4], sensor_size=(8, 8))
+    assert keep.tolist() == [False] * 5
+    # one pixel in from the border the same stream passes from its second event on
+    keep = background_activity_mask([6, 6, 6], [4, 4, 4], [0, 1, 2], sensor_size=(8, 8))
+    assert keep.tolist() == [False, True, True]
 
 
-def test_background_filter_empty() -> None:
+def test_background_filter_ties_see_earlier_events_only() -> None:
+    # equal timestamps: the second event sees the first's stamp, the first not the second's
+    keep = background_activity_mask([5, 6], [5, 6], [100, 100], sensor_size=(10, 10))
+    assert keep.tolist() == [False, True]
+    keep = background_activity_mask([6, 5], [6, 5], [100, 100], sensor_size=(10, 10))
+    assert keep.tolist() == [False, True]
+    # and an event never sees its own stamp: a lone event fails, repeated ones pass
+    keep = background_activity_mask([3, 3, 3], [3, 3, 3], [0, 0, 0], sensor_size=(8, 8))
+    assert keep.tolist() == [False, True, True]
+
+
+def test_background_filter_first_events_fail_and_support_is_inclusive() -> None:
+    # the first event fails whatever its timestamp (the map starts as "never", not 0)
+    assert background_activity_mask([5], [5], [0], sensor_size=(10, 10)).tolist() == [False]
+    for gap, passes in ((69_999, True), (70_000, True), (70_001, False)):
+        keep = background_activity_mask([5, 5], [5, 5], [1000, 1000 + gap], sensor_size=(10, 10))
+        assert keep.tolist() == [False, passes], gap
+
+
+def test_background_filter_stamps_are_refreshed_by_every_event() -> None:
+    # e0 (5, 5) fails and stamps 0; e1 (6, 6) reads 0 -> passes, stamps 10 on (5..7, 5..7);
+    # e2 (5, 5) at 70 005 reads 10 (not 0: it would fail) -> passes; e3 (4, 4) reads e2's
+    # 70 005 -> passes; e4 (5, 5) reads e3's 70 006 -> passes; e5 (5, 5) at 170 101 reads e4's
+    # own stamp 70 101, 100 000 us old -> fails
+    x = np.array([5, 6, 5, 4, 5, 5])
+    y = np.array([5, 6, 5, 4, 5, 5])
+    t = np.array([0, 10, 70_005, 70_006, 70_101, 170_101])
+    keep = background_activity_mask(x, y, t, sensor_size=(10, 10))
+    assert keep.tolist() == [False, True, True, True, True, False]
+    assert keep.tolist() == reference_background_filter(x, y, t, 70_000, (10, 10))
+
+
+def test_background_filter_empty_and_bad_input() -> None:
     assert background_activity_mask([], [], []).tolist() == []
+    with pytest.raises(Dhp19Error, match="outside the 8x8 sensor"):
+        background_activity_mask([8], [0], [0], sensor_size=(8, 8))
+    with pytest.raises(Dhp19Error, match=r"\(N,\) arrays"):
+        background_activity_mask([1, 2], [1], [0, 1], sensor_size=(8, 8))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     st.lists(
         st.tuples(st.integers(0, 5), st.integers(0, 4), st.integers(0, 300)),
         min_size=0,
         max_size=60,
     ),
-    st.integers(1, 150),
+    st.integers(0, 150),
+    st.booleans(),
 )
-def test_background_filter_matches_naive_loop(
-    rows: list[tuple[int, int, int]], support: int
+def test_background_filter_matches_the_reference_loop(
+    rows: list[tuple[int, int, int]], support: int, sort: bool
 ) -> None:
-    rows = sorted(rows, key=lambda r: r[2])  # sorted by time, ties in list order
+    # a 6x5 sensor: most pixels are on or next to the border; times 0-300 give many ties.
+    # The converter passes time-sorted streams; unsorted ones must match the loop all the same
+    if sort:
+        rows = sorted(rows, key=lambda r: r[2])  # ties keep their list order
     x = np.array([r[0] for r in rows], dtype=np.int64)
     y = np.array([r[1] for r in rows], dtype=np.int64)
     t = np.array([r[2] for r in rows], dtype=np.int64)
     got = background_activity_mask(x, y, t, support_us=support, sensor_size=(6, 5))
-    assert got.tolist() == naive_background_filter(x, y, t, support, (6, 5))
+    assert got.tolist() == reference_background_filter(x, y, t, support, (6, 5))
 
 
 # ---------------------------------------------------------------------------- Vicon, P
@@ -497,7 +586,8 @@ def test_convert_recording_counts(fake: FakeDhp19, p_dir: Path, tmp_path: Path) 
         assert result.dropped_outside[c] == np.count_nonzero(cam & ~inside)
     assert result.dropped_outside[0] > 0  # the fixture puts events outside on purpose
     assert result.ignored_records == 3 and result.specials == 2
-    assert result.repaired == (0, 0, 0, 0)
+    assert result.repaired == result.max_backward_jump_us == (0, 0, 0, 0)
+    assert result.stray_dropped == (0, 0, 0, 0) and result.stray_bad_camera == 0
     assert result.hot_pixel_filtered == result.background_filtered == (0, 0, 0, 0)
     assert (result.start_us, result.stop_us, result.num_labels) == (
         START_RAW_US,
@@ -535,6 +625,59 @@ def test_projected_labels_land_on_the_events(fake_converted: Path) -> None:
             assert np.median(nearest) < 3.0, f"camera {c}"
 
 
+def read_raw_aedat(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The records of an AEDAT 2.0 file, read here without hybridpose: '#' lines, then >u4 pairs."""
+    data = path.read_bytes()
+    pos = 0
+    while data.startswith(b"#", pos):
+        pos = data.index(b"\r\n", pos) + 2
+    records = np.frombuffer(data[pos:], dtype=">u4").reshape(-1, 2).astype(np.int64)
+    return records[:, 0], records[:, 1]
+
+
+def test_pixel_convention_matches_the_dhp19_reference_pipeline(
+    fake: FakeDhp19, fake_converted: Path
+) -> None:
+    # The DHP19 reference pipeline transcribed on the RAW files (its reader, its flip, its label
+    # projection), independent of the converter and of the fixture's own flip formulas:
+    #   X = 346 - x_raw, Y = 260 - y_raw (1-based MATLAB); event image index (row, col) =
+    #   (Y - 1, X - 1), 0-based; label (u, v) = (u_P, 260 - v_P) with (u_P, v_P) the
+    #   dehomogenised projection with the raw P{m}.npy. (The reference also tiles the 4 cameras
+    #   side by side, col + 346 * camera; we keep one image per camera.)
+    from scipy.io import loadmat
+
+    rec = fake.recordings[(1, 1, 2)]
+    address, t = read_raw_aedat(rec.aedat)
+    is_special = (address >> 10) & 1 == 1
+    is_polarity = ((address >> 31) & 1 == 0) & ~is_special
+    special_t = t[is_special & ((address >> 31) & 1 == 0)]
+    assert len(special_t) == 3  # 3 specials: first = start, last = stop
+    start, stop = special_t[0], special_t[-1]
+    xyzpos = loadmat(str(rec.vicon))["XYZPOS"][0, 0]
+    joints = np.stack([xyzpos[name] for name in JOINTS], axis=1).astype(np.float64)
+    points = np.concatenate([joints.reshape(-1, 3), np.ones((joints.size // 3, 1))], axis=1)
+    path = fake_converted / "S1_session1_mov2.h5"
+    with Recording(path) as r:
+        for c in range(4):
+            keep = is_polarity & ((address & 0xF) == c) & (t >= start) & (t <= stop)
+            x_raw, y_raw = (address[keep] >> 12) & 0x3FF, (address[keep] >> 22) & 0x1FF
+            X, Y = 346 - x_raw, 260 - y_raw
+            row, col = Y - 1, X - 1
+            assert row.min() >= 0 and row.max() < 260 and col.min() >= 0 and col.max() < 346
+            order = np.argsort(t[keep], kind="stable")
+            events = all_events(path, c)
+            np.testing.assert_array_equal(events["x"], col[order])
+            np.testing.assert_array_equal(events["y"], row[order])
+
+            m = {0: 4, 1: 1, 2: 3, 3: 2}[c]  # the camera -> P file mapping of the notebooks
+            raw_P = np.load(fake.root / "P_matrices" / f"P{m}.npy")
+            h = points @ raw_P.T
+            u_ref, v_ref = h[:, 0] / h[:, 2], 260 - h[:, 1] / h[:, 2]
+            ours = points @ r.cameras[c].calibration.P.T
+            np.testing.assert_allclose(ours[:, 0] / ours[:, 2], u_ref, rtol=0, atol=1e-9)
+            np.testing.assert_allclose(ours[:, 1] / ours[:, 2], v_ref, rtol=0, atol=1e-9)
+
+
 def test_flip_and_polarity_of_single_events(p_dir: Path, tmp_path: Path) -> None:
     rows = [sp(1000), ev(0, 0, 1000, on=True), ev(345, 259, 1100, on=False), ev(3, 7, 1200)]
     aedat, mat = tiny(tmp_path, rows)
@@ -547,22 +690,55 @@ def test_flip_and_polarity_of_single_events(p_dir: Path, tmp_path: Path) -> None
     assert got["t"].tolist() == [0, 100, 200]
 
 
-@pytest.mark.parametrize(
-    ("row", "message"),
-    [
-        (ev(346, 0, 1100), "polarity event 1 has raw x 346"),
-        (ev(0, 260, 1100), "polarity event 1 has raw y 260"),
-        (ev(0, 0, 1100, cam=4), "polarity event 1 has raw camera id 4"),
-    ],
-)
-def test_pixels_outside_the_sensor_are_rejected(
-    p_dir: Path, tmp_path: Path, row: tuple[int, int], message: str
-) -> None:
-    aedat, mat = tiny(tmp_path, [sp(1000), row])
+def spread(n: int, t0: int = 2000) -> list[tuple[int, int]]:
+    """``n`` valid polarity events of the 4 cameras in turn, 1 us apart from ``t0``."""
+    return [ev(10 + i % 50, 20 + i % 40, t0 + i, cam=i % 4) for i in range(n)]
+
+
+def test_stray_events_are_dropped_and_counted(p_dir: Path, tmp_path: Path) -> None:
+    # 297 good events + 3 stray = 300 polarity events: exactly 1 % stray, which is accepted
+    strays = [ev(346, 0, 2100, cam=1), ev(0, 260, 2101, cam=2), ev(1000, 511, 2102, cam=9)]
+    rows = [sp(1000), *spread(150), *strays, *spread(147, 3000)]
+    aedat, mat = tiny(tmp_path, rows)
+    result = convert(aedat, mat, p_dir, tmp_path / "o.h5")
+    assert result.stray_dropped == (0, 1, 1, 0)
+    assert result.stray_bad_camera == 1  # counted once, not also as off the sensor
+    assert result.events_kept == (75, 75, 74, 73)  # 150 + 147 good events, cameras in turn
+    for c in range(4):
+        got = all_events(tmp_path / "o.h5", c)
+        assert got["x"].min() >= 345 - 59 and got["y"].min() >= 259 - 59  # no stray pixel
+    with Recording(tmp_path / "o.h5") as r:
+        assert r.meta.extra["stray_events"] == {
+            "dropped_off_sensor": [0, 1, 1, 0],
+            "dropped_bad_camera_id": 1,
+            "max_fraction": 0.01,
+        }
+
+
+def test_more_than_one_percent_stray_rejects_the_recording(p_dir: Path, tmp_path: Path) -> None:
+    # 296 good + 4 stray = 300: 1.33 % stray
+    strays = [ev(346, 0, 2100), ev(0, 260, 2101), ev(0, 0, 2102, cam=4), ev(400, 0, 2103)]
+    rows = [sp(1000), *spread(150), *strays, *spread(146, 3000)]
+    aedat, mat = tiny(tmp_path, rows)
     out = tmp_path / "out" / "o.h5"
-    with pytest.raises(Dhp19Error, match=rf"mov1\.aedat: {message}"):
+    message = (
+        r"mov1\.aedat: 4 of 300 polarity events are stray \(raw x > 345, y > 259 or camera id > "
+        r"3; the first is event 151: raw x 346, y 0, camera id 0\); more than 1\.00% means"
+    )
+    with pytest.raises(Dhp19Error, match=message):
         convert(aedat, mat, p_dir, out)
     assert leftovers(out.parent) == []
+    # the fraction is a setting: a looser one accepts the file
+    result = convert(aedat, mat, p_dir, out, max_stray_fraction=0.02)
+    assert result.stray_dropped == (3, 0, 0, 0) and result.stray_bad_camera == 1
+
+
+def test_all_events_stray(p_dir: Path, tmp_path: Path) -> None:
+    aedat, mat = tiny(tmp_path, [sp(1000), ev(346, 0, 1000), ev(0, 0, 1001, cam=7)])
+    with pytest.raises(Dhp19Error, match="2 of 2 polarity events are stray"):
+        convert(aedat, mat, p_dir, tmp_path / "o.h5")
+    with pytest.raises(Dhp19Error, match="every polarity event is stray"):
+        convert(aedat, mat, p_dir, tmp_path / "o.h5", max_stray_fraction=1.0)
 
 
 def test_events_outside_start_stop_are_dropped_bounds_inclusive(
@@ -587,18 +763,29 @@ def test_start_derived_when_the_only_special_is_nearer_the_end(p_dir: Path, tmp_
     assert all_events(tmp_path / "o.h5", 0)["x"].tolist() == [342]
 
 
-@pytest.mark.parametrize(
-    ("specials", "message"),
-    [(0, "no start/stop special event"), (6, "6 special events")],
-)
-def test_bad_special_counts_reject_the_recording(
-    p_dir: Path, tmp_path: Path, specials: int, message: str
-) -> None:
-    rows = [sp(1000 + i) for i in range(specials)] + [ev(1, 1, 2000)]
+def test_six_specials_reject_the_recording(p_dir: Path, tmp_path: Path) -> None:
+    rows = [sp(1000 + i) for i in range(6)] + [ev(1, 1, 2000)]
     aedat, mat = tiny(tmp_path, rows)
-    with pytest.raises(Dhp19Error, match=message):
+    with pytest.raises(Dhp19Error, match="6 special events"):
         convert(aedat, mat, p_dir, tmp_path / "out" / "o.h5")
     assert leftovers(tmp_path / "out") == []
+
+
+def test_no_special_event_converts_between_first_and_last_event(
+    p_dir: Path, tmp_path: Path
+) -> None:
+    # Generate_DHP19.m's rule for S14 session5 mov3; a stray event before the first good one
+    # does not move the start
+    rows = [ev(0, 0, 5, cam=4), ev(1, 1, 2000), ev(2, 2, 3000, cam=1), ev(3, 3, 5000)]
+    aedat, mat = tiny(tmp_path, rows)
+    result = convert(aedat, mat, p_dir, tmp_path / "o.h5", max_stray_fraction=0.5)
+    assert (result.start_us, result.stop_us, result.specials) == (2000, 5000, 0)
+    assert result.events_kept == (2, 1, 0, 0) and result.dropped_outside == (0, 0, 0, 0)
+    assert all_events(tmp_path / "o.h5", 0)["t"].tolist() == [0, 3000]
+    assert all_events(tmp_path / "o.h5", 1)["t"].tolist() == [1000]
+    with Recording(tmp_path / "o.h5") as r:
+        assert r.meta.extra["start_stop_rule"] == "0 specials: first and last event"
+        assert r.meta.extra["special_events_us_raw"] == []
 
 
 def test_timestamp_wrap_inside_a_recording(p_dir: Path, tmp_path: Path) -> None:
@@ -630,6 +817,26 @@ def test_large_disorder_rejects_the_recording(p_dir: Path, tmp_path: Path) -> No
     assert leftovers(out.parent) == []
 
 
+def test_order_is_checked_after_the_crop(p_dir: Path, tmp_path: Path) -> None:
+    # 3 specials: [10 000, 60 000]. Before the start, camera 0 jumps back 8 000 us and after the
+    # stop an event lies 30 000 us ahead of a kept one: both are dropped anyway and must not
+    # reject the recording. Inside, one event lags 500 us: repaired, and the largest jump kept
+    rows = [ev(1, 1, 5_000), ev(2, 2, 9_000), ev(3, 3, 1_000), sp(10_000), ev(4, 4, 10_000)]
+    rows += [sp(20_000), ev(5, 5, 30_000), ev(6, 6, 29_500), ev(7, 7, 70_000), ev(8, 8, 40_000)]
+    rows += [sp(60_000), ev(9, 9, 30_000, cam=1)]
+    aedat, mat = tiny(tmp_path, rows)
+    result = convert(aedat, mat, p_dir, tmp_path / "o.h5")
+    assert result.dropped_outside == (4, 0, 0, 0)
+    assert result.repaired == (1, 0, 0, 0)
+    assert result.max_backward_jump_us == (500, 0, 0, 0)
+    got = all_events(tmp_path / "o.h5", 0)
+    assert got["t"].tolist() == [0, 19_500, 20_000, 30_000]
+    assert got["x"].tolist() == [341, 339, 340, 337]
+    with Recording(tmp_path / "o.h5") as r:
+        assert r.meta.extra["max_backward_jump_us"] == [500, 0, 0, 0]
+        assert r.meta.extra["repaired_out_of_order"] == [1, 0, 0, 0]
+
+
 def test_no_event_between_start_and_stop(p_dir: Path, tmp_path: Path) -> None:
     aedat, mat = tiny(tmp_path, [ev(1, 1, 0), sp(500_000), ev(1, 1, 10_000_000)])
     with pytest.raises(Dhp19Error, match="no polarity event between start"):
@@ -640,26 +847,46 @@ def test_no_event_between_start_and_stop(p_dir: Path, tmp_path: Path) -> None:
 
 
 def test_hot_pixel_filter_in_conversion(p_dir: Path, tmp_path: Path) -> None:
+    # (5, 5) has 4 events, (6, 6) has 3: with threshold 4, exactly (5, 5) is hot (>=)
     rows = (
         [sp(1000)] + [ev(5, 5, 1000 + i) for i in range(4)] + [ev(6, 6, 1100 + i) for i in range(3)]
     )
     aedat, mat = tiny(tmp_path, rows)
     result = convert(
-        aedat, mat, p_dir, tmp_path / "o.h5", hot_pixel_filter=True, hot_pixel_threshold=3
+        aedat, mat, p_dir, tmp_path / "o.h5", hot_pixel_filter=True, hot_pixel_threshold=4
     )
     assert result.hot_pixel_filtered == (4, 0, 0, 0)
-    assert set(all_events(tmp_path / "o.h5", 0)["x"].tolist()) == {345 - 6}
+    assert all_events(tmp_path / "o.h5", 0)["x"].tolist() == [345 - 6] * 3
     with Recording(tmp_path / "o.h5") as r:
-        assert r.meta.extra["hot_pixel_filter"] == {"threshold": 3, "removed": [4, 0, 0, 0]}
+        assert r.meta.extra["hot_pixel_filter"] == {
+            "threshold": 4,
+            "rule": "pixels with >= threshold events removed",
+            "removed": [4, 0, 0, 0],
+        }
+        assert r.meta.extra["background_filter"] is None
+    # threshold 3: both pixels are hot and nothing is left, which rejects the recording
+    with pytest.raises(Dhp19Error, match="the filters removed all 7 events between start"):
+        convert(aedat, mat, p_dir, tmp_path / "p.h5", hot_pixel_filter=True, hot_pixel_threshold=3)
+    assert not (tmp_path / "p.h5").exists()
 
 
 @pytest.mark.parametrize(
-    "arg", ["hot_pixel_threshold", "background_support_us", "max_repairable_jump_us"]
+    ("arg", "value", "message"),
+    [
+        ("hot_pixel_threshold", 0, "hot_pixel_threshold must be >= 1, got 0"),
+        ("background_support_us", -1, "background_support_us must be >= 0, got -1"),
+        ("max_repairable_jump_us", -1, "max_repairable_jump_us must be >= 0, got -1"),
+        ("max_stray_fraction", -0.1, r"max_stray_fraction must be in \[0, 1\], got -0.1"),
+        ("max_stray_fraction", 1.5, r"max_stray_fraction must be in \[0, 1\], got 1.5"),
+        ("max_stray_fraction", float("nan"), r"max_stray_fraction must be in \[0, 1\], got nan"),
+    ],
 )
-def test_negative_thresholds_are_rejected(p_dir: Path, tmp_path: Path, arg: str) -> None:
+def test_settings_out_of_range_are_rejected(
+    p_dir: Path, tmp_path: Path, arg: str, value: float, message: str
+) -> None:
     aedat, mat = tiny(tmp_path, [sp(1000), ev(1, 1, 1000)])
-    with pytest.raises(Dhp19Error, match=rf"{arg} must be >= 0, got -1"):
-        convert(aedat, mat, p_dir, tmp_path / "o.h5", **{arg: -1})
+    with pytest.raises(Dhp19Error, match=message):
+        convert(aedat, mat, p_dir, tmp_path / "o.h5", **{arg: value})
 
 
 def test_background_filter_in_conversion(fake: FakeDhp19, p_dir: Path, tmp_path: Path) -> None:
@@ -667,10 +894,23 @@ def test_background_filter_in_conversion(fake: FakeDhp19, p_dir: Path, tmp_path:
     result = convert(rec.aedat, rec.vicon, p_dir, tmp_path / "o.h5", background_filter=True)
     for c in range(4):
         want = expected_events(rec, c)
-        keep = naive_background_filter(want["x"], want["y"], want["t"], 70_000, (346, 260))
+        keep = reference_background_filter(want["x"], want["y"], want["t"], 70_000, (346, 260))
+        # the rule is symmetric: the same in DHP19's raw (unflipped) pixel frame
+        raw = reference_background_filter(
+            345 - want["x"], 259 - want["y"], want["t"], 70_000, (346, 260)
+        )
+        assert raw == keep
         got = all_events(tmp_path / "o.h5", c)
         assert result.background_filtered[c] == keep.count(False) > 0
+        assert keep.count(True) > 0
         np.testing.assert_array_equal(got["t"], want["t"][np.array(keep, dtype=bool)])
+        np.testing.assert_array_equal(got["x"], want["x"][np.array(keep, dtype=bool)])
+    with Recording(tmp_path / "o.h5") as r:
+        assert r.meta.extra["background_filter"] == {
+            "support_us": 70_000,
+            "rule": "DHP19 BackgroundFilter.m, per camera",
+            "removed": list(result.background_filtered),
+        }
 
 
 # ------------------------------------------------------------------------- a whole root
@@ -685,6 +925,147 @@ def test_convert_dhp19_summary_and_skip(fake: FakeDhp19, tmp_path: Path) -> None
     assert second.converted == [] and second.skipped == [out / n for n in names]
     assert [(out / n).stat().st_mtime_ns for n in names] == stamps
     assert "0 converted, 2 skipped" in second.format()
+
+
+def test_existing_output_with_other_filter_settings_is_rejected(
+    fake: FakeDhp19, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    names = ["S1_session1_mov1.h5", "S1_session1_mov2.h5"]
+    assert len(convert_dhp19(fake.root, out, progress=False).converted) == 2
+    stamps = [(out / n).stat().st_mtime_ns for n in names]
+    summary = convert_dhp19(fake.root, out, hot_pixel_filter=True, progress=False)
+    assert summary.converted == [] and summary.skipped == []
+    assert [name for name, _ in summary.rejected] == ["S1_session1_mov1", "S1_session1_mov2"]
+    assert summary.rejected[0][1] == (
+        f"{out / names[0]} exists with different filter settings (stored: hot-pixel filter off; "
+        "background filter off; requested: hot-pixel filter rule=pixels with >= threshold events "
+        "removed, threshold=10000; background filter off); delete it or use another --out"
+    )
+    assert [(out / n).stat().st_mtime_ns for n in names] == stamps  # not overwritten
+    # the other way round: files made with the background filter, asked for without
+    filtered = tmp_path / "filtered"
+    convert_dhp19(fake.root, filtered, background_filter=True, progress=False)
+    summary = convert_dhp19(fake.root, filtered, progress=False)
+    assert len(summary.rejected) == 2 and summary.skipped == []
+    assert (
+        "stored: hot-pixel filter off; background filter rule=DHP19 BackgroundFilter.m, "
+        in (summary.rejected[0][1])
+    )
+    assert (
+        "support_us=70000; requested: hot-pixel filter off; background filter off)"
+        in (summary.rejected[0][1])
+    )
+    # the same settings again: skipped
+    again = convert_dhp19(fake.root, filtered, background_filter=True, progress=False)
+    assert again.rejected == [] and again.skipped == [filtered / n for n in names]
+
+
+def write_foreign_output(path: Path, extra: dict[str, object]) -> None:
+    """A valid recording whose ``extra`` is given, as an older converter might have left."""
+    camera = CameraCalibration(P=np.eye(3, 4), center=np.zeros(3))
+    with RecordingWriter(path, (346, 260), [camera], RecordingMeta("dhp19", extra=extra)):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("extra", "stored"),
+    [
+        # the jAER-variant filter of older versions stored no rule
+        (
+            {"hot_pixel_filter": None, "background_filter": {"support_us": 70000, "removed": [1]}},
+            "stored: hot-pixel filter off; background filter support_us=70000;",
+        ),
+        # hot pixels removed above (not at) the threshold by older versions
+        (
+            {"hot_pixel_filter": {"threshold": 10000, "removed": [0]}, "background_filter": None},
+            "stored: hot-pixel filter threshold=10000; background filter off;",
+        ),
+        ({}, "stored: hot-pixel filter not recorded; background filter not recorded;"),
+    ],
+)
+def test_outputs_of_older_versions_are_not_taken_for_current_ones(
+    fake: FakeDhp19, tmp_path: Path, extra: dict[str, object], stored: str
+) -> None:
+    out = tmp_path / "out"
+    for name in ("S1_session1_mov1.h5", "S1_session1_mov2.h5"):
+        write_foreign_output(out / name, extra)
+    summary = convert_dhp19(
+        fake.root, out, hot_pixel_filter=True, background_filter=True, progress=False
+    )
+    assert len(summary.rejected) == 2 and summary.skipped == [] and summary.converted == []
+    assert stored in summary.rejected[0][1]
+
+
+def test_unreadable_existing_output_is_rejected_not_overwritten(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    make_fake_dhp19(root, movements=(1, 2, 3), events_per_camera=50)
+    (root / "Vicon_data" / "S1_1_3.mat").unlink()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "S1_session1_mov2.h5").write_bytes(b"half a file")
+    summary = convert_dhp19(root, out, progress=False)
+    assert summary.converted == [out / "S1_session1_mov1.h5"]
+    # in recording order, the existing file's rejection first
+    assert [name for name, _ in summary.rejected] == ["S1_session1_mov2", "S1_session1_mov3"]
+    reason = summary.rejected[0][1]
+    assert reason.startswith(f"{out / 'S1_session1_mov2.h5'} exists but cannot be read (")
+    assert "not a readable HDF5 file" in reason
+    assert reason.endswith("); delete it or use another --out")
+    assert (out / "S1_session1_mov2.h5").read_bytes() == b"half a file"
+
+
+def test_os_and_memory_errors_reject_one_recording_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    make_fake_dhp19(root, movements=(1, 2, 3), events_per_camera=50)
+    original = RecordingWriter.append_events
+
+    def failing(self: RecordingWriter, camera: int, events: np.ndarray) -> None:
+        if "mov1" in self.path.name:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        if "mov2" in self.path.name:
+            raise MemoryError
+        original(self, camera, events)
+
+    monkeypatch.setattr(RecordingWriter, "append_events", failing)
+    out = tmp_path / "out"
+    summary = convert_dhp19(root, out, progress=False)
+    assert summary.converted == [out / "S1_session1_mov3.h5"]
+    assert summary.rejected == [
+        (
+            "S1_session1_mov1",
+            f"system error ({out / 'S1_session1_mov1.h5'}: No space left on device)",
+        ),
+        ("S1_session1_mov2", "out of memory while converting (MemoryError); try fewer --workers"),
+    ]
+    assert leftovers(out) == ["S1_session1_mov3.h5"]  # no temporary file left behind
+
+
+def test_output_path_that_is_not_a_directory(fake: FakeDhp19, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(Dhp19Error, match=r"file: output path exists and is not a directory"):
+        convert_dhp19(fake.root, tmp_path / "file", progress=False)
+    with pytest.raises(Dhp19Error, match=r"file/sub: cannot create the output directory \("):
+        convert_dhp19(fake.root, tmp_path / "file" / "sub", progress=False)
+
+
+def test_stale_temporary_files_are_removed(fake: FakeDhp19, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = out / ".S1_session1_mov1.h5.99999999.abc123.tmp"  # above any pid_max: no process
+    live = out / f".S1_session1_mov9.h5.{os.getpid()}.def456.tmp"  # a writer still running
+    other = out / ".notes.tmp"  # not a writer's temporary file
+    for path in (dead, live, other):
+        path.write_bytes(b"partial")
+    summary = convert_dhp19(fake.root, out, progress=False)
+    assert summary.stale_temp_removed == 1
+    assert not dead.exists() and live.exists() and other.exists()
+    assert len(summary.converted) == 2
+    assert "\n  removed 1 stale temporary file(s) of killed earlier runs" in summary.format()
+    again = convert_dhp19(fake.root, out, progress=False)
+    assert again.stale_temp_removed == 0 and "stale" not in again.format()
 
 
 def test_rejections_do_not_stop_the_others(tmp_path: Path) -> None:
@@ -734,6 +1115,11 @@ def test_summary_format_by_hand() -> None:
         "DHP19 conversion: 1 converted, 0 skipped (already converted), 1 rejected\n"
         "  rejected S4_session3_mov4: x"
     )
+    s = ConversionSummary(converted=[], skipped=[Path("b.h5")], rejected=[], stale_temp_removed=2)
+    assert s.format() == (
+        "DHP19 conversion: 0 converted, 1 skipped (already converted), 0 rejected\n"
+        "  removed 2 stale temporary file(s) of killed earlier runs"
+    )
 
 
 def test_missing_root_parts_raise(fake: FakeDhp19, tmp_path: Path) -> None:
@@ -764,19 +1150,6 @@ def test_two_workers_write_identical_files(
 
 
 # ------------------------------------------------------------------------ property tests
-def flip_bits(data: bytes, positions: list[int]) -> bytes:
-    out = bytearray(data)
-    for pos in positions:
-        out[(pos // 8) % len(out)] ^= 1 << (pos % 8)
-    return bytes(out)
-
-
-VALID_AEDAT = aedat2_bytes(
-    [*(encode_address(i % 346, i % 260, i % 2 == 0, i % 4) for i in range(30)), SPECIAL],
-    [*range(1000, 1030), 1000],
-)
-
-
 @FUZZ
 @given(
     st.sampled_from(["P1.npy", "P4.npy", "camera_positions.npy"]),
@@ -864,3 +1237,20 @@ def test_stored_matrices_put_the_body_in_front_whatever_the_raw_sign(tmp_path: P
             assert np.all(w[np.isfinite(w)] > 0), f"camera {c}"
             assert r.meta.extra["cameras"][c]["labels_in_front_fraction"] == 1.0
             assert not np.isnan(project(P, joints)).all()
+
+
+def test_a_killed_worker_rejects_its_recording_instead_of_ending_the_batch() -> None:
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    killed: Future[str | None] = Future()
+    killed.set_exception(BrokenProcessPool("a child process terminated abruptly"))
+    done: Future[str | None] = Future()
+    done.set_result(None)
+    assert dhp19._outcome(done) is None
+    reason = dhp19._outcome(killed)
+    assert reason is not None and "worker process was killed" in reason
+    crashed: Future[str | None] = Future()
+    crashed.set_exception(ZeroDivisionError("a bug"))
+    with pytest.raises(ZeroDivisionError):  # a bug is not a rejection: it keeps its traceback
+        dhp19._outcome(crashed)

@@ -13,25 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from dhp19_fixture import skeleton, write_vicon_mat
-from hypothesis import HealthCheck, given, settings
+from fuzzing import FUZZ, flip_bits
+from hypothesis import given
 from hypothesis import strategies as st
 
 from hybridpose.io import mat5
 from hybridpose.io.dhp19 import Dhp19Error, read_vicon_mat
 from hybridpose.io.mat5 import MatFileError, read_mat5_struct
-
-FUZZ = settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-
-
-def flip_bits(data: bytes, positions: list[int]) -> bytes:
-    out = bytearray(data)
-    for pos in positions:
-        out[(pos // 8) % len(out)] ^= 1 << (pos % 8)
-    return bytes(out)
 
 
 def valid_mat_bytes() -> bytes:

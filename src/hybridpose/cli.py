@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=_positive_int, default=1, help="parallel processes (default 1)"
     )
     p.add_argument(
-        "--hot-pixel-filter", action="store_true", help="drop pixels with more than 1e4 events"
+        "--hot-pixel-filter", action="store_true", help="drop pixels with 10^4 or more events"
     )
     p.add_argument(
         "--background-filter", action="store_true", help="background-activity filter (70 ms)"

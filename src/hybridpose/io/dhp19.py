@@ -18,29 +18,41 @@ What the converter does to one recording, in order:
 2. **Addresses** (bits 0-based): bit 31 APS/IMU (ignored), y = bits 22-30, x = bits 12-21,
    polarity bit 11 (1 = ON = +1), special-event flag bit 10, camera id = bits 0-3 (DHP19's
    modified reader). Polarity events have bits 31 and 10 clear; special events have bit 10 set and
-   bit 31 clear. A polarity event outside the 346x260 sensor or from a camera id above 3 rejects
-   the recording.
-3. **Time.** 32-bit timestamps are unwrapped over the whole file (a jump of more than 2^31 us
-   backwards is a wrap). Then, per camera, an event more than :data:`MAX_REPAIRABLE_JUMP_US`
-   behind the latest earlier event of that camera rejects the recording (naming the event index
-   and the jump); smaller disorder is repaired with a stable sort and counted.
-4. **Start/stop** from the special events of all cameras (see :func:`find_start_stop`); events
-   outside ``[start, stop]`` are dropped, times are rebased so that ``start = 0`` and Vicon
-   sample ``k`` is at ``k * 10 000 us``.
+   bit 31 clear.
+3. **Stray events.** A polarity event outside the 346x260 sensor (raw x > 345 or y > 259) or
+   from a camera id above 3 is dropped, as the reference does ("remove events out of the
+   boundaries"), and counted: per camera for pixels off the sensor, in total for bad camera
+   ids (``ConversionResult.stray_dropped``/``stray_bad_camera``, ``extra["stray_events"]``).
+   More than :data:`MAX_STRAY_FRACTION` (1 %) of the file's polarity events being stray
+   rejects the recording: that is a corrupt file, not a few glitches.
+4. **Time and start/stop.** 32-bit timestamps are unwrapped over the whole file (a jump of
+   more than 2^31 us backwards is a wrap). The Vicon interval ``[start, stop]`` comes from the
+   special events of all cameras (see :func:`find_start_stop`; without specials, the first and
+   last polarity event). Each camera's events are cropped to it first (a mask on the unwrapped
+   timestamps); only then is the order of what is kept checked: an event more than
+   :data:`MAX_REPAIRABLE_JUMP_US` behind the latest earlier kept event of its camera rejects
+   the recording (naming the event index and the jump), smaller disorder is repaired with a
+   stable sort and counted, and the largest backward jump is recorded
+   (``max_backward_jump_us``). So a glitch in events that are dropped anyway costs nothing.
+   Times are rebased so that ``start = 0`` and Vicon sample ``k`` is at ``k * 10 000 us``.
 5. **Pixels.** Events are stored as ``x = 345 - x_raw``, ``y = 259 - y_raw`` and each camera's
    matrix as ``P = A @ P_raw`` with ``A = [[1, 0, 0], [0, -1, 260], [0, 0, 1]]``, so that
    projecting a label with the stored ``P`` gives the reference's flipped label (``v -> 260 - v``,
    ``u`` unchanged). The raw matrices are kept in ``extra["P_raw"]``. This flip follows the DHP19
-   reference code; it could not be checked against real data here (we have none), so verify it by
-   projecting labels onto event frames the first time a real download is converted. The
-   per-camera ``labels_in_image_fraction`` and ``labels_in_front_fraction`` in
-   ``extra["cameras"]`` are quick diagnostics for that check. ``A`` is a mirror (``det A = -1``),
-   which the project's convention allows (a point is in front exactly when ``w > 0``,
-   docs/data-format.md); the overall sign of each stored matrix is chosen so that the labelled
-   body is in front of the camera (:func:`dhp19_cameras`).
-6. **Filters** (off unless asked), per camera and after the crop: hot pixels (more than
-   ``hot_pixel_threshold`` events in the recording), then the background-activity filter (jAER
-   semantics, see :func:`background_activity_mask`) on what the hot-pixel filter kept.
+   reference code (the reference's 0-based event image index is ``(row, col) = (Y - 1, X - 1)``
+   with its 1-based ``X = 346 - x_raw``, ``Y = 260 - y_raw``, i.e. our ``(y, x)``; a test
+   transcribes that pipeline on raw data); it could not be checked against real data here (we
+   have none), so verify it by projecting labels onto event frames the first time a real
+   download is converted. The per-camera ``labels_in_image_fraction`` and
+   ``labels_in_front_fraction`` in ``extra["cameras"]`` are quick diagnostics for that check.
+   ``A`` is a mirror (``det A = -1``), which the project's convention allows (a point is in
+   front exactly when ``w > 0``, docs/data-format.md); the overall sign of each stored matrix is
+   chosen so that the labelled body is in front of the camera (:func:`dhp19_cameras`).
+6. **Filters** (off unless asked), per camera and after the crop: hot pixels (``10^4`` or more
+   events in the recording, :func:`hot_pixel_mask`), then the background-activity filter of the
+   DHP19 reference (:func:`background_activity_mask`) on what the hot-pixel filter kept. The
+   settings are stored in ``extra`` so that :func:`convert_dhp19` can tell whether an existing
+   output was made with the settings asked for.
 7. **Vicon labels** (struct ``XYZPOS``, 13 fields of (N, 3) mm, NaN = missing) are read by the
    small bounds-checked MAT-file reader :func:`hybridpose.io.mat5.read_mat5_struct`, because
    ``scipy.io.loadmat`` crashes the process on some damaged files.
@@ -51,8 +63,9 @@ Every problem with the input raises an error naming the file and the problem:
 :class:`Dhp19Error`, or, from the general file readers, :class:`~hybridpose.io.aedat.AedatError`
 (``hybridpose.io.aedat``) and :class:`~hybridpose.io.mat5.MatFileError` (``hybridpose.io.mat5``).
 All three are :class:`~hybridpose.errors.HybridPoseError`; the batch converter
-:func:`convert_dhp19` records any of them as a rejection and goes on with the others. No output
-file appears for a rejected recording (the native writer is atomic).
+:func:`convert_dhp19` records any of them, and an ``OSError`` (disk full, permission) or
+``MemoryError`` while converting one recording, as a rejection and goes on with the others. No
+output file appears for a rejected recording (the native writer is atomic).
 
 A recording is converted in memory: at peak about 70 bytes per event (5 million events take
 about 0.3 GB), in each worker process when ``workers > 1``.
@@ -62,6 +75,7 @@ from __future__ import annotations
 
 import re
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -71,31 +85,21 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from hybridpose.errors import HybridPoseError
+from hybridpose.errors import HybridPoseError, first_line
 from hybridpose.events import Events, make_events
 from hybridpose.io.aedat import read_aedat2
 from hybridpose.io.mat5 import read_mat5_struct
-from hybridpose.io.recording import CameraCalibration, RecordingMeta, RecordingWriter
+from hybridpose.io.recording import (
+    CameraCalibration,
+    Recording,
+    RecordingMeta,
+    RecordingWriter,
+    stale_temp_files,
+)
+from hybridpose.joints import JOINT_NAMES
 
 SENSOR_SIZE = (346, 260)
 """DAVIS346 ``(width, height)`` in pixels."""
-
-JOINT_NAMES = (
-    "head",
-    "shoulderR",
-    "shoulderL",
-    "elbowR",
-    "elbowL",
-    "hipR",
-    "hipL",
-    "handR",
-    "handL",
-    "kneeR",
-    "kneeL",
-    "footR",
-    "footL",
-)
-"""The 13 DHP19 joints, in the order of every joints array in hybridpose."""
 
 VICON_PERIOD_US = 10_000
 """Vicon labels are sampled at 100 Hz."""
@@ -111,14 +115,24 @@ FLIP_A = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 260.0], [0.0, 0.0, 1.0]])
 MAX_REPAIRABLE_JUMP_US = 1000
 """Per camera, timestamps that go back by at most this much are repaired by sorting."""
 HOT_PIXEL_THRESHOLD = 10_000
+"""A pixel with this many events or more in a recording is hot (reference: ``>= 1e4``)."""
 BACKGROUND_SUPPORT_US = 70_000
+"""Support window ``dt`` of the background-activity filter (reference: 70 ms)."""
 MAX_CAMERA_ID = 3
+MAX_STRAY_FRACTION = 0.01
+"""Stray polarity events (off the sensor or camera id above 3) are dropped; a recording with
+more than this fraction of its polarity events stray is rejected as corrupt."""
+
+HOT_PIXEL_RULE = "pixels with >= threshold events removed"
+"""Stored with the hot-pixel settings; a file made with another rule has other settings."""
+BACKGROUND_FILTER_RULE = "DHP19 BackgroundFilter.m, per camera"
+"""Stored with the background-filter settings (files made with the older jAER variant lack it)."""
 
 WRAP_US = 1 << 32
 _HALF_WRAP_US = 1 << 31
 _WRITE_CHUNK_EVENTS = 1 << 20
 
-_NEIGHBOURS = ((-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1))
+_NEIGHBOURHOOD = tuple((dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
 _RECORDING_RE = re.compile(r"^S(\d+)/session(\d+)/mov(\d+)\.aedat$")
 
 I64Array = npt.NDArray[np.int64]
@@ -132,7 +146,7 @@ class Dhp19Error(HybridPoseError, ValueError):
 
 
 # ------------------------------------------------------------------------------- addresses
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DecodedAddresses:
     """The fields of DAVIS addresses (raw sensor frame, before the DHP19 flip).
 
@@ -218,7 +232,7 @@ def repair_timestamp_order(
     tolerance_us: int = MAX_REPAIRABLE_JUMP_US,
     name: str = "events",
     record_index: IntpArray | None = None,
-) -> tuple[IntpArray, int]:
+) -> tuple[IntpArray, int, int]:
     """Order that sorts one camera's timestamps, if their disorder is small enough to repair.
 
     The lag of an event is how far its timestamp lies behind the latest earlier timestamp. A lag
@@ -233,14 +247,15 @@ def repair_timestamp_order(
             (default: position in ``t``).
 
     Returns:
-        ``(order, moved)``: the stable sorting permutation of ``t`` and the number of events
-        that lagged (were out of order).
+        ``(order, moved, max_lag)``: the stable sorting permutation of ``t``, the number of
+        events that lagged (were out of order) and the largest lag in us (the largest backward
+        jump; 0 for sorted input).
 
     Raises:
         Dhp19Error: an event lags by more than ``tolerance_us``; names its index and the jump.
     """
     if len(t) == 0:
-        return np.zeros(0, np.intp), 0
+        return np.zeros(0, np.intp), 0, 0
     lag = np.maximum.accumulate(t) - t
     too_far = np.flatnonzero(lag > tolerance_us)
     if too_far.size:
@@ -252,7 +267,7 @@ def repair_timestamp_order(
         )
     moved = int(np.count_nonzero(lag > 0))
     order = np.argsort(t, kind="stable") if moved else np.arange(len(t), dtype=np.intp)
-    return order.astype(np.intp), moved
+    return order.astype(np.intp), moved, int(lag.max())
 
 
 @dataclass(frozen=True)
@@ -273,15 +288,19 @@ def find_start_stop(
 ) -> StartStop:
     """Start and stop of the Vicon recording from the special events (DHP19's rule).
 
+    - 0 specials: the first and the last polarity event are the start and the stop (as
+      Generate_DHP19.m does, for S14 session5 mov3).
     - 1, 2 or 4 specials: the first is the start, or the stop if it lies nearer the end of the
       event stream than its start (ties: start); the other end is ``vicon_samples * 10 ms`` away.
     - 3 or 5 specials: the first is the start and the last the stop.
-    - 0 or more than 5: the recording is rejected.
+    - more than 5: the recording is rejected (corrupted).
 
     Args:
         special_t: (S,) timestamps of the special events, file order, unwrapped.
-        t_first: timestamp of the first polarity event of the file (any camera).
-        t_last: timestamp of the last polarity event.
+        t_first: timestamp of the first polarity event of the file (any camera; the converter
+            passes the earliest unwrapped timestamp, which is the first unless the file is out of
+            order).
+        t_last: timestamp of the last polarity event (the converter passes the latest).
         vicon_samples: number of Vicon samples (100 Hz).
         name: the file, for error messages.
 
@@ -289,13 +308,19 @@ def find_start_stop(
         The interval ``[start_us, stop_us]`` and a short description of the rule used.
 
     Raises:
-        Dhp19Error: 0 or more than 5 specials, or a last special not after the first.
+        Dhp19Error: more than 5 specials, a last special not after the first, or (0 specials)
+            ``t_last`` before ``t_first``.
     """
     s = np.asarray(special_t, dtype=np.int64)
     count = len(s)
     duration = int(vicon_samples) * VICON_PERIOD_US
     if count == 0:
-        raise Dhp19Error(f"{name}: no start/stop special event")
+        if t_last < t_first:
+            raise Dhp19Error(
+                f"{name}: no special event and the last polarity event (t={t_last} us) is "
+                f"before the first (t={t_first} us)"
+            )
+        return StartStop(int(t_first), int(t_last), "0 specials: first and last event")
     if count > 5:
         raise Dhp19Error(f"{name}: {count} special events (at most 5 expected): corrupted")
     if count in (3, 5):
@@ -321,21 +346,28 @@ def hot_pixel_mask(
     threshold: int = HOT_PIXEL_THRESHOLD,
     sensor_size: tuple[int, int] = SENSOR_SIZE,
 ) -> BoolArray:
-    """Which events to keep: those of pixels with at most ``threshold`` events.
+    """Which events to keep: those of pixels with fewer than ``threshold`` events.
+
+    As in the DHP19 reference (``hotpixelarray >= threventhotpixel``, threshold 1e4), a pixel
+    with ``threshold`` events or more is hot and all its events go.
 
     Args:
         x: (N,) columns of one camera's events.
         y: (N,) rows.
-        threshold: a pixel with more events than this is hot and all its events go.
+        threshold: a pixel with this many events or more is hot.
         sensor_size: ``(width, height)``.
 
     Returns:
         (N,) bool, True = keep.
+
+    Example:
+        >>> hot_pixel_mask([0, 0, 1], [0, 0, 0], threshold=2, sensor_size=(2, 1)).tolist()
+        [False, False, True]
     """
     width, height = sensor_size
     pixel = np.asarray(y, dtype=np.int64) * width + np.asarray(x, dtype=np.int64)
     counts = np.bincount(pixel, minlength=width * height)
-    keep: BoolArray = counts[pixel] <= threshold
+    keep: BoolArray = counts[pixel] < threshold
     return keep
 
 
@@ -347,54 +379,80 @@ def background_activity_mask(
     support_us: int = BACKGROUND_SUPPORT_US,
     sensor_size: tuple[int, int] = SENSOR_SIZE,
 ) -> BoolArray:
-    """Which events the jAER background-activity filter keeps.
+    """Which events the DHP19 reference background-activity filter keeps (BackgroundFilter.m).
 
-    jAER semantics, in stream order: every event, kept or not, stamps its time on its 8
-    neighbouring pixels (not its own); an event passes if its own pixel holds a stamp and
-    ``t - stamp < support_us``. Since the stream is sorted, that is: some earlier event (in stream
-    order) on one of the 8 neighbours lies less than ``support_us`` before it. Vectorised: events
-    sorted by ``(pixel, stream index)``, and for each neighbour offset one ``searchsorted`` finds
-    the last earlier event on that neighbour.
+    The rule, for one camera: a map of the last timestamp of each pixel starts as "never"; the
+    events are taken one by one in stream order and each
+
+    1. **passes** if its pixel holds a stamp and ``t - stamp <= support_us`` (inclusive);
+    2. then, kept or not, **stamps** its time on its own pixel and its 8 neighbours, unless it
+       lies on the sensor border (``x == 0``, ``x == W - 1``, ``y == 0`` or ``y == H - 1``):
+       border events stamp nothing (but can pass).
+
+    Ties: an event sees the stamps of every event before it in the stream, those with the same
+    timestamp included, but not of those after it, even with the same timestamp; nor its own
+    (it stamps after its test). So of two neighbouring events with equal timestamps, the second
+    can pass on the first's stamp, not the other way round.
+
+    Differences from the reference: it initialises the map to 0 instead of "never", but works
+    on large absolute timestamps, so its first events fail as well (here they fail whatever
+    the timestamps). It tiles the 4 cameras side by side in one image, so an event on the inner
+    edge of a tile stamps into the neighbouring camera's tile and the tile edges are not all
+    border; here each camera is filtered on its own, with its own border.
+
+    Vectorised (no loop per event; the result is exactly that of the loop, for any stream
+    order): the stamp an event reads is the one of the last earlier stamping event on one of
+    the 9 pixels around it. Events are sorted by ``(pixel, stream index)``, and for each of the 9
+    offsets one ``searchsorted`` finds the last earlier stamping event on that pixel.
 
     Args:
         x: (N,) columns of one camera's events.
         y: (N,) rows.
-        t: (N,) timestamps, sorted ascending.
-        support_us: the support window.
+        t: (N,) timestamps in stream order (the converter passes them sorted ascending).
+        support_us: the support window ``dt``.
         sensor_size: ``(width, height)``.
 
     Returns:
         (N,) bool, True = keep.
+
+    Raises:
+        Dhp19Error: the inputs differ in length or a pixel lies outside the sensor.
+
+    Example:
+        >>> background_activity_mask([5, 6, 6], [5, 5, 5], [0, 70_000, 140_001]).tolist()
+        [False, True, False]
     """
     xi = np.asarray(x, dtype=np.int64)
     yi = np.asarray(y, dtype=np.int64)
     ti = np.asarray(t, dtype=np.int64)
     n = len(ti)
+    if xi.shape != (n,) or yi.shape != (n,) or ti.ndim != 1:
+        raise Dhp19Error(f"x, y and t must be (N,) arrays, got {xi.shape}, {yi.shape}, {ti.shape}")
     keep = np.zeros(n, dtype=bool)
-    if n == 0:
-        return keep
     width, height = sensor_size
+    if np.any((xi < 0) | (xi >= width) | (yi < 0) | (yi >= height)):
+        raise Dhp19Error(f"background filter: a pixel lies outside the {width}x{height} sensor")
     pixel = yi * width + xi
-    by_pixel = np.argsort(pixel, kind="stable")  # within a pixel: stream order
-    sorted_pixel = pixel[by_pixel]
-    keys = sorted_pixel * n + by_pixel  # ascending: (pixel, stream index)
-    sorted_x, sorted_y, sorted_t = xi[by_pixel], yi[by_pixel], ti[by_pixel]
-    passed = np.zeros(n, dtype=bool)  # in by_pixel order
-    for dx, dy in _NEIGHBOURS:
-        nx, ny = sorted_x + dx, sorted_y + dy
-        inside = (nx >= 0) & (nx < width) & (ny >= 0) & (ny < height)
-        neighbour = sorted_pixel + (dy * width + dx)
-        # the key just before (neighbour, i) is the last earlier event on the neighbour, if
-        # any; the queries ascend like the keys, which keeps the binary searches cache-local
-        pos = np.searchsorted(keys, neighbour * n + by_pixel, side="left") - 1
+    order = np.argsort(pixel, kind="stable")  # all events by (pixel, stream index)
+    q_pixel, q_x, q_y = pixel[order], xi[order], yi[order]
+    stamps = (q_x > 0) & (q_x < width - 1) & (q_y > 0) & (q_y < height - 1)
+    s_pixel, s_index = q_pixel[stamps], order[stamps]
+    if len(s_index) == 0:
+        return keep
+    keys = s_pixel * n + s_index  # ascending: (pixel, stream index) of the stamping events
+    latest = np.full(n, -1, dtype=np.int64)  # per event in `order`: the stamp it reads, if any
+    for dx, dy in _NEIGHBOURHOOD:
+        sx, sy = q_x + dx, q_y + dy
+        inside = (sx >= 0) & (sx < width) & (sy >= 0) & (sy < height)
+        source = q_pixel + (dy * width + dx)
+        # the key just before (source, i) is the last stamping event on the source pixel before
+        # event i; the queries ascend like the keys, which keeps the binary searches cache-local
+        pos = np.searchsorted(keys, source * n + order, side="left") - 1
         safe = np.maximum(pos, 0)
-        passed |= (
-            inside
-            & (pos >= 0)
-            & (sorted_pixel[safe] == neighbour)
-            & (sorted_t - sorted_t[safe] < support_us)
-        )
-    keep[by_pixel] = passed
+        hit = inside & (pos >= 0) & (s_pixel[safe] == source)
+        np.maximum(latest, np.where(hit, s_index[safe], -1), out=latest)
+    seen = latest >= 0
+    keep[order] = seen & (ti[order] - ti[np.maximum(latest, 0)] <= support_us)
     return keep
 
 
@@ -451,7 +509,7 @@ def read_vicon_mat(path: Path) -> F64Array:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PMatrices:
     """The DHP19 calibration as shipped: raw matrices and camera centres.
 
@@ -485,7 +543,7 @@ def _load_small_npy(path: Path, shape: tuple[int, ...]) -> F64Array:
     except Dhp19Error:
         raise
     except Exception as err:  # numpy's header parser raises several kinds on malformed input
-        raise Dhp19Error(f"{path}: not a readable .npy file ({_first_line(err)})") from None
+        raise Dhp19Error(f"{path}: not a readable .npy file ({first_line(err)})") from None
     if len(data) != count:
         raise Dhp19Error(f"{path}: truncated .npy file ({len(data)} of {count} values)")
     array = data.reshape(shape, order="F" if fortran else "C").astype(np.float64)
@@ -567,9 +625,14 @@ class ConversionResult:
         path: the written recording.
         events_kept: events written per camera.
         dropped_outside: polarity events per camera outside ``[start, stop]``.
+        stray_dropped: stray polarity events per camera dropped for a pixel off the sensor
+            (raw x > 345 or y > 259).
+        stray_bad_camera: stray polarity events dropped for a camera id above 3 (in total).
         hot_pixel_filtered: events per camera removed by the hot-pixel filter.
         background_filtered: events per camera removed by the background-activity filter.
         repaired: events per camera that were out of order and were moved by the repair.
+        max_backward_jump_us: per camera, the largest backward timestamp jump among the kept
+            events (how far an event lay behind the latest earlier one; 0 = in order).
         ignored_records: APS/IMU records (bit 31) in the file, not converted.
         specials: number of special events.
         start_us: start of the Vicon interval in the file's (unwrapped) time.
@@ -580,9 +643,12 @@ class ConversionResult:
     path: Path
     events_kept: tuple[int, ...]
     dropped_outside: tuple[int, ...]
+    stray_dropped: tuple[int, ...]
+    stray_bad_camera: int
     hot_pixel_filtered: tuple[int, ...]
     background_filtered: tuple[int, ...]
     repaired: tuple[int, ...]
+    max_backward_jump_us: tuple[int, ...]
     ignored_records: int
     specials: int
     start_us: int
@@ -593,10 +659,19 @@ class ConversionResult:
 @dataclass(frozen=True)
 class _CameraEvents:
     events: Events
+    in_window: int
     dropped_outside: int
     hot_pixel_filtered: int
     background_filtered: int
     repaired: int
+    max_backward_jump_us: int
+
+
+@dataclass(frozen=True)
+class _Strays:
+    good: IntpArray  # record indices of the polarity events kept
+    off_sensor: tuple[int, ...]  # per camera
+    bad_camera: int
 
 
 def convert_recording(
@@ -613,6 +688,7 @@ def convert_recording(
     hot_pixel_threshold: int = HOT_PIXEL_THRESHOLD,
     background_support_us: int = BACKGROUND_SUPPORT_US,
     max_repairable_jump_us: int = MAX_REPAIRABLE_JUMP_US,
+    max_stray_fraction: float = MAX_STRAY_FRACTION,
 ) -> ConversionResult:
     """Convert one DHP19 recording into a native recording file (see the module docstring).
 
@@ -626,28 +702,34 @@ def convert_recording(
         movement: movement number within the session.
         hot_pixel_filter: remove hot pixels.
         background_filter: apply the background-activity filter.
-        hot_pixel_threshold: a pixel with more events than this in the recording is hot.
+        hot_pixel_threshold: a pixel with this many events or more in the recording is hot
+            (at least 1).
         background_support_us: support window of the background-activity filter.
         max_repairable_jump_us: the largest per-camera backward timestamp jump that is repaired.
+        max_stray_fraction: the recording is rejected if more than this fraction of its
+            polarity events are stray (in ``[0, 1]``).
 
     Returns:
         The counts of what was kept, dropped, filtered and repaired.
 
     Raises:
         Dhp19Error: any problem with the input (see the readers and the module docstring) or a
-            negative threshold; no file is left at ``out`` then (an existing one is left
+            setting out of range; no file is left at ``out`` then (an existing one is left
             untouched).
         AedatError: the ``.aedat`` file is missing, unreadable or malformed (no file left).
         MatFileError: the Vicon file is not a readable MAT-file (no file left).
         RecordingError: the output cannot be written in the native format.
     """
+    if hot_pixel_threshold < 1:
+        raise Dhp19Error(f"hot_pixel_threshold must be >= 1, got {hot_pixel_threshold}")
     for arg, value in (
-        ("hot_pixel_threshold", hot_pixel_threshold),
         ("background_support_us", background_support_us),
         ("max_repairable_jump_us", max_repairable_jump_us),
     ):
         if value < 0:
             raise Dhp19Error(f"{arg} must be >= 0, got {value}")
+    if not 0.0 <= max_stray_fraction <= 1.0:
+        raise Dhp19Error(f"max_stray_fraction must be in [0, 1], got {max_stray_fraction}")
     aedat, out = Path(aedat), Path(out)
     name = str(aedat)
     calibration = read_p_matrices(p_dir)
@@ -658,31 +740,39 @@ def convert_recording(
     t = unwrap_timestamps(raw_t)
 
     polarity = np.flatnonzero(fields.is_polarity)
-    _check_pixels(fields, polarity, name)
-    special_t = t[fields.is_special]
     if len(polarity) == 0:
         raise Dhp19Error(f"{name}: no polarity events")
-    span = find_start_stop(
-        special_t, int(t[polarity].min()), int(t[polarity].max()), len(joints), name
-    )
+    strays = _drop_strays(fields, polarity, max_stray_fraction, name)
+    if len(strays.good) == 0:
+        raise Dhp19Error(f"{name}: every polarity event is stray (off the sensor or camera > 3)")
+    special_t = t[fields.is_special]
+    good_t = t[strays.good]
+    span = find_start_stop(special_t, int(good_t.min()), int(good_t.max()), len(joints), name)
 
+    hot = hot_pixel_threshold if hot_pixel_filter else None
+    background = background_support_us if background_filter else None
     per_camera = [
         _camera_events(
             fields,
             t,
-            polarity[fields.camera[polarity] == c],
+            strays.good[fields.camera[strays.good] == c],
             span,
             name=f"{name} camera {c}",
-            hot_pixel_threshold=hot_pixel_threshold if hot_pixel_filter else None,
-            background_support_us=background_support_us if background_filter else None,
+            hot_pixel_threshold=hot,
+            background_support_us=background,
             max_repairable_jump_us=max_repairable_jump_us,
         )
         for c in range(len(CAMERA_TO_MATRIX))
     ]
-    if sum(len(c.events) for c in per_camera) == 0:
+    in_window = sum(c.in_window for c in per_camera)
+    if in_window == 0:
         raise Dhp19Error(
             f"{name}: no polarity event between start ({span.start_us} us) and stop "
             f"({span.stop_us} us)"
+        )
+    if sum(len(c.events) for c in per_camera) == 0:
+        raise Dhp19Error(
+            f"{name}: the filters removed all {in_window} events between start and stop"
         )
 
     labels_t = np.arange(len(joints), dtype=np.int64) * VICON_PERIOD_US
@@ -695,8 +785,9 @@ def convert_recording(
         special_t,
         span,
         per_camera,
-        hot_pixel_threshold if hot_pixel_filter else None,
-        background_support_us if background_filter else None,
+        strays,
+        max_stray_fraction,
+        _filter_settings(hot, background),
     )
     meta = RecordingMeta(
         source="dhp19", subject=subject, session=session, movement=movement, extra=extra
@@ -710,9 +801,12 @@ def convert_recording(
         path=out,
         events_kept=tuple(len(c.events) for c in per_camera),
         dropped_outside=tuple(c.dropped_outside for c in per_camera),
+        stray_dropped=strays.off_sensor,
+        stray_bad_camera=strays.bad_camera,
         hot_pixel_filtered=tuple(c.hot_pixel_filtered for c in per_camera),
         background_filtered=tuple(c.background_filtered for c in per_camera),
         repaired=tuple(c.repaired for c in per_camera),
+        max_backward_jump_us=tuple(c.max_backward_jump_us for c in per_camera),
         ignored_records=int(np.count_nonzero(~fields.is_polarity & ~fields.is_special)),
         specials=len(special_t),
         start_us=span.start_us,
@@ -721,21 +815,31 @@ def convert_recording(
     )
 
 
-def _check_pixels(fields: DecodedAddresses, polarity: IntpArray, name: str) -> None:
+def _drop_strays(
+    fields: DecodedAddresses, polarity: IntpArray, max_fraction: float, name: str
+) -> _Strays:
+    """Drop polarity events off the sensor or of a camera id above 3; reject if too many."""
     width, height = SENSOR_SIZE
-    checks = (
-        (fields.camera, MAX_CAMERA_ID, "camera id"),
-        (fields.x, width - 1, "x"),
-        (fields.y, height - 1, "y"),
+    camera = fields.camera[polarity]
+    bad_camera = camera > MAX_CAMERA_ID
+    off_sensor = ~bad_camera & ((fields.x[polarity] >= width) | (fields.y[polarity] >= height))
+    stray = bad_camera | off_sensor
+    count = int(np.count_nonzero(stray))
+    if count > max_fraction * len(polarity):
+        i = int(polarity[np.flatnonzero(stray)[0]])
+        raise Dhp19Error(
+            f"{name}: {count} of {len(polarity)} polarity events are stray (raw x > {width - 1}, "
+            f"y > {height - 1} or camera id > {MAX_CAMERA_ID}; the first is event {i}: raw "
+            f"x {int(fields.x[i])}, y {int(fields.y[i])}, camera id {int(fields.camera[i])}); "
+            f"more than {max_fraction:.2%} means a corrupt file"
+        )
+    return _Strays(
+        good=polarity[~stray],
+        off_sensor=tuple(
+            int(np.count_nonzero(off_sensor & (camera == c))) for c in range(MAX_CAMERA_ID + 1)
+        ),
+        bad_camera=int(np.count_nonzero(bad_camera)),
     )
-    for values, largest, what in checks:
-        bad = np.flatnonzero(values[polarity] > largest)
-        if bad.size:
-            i = int(polarity[bad[0]])
-            raise Dhp19Error(
-                f"{name}: polarity event {i} has raw {what} {int(values[i])} (at most {largest} "
-                f"on the {width}x{height} DHP19 sensor with 4 cameras)"
-            )
 
 
 def _camera_events(
@@ -749,14 +853,15 @@ def _camera_events(
     background_support_us: int | None,
     max_repairable_jump_us: int,
 ) -> _CameraEvents:
-    """One camera's events: repaired order, cropped, flipped, filtered, rebased."""
-    order, repaired = repair_timestamp_order(
+    """One camera's events: cropped, then order checked and repaired, flipped, filtered, rebased."""
+    tc = t[records]
+    inside = (tc >= span.start_us) & (tc <= span.stop_us)
+    records = records[inside]
+    order, repaired, max_jump = repair_timestamp_order(
         t[records], tolerance_us=max_repairable_jump_us, name=name, record_index=records
     )
     records = records[order]
     tc = t[records]
-    inside = (tc >= span.start_us) & (tc <= span.stop_us)
-    records, tc = records[inside], tc[inside]
     width, height = SENSOR_SIZE
     x = (width - 1) - fields.x[records].astype(np.int64)
     y = (height - 1) - fields.y[records].astype(np.int64)
@@ -774,7 +879,29 @@ def _camera_events(
         keep[kept[~passed]] = False
         background = int(np.count_nonzero(~passed))
     events = make_events(x[keep], y[keep], tc[keep] - span.start_us, fields.p[records][keep])
-    return _CameraEvents(events, int(np.count_nonzero(~inside)), hot, background, repaired)
+    return _CameraEvents(
+        events=events,
+        in_window=len(records),
+        dropped_outside=int(np.count_nonzero(~inside)),
+        hot_pixel_filtered=hot,
+        background_filtered=background,
+        repaired=repaired,
+        max_backward_jump_us=max_jump,
+    )
+
+
+def _filter_settings(
+    hot_pixel_threshold: int | None, background_support_us: int | None
+) -> dict[str, dict[str, Any] | None]:
+    """The filter settings as stored in ``extra`` (None = filter off), without the counts."""
+    return {
+        "hot_pixel_filter": None
+        if hot_pixel_threshold is None
+        else {"threshold": hot_pixel_threshold, "rule": HOT_PIXEL_RULE},
+        "background_filter": None
+        if background_support_us is None
+        else {"support_us": background_support_us, "rule": BACKGROUND_FILTER_RULE},
+    }
 
 
 def _metadata(
@@ -786,10 +913,12 @@ def _metadata(
     special_t: I64Array,
     span: StartStop,
     per_camera: list[_CameraEvents],
-    hot_pixel_threshold: int | None,
-    background_support_us: int | None,
+    strays: _Strays,
+    max_stray_fraction: float,
+    settings: dict[str, dict[str, Any] | None],
 ) -> dict[str, Any]:
     """The JSON-serialisable facts kept in the recording's ``extra``."""
+    hot, background = settings["hot_pixel_filter"], settings["background_filter"]
     return {
         "aedat_file": aedat.name,
         "vicon_file": vicon.name,
@@ -802,20 +931,20 @@ def _metadata(
         "[0,0,1]] (DHP19 reference convention, unverified on real data)",
         "camera_to_matrix": {str(c): f"P{m}.npy" for c, m in enumerate(CAMERA_TO_MATRIX)},
         "P_raw": [calibration.P[m - 1].tolist() for m in CAMERA_TO_MATRIX],  # camera order
+        "stray_events": {
+            "dropped_off_sensor": list(strays.off_sensor),
+            "dropped_bad_camera_id": strays.bad_camera,
+            "max_fraction": max_stray_fraction,
+        },
         "repaired_out_of_order": [c.repaired for c in per_camera],
+        "max_backward_jump_us": [c.max_backward_jump_us for c in per_camera],
         "dropped_outside": [c.dropped_outside for c in per_camera],
-        "hot_pixel_filter": {
-            "threshold": hot_pixel_threshold,
-            "removed": [c.hot_pixel_filtered for c in per_camera],
-        }
-        if hot_pixel_threshold is not None
-        else None,
-        "background_filter": {
-            "support_us": background_support_us,
-            "removed": [c.background_filtered for c in per_camera],
-        }
-        if background_support_us is not None
-        else None,
+        "hot_pixel_filter": None
+        if hot is None
+        else {**hot, "removed": [c.hot_pixel_filtered for c in per_camera]},
+        "background_filter": None
+        if background is None
+        else {**background, "removed": [c.background_filtered for c in per_camera]},
         "cameras": [_label_diagnostics(cam.P, joints) for cam in cameras],
     }
 
@@ -837,11 +966,6 @@ def _label_diagnostics(P: F64Array, joints: F64Array) -> dict[str, float | None]
         "labels_in_front_fraction": float(np.mean(front)),
         "labels_in_image_fraction": float(np.mean(inside)),
     }
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 # ------------------------------------------------------------------------------ a whole root
@@ -894,13 +1018,19 @@ class ConversionSummary:
 
     Attributes:
         converted: recordings written by this run.
-        skipped: outputs that already existed and were not redone.
-        rejected: ``(recording name, reason)`` of each recording that could not be converted.
+        skipped: outputs that already existed, made with the same filter settings, and were not
+            redone.
+        rejected: ``(recording name, reason)`` of each recording that could not be converted
+            (or whose existing output was made with other settings or cannot be read), in
+            (subject, session, movement) order.
+        stale_temp_removed: temporary files of killed earlier runs removed from the output
+            directory at the start.
     """
 
     converted: list[Path]
     skipped: list[Path]
     rejected: list[tuple[str, str]]
+    stale_temp_removed: int = 0
 
     def format(self) -> str:
         """A short human summary, one line per rejection."""
@@ -908,6 +1038,11 @@ class ConversionSummary:
             f"DHP19 conversion: {len(self.converted)} converted, {len(self.skipped)} skipped "
             f"(already converted), {len(self.rejected)} rejected"
         ]
+        if self.stale_temp_removed:
+            lines.append(
+                f"  removed {self.stale_temp_removed} stale temporary file(s) of killed earlier "
+                "runs"
+            )
         lines += [f"  rejected {name}: {reason}" for name, reason in self.rejected]
         return "\n".join(lines)
 
@@ -921,8 +1056,20 @@ class _Task:
     background_filter: bool
 
 
+def _os_reason(err: OSError) -> str:
+    """'PATH: reason' for an OS error with both, else its first line."""
+    if err.strerror and err.filename is not None:
+        return f"{err.filename}: {err.strerror}"
+    return first_line(err)
+
+
 def _run_task(task: _Task) -> str | None:
-    """Convert one recording; the reason of a rejection, or None. Runs in worker processes."""
+    """Convert one recording; the reason of a rejection, or None. Runs in worker processes.
+
+    Bad input (any :class:`~hybridpose.errors.HybridPoseError`), an ``OSError`` (disk full,
+    permission) and a ``MemoryError`` become the recording's rejection reason; the atomic writer
+    has left nothing behind then. Anything else is a bug and propagates.
+    """
     rec = task.recording
     if not rec.vicon_mat.is_file():
         return f"no Vicon file {rec.vicon_mat}"
@@ -940,7 +1087,70 @@ def _run_task(task: _Task) -> str | None:
         )
     except HybridPoseError as err:
         return str(err)
+    except OSError as err:
+        return f"system error ({_os_reason(err)})"
+    except MemoryError:
+        return "out of memory while converting (MemoryError); try fewer --workers"
     return None
+
+
+_MISSING = "not recorded"
+
+
+def _stored_setting(extra: dict[str, Any], key: str) -> Any:
+    """A filter's settings as stored in ``extra``, without its counts."""
+    if key not in extra:
+        return _MISSING
+    value = extra[key]
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if k != "removed"}
+    return value
+
+
+def _describe_settings(settings: dict[str, Any]) -> str:
+    parts = []
+    for key, label in (
+        ("hot_pixel_filter", "hot-pixel filter"),
+        ("background_filter", "background filter"),
+    ):
+        value = settings[key]
+        if value is None:
+            parts.append(f"{label} off")
+        elif isinstance(value, dict):
+            parts.append(f"{label} " + ", ".join(f"{k}={v}" for k, v in sorted(value.items())))
+        else:
+            parts.append(f"{label} {value}")
+    return "; ".join(parts)
+
+
+def _existing_output_problem(out: Path, wanted: dict[str, dict[str, Any] | None]) -> str | None:
+    """Why an existing output must not be skipped (other settings, unreadable), or None."""
+    try:
+        with Recording(out) as rec:
+            extra = rec.meta.extra
+    except (HybridPoseError, OSError) as err:
+        return (
+            f"{out} exists but cannot be read ({first_line(err)}); delete it or use another --out"
+        )
+    stored = {key: _stored_setting(extra, key) for key in wanted}
+    if stored != wanted:
+        return (
+            f"{out} exists with different filter settings (stored: {_describe_settings(stored)}; "
+            f"requested: {_describe_settings(wanted)}); delete it or use another --out"
+        )
+    return None
+
+
+def _remove_stale_temp_files(out_dir: Path) -> int:
+    """Remove the temporary files of killed earlier runs; how many were removed."""
+    removed = 0
+    for path in stale_temp_files(out_dir):
+        try:
+            path.unlink()
+        except OSError:  # gone meanwhile, or not ours to remove: leave it
+            continue
+        removed += 1
+    return removed
 
 
 def convert_dhp19(
@@ -954,8 +1164,13 @@ def convert_dhp19(
 ) -> ConversionSummary:
     """Convert every recording of a DHP19 root into ``out_dir/S{s}_session{n}_mov{k}.h5``.
 
-    Outputs that exist already are skipped (delete them to redo). A recording that fails any
-    check is rejected with its reason and leaves no file; the others go on.
+    At the start, temporary files that killed earlier runs left in ``out_dir`` are removed
+    (:func:`~hybridpose.io.recording.stale_temp_files`; the summary counts them). Outputs that
+    exist already are skipped (delete them to redo) if their stored filter settings are the ones
+    asked for; an existing output made with other settings, or one that cannot be read, is
+    rejected with the reason and left untouched. A recording that fails any check, or whose
+    conversion meets an ``OSError`` or ``MemoryError``, is rejected with its reason and leaves no
+    file; the others go on.
 
     Args:
         root: DHP19 root with ``DVS_movies/``, ``Vicon_data/`` and ``P_matrices/``.
@@ -963,8 +1178,8 @@ def convert_dhp19(
         workers: processes converting in parallel, one recording each. They are spawned, so a
             script that calls this with ``workers > 1`` needs the usual
             ``if __name__ == "__main__":`` guard.
-        hot_pixel_filter: remove hot pixels (more than 1e4 events in a recording).
-        background_filter: apply the 70 ms background-activity filter.
+        hot_pixel_filter: remove hot pixels (10^4 or more events in a recording).
+        background_filter: apply the 70 ms background-activity filter of the DHP19 reference.
         progress: show a progress bar over the recordings.
 
     Returns:
@@ -972,7 +1187,8 @@ def convert_dhp19(
 
     Raises:
         Dhp19Error: ``root``, ``DVS_movies`` or ``P_matrices`` is missing, the calibration is
-            malformed, or ``workers < 1``.
+            malformed, ``out_dir`` exists and is not a directory or cannot be created, or
+            ``workers < 1``.
     """
     root, out_dir = Path(root), Path(out_dir)
     if workers < 1:
@@ -980,29 +1196,55 @@ def convert_dhp19(
     recordings = find_recordings(root)
     p_dir = root / "P_matrices"
     read_p_matrices(p_dir)  # fail once here, not once per recording
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise Dhp19Error(f"{out_dir}: output path exists and is not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise Dhp19Error(
+            f"{out_dir}: cannot create the output directory ({_os_reason(err)})"
+        ) from None
+    stale_removed = _remove_stale_temp_files(out_dir)
 
+    wanted = _filter_settings(
+        HOT_PIXEL_THRESHOLD if hot_pixel_filter else None,
+        BACKGROUND_SUPPORT_US if background_filter else None,
+    )
     skipped: list[Path] = []
+    reasons: dict[int, str] = {}  # position in `recordings` -> why it was rejected
     tasks: list[_Task] = []
-    for rec in recordings:
+    positions: list[int] = []  # of each task's recording
+    for i, rec in enumerate(recordings):
         out = out_dir / f"{rec.name}.h5"
         if out.exists():
-            skipped.append(out)
+            problem = _existing_output_problem(out, wanted)
+            if problem is None:
+                skipped.append(out)
+            else:
+                reasons[i] = problem
         else:
             tasks.append(_Task(rec, p_dir, out, hot_pixel_filter, background_filter))
+            positions.append(i)
 
     with tqdm(total=len(tasks), disable=not progress, desc="DHP19", unit="rec") as bar:
         if workers == 1 or len(tasks) <= 1:
-            reasons = []
+            outcomes = []
             for task in tasks:
-                reasons.append(_run_task(task))
+                outcomes.append(_run_task(task))
                 bar.update(1)
         else:
-            reasons = _map_in_processes(tasks, min(workers, len(tasks)), bar)
+            outcomes = _map_in_processes(tasks, min(workers, len(tasks)), bar)
 
-    converted = [task.out for task, why in zip(tasks, reasons, strict=True) if why is None]
-    rejected = [(task.recording.name, why) for task, why in zip(tasks, reasons, strict=True) if why]
-    return ConversionSummary(converted=converted, skipped=skipped, rejected=rejected)
+    converted = []
+    for task, i, why in zip(tasks, positions, outcomes, strict=True):
+        if why is None:
+            converted.append(task.out)
+        else:
+            reasons[i] = why
+    rejected = [(recordings[i].name, reasons[i]) for i in sorted(reasons)]
+    return ConversionSummary(
+        converted=converted, skipped=skipped, rejected=rejected, stale_temp_removed=stale_removed
+    )
 
 
 def _map_in_processes(tasks: list[_Task], workers: int, bar: tqdm[Any]) -> list[str | None]:
@@ -1010,16 +1252,26 @@ def _map_in_processes(tasks: list[_Task], workers: int, bar: tqdm[Any]) -> list[
     context = get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures: list[Future[str | None]] = [pool.submit(_run_task, task) for task in tasks]
-        for future in as_completed(futures):
-            future.result()  # a bug in a worker surfaces here, with its traceback
+        for _ in as_completed(futures):
             bar.update(1)
-        return [future.result() for future in futures]
+        return [_outcome(future) for future in futures]
+
+
+def _outcome(future: Future[str | None]) -> str | None:
+    """A task's rejection reason; a worker killed from outside rejects its recordings."""
+    try:
+        return future.result()  # a bug in a worker surfaces here, with its traceback
+    except BrokenProcessPool:
+        # the OS killed a worker (typically out of memory): the pool cannot go on, but what
+        # finished is kept and a rerun converts the rest, since nothing was written for them
+        return "a worker process was killed (out of memory?); run again, with fewer --workers"
 
 
 __all__ = [
     "CAMERA_TO_MATRIX",
     "FLIP_A",
     "JOINT_NAMES",
+    "MAX_STRAY_FRACTION",
     "SENSOR_SIZE",
     "ConversionResult",
     "ConversionSummary",
