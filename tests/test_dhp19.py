@@ -10,6 +10,7 @@ import errno
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -422,7 +423,7 @@ def test_vicon_fields_are_read_in_dhp19_order(tmp_path: Path) -> None:
         ({"replace": {"hipL": np.full((5, 3), np.inf)}}, r"XYZPOS\.hipL holds a coordinate beyond"),
     ],
 )
-def test_bad_vicon_struct_is_named(tmp_path: Path, kwargs: dict, message: str) -> None:
+def test_bad_vicon_struct_is_named(tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:
     path = write_vicon_mat(tmp_path / "bad.mat", skeleton(5, 1), **kwargs)
     with pytest.raises(Dhp19Error, match=rf"bad\.mat: {message}"):
         read_vicon_mat(path)
@@ -525,7 +526,7 @@ def test_bad_p_matrices_are_named(
     elif isinstance(content, str):
         target.write_bytes(target.read_bytes()[:-8])
     else:
-        np.save(target, content)
+        np.save(target, np.asarray(content))
     with pytest.raises(Dhp19Error, match=message):
         read_p_matrices(d)
 

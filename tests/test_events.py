@@ -135,7 +135,7 @@ def test_window_lookup_reads_at_most_two_millisecond_blocks() -> None:
     idx = build_ms_index(t)
     counting = _CountingArray(t)
     lo, hi = time_window(counting, idx, 4_000_500, 4_100_500)
-    assert (lo, hi) == (np.searchsorted(t, 4_000_500), np.searchsorted(t, 4_100_500))
+    assert (lo, hi) == (int(np.searchsorted(t, 4_000_500)), int(np.searchsorted(t, 4_100_500)))
     assert counting.read <= 2 * 250  # two ms blocks, never the 10^6 events
 
 

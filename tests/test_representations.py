@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -78,7 +79,7 @@ def ref_stacked(
 def ref_binned(
     events: np.ndarray,
     sensor: tuple[int, int],
-    edges: list[float],
+    edges: Sequence[float],
     crop: tuple[int, int, int, int] | None = None,
     d: int = 1,
 ) -> np.ndarray:
@@ -262,7 +263,7 @@ def test_frame_size_rounds_up() -> None:
 def test_stacked_histogram_matches_the_plain_loop(data: st.DataObject, case: Any) -> None:
     events, sensor = case
     n_bins = data.draw(st.integers(1, 6))
-    split = data.draw(st.sampled_from(["time", "count"]))
+    split: Literal["time", "count"] = data.draw(st.sampled_from(["time", "count"]))
     crop = data.draw(crops(sensor))
     d = data.draw(st.integers(1, 3))
     got = stacked_histogram(events, sensor, n_bins, split=split, crop=crop, downsample=d)
@@ -494,7 +495,7 @@ def test_errors_are_user_errors() -> None:
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
-        (lambda: stacked_histogram(np.zeros(3), SMALL), EventError, "expected dtype"),
+        (lambda: stacked_histogram(np.zeros(3), SMALL), EventError, "expected dtype"),  # type: ignore[arg-type]
         (lambda: stacked_histogram(THREE.reshape(3, 1), SMALL), EventError, "1-D"),
         (lambda: stacked_histogram(THREE, (3, 3)), EventError, "x=3 at event 1 is outside the 3x3"),
         (lambda: binned_histograms(THREE, (4, 2), [0, 20]), EventError, "y=2 at event 1"),
@@ -512,7 +513,7 @@ def test_errors_are_user_errors() -> None:
         (lambda: voxel_grid(THREE, SMALL, 2, 10, 5), RepresentationError, "t_end"),
         (lambda: voxel_grid(THREE, SMALL, 0), RepresentationError, "n_bins"),
         (
-            lambda: stacked_histogram(THREE, SMALL, 2, out=np.zeros((4, 3, 4))),
+            lambda: stacked_histogram(THREE, SMALL, 2, out=np.zeros((4, 3, 4))),  # type: ignore[arg-type]
             RepresentationError,
             "out must be",
         ),
