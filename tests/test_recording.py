@@ -338,20 +338,25 @@ def test_random_bytes_fail_cleanly(tmp_path: Path, blob: bytes) -> None:
 def test_temp_files_are_hidden_and_named_after_the_target(tmp_path: Path) -> None:
     w = RecordingWriter(tmp_path / "a.h5", SENSOR, cameras(1), RecordingMeta("t"))
     (temp,) = tmp_path.iterdir()
-    assert re.fullmatch(rf"\.a\.h5\.{os.getpid()}\.[^.]+\.tmp", temp.name), temp.name
+    pid = os.getpid()
+    assert re.fullmatch(rf"\.a\.h5\.[A-Za-z0-9-]+-{pid}\.[^.]+\.tmp", temp.name), temp.name
     assert stale_temp_files(tmp_path) == []  # its writer (this process) is alive
     w.abort()
     assert list(tmp_path.iterdir()) == []
 
 
-def test_stale_temp_files_are_those_of_dead_processes(tmp_path: Path) -> None:
+def test_stale_temp_files_are_those_of_dead_processes_on_this_host(tmp_path: Path) -> None:
     dead = next(pid for pid in range(4_000_000, 4_100_000) if not Path(f"/proc/{pid}").exists())
-    stale = tmp_path / f".S1_session1_mov1.h5.{dead}.k2j4.tmp"
-    live = tmp_path / f".S1_session1_mov2.h5.{os.getpid()}.x9y8.tmp"
-    other = tmp_path / ".notes.tmp"
-    for p in (stale, live, other):
+    w = RecordingWriter(tmp_path / "live.h5", SENSOR, cameras(1), RecordingMeta("t"))
+    (live,) = tmp_path.iterdir()
+    host = live.name.split(".")[3].rsplit("-", 1)[0]  # .live.h5.HOST-PID.RANDOM.tmp
+    stale = tmp_path / f".S1_session1_mov1.h5.{host}-{dead}.k2j4.tmp"
+    elsewhere = tmp_path / f".S1_session1_mov2.h5.{host}x-{dead}.k2j4.tmp"  # another machine
+    not_ours = [tmp_path / f".notes.txt.{host}-{dead}.k2j4.tmp", tmp_path / ".notes.tmp"]
+    for p in (stale, elsewhere, *not_ours):
         p.write_bytes(b"partial")
     assert stale_temp_files(tmp_path) == [stale]
+    w.abort()
 
 
 def test_metadata_that_is_not_json_fails_before_anything_is_written(tmp_path: Path) -> None:

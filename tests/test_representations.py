@@ -527,3 +527,16 @@ def test_errors_are_user_errors() -> None:
 def test_bad_input_names_the_argument(call: Any, error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):
         call()
+
+
+def test_coordinate_errors_name_the_callers_event_index() -> None:
+    # events 0..9 are fine; event 10 is outside a 20x20 sensor and lies in the used window
+    x = np.array([1] * 10 + [50, 2])
+    t = np.arange(12) * 10
+    events = make_events(x, np.zeros(12), t, np.ones(12))
+    with pytest.raises(EventError, match="x=50 at event 10 is outside"):
+        binned_histograms(events, (20, 20), [95, 200])
+    with pytest.raises(EventError, match="x=50 at event 10 is outside"):
+        voxel_grid(events, (20, 20), 2, t_start=95, t_end=200)
+    with pytest.raises(EventError, match="x=50 at event 10 is outside"):
+        stacked_histogram(events, (20, 20), 2)

@@ -24,11 +24,12 @@ camera) or rays that cannot be intersected (parallel) give NaN rather than an ex
 arguments (wrong shapes, a singular or non-finite ``P``, infinite coordinates) raise
 :class:`GeometryError`.
 
-Example:
-    >>> cam = Camera.from_P(P)
-    >>> uv = project(cam.P, joints_mm)                         # (..., 13, 3) -> (..., 13, 2)
-    >>> X = triangulate_two_views(P2, P3, uv_cam2, uv_cam3)     # DHP19's 3D protocol
-    >>> X = triangulate_dlt(np.stack([P1, P2, P3, P4]), uv_all)  # uv_all (..., 4, 2)
+Example::
+
+    cam = Camera.from_P(P)
+    uv = project(cam.P, joints_mm)                          # (..., 13, 3) -> (..., 13, 2)
+    X = triangulate_two_views(P2, P3, uv_cam2, uv_cam3)     # DHP19's 3D protocol
+    X = triangulate_dlt(np.stack([P1, P2, P3, P4]), uv_all)  # uv_all (..., 4, 2)
 """
 
 from __future__ import annotations

@@ -6,11 +6,11 @@ The API has two layers:
    :func:`per_joint_error_2d`, :func:`per_joint_error_3d` (Euclidean errors) and
    :func:`joint_hits` (1.0 / 0.0 whether an error is within a threshold).
 2. One reduction, :func:`reduce_joints`, that averages such values while keeping any axes you
-   ask for, e.g. the error per step since the ANN initialised the SNN:
+   ask for, e.g. the error per step since the ANN initialised the SNN::
 
-   >>> err = per_joint_error_2d(pred, target, image_size=(344, 260))  # (T, B, J)
-   >>> reduce_joints(err, keep_axes=(0,))                              # (T,) px per step
-   >>> reduce_joints(err, keep_axes=(-1,))                             # (J,) px per joint
+       err = per_joint_error_2d(pred, target, image_size=(344, 260))  # (T, B, J)
+       reduce_joints(err, keep_axes=(0,))                              # (T,) px per step
+       reduce_joints(err, keep_axes=(-1,))                             # (J,) px per joint
 
 :func:`mpjpe_2d`, :func:`mpjpe_3d` and :func:`pck` are the headline numbers: the two layers
 with nothing kept, returned as a float.

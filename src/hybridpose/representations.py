@@ -160,13 +160,19 @@ def _check_events(events: Events) -> None:
         raise EventError(f"events: expected a 1-D array, got shape {events.shape}")
 
 
-def _check_coordinate(values: IndexArray, field: str, geom: _Geometry) -> None:
-    """Raise if a coordinate is outside the sensor; only the error path looks for its index."""
+def _check_coordinate(values: IndexArray, field: str, geom: _Geometry, offset: int = 0) -> None:
+    """Raise if a coordinate is outside the sensor; only the error path looks for its index.
+
+    ``offset`` is the position of ``values[0]`` in the caller's event array, so that the
+    message names the event the caller passed in.
+    """
     limit = geom.sensor_width if field == "x" else geom.sensor_height
     if len(values) and int(values.max()) >= limit:
         i = int(np.flatnonzero(values >= limit)[0])
+        value = int(values[i])
+        i += offset
         raise EventError(
-            f"events: {field}={int(values[i])} at event {i} is outside the "
+            f"events: {field}={value} at event {i} is outside the "
             f"{geom.sensor_width}x{geom.sensor_height} sensor"
         )
 
@@ -199,9 +205,12 @@ def _output(out: FloatArray | None, shape: tuple[int, ...]) -> tuple[FloatArray,
 
 
 def _flat_pixel_index(
-    events: Events, geom: _Geometry, with_polarity: bool
+    events: Events, geom: _Geometry, with_polarity: bool, offset: int = 0
 ) -> tuple[IndexArray, npt.NDArray[np.bool_] | None]:
     """Flat output index of each event and, when cropping, which events fall inside the crop.
+
+    ``events`` may be a slice of the caller's array starting at position ``offset`` (used only
+    to name the offending event in errors).
 
     Returns:
         ``index``: ``(channel * height + y) * width + x`` in the output frame, where ``channel``
@@ -217,8 +226,8 @@ def _flat_pixel_index(
     # Contiguous integer copies: the arithmetic below works on them in place, never on the input.
     xs: IndexArray = events["x"].astype(dtype)
     ys: IndexArray = events["y"].astype(dtype)
-    _check_coordinate(xs, "x", geom)
-    _check_coordinate(ys, "y", geom)
+    _check_coordinate(xs, "x", geom, offset)
+    _check_coordinate(ys, "y", geom, offset)
     inside: npt.NDArray[np.bool_] | None = None
     if geom.is_cropped:
         xs -= geom.x0
@@ -475,7 +484,7 @@ def binned_histograms(
     first = positions[0]
     used = events[first : positions[-1]]
     bounds = [i - first for i in positions]
-    index, inside = _flat_pixel_index(used, geom, with_polarity=True)
+    index, inside = _flat_pixel_index(used, geom, with_polarity=True, offset=first)
     index, bounds = _keep_inside(index, inside, bounds)
     _accumulate_counts(index, bounds, result, zeroed)
     return result
@@ -551,12 +560,12 @@ def voxel_grid(
         return result
     used = events[lo:hi]
     end = int(used["t"][-1]) if t_end is None else int(t_end)
-    _accumulate_voxels(used, start, end, geom, result)
+    _accumulate_voxels(used, start, end, geom, result, offset=lo)
     return result
 
 
 def _accumulate_voxels(
-    events: Events, start: int, end: int, geom: _Geometry, out: FloatArray
+    events: Events, start: int, end: int, geom: _Geometry, out: FloatArray, offset: int = 0
 ) -> None:
     """Add the bilinear voxel weights of ``events`` (all with ``start <= t <= end``) to ``out``.
 
@@ -575,7 +584,7 @@ def _accumulate_voxels(
         k = np.arange(1, n_bins, dtype=np.int64)
         firsts = start + (k * span + n_bins - 2) // (n_bins - 1)
         bounds = [0, *_search_sorted(t, firsts.tolist()), len(events)]
-    pixel, inside = _flat_pixel_index(events, geom, with_polarity=False)
+    pixel, inside = _flat_pixel_index(events, geom, with_polarity=False, offset=offset)
     # (t - start) * (n_bins - 1) in integers; minus k * span within run k it is the exact
     # remainder of the division, so the fraction below never depends on float rounding.
     numerator = t.astype(np.int64)

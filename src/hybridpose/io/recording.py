@@ -7,12 +7,13 @@ into a temporary file next to the target and renames it into place only when clo
 error. Reads are lazy: :class:`Recording` opens the file, loads the small per-camera metadata and
 reads events only for the windows asked for.
 
-Example:
-    >>> with RecordingWriter(path, (346, 260), cameras, RecordingMeta(source="synthetic")) as w:
-    ...     w.append_events(0, events)
-    ...     w.write_labels(t_us, joints_mm)
-    >>> with Recording(path) as rec:
-    ...     window = rec.events(0, t_start=1_000_000, t_end=1_100_000)
+Example::
+
+    with RecordingWriter(path, (346, 260), cameras, RecordingMeta(source="synthetic")) as w:
+        w.append_events(0, events)
+        w.write_labels(t_us, joints_mm)
+    with Recording(path) as rec:
+        window = rec.events(0, t_start=1_000_000, t_end=1_100_000)
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import io
 import json
 import os
 import re
+import socket
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,19 +123,28 @@ class CameraInfo:
     t_end_us: int | None  # timestamp of the last event
 
 
-_TEMP_RE = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
+_TEMP_RE = re.compile(r"^\.(?P<target>.+\.h5)\.(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)\.[^.]+\.tmp$")
+
+
+def _host() -> str:
+    # part of temp names, so a directory shared by several machines (NFS) never mistakes
+    # another machine's live writer for a dead local one
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
 
 
 def _make_temp(path: Path) -> Path:
-    """A new hidden temporary file beside ``path``: ``.NAME.PID.RANDOM.tmp``."""
+    """A new hidden temporary file beside ``path``: ``.NAME.HOST-PID.RANDOM.tmp``."""
     fd, name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
+        dir=path.parent, prefix=f".{path.name}.{_host()}-{os.getpid()}.", suffix=".tmp"
     )
     os.close(fd)
     return Path(name)
 
 
 def _pid_alive(pid: int) -> bool:
+    if os.name != "posix":
+        # on Windows os.kill(pid, 0) would send CTRL_C_EVENT: never probe, never call dead
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -143,16 +155,24 @@ def _pid_alive(pid: int) -> bool:
 
 
 def stale_temp_files(directory: str | os.PathLike[str]) -> list[Path]:
-    """Temporary files that killed writers left in ``directory`` (their process is gone).
+    """Temporary ``.h5`` files that killed writers on this machine left in ``directory``.
 
     :class:`RecordingWriter` removes its temporary file on any error it sees, but a process
-    killed outright (SIGKILL, power loss) cannot; tools that write into a directory call this
-    at start to clean up after such runs.
+    killed outright (SIGKILL, out of memory, power loss) cannot; tools that write into a
+    directory call this at start to clean up after such runs. Only files named like the
+    writer's temporaries (``.NAME.h5.HOST-PID.RANDOM.tmp``), made on this host by a process
+    that no longer exists, are listed.
     """
+    host = _host()
     found = []
     for entry in Path(directory).glob(".*.tmp"):
         match = _TEMP_RE.match(entry.name)
-        if match and entry.is_file() and not _pid_alive(int(match["pid"])):
+        if (
+            match
+            and match["host"] == host
+            and entry.is_file()
+            and not _pid_alive(int(match["pid"]))
+        ):
             found.append(entry)
     return sorted(found)
 
@@ -163,6 +183,16 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_directory(path: Path) -> None:
+    """Make a rename in ``path`` durable (POSIX); best effort, the rename has happened."""
+    if os.name != "posix":
+        return  # directories cannot be opened for fsync on Windows
+    try:
+        _fsync(path)
+    except OSError as err:
+        warnings.warn(f"{path}: could not fsync the directory ({err})", stacklevel=3)
 
 
 class RecordingWriter:
@@ -355,11 +385,11 @@ class RecordingWriter:
             self._file.close()
             _fsync(self._temp)  # the data is on disk before the name points at it
             self._temp.replace(self.path)
-            _fsync(self.path.parent)  # and the rename itself survives a crash
         except BaseException:
             self.abort()
             raise
         self._closed = True
+        _fsync_directory(self.path.parent)  # the rename itself survives a crash
 
     def abort(self) -> None:
         """Discard everything written so far; the target path is left untouched."""
