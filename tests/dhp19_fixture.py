@@ -12,15 +12,21 @@ correct conversion puts the projected labels on top of the events.
 
 As a script, ``python tests/dhp19_fixture.py OUT_DIR`` writes the tree into ``OUT_DIR``, which
 is then a DHP19 root for ``hybridpose convert-dhp19 --root OUT_DIR``.
+
+The one exception to "no hybridpose code here" is :func:`worker_task_that_dies`, a stand-in for
+the batch converter's worker task that only delegates to the real one.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import struct
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -388,6 +394,38 @@ def make_fake_dhp19(
             seed=seed + 1000 * k,
         )
     return FakeDhp19(root=root, cameras=cameras, recordings=recordings)
+
+
+# ------------------------------------------------------------------------ worker processes
+DIE_FOR_RECORDING = "HYBRIDPOSE_TEST_DIE_FOR_RECORDING"
+"""Environment variable: name of the recording whose worker kills itself (SIGKILL)."""
+RAISE_FOR_RECORDING = "HYBRIDPOSE_TEST_RAISE_FOR_RECORDING"
+"""Environment variable: name of the recording whose worker raises ZeroDivisionError (a bug)."""
+
+
+def worker_task_that_dies(task: Any) -> str | None:
+    """Replaces ``hybridpose.io.dhp19._run_task`` in spawned worker processes (picklable).
+
+    For the recording named by :data:`DIE_FOR_RECORDING` (read in the child, which inherits the
+    environment) it opens a real recording writer on the output, which creates its hidden
+    temporary file, and then SIGKILLs its own process, as the kernel's out-of-memory killer
+    would mid-write. For the one named by :data:`RAISE_FOR_RECORDING` it raises. Every other
+    recording is converted by the real task.
+    """
+    # in the child: the real modules, not the test's patched ones
+    from hybridpose.io import dhp19
+    from hybridpose.io.recording import CameraCalibration, RecordingMeta, RecordingWriter
+
+    name: str = task.recording.name
+    if name == os.environ.get(DIE_FOR_RECORDING):
+        camera = CameraCalibration(P=np.eye(3, 4), center=np.zeros(3))
+        writer = RecordingWriter(task.out, (WIDTH, HEIGHT), [camera], RecordingMeta("dhp19"))
+        writer.__enter__()
+        os.kill(os.getpid(), signal.SIGKILL)
+    if name == os.environ.get(RAISE_FOR_RECORDING):
+        raise ZeroDivisionError(f"a bug while converting {name}")
+    reason: str | None = dhp19._run_task(task)
+    return reason
 
 
 def main(argv: Sequence[str]) -> int:

@@ -18,6 +18,9 @@ from hypothesis import strategies as st
 
 from hybridpose.io.aedat import AedatError, read_aedat2
 
+HEADER_BYTES = len(aedat2_bytes([], []))
+"""Length of the header of VALID_AEDAT (the fixture's default header lines)."""
+
 
 def test_read_aedat2_returns_the_records_written(tmp_path: Path) -> None:
     addresses = [0x01C05802, 0, 0xFFFFFFFF, 0x80000000]
@@ -115,14 +118,36 @@ def test_read_aedat2_on_random_bytes(data: bytes, with_magic: bool) -> None:
 def test_read_aedat2_on_truncated_and_flipped_files(cut: int, flips: list[int]) -> None:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "r.aedat"
-        data = VALID_AEDAT[:cut]
-        path.write_bytes(flip_bits(data, flips) if data else data)
+        data = flip_bits(VALID_AEDAT[:cut], flips) if cut else b""
+        path.write_bytes(data)
+        # the header is intact when it was not cut or flipped and the data after it does not
+        # start with '#' (a '#' there may be read as a header line, legitimately); then the
+        # file holds exactly the records after the header, or is a truncated one
+        header_intact = (
+            cut >= HEADER_BYTES
+            and data[:HEADER_BYTES] == VALID_AEDAT[:HEADER_BYTES]
+            and not data[HEADER_BYTES:].startswith(b"#")
+        )
+        whole_records = (cut - HEADER_BYTES) % 8 == 0
         try:
             a, t = read_aedat2(path)
         except AedatError as err:
             assert "r.aedat" in str(err)
+            assert not (header_intact and whole_records), err
         else:
             assert len(a) == len(t)
+            if header_intact:
+                assert whole_records and len(a) == (cut - HEADER_BYTES) // 8
+                records = np.frombuffer(data[HEADER_BYTES:], dtype=">u4").reshape(-1, 2)
+                assert a.tolist() == records[:, 0].tolist()
+                assert t.tolist() == records[:, 1].tolist()
+
+
+def test_fuzz_header_length_by_hand() -> None:
+    # the header the fuzz tests assume: the fixture's header lines, each ended by CR LF
+    assert sum(len(line) + 2 for line in HEADER_LINES) == HEADER_BYTES
+    assert VALID_AEDAT[HEADER_BYTES - 2 : HEADER_BYTES] == b"\r\n"
+    assert len(VALID_AEDAT) == HEADER_BYTES + 31 * 8
 
 
 def test_flip_bits_by_hand() -> None:

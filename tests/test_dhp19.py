@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 from dhp19_fixture import (
+    DIE_FOR_RECORDING,
     FLIP,
     JOINTS,
     MATRIX_OF_CAMERA,
+    RAISE_FOR_RECORDING,
     START_RAW_US,
     FakeDhp19,
     FakeRecording,
@@ -28,6 +30,7 @@ from dhp19_fixture import (
     mat5_bytes_by_hand,
     project,
     skeleton,
+    worker_task_that_dies,
     write_aedat2,
     write_p_matrices,
     write_vicon_mat,
@@ -37,6 +40,7 @@ from fuzzing import FUZZ, SPECIAL, VALID_AEDAT, flip_bits
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hybridpose import cli
 from hybridpose.errors import HybridPoseError
 from hybridpose.events import validate_events
 from hybridpose.io import dhp19
@@ -259,6 +263,14 @@ def test_no_special_event_uses_first_and_last_event() -> None:
         find_start_stop([], 10, 9, 5, "f")
 
 
+def test_stream_ends_are_taken_as_given_not_sorted() -> None:
+    # the caller passes the file-order ends; t_last may even lie before t_first (a file whose
+    # last event is corrupt): the 1/2/4 rule compares distances to them as they are
+    span = find_start_stop([900_000], 1_000_000, 0, 10, "f")  # |last - s| < |s - first|
+    assert (span.start_us, span.stop_us) == (800_000, 900_000)
+    assert span.rule == "1 specials: first = stop (nearer the end)"
+
+
 def test_six_specials_are_corrupted() -> None:
     with pytest.raises(Dhp19Error, match=r"6 special events.*corrupted"):
         find_start_stop([1, 2, 3, 4, 5, 6], 0, 10, 5, "f")
@@ -280,6 +292,18 @@ def test_hot_pixel_mask_removes_pixels_with_threshold_events_or_more() -> None:
     assert keep.tolist() == [False] * 4 + [True] * 4
     keep = hot_pixel_mask(x, y, threshold=5, sensor_size=(4, 4))
     assert keep.tolist() == [True] * 8
+
+
+def test_hot_pixel_mask_rejects_pixels_outside_the_sensor() -> None:
+    # x = 4 on a 4-wide sensor must not alias to pixel (0, 1)
+    for x, y in (([4], [0]), ([0], [4]), ([-1], [0]), ([0], [-1])):
+        with pytest.raises(Dhp19Error, match="hot-pixel filter: a pixel lies outside the 4x4"):
+            hot_pixel_mask(x, y, threshold=1, sensor_size=(4, 4))
+    with pytest.raises(Dhp19Error, match=r"x and y must be \(N,\) arrays"):
+        hot_pixel_mask([1, 2], [1], sensor_size=(4, 4))
+    # the corners are inside
+    keep = hot_pixel_mask([0, 3, 3], [0, 3, 3], threshold=2, sensor_size=(4, 4))
+    assert keep.tolist() == [True, False, False]
 
 
 def test_hot_pixel_default_threshold_is_ten_thousand() -> None:
@@ -645,6 +669,10 @@ def test_pixel_convention_matches_the_dhp19_reference_pipeline(
     #   (Y - 1, X - 1), 0-based; label (u, v) = (u_P, 260 - v_P) with (u_P, v_P) the
     #   dehomogenised projection with the raw P{m}.npy. (The reference also tiles the 4 cameras
     #   side by side, col + 346 * camera; we keep one image per camera.)
+    # Its time crop (extract_from_aedat) is an index range of the polarity events in FILE
+    # order, from the first event after startTime to the last event before stopTime, both
+    # strictly; ours is the inclusive mask [start, stop] on the times (documented difference,
+    # see test_time_crop_differs_from_the_reference_only_as_documented).
     from scipy.io import loadmat
 
     rec = fake.recordings[(1, 1, 2)]
@@ -654,13 +682,22 @@ def test_pixel_convention_matches_the_dhp19_reference_pipeline(
     special_t = t[is_special & ((address >> 31) & 1 == 0)]
     assert len(special_t) == 3  # 3 specials: first = start, last = stop
     start, stop = special_t[0], special_t[-1]
+    polarity_index = np.flatnonzero(is_polarity)
+    polarity_t = t[polarity_index]
+    start_index = np.flatnonzero(polarity_t > start)[0]
+    stop_index = np.flatnonzero(polarity_t < stop)[-1]
+    in_range = np.zeros(len(t), dtype=bool)
+    in_range[polarity_index[start_index : stop_index + 1]] = True
+    # the documented difference: we also keep events exactly at start or stop
+    at_bounds = is_polarity & ((t == start) | (t == stop))
+    assert not np.any(in_range & at_bounds)
     xyzpos = loadmat(str(rec.vicon))["XYZPOS"][0, 0]
     joints = np.stack([xyzpos[name] for name in JOINTS], axis=1).astype(np.float64)
     points = np.concatenate([joints.reshape(-1, 3), np.ones((joints.size // 3, 1))], axis=1)
     path = fake_converted / "S1_session1_mov2.h5"
     with Recording(path) as r:
         for c in range(4):
-            keep = is_polarity & ((address & 0xF) == c) & (t >= start) & (t <= stop)
+            keep = (in_range | at_bounds) & ((address & 0xF) == c)
             x_raw, y_raw = (address[keep] >> 12) & 0x3FF, (address[keep] >> 22) & 0x1FF
             X, Y = 346 - x_raw, 260 - y_raw
             row, col = Y - 1, X - 1
@@ -677,6 +714,63 @@ def test_pixel_convention_matches_the_dhp19_reference_pipeline(
             ours = points @ r.cameras[c].calibration.P.T
             np.testing.assert_allclose(ours[:, 0] / ours[:, 2], u_ref, rtol=0, atol=1e-9)
             np.testing.assert_allclose(ours[:, 1] / ours[:, 2], v_ref, rtol=0, atol=1e-9)
+
+
+def test_time_crop_differs_from_the_reference_only_as_documented(
+    p_dir: Path, tmp_path: Path
+) -> None:
+    # 3 specials: start 10 000, stop 60 000. In file order: e0 before the start, e1 exactly at
+    # the start, e2 inside, e3 after the stop but followed by e4 inside (700 us behind e3),
+    # e5 exactly at the stop, e6 after it
+    times = [5_000, 10_000, 30_000, 60_500, 59_800, 60_000, 70_000]
+    rows = [sp(10_000), sp(20_000), *(ev(1 + i, 1 + i, t_) for i, t_ in enumerate(times))]
+    rows.append(sp(60_000))
+    aedat, mat = tiny(tmp_path, rows)
+    # the reference: index range from the first event with t > start to the last with t < stop,
+    # in file order, whatever the times in between (e3 is kept, e1 and e5 are not)
+    t = np.array(times)
+    first, last = np.flatnonzero(t > 10_000)[0], np.flatnonzero(t < 60_000)[-1]
+    assert t[first : last + 1].tolist() == [30_000, 60_500, 59_800]
+    # ours: the inclusive mask [start, stop] on the times (e1, e2, e4, e5; in order once e3 is
+    # dropped, so nothing to repair)
+    result = convert(aedat, mat, p_dir, tmp_path / "o.h5")
+    got = all_events(tmp_path / "o.h5", 0)
+    assert got["t"].tolist() == [0, 20_000, 49_800, 50_000]
+    assert got["x"].tolist() == [345 - 2, 345 - 3, 345 - 5, 345 - 6]
+    assert result.dropped_outside == (3, 0, 0, 0) and result.repaired == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("specials", [[900_000], [900_000, 900_001], [900_000] * 3 + [900_001]])
+def test_a_corrupt_far_future_timestamp_does_not_move_start_stop(
+    p_dir: Path, tmp_path: Path, specials: list[int]
+) -> None:
+    # events every 1 000 us from 0 to 1 000 000, the specials at 900 000 (nearer the end: the
+    # stop), 10 labels = 100 ms. One event in mid-file carries a corrupt timestamp 1.5e9 us
+    # ahead (not a wrap: < 2^31). The ends of the stream are the first and last event in file
+    # order (0 and 1 000 000), so start/stop stay [800 000, 900 000]; with the earliest and
+    # latest (0 and 1.5e9) the special would be nearer the start and [900 000, 1 000 000] taken
+    events = [ev(i % 200, i % 200, i * 1000) for i in range(1001)]
+    clean = sorted(events + [sp(t_) for t_ in specials], key=lambda r: r[1])
+    glitched = list(clean)
+    glitched.insert(500, ev(7, 7, 1_500_000_000))
+    for rows, dropped in ((clean, 900), (glitched, 901)):
+        aedat, mat = tiny(tmp_path, rows)
+        result = convert(aedat, mat, p_dir, tmp_path / "o.h5")
+        assert (result.start_us, result.stop_us) == (800_000, 900_000)
+        assert result.events_kept == (101, 0, 0, 0)
+        assert result.dropped_outside == (dropped, 0, 0, 0)
+        assert all_events(tmp_path / "o.h5", 0)["t"].tolist() == list(range(0, 100_001, 1000))
+    with Recording(tmp_path / "o.h5") as r:
+        assert r.meta.extra["stream_ends_us_raw"] == {
+            "first_in_file": 0,
+            "last_in_file": 1_000_000,
+            "earliest": 0,
+            "latest": 1_500_000_000,
+            "rule": "first and last good polarity event in file order, unwrapped",
+        }
+        assert r.meta.extra["start_stop_rule"] == f"{len(specials)} specials: first = stop " + (
+            "(nearer the end)"
+        )
 
 
 def test_flip_and_polarity_of_single_events(p_dir: Path, tmp_path: Path) -> None:
@@ -938,10 +1032,11 @@ def test_existing_output_with_other_filter_settings_is_rejected(
     summary = convert_dhp19(fake.root, out, hot_pixel_filter=True, progress=False)
     assert summary.converted == [] and summary.skipped == []
     assert [name for name, _ in summary.rejected] == ["S1_session1_mov1", "S1_session1_mov2"]
+    # only the settings that differ are named
     assert summary.rejected[0][1] == (
-        f"{out / names[0]} exists with different filter settings (stored: hot-pixel filter off; "
-        "background filter off; requested: hot-pixel filter rule=pixels with >= threshold events "
-        "removed, threshold=10000; background filter off); delete it or use another --out"
+        f"{out / names[0]} exists with different settings (stored: hot-pixel filter off; "
+        "requested: hot-pixel filter rule=pixels with >= threshold events removed, "
+        "threshold=10000); delete it or use another --out"
     )
     assert [(out / n).stat().st_mtime_ns for n in names] == stamps  # not overwritten
     # the other way round: files made with the background filter, asked for without
@@ -949,13 +1044,10 @@ def test_existing_output_with_other_filter_settings_is_rejected(
     convert_dhp19(fake.root, filtered, background_filter=True, progress=False)
     summary = convert_dhp19(fake.root, filtered, progress=False)
     assert len(summary.rejected) == 2 and summary.skipped == []
-    assert (
-        "stored: hot-pixel filter off; background filter rule=DHP19 BackgroundFilter.m, "
-        in (summary.rejected[0][1])
-    )
-    assert (
-        "support_us=70000; requested: hot-pixel filter off; background filter off)"
-        in (summary.rejected[0][1])
+    assert summary.rejected[0][1] == (
+        f"{filtered / names[0]} exists with different settings (stored: background filter "
+        "rule=DHP19 BackgroundFilter.m, per camera, support_us=70000; requested: background "
+        "filter off); delete it or use another --out"
     )
     # the same settings again: skipped
     again = convert_dhp19(fake.root, filtered, background_filter=True, progress=False)
@@ -982,7 +1074,12 @@ def write_foreign_output(path: Path, extra: dict[str, object]) -> None:
             {"hot_pixel_filter": {"threshold": 10000, "removed": [0]}, "background_filter": None},
             "stored: hot-pixel filter threshold=10000; background filter off;",
         ),
-        ({}, "stored: hot-pixel filter not recorded; background filter not recorded;"),
+        (
+            {},
+            "stored: hot-pixel filter not recorded; background filter not recorded; max stray "
+            "fraction not recorded; max repairable jump not recorded; converter version not "
+            "recorded; requested: ",
+        ),
     ],
 )
 def test_outputs_of_older_versions_are_not_taken_for_current_ones(
@@ -1055,14 +1152,21 @@ def test_output_path_that_is_not_a_directory(fake: FakeDhp19, tmp_path: Path) ->
 def test_stale_temporary_files_are_removed(fake: FakeDhp19, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    dead = out / ".S1_session1_mov1.h5.99999999.abc123.tmp"  # above any pid_max: no process
-    live = out / f".S1_session1_mov9.h5.{os.getpid()}.def456.tmp"  # a writer still running
+    # a writer still running (this process), and the same name with a pid above any pid_max
+    camera = CameraCalibration(P=np.eye(3, 4), center=np.zeros(3))
+    writer = RecordingWriter(out / "S1_session1_mov9.h5", (346, 260), [camera], RecordingMeta("x"))
+    (live,) = out.glob(".S1_session1_mov9.h5.*.tmp")
+    assert f"-{os.getpid()}." in live.name  # .NAME.HOST-PID.RANDOM.tmp
+    dead = out / live.name.replace(f"-{os.getpid()}.", "-99999999.").replace("mov9", "mov1")
     other = out / ".notes.tmp"  # not a writer's temporary file
-    for path in (dead, live, other):
+    for path in (dead, other):
         path.write_bytes(b"partial")
-    summary = convert_dhp19(fake.root, out, progress=False)
-    assert summary.stale_temp_removed == 1
-    assert not dead.exists() and live.exists() and other.exists()
+    try:
+        summary = convert_dhp19(fake.root, out, progress=False)
+        assert summary.stale_temp_removed == 1
+        assert not dead.exists() and live.exists() and other.exists()
+    finally:
+        writer.abort()
     assert len(summary.converted) == 2
     assert "\n  removed 1 stale temporary file(s) of killed earlier runs" in summary.format()
     again = convert_dhp19(fake.root, out, progress=False)
@@ -1126,14 +1230,105 @@ def test_summary_format_by_hand() -> None:
 def test_missing_root_parts_raise(fake: FakeDhp19, tmp_path: Path) -> None:
     with pytest.raises(Dhp19Error, match="nothing: DHP19 root does not exist"):
         convert_dhp19(tmp_path / "nothing", tmp_path / "out", progress=False)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(Dhp19Error, match="a_file: DHP19 root is not a directory"):
+        convert_dhp19(tmp_path / "a_file", tmp_path / "out", progress=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(Dhp19Error, match="DVS_movies: no DVS_movies folder"):
         convert_dhp19(tmp_path / "empty", tmp_path / "out", progress=False)
     (tmp_path / "empty" / "DVS_movies").mkdir()
+    with pytest.raises(Dhp19Error, match="DVS_movies: no recording found"):
+        convert_dhp19(tmp_path / "empty", tmp_path / "out", progress=False)
+    write_aedat2(tmp_path / "empty" / "DVS_movies" / "S1" / "session1" / "mov1.aedat", [], [])
+    with pytest.raises(Dhp19Error, match="Vicon_data: no Vicon_data folder in the DHP19 root"):
+        convert_dhp19(tmp_path / "empty", tmp_path / "out", progress=False)
+    (tmp_path / "empty" / "Vicon_data").mkdir()
     with pytest.raises(Dhp19Error, match="P_matrices: no P_matrices folder"):
         convert_dhp19(tmp_path / "empty", tmp_path / "out", progress=False)
     with pytest.raises(Dhp19Error, match="workers must be at least 1"):
         convert_dhp19(fake.root, tmp_path / "out", workers=0, progress=False)
+    assert not (tmp_path / "out").exists()  # every check comes before the output directory
+
+
+def test_missing_vicon_folder_is_one_error_not_a_rejection_per_recording(
+    fake: FakeDhp19, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    make_fake_dhp19(root, movements=(1, 2), events_per_camera=50)
+    for f in (root / "Vicon_data").iterdir():
+        f.unlink()
+    (root / "Vicon_data").rmdir()
+    with pytest.raises(Dhp19Error, match=r"^\S*root/Vicon_data: no Vicon_data folder in the DHP19"):
+        convert_dhp19(root, tmp_path / "out", progress=False)
+
+
+def test_no_matching_recording_names_the_pattern_and_the_ignored_files(tmp_path: Path) -> None:
+    movies = tmp_path / "DVS_movies"
+    movies.mkdir()
+    with pytest.raises(Dhp19Error) as info:
+        find_recordings(tmp_path)
+    assert str(info.value) == (
+        f"{movies}: no recording found: no .aedat file matches S{{s}}/session{{n}}/mov{{k}}.aedat "
+        "(there is no .aedat file at all)"
+    )
+    for rel in ("S1/session1/Mov1.aedat", "S1/session1/mov2.AEDAT", "s1/session1/mov3.aedat"):
+        write_aedat2(movies / rel, [], [])
+    (movies / "S1" / "session1" / "notes.txt").write_text("not a recording")
+    with pytest.raises(Dhp19Error) as info:
+        find_recordings(tmp_path)
+    assert str(info.value) == (
+        f"{movies}: no recording found: no .aedat file matches S{{s}}/session{{n}}/mov{{k}}.aedat "
+        "(case-sensitive); ignored because of their names: S1/session1/Mov1.aedat, "
+        "S1/session1/mov2.AEDAT, s1/session1/mov3.aedat"
+    )
+    for k in range(4, 7):
+        write_aedat2(movies / "S1" / f"mov{k}.aedat", [], [])  # no session folder
+    message = (
+        r"names: S1/mov4\.aedat, S1/mov5\.aedat, S1/mov6\.aedat, S1/session1/Mov1\.aedat "
+        r"and 2 more$"
+    )
+    with pytest.raises(Dhp19Error, match=message):
+        find_recordings(tmp_path)
+
+
+def test_unwritable_output_directory_is_one_error(
+    fake: FakeDhp19, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+
+    def refuse(*args: object, dir: str | os.PathLike[str], **kwargs: object) -> object:
+        name = Path(dir) / ".hybridpose-probe-abc123"
+        raise PermissionError(errno.EACCES, "Permission denied", str(name))
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
+    with pytest.raises(Dhp19Error) as info:
+        convert_dhp19(fake.root, out, progress=False)
+    assert str(info.value) == f"{out}: not writable (Permission denied)"  # no temp file named
+    assert leftovers(out) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only directory")
+def test_read_only_output_directory_is_one_error(fake: FakeDhp19, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        with pytest.raises(Dhp19Error, match=r"out: not writable \(Permission denied\)$"):
+            convert_dhp19(fake.root, out, progress=False)
+    finally:
+        out.chmod(0o700)
+    assert leftovers(out) == []
+
+
+def test_empty_paths_are_errors_not_the_current_directory(
+    fake: FakeDhp19, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Dhp19Error, match=r"^the output directory is an empty path$"):
+        convert_dhp19(fake.root, "", progress=False)
+    with pytest.raises(Dhp19Error, match=r"^the DHP19 root is an empty path$"):
+        convert_dhp19("", tmp_path / "out", progress=False)
+    assert leftovers(tmp_path) == []
 
 
 def test_two_workers_write_identical_files(
@@ -1240,18 +1435,208 @@ def test_stored_matrices_put_the_body_in_front_whatever_the_raw_sign(tmp_path: P
             assert not np.isnan(project(P, joints)).all()
 
 
-def test_a_killed_worker_rejects_its_recording_instead_of_ending_the_batch() -> None:
-    from concurrent.futures import Future
-    from concurrent.futures.process import BrokenProcessPool
+def test_converter_version_is_part_of_the_settings(
+    fake: FakeDhp19, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    names = ["S1_session1_mov1.h5", "S1_session1_mov2.h5"]
+    assert len(convert_dhp19(fake.root, out, progress=False).converted) == 2
+    with Recording(out / names[0]) as r:
+        assert r.meta.extra["converter_version"] == 2 == dhp19.CONVERTER_VERSION
+    # a later converter version does not take these files for its own
+    monkeypatch.setattr(dhp19, "CONVERTER_VERSION", 3)
+    summary = convert_dhp19(fake.root, out, progress=False)
+    assert summary.skipped == [] and summary.converted == []
+    assert summary.rejected[0][1] == (
+        f"{out / names[0]} exists with different settings (stored: converter version 2; "
+        "requested: converter version 3); delete it or use another --out"
+    )
+    monkeypatch.setattr(dhp19, "CONVERTER_VERSION", 2)
+    # same settings as asked for, but written by version 1, or with no version at all
+    settings: dict[str, object] = {
+        "hot_pixel_filter": None,
+        "background_filter": None,
+        "max_stray_fraction": 0.01,
+        "max_repairable_jump_us": 1000,
+    }
+    write_foreign_output(out / names[0], {**settings, "converter_version": 1})
+    write_foreign_output(out / names[1], settings)
+    summary = convert_dhp19(fake.root, out, progress=False)
+    assert summary.skipped == [] and summary.converted == []
+    assert [reason.split(" (", 1)[1] for _, reason in summary.rejected] == [
+        "stored: converter version 1; requested: converter version 2); delete it or use "
+        "another --out",
+        "stored: converter version not recorded; requested: converter version 2); delete it or "
+        "use another --out",
+    ]
+    # and with the current version stored they are skipped
+    write_foreign_output(out / names[0], {**settings, "converter_version": 2})
+    assert convert_dhp19(fake.root, out, progress=False).skipped == [out / names[0]]
 
-    killed: Future[str | None] = Future()
-    killed.set_exception(BrokenProcessPool("a child process terminated abruptly"))
-    done: Future[str | None] = Future()
-    done.set_result(None)
-    assert dhp19._outcome(done) is None
-    reason = dhp19._outcome(killed)
-    assert reason is not None and "worker process was killed" in reason
-    crashed: Future[str | None] = Future()
-    crashed.set_exception(ZeroDivisionError("a bug"))
-    with pytest.raises(ZeroDivisionError):  # a bug is not a rejection: it keeps its traceback
-        dhp19._outcome(crashed)
+
+def thresholds_root(tmp_path: Path) -> Path:
+    """A one-recording root whose mov1 has 2 % stray events and a 1 500 us backward jump."""
+    root = tmp_path / "root"
+    make_fake_dhp19(root, movements=(1,), events_per_camera=50)  # 100 Vicon samples: 1 s
+    # 96 good events + 2 off the sensor (2 % of 100 polarity events), and camera 0 jumps back
+    # from 5 000 to 3 500 us, all inside [1 000, 1 001 000]
+    rows = [sp(1000), *spread(96), ev(346, 0, 2100), ev(346, 0, 2101)]
+    rows += [ev(1, 1, 5000), ev(2, 2, 3500)]
+    write_aedat2(
+        root / "DVS_movies" / "S1" / "session1" / "mov1.aedat",
+        [a for a, _ in rows],
+        [t for _, t in rows],
+    )
+    return root
+
+
+def test_rejection_thresholds_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = thresholds_root(tmp_path)
+    out = tmp_path / "out"
+    base = ["convert-dhp19", "--root", str(root), "--out", str(out), "--quiet"]
+    assert cli.main(base) == 1  # the defaults: 1 % stray, 1 000 us
+    assert "2 of 100 polarity events are stray" in capsys.readouterr().out
+    assert cli.main([*base, "--max-stray-fraction", "0.05"]) == 1
+    printed = capsys.readouterr().out
+    assert "back by 1500 us at event 100 (t=3500 us after t=5000 us); at most 1000 us" in printed
+    loose = [*base, "--max-stray-fraction", "0.05", "--max-repairable-jump-us", "1500"]
+    assert cli.main(loose) == 0
+    assert "1 converted" in capsys.readouterr().out
+    with Recording(out / "S1_session1_mov1.h5") as r:
+        extra = r.meta.extra
+    assert extra["max_stray_fraction"] == 0.05 and extra["max_repairable_jump_us"] == 1500
+    assert extra["stray_events"]["max_fraction"] == 0.05
+    assert extra["max_backward_jump_us"] == [1500, 0, 0, 0]
+    # the thresholds are settings: other ones do not skip the file, the same ones do
+    assert cli.main(base) == 1
+    printed = capsys.readouterr().out
+    assert (
+        "exists with different settings (stored: max stray fraction 0.05; max repairable jump "
+        "1500 us; requested: max stray fraction 0.01; max repairable jump 1000 us); delete it or "
+        "use another --out"
+    ) in printed
+    assert cli.main(loose) == 0
+    assert "0 converted, 1 skipped" in capsys.readouterr().out
+
+
+def test_rejection_thresholds_through_the_library(tmp_path: Path) -> None:
+    root = thresholds_root(tmp_path)
+    out = tmp_path / "out"
+    summary = convert_dhp19(
+        root, out, max_stray_fraction=0.02, max_repairable_jump_us=1499, progress=False
+    )
+    assert summary.converted == [] and "back by 1500 us" in summary.rejected[0][1]
+    summary = convert_dhp19(
+        root, out, max_stray_fraction=0.02, max_repairable_jump_us=1500, progress=False
+    )
+    assert summary.converted == [out / "S1_session1_mov1.h5"]
+    for kwargs, message in (
+        ({"max_stray_fraction": 1.01}, r"max_stray_fraction must be in \[0, 1\], got 1.01"),
+        ({"max_stray_fraction": float("nan")}, r"max_stray_fraction must be in \[0, 1\]"),
+        ({"max_repairable_jump_us": -1}, "max_repairable_jump_us must be >= 0, got -1"),
+    ):
+        with pytest.raises(Dhp19Error, match=message):
+            convert_dhp19(root, tmp_path / "other", progress=False, **kwargs)
+    assert not (tmp_path / "other").exists()
+
+
+def test_cli_defaults_are_the_converter_defaults() -> None:
+    args = cli.build_parser().parse_args(["convert-dhp19", "--root", "r", "--out", "o"])
+    assert args.max_stray_fraction == dhp19.MAX_STRAY_FRACTION == 0.01
+    assert args.max_repairable_jump_us == dhp19.MAX_REPAIRABLE_JUMP_US == 1000
+
+
+@pytest.mark.parametrize(
+    ("extra_args", "message"),
+    [
+        (["--out", ""], "argument --out: expected a path, got an empty string"),
+        (["--root", ""], "argument --root: expected a path, got an empty string"),
+        (["--max-stray-fraction", "1.5"], "expected a fraction in [0, 1], got 1.5"),
+        (["--max-stray-fraction", "x"], "expected a number, got 'x'"),
+        (["--max-repairable-jump-us", "-1"], "expected a number >= 0, got -1"),
+        (["--max-repairable-jump-us", "1.5"], "expected a whole number, got '1.5'"),
+    ],
+)
+def test_cli_bad_convert_arguments_are_one_line(
+    fake: FakeDhp19,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra_args: list[str],
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ["convert-dhp19", "--root", str(fake.root), "--out", str(tmp_path / "o"), "--quiet"]
+    with pytest.raises(SystemExit) as info:
+        cli.main([*argv, *extra_args])  # the last --root/--out given wins
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err
+    assert err.startswith("hybridpose convert-dhp19: error: ")
+    assert leftovers(tmp_path) == []  # nothing converted into the current directory
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ("file", "root: DHP19 root is not a directory"),
+        ("no_recordings", "DVS_movies: no recording found: no .aedat file matches"),
+        ("no_vicon", "Vicon_data: no Vicon_data folder in the DHP19 root"),
+    ],
+)
+def test_cli_root_problems_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], layout: str, message: str
+) -> None:
+    root = tmp_path / "root"
+    if layout == "file":
+        root.write_text("not a folder")
+    else:
+        make_fake_dhp19(root, movements=(1,), events_per_camera=50)
+        gone = "DVS_movies/S1/session1/mov1.aedat" if layout == "no_recordings" else None
+        if gone:
+            (root / gone).rename(root / "DVS_movies" / "S1" / "session1" / "Mov1.aedat")
+        else:
+            (root / "Vicon_data" / "S1_1_1.mat").unlink()
+            (root / "Vicon_data").rmdir()
+    code = cli.main(["convert-dhp19", "--root", str(root), "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err
+    if layout == "no_recordings":
+        assert err.rstrip().endswith("ignored because of their names: S1/session1/Mov1.aedat")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_killed_worker_rejects_only_its_recording(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a real SIGKILL: the worker of mov3 leaves a temporary file (as a writer killed mid-write
+    # would) and kills its own process, which breaks the pool. What finished is kept, the
+    # unfinished recordings are converted again alone, mov3 dies again and is rejected, and no
+    # temporary file is left
+    root = tmp_path / "root"
+    make_fake_dhp19(root, movements=(1, 2, 3, 4), events_per_camera=50)
+    monkeypatch.setenv(DIE_FOR_RECORDING, "S1_session1_mov3")
+    monkeypatch.setattr(dhp19, "_run_task", worker_task_that_dies)  # pickled by reference
+    out = tmp_path / "out"
+    summary = convert_dhp19(root, out, workers=2, progress=False)
+    names = [f"S1_session1_mov{k}.h5" for k in (1, 2, 4)]
+    assert summary.converted == [out / n for n in names]
+    assert summary.rejected == [("S1_session1_mov3", "worker process was killed (out of memory?)")]
+    assert leftovers(out) == names
+    for n in names:
+        with Recording(out / n) as r:
+            assert r.meta.extra["converter_version"] == 2
+
+
+def test_a_bug_in_a_worker_is_not_a_rejection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    make_fake_dhp19(root, movements=(1, 2), events_per_camera=50)
+    monkeypatch.setenv(RAISE_FOR_RECORDING, "S1_session1_mov2")
+    monkeypatch.setattr(dhp19, "_run_task", worker_task_that_dies)
+    with pytest.raises(ZeroDivisionError, match="a bug while converting S1_session1_mov2"):
+        convert_dhp19(root, tmp_path / "out", workers=2, progress=False)

@@ -54,6 +54,33 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _path(text: str) -> Path:
+    # Path("") is ".", which would silently mean the current directory
+    if text == "":
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return Path(text)
+
+
 # ------------------------------------------------------------------------------ subcommands
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from hybridpose.summary import format_summary, recording_summary
@@ -72,6 +99,8 @@ def _cmd_convert_dhp19(args: argparse.Namespace) -> int:
         workers=args.workers,
         hot_pixel_filter=args.hot_pixel_filter,
         background_filter=args.background_filter,
+        max_stray_fraction=args.max_stray_fraction,
+        max_repairable_jump_us=args.max_repairable_jump_us,
         progress=not args.quiet,
     )
     print(summary.format())
@@ -111,12 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--root",
-        type=Path,
+        type=_path,
         required=True,
         help="DHP19 root with DVS_movies/, Vicon_data/, P_matrices/",
     )
     p.add_argument(
-        "--out", type=Path, required=True, help="output directory for the .h5 recordings"
+        "--out", type=_path, required=True, help="output directory for the .h5 recordings"
     )
     p.add_argument(
         "--workers", type=_positive_int, default=1, help="parallel processes (default 1)"
@@ -126,6 +155,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--background-filter", action="store_true", help="background-activity filter (70 ms)"
+    )
+    p.add_argument(
+        "--max-stray-fraction",
+        type=_fraction,
+        default=0.01,
+        metavar="F",
+        help="reject a recording with more than this fraction of stray events (default 0.01)",
+    )
+    p.add_argument(
+        "--max-repairable-jump-us",
+        type=_non_negative_int,
+        default=1000,
+        metavar="N",
+        help="repair backward timestamp jumps up to N us, reject larger ones (default 1000)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser

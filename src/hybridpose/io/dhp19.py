@@ -23,18 +23,23 @@ What the converter does to one recording, in order:
    from a camera id above 3 is dropped, as the reference does ("remove events out of the
    boundaries"), and counted: per camera for pixels off the sensor, in total for bad camera
    ids (``ConversionResult.stray_dropped``/``stray_bad_camera``, ``extra["stray_events"]``).
-   More than :data:`MAX_STRAY_FRACTION` (1 %) of the file's polarity events being stray
-   rejects the recording: that is a corrupt file, not a few glitches.
+   More than :data:`MAX_STRAY_FRACTION` (1 %, ``max_stray_fraction``) of the file's polarity
+   events being stray rejects the recording: that is a corrupt file, not a few glitches.
 4. **Time and start/stop.** 32-bit timestamps are unwrapped over the whole file (a jump of
    more than 2^31 us backwards is a wrap). The Vicon interval ``[start, stop]`` comes from the
-   special events of all cameras (see :func:`find_start_stop`; without specials, the first and
-   last polarity event). Each camera's events are cropped to it first (a mask on the unwrapped
+   special events of all cameras and from the ends of the event stream, which are the first
+   and the last good polarity event in *file order* (not the earliest and latest: one corrupt
+   far-off timestamp must not move the interval); see :func:`find_start_stop`. Both the
+   file-order ends and the earliest/latest timestamps are stored in
+   ``extra["stream_ends_us_raw"]``, the rule used in ``extra["start_stop_rule"]``. Each
+   camera's events are cropped to the interval first (an inclusive mask on the unwrapped
    timestamps); only then is the order of what is kept checked: an event more than
-   :data:`MAX_REPAIRABLE_JUMP_US` behind the latest earlier kept event of its camera rejects
-   the recording (naming the event index and the jump), smaller disorder is repaired with a
-   stable sort and counted, and the largest backward jump is recorded
-   (``max_backward_jump_us``). So a glitch in events that are dropped anyway costs nothing.
-   Times are rebased so that ``start = 0`` and Vicon sample ``k`` is at ``k * 10 000 us``.
+   :data:`MAX_REPAIRABLE_JUMP_US` (``max_repairable_jump_us``) behind the latest earlier kept
+   event of its camera rejects the recording (naming the event index and the jump), smaller
+   disorder is repaired with a stable sort and counted, and the largest backward jump is
+   recorded (``max_backward_jump_us``). So a glitch in events that are dropped anyway costs
+   nothing. Times are rebased so that ``start = 0`` and Vicon sample ``k`` is at
+   ``k * 10 000 us``.
 5. **Pixels.** Events are stored as ``x = 345 - x_raw``, ``y = 259 - y_raw`` and each camera's
    matrix as ``P = A @ P_raw`` with ``A = [[1, 0, 0], [0, -1, 260], [0, 0, 1]]``, so that
    projecting a label with the stored ``P`` gives the reference's flipped label (``v -> 260 - v``,
@@ -51,8 +56,9 @@ What the converter does to one recording, in order:
 6. **Filters** (off unless asked), per camera and after the crop: hot pixels (``10^4`` or more
    events in the recording, :func:`hot_pixel_mask`), then the background-activity filter of the
    DHP19 reference (:func:`background_activity_mask`) on what the hot-pixel filter kept. The
-   settings are stored in ``extra`` so that :func:`convert_dhp19` can tell whether an existing
-   output was made with the settings asked for.
+   filter settings, the two rejection thresholds and :data:`CONVERTER_VERSION` are stored in
+   ``extra``; :func:`convert_dhp19` skips an existing output only if all of them are the ones
+   of the current run.
 7. **Vicon labels** (struct ``XYZPOS``, 13 fields of (N, 3) mm, NaN = missing) are read by the
    small bounds-checked MAT-file reader :func:`hybridpose.io.mat5.read_mat5_struct`, because
    ``scipy.io.loadmat`` crashes the process on some damaged files.
@@ -67,14 +73,48 @@ All three are :class:`~hybridpose.errors.HybridPoseError`; the batch converter
 ``MemoryError`` while converting one recording, as a rejection and goes on with the others. No
 output file appears for a rejected recording (the native writer is atomic).
 
-A recording is converted in memory: at peak about 70 bytes per event (5 million events take
-about 0.3 GB), in each worker process when ``workers > 1``.
+Differences from the reference pipeline (Generate_DHP19.m, ExtractEventsToFramesAndMeanLabels.m
+and extract_from_aedat.m of DHP19), all known ones:
+
+- **IR-reflection masks are not applied.** The reference removes events in two small
+  rectangles, given in its tiled image (the 4 cameras side by side, flipped,
+  ``X = 346 - x_raw + 346 * camera``, ``Y = 260 - y_raw``, 1-based): mask 1 ``X`` 780-810,
+  ``Y`` 115-145 (in camera 2's tile); mask 2 ``X`` 346*3+214 .. 346*3+221, ``Y`` 136-144 (in
+  camera 3's tile). In our pixel frame (``x = X - 1 - 346 * camera``, ``y = Y - 1``) that is
+  camera 2, x 87-117, y 114-144, and camera 3, x 213-220, y 135-143. Here every event is kept.
+- **Time crop.** Ours is an inclusive mask ``start <= t <= stop`` on each camera's unwrapped
+  timestamps, before sorting. The reference takes a file-order *index range* of the polarity
+  events, from the first event with ``t > start`` to the last with ``t < stop``: it drops
+  events exactly at start or stop, and keeps an out-of-window event that lies between two
+  in-window ones in the file.
+- **Start/stop stream ends.** The reference uses the first and last polarity event in file
+  order for 0, 2 and 4 specials but ``min``/``max`` for 1 special, and over all polarity
+  events (strays included); here the first and last *good* (non-stray) polarity event in file
+  order, for every count. It special-cases a timestamp overflow with 2 or 4 specials (S14
+  session1 mov1: stop = the latest event); here timestamps are unwrapped instead.
+- **Background filter.** Here per camera, on time-sorted events, each camera with its own
+  border. The reference filters one tiled image of the 4 cameras in file order, so an event on
+  an inner tile edge stamps into the neighbouring camera's tile.
+- **Stray events** are dropped like the reference does, but a file with more than
+  ``max_stray_fraction`` of them is rejected: a threshold of our own (the reference has none).
+- **Timestamp disorder.** The reference neither sorts nor checks the order; the repair of
+  lags up to ``max_repairable_jump_us`` and the rejection beyond it are ours.
+- **Output.** Raw events and the 100 Hz labels are stored; the reference's constant-count
+  frames and per-frame mean labels are not made.
+
+Memory: a recording is converted in memory, in each worker process when ``workers > 1``.
+Measured with tracemalloc on a 1-million-event recording (numpy arrays; HDF5's own buffers
+not counted): a peak of about 79 bytes per event without filters and 104 bytes per event with
+both filters (the process's peak RSS grew by about 130 and 155 bytes per event, but that
+includes the measuring script's own input arrays). So 5 million events need about 0.4-0.5 GB
+of arrays; plan for about 0.75 GB per process.
 """
 
 from __future__ import annotations
 
 import re
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -122,6 +162,13 @@ MAX_CAMERA_ID = 3
 MAX_STRAY_FRACTION = 0.01
 """Stray polarity events (off the sensor or camera id above 3) are dropped; a recording with
 more than this fraction of its polarity events stray is rejected as corrupt."""
+
+CONVERTER_VERSION = 2
+"""Version of what the converter writes; bumped on every change that alters an output file.
+Stored in ``extra``; :func:`convert_dhp19` does not skip an output of another (or no) version.
+Version 2: start/stop from the file-order ends of the event stream, thresholds stored."""
+STREAM_ENDS_RULE = "first and last good polarity event in file order, unwrapped"
+"""How the ends of the event stream that :func:`find_start_stop` uses are found."""
 
 HOT_PIXEL_RULE = "pixels with >= threshold events removed"
 """Stored with the hot-pixel settings; a file made with another rule has other settings."""
@@ -295,12 +342,16 @@ def find_start_stop(
     - 3 or 5 specials: the first is the start and the last the stop.
     - more than 5: the recording is rejected (corrupted).
 
+    The ends of the event stream are the first and the last polarity event in *file order*
+    (``events(1)`` and ``events(end)`` of Generate_DHP19.m), not the earliest and the latest:
+    one corrupt far-off timestamp in the middle of a file then cannot move the interval. (The
+    reference uses ``min``/``max`` in its 1-special case; here file order is used for all.)
+
     Args:
         special_t: (S,) timestamps of the special events, file order, unwrapped.
-        t_first: timestamp of the first polarity event of the file (any camera; the converter
-            passes the earliest unwrapped timestamp, which is the first unless the file is out of
-            order).
-        t_last: timestamp of the last polarity event (the converter passes the latest).
+        t_first: timestamp of the first polarity event of the file in file order (any camera;
+            the converter passes the first one that is not stray, unwrapped).
+        t_last: timestamp of the last polarity event in file order.
         vicon_samples: number of Vicon samples (100 Hz).
         name: the file, for error messages.
 
@@ -310,6 +361,11 @@ def find_start_stop(
     Raises:
         Dhp19Error: more than 5 specials, a last special not after the first, or (0 specials)
             ``t_last`` before ``t_first``.
+
+    Example:
+        >>> span = find_start_stop([900_000], 0, 1_000_000, 10)  # nearer the end: the stop
+        >>> span.start_us, span.stop_us
+        (800000, 900000)
     """
     s = np.asarray(special_t, dtype=np.int64)
     count = len(s)
@@ -360,12 +416,21 @@ def hot_pixel_mask(
     Returns:
         (N,) bool, True = keep.
 
+    Raises:
+        Dhp19Error: ``x`` and ``y`` differ in shape or a pixel lies outside the sensor.
+
     Example:
         >>> hot_pixel_mask([0, 0, 1], [0, 0, 0], threshold=2, sensor_size=(2, 1)).tolist()
         [False, False, True]
     """
+    xi = np.asarray(x, dtype=np.int64)
+    yi = np.asarray(y, dtype=np.int64)
+    if xi.ndim != 1 or xi.shape != yi.shape:
+        raise Dhp19Error(f"x and y must be (N,) arrays, got {xi.shape}, {yi.shape}")
     width, height = sensor_size
-    pixel = np.asarray(y, dtype=np.int64) * width + np.asarray(x, dtype=np.int64)
+    if np.any((xi < 0) | (xi >= width) | (yi < 0) | (yi >= height)):
+        raise Dhp19Error(f"hot-pixel filter: a pixel lies outside the {width}x{height} sensor")
+    pixel = yi * width + xi
     counts = np.bincount(pixel, minlength=width * height)
     keep: BoolArray = counts[pixel] < threshold
     return keep
@@ -668,6 +733,16 @@ class _CameraEvents:
 
 
 @dataclass(frozen=True)
+class _StreamEnds:
+    """Timestamps (unwrapped) of the good polarity events: file-order ends and extremes."""
+
+    first: int
+    last: int
+    earliest: int
+    latest: int
+
+
+@dataclass(frozen=True)
 class _Strays:
     good: IntpArray  # record indices of the polarity events kept
     off_sensor: tuple[int, ...]  # per camera
@@ -746,8 +821,14 @@ def convert_recording(
     if len(strays.good) == 0:
         raise Dhp19Error(f"{name}: every polarity event is stray (off the sensor or camera > 3)")
     special_t = t[fields.is_special]
-    good_t = t[strays.good]
-    span = find_start_stop(special_t, int(good_t.min()), int(good_t.max()), len(joints), name)
+    good_t = t[strays.good]  # file order
+    ends = _StreamEnds(
+        first=int(good_t[0]),
+        last=int(good_t[-1]),
+        earliest=int(good_t.min()),
+        latest=int(good_t.max()),
+    )
+    span = find_start_stop(special_t, ends.first, ends.last, len(joints), name)
 
     hot = hot_pixel_threshold if hot_pixel_filter else None
     background = background_support_us if background_filter else None
@@ -784,10 +865,10 @@ def convert_recording(
         joints,
         special_t,
         span,
+        ends,
         per_camera,
         strays,
-        max_stray_fraction,
-        _filter_settings(hot, background),
+        _settings(hot, background, max_stray_fraction, max_repairable_jump_us),
     )
     meta = RecordingMeta(
         source="dhp19", subject=subject, session=session, movement=movement, extra=extra
@@ -890,10 +971,16 @@ def _camera_events(
     )
 
 
-def _filter_settings(
-    hot_pixel_threshold: int | None, background_support_us: int | None
-) -> dict[str, dict[str, Any] | None]:
-    """The filter settings as stored in ``extra`` (None = filter off), without the counts."""
+def _settings(
+    hot_pixel_threshold: int | None,
+    background_support_us: int | None,
+    max_stray_fraction: float,
+    max_repairable_jump_us: int,
+) -> dict[str, Any]:
+    """Everything that decides the output, as stored in ``extra`` (filters without counts).
+
+    :func:`convert_dhp19` skips an existing output only if these are equal.
+    """
     return {
         "hot_pixel_filter": None
         if hot_pixel_threshold is None
@@ -901,6 +988,9 @@ def _filter_settings(
         "background_filter": None
         if background_support_us is None
         else {"support_us": background_support_us, "rule": BACKGROUND_FILTER_RULE},
+        "max_stray_fraction": float(max_stray_fraction),
+        "max_repairable_jump_us": int(max_repairable_jump_us),
+        "converter_version": CONVERTER_VERSION,
     }
 
 
@@ -912,19 +1002,27 @@ def _metadata(
     joints: F64Array,
     special_t: I64Array,
     span: StartStop,
+    ends: _StreamEnds,
     per_camera: list[_CameraEvents],
     strays: _Strays,
-    max_stray_fraction: float,
-    settings: dict[str, dict[str, Any] | None],
+    settings: dict[str, Any],
 ) -> dict[str, Any]:
     """The JSON-serialisable facts kept in the recording's ``extra``."""
     hot, background = settings["hot_pixel_filter"], settings["background_filter"]
     return {
+        "converter_version": settings["converter_version"],
         "aedat_file": aedat.name,
         "vicon_file": vicon.name,
         "start_us_raw": span.start_us,
         "stop_us_raw": span.stop_us,
         "start_stop_rule": span.rule,
+        "stream_ends_us_raw": {
+            "first_in_file": ends.first,
+            "last_in_file": ends.last,
+            "earliest": ends.earliest,
+            "latest": ends.latest,
+            "rule": STREAM_ENDS_RULE,
+        },
         "special_events_us_raw": [int(v) for v in special_t],
         "label_rate_hz": 1_000_000 // VICON_PERIOD_US,
         "pixel_flip": "x = 345 - x_raw, y = 259 - y_raw; P = +-A @ P_raw, A = [[1,0,0],[0,-1,260],"
@@ -934,8 +1032,10 @@ def _metadata(
         "stray_events": {
             "dropped_off_sensor": list(strays.off_sensor),
             "dropped_bad_camera_id": strays.bad_camera,
-            "max_fraction": max_stray_fraction,
+            "max_fraction": settings["max_stray_fraction"],
         },
+        "max_stray_fraction": settings["max_stray_fraction"],
+        "max_repairable_jump_us": settings["max_repairable_jump_us"],
         "repaired_out_of_order": [c.repaired for c in per_camera],
         "max_backward_jump_us": [c.max_backward_jump_us for c in per_camera],
         "dropped_outside": [c.dropped_outside for c in per_camera],
@@ -984,8 +1084,12 @@ class Dhp19Recording:
         return f"S{self.subject}_session{self.session}_mov{self.movement}"
 
 
-def find_recordings(root: Path) -> list[Dhp19Recording]:
-    """All ``DVS_movies/S*/session*/mov*.aedat`` under ``root``, sorted by (s, n, k).
+_RECORDING_PATTERN = "S{s}/session{n}/mov{k}.aedat"
+_IGNORED_SHOWN = 4
+
+
+def find_recordings(root: Path | str) -> list[Dhp19Recording]:
+    """All ``DVS_movies/S{s}/session{n}/mov{k}.aedat`` under ``root``, sorted by (s, n, k).
 
     Args:
         root: the DHP19 root.
@@ -994,11 +1098,17 @@ def find_recordings(root: Path) -> list[Dhp19Recording]:
         One entry per ``.aedat`` file, with the Vicon file it needs (which may not exist).
 
     Raises:
-        Dhp19Error: ``root`` or ``root/DVS_movies`` is not a folder.
+        Dhp19Error: ``root`` is empty (``""``), missing or not a folder, ``root/DVS_movies`` is
+            not a folder, or no file in it matches the pattern (the message lists a few
+            ``.aedat`` files whose names do not match, such as ``Mov1.aedat``).
     """
+    if isinstance(root, str) and root == "":
+        raise Dhp19Error("the DHP19 root is an empty path")
     root = Path(root)
-    if not root.is_dir():
+    if not root.exists():
         raise Dhp19Error(f"{root}: DHP19 root does not exist")
+    if not root.is_dir():
+        raise Dhp19Error(f"{root}: DHP19 root is not a directory")
     movies = root / "DVS_movies"
     if not movies.is_dir():
         raise Dhp19Error(f"{movies}: no DVS_movies folder in the DHP19 root")
@@ -1009,7 +1119,26 @@ def find_recordings(root: Path) -> list[Dhp19Recording]:
             continue
         s, n, k = (int(g) for g in match.groups())
         found.append(Dhp19Recording(s, n, k, aedat, root / "Vicon_data" / f"S{s}_{n}_{k}.mat"))
+    if not found:
+        raise Dhp19Error(f"{movies}: no recording found: {_ignored_aedat_files(movies)}")
     return sorted(found, key=lambda r: (r.subject, r.session, r.movement))
+
+
+def _ignored_aedat_files(movies: Path) -> str:
+    """Why nothing was found: the ``.aedat`` files (any case) whose names do not match."""
+    names = sorted(
+        p.relative_to(movies).as_posix()
+        for p in movies.rglob("*")
+        if p.suffix.lower() == ".aedat" and p.is_file()
+    )
+    if not names:
+        return f"no .aedat file matches {_RECORDING_PATTERN} (there is no .aedat file at all)"
+    shown = ", ".join(names[:_IGNORED_SHOWN])
+    more = f" and {len(names) - _IGNORED_SHOWN} more" if len(names) > _IGNORED_SHOWN else ""
+    return (
+        f"no .aedat file matches {_RECORDING_PATTERN} (case-sensitive); ignored because of "
+        f"their names: {shown}{more}"
+    )
 
 
 @dataclass(frozen=True)
@@ -1018,11 +1147,11 @@ class ConversionSummary:
 
     Attributes:
         converted: recordings written by this run.
-        skipped: outputs that already existed, made with the same filter settings, and were not
-            redone.
+        skipped: outputs that already existed, made with the same settings (filters,
+            rejection thresholds) by the same :data:`CONVERTER_VERSION`, and were not redone.
         rejected: ``(recording name, reason)`` of each recording that could not be converted
-            (or whose existing output was made with other settings or cannot be read), in
-            (subject, session, movement) order.
+            (or whose existing output was made with other settings or another converter
+            version, or cannot be read), in (subject, session, movement) order.
         stale_temp_removed: temporary files of killed earlier runs removed from the output
             directory at the start.
     """
@@ -1054,6 +1183,8 @@ class _Task:
     out: Path
     hot_pixel_filter: bool
     background_filter: bool
+    max_stray_fraction: float = MAX_STRAY_FRACTION
+    max_repairable_jump_us: int = MAX_REPAIRABLE_JUMP_US
 
 
 def _os_reason(err: OSError) -> str:
@@ -1084,6 +1215,8 @@ def _run_task(task: _Task) -> str | None:
             movement=rec.movement,
             hot_pixel_filter=task.hot_pixel_filter,
             background_filter=task.background_filter,
+            max_stray_fraction=task.max_stray_fraction,
+            max_repairable_jump_us=task.max_repairable_jump_us,
         )
     except HybridPoseError as err:
         return str(err)
@@ -1095,10 +1228,17 @@ def _run_task(task: _Task) -> str | None:
 
 
 _MISSING = "not recorded"
+_SETTING_LABELS = {
+    "hot_pixel_filter": "hot-pixel filter",
+    "background_filter": "background filter",
+    "max_stray_fraction": "max stray fraction",
+    "max_repairable_jump_us": "max repairable jump",
+    "converter_version": "converter version",
+}
 
 
 def _stored_setting(extra: dict[str, Any], key: str) -> Any:
-    """A filter's settings as stored in ``extra``, without its counts."""
+    """A setting as stored in ``extra`` (a filter's without its counts)."""
     if key not in extra:
         return _MISSING
     value = extra[key]
@@ -1109,21 +1249,20 @@ def _stored_setting(extra: dict[str, Any], key: str) -> Any:
 
 def _describe_settings(settings: dict[str, Any]) -> str:
     parts = []
-    for key, label in (
-        ("hot_pixel_filter", "hot-pixel filter"),
-        ("background_filter", "background filter"),
-    ):
-        value = settings[key]
+    for key, value in settings.items():
+        label = _SETTING_LABELS[key]
         if value is None:
             parts.append(f"{label} off")
         elif isinstance(value, dict):
             parts.append(f"{label} " + ", ".join(f"{k}={v}" for k, v in sorted(value.items())))
+        elif key == "max_repairable_jump_us" and value != _MISSING:
+            parts.append(f"{label} {value} us")
         else:
             parts.append(f"{label} {value}")
     return "; ".join(parts)
 
 
-def _existing_output_problem(out: Path, wanted: dict[str, dict[str, Any] | None]) -> str | None:
+def _existing_output_problem(out: Path, wanted: dict[str, Any]) -> str | None:
     """Why an existing output must not be skipped (other settings, unreadable), or None."""
     try:
         with Recording(out) as rec:
@@ -1133,18 +1272,24 @@ def _existing_output_problem(out: Path, wanted: dict[str, dict[str, Any] | None]
             f"{out} exists but cannot be read ({first_line(err)}); delete it or use another --out"
         )
     stored = {key: _stored_setting(extra, key) for key in wanted}
-    if stored != wanted:
+    differ = [key for key in wanted if stored[key] != wanted[key]]
+    if differ:
         return (
-            f"{out} exists with different filter settings (stored: {_describe_settings(stored)}; "
-            f"requested: {_describe_settings(wanted)}); delete it or use another --out"
+            f"{out} exists with different settings (stored: "
+            f"{_describe_settings({k: stored[k] for k in differ})}; requested: "
+            f"{_describe_settings({k: wanted[k] for k in differ})}); delete it or use another "
+            "--out"
         )
     return None
 
 
-def _remove_stale_temp_files(out_dir: Path) -> int:
-    """Remove the temporary files of killed earlier runs; how many were removed."""
+def _remove_stale_temp_files(out_dir: Path, targets: set[str] | None = None) -> int:
+    """Remove the temporary files of dead processes (for ``targets``, if given); how many."""
     removed = 0
     for path in stale_temp_files(out_dir):
+        # the writer's names are .TARGET.PID.RANDOM.tmp, RANDOM without dots
+        if targets is not None and path.name[1:].rsplit(".", 3)[0] not in targets:
+            continue
         try:
             path.unlink()
         except OSError:  # gone meanwhile, or not ours to remove: leave it
@@ -1153,47 +1298,81 @@ def _remove_stale_temp_files(out_dir: Path) -> int:
     return removed
 
 
+def _check_writable(out_dir: Path) -> None:
+    """Create and delete one temporary file in ``out_dir``, or raise Dhp19Error."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".hybridpose-probe-"):
+            pass
+    except OSError as err:
+        reason = err.strerror or first_line(err)
+        raise Dhp19Error(f"{out_dir}: not writable ({reason})") from None
+
+
 def convert_dhp19(
-    root: Path,
-    out_dir: Path,
+    root: Path | str,
+    out_dir: Path | str,
     *,
     workers: int = 1,
     hot_pixel_filter: bool = False,
     background_filter: bool = False,
+    max_stray_fraction: float = MAX_STRAY_FRACTION,
+    max_repairable_jump_us: int = MAX_REPAIRABLE_JUMP_US,
     progress: bool = True,
 ) -> ConversionSummary:
     """Convert every recording of a DHP19 root into ``out_dir/S{s}_session{n}_mov{k}.h5``.
 
     At the start, temporary files that killed earlier runs left in ``out_dir`` are removed
     (:func:`~hybridpose.io.recording.stale_temp_files`; the summary counts them). Outputs that
-    exist already are skipped (delete them to redo) if their stored filter settings are the ones
-    asked for; an existing output made with other settings, or one that cannot be read, is
-    rejected with the reason and left untouched. A recording that fails any check, or whose
-    conversion meets an ``OSError`` or ``MemoryError``, is rejected with its reason and leaves no
-    file; the others go on.
+    exist already are skipped (delete them to redo) only if they were made with the settings
+    asked for (filters and rejection thresholds) by the same :data:`CONVERTER_VERSION`; an
+    existing output made with other settings, by another converter version (or one that
+    stored none), or one that cannot be read, is rejected with the reason and left untouched.
+    A recording that fails any check, or whose conversion meets an ``OSError`` or
+    ``MemoryError``, is rejected with its reason and leaves no file; the others go on.
+
+    With ``workers > 1``, a worker process killed from outside (typically by the kernel when
+    memory runs out) breaks the process pool: the recordings already converted are kept, and
+    each unfinished one is converted again alone, in a fresh one-worker pool; one whose worker
+    is killed again is rejected ("worker process was killed (out of memory?)"). Temporary files
+    that the killed workers left for this run's outputs are removed afterwards.
 
     Args:
         root: DHP19 root with ``DVS_movies/``, ``Vicon_data/`` and ``P_matrices/``.
-        out_dir: where the recordings go (created if needed).
+        out_dir: where the recordings go (created if needed; must be writable).
         workers: processes converting in parallel, one recording each. They are spawned, so a
             script that calls this with ``workers > 1`` needs the usual
             ``if __name__ == "__main__":`` guard.
         hot_pixel_filter: remove hot pixels (10^4 or more events in a recording).
         background_filter: apply the 70 ms background-activity filter of the DHP19 reference.
+        max_stray_fraction: reject a recording with more than this fraction of stray polarity
+            events (in ``[0, 1]``; see :func:`convert_recording`).
+        max_repairable_jump_us: the largest per-camera backward timestamp jump that is
+            repaired; a larger one rejects the recording (``>= 0``).
         progress: show a progress bar over the recordings.
 
     Returns:
         The converted, skipped and rejected recordings, in (subject, session, movement) order.
 
     Raises:
-        Dhp19Error: ``root``, ``DVS_movies`` or ``P_matrices`` is missing, the calibration is
-            malformed, ``out_dir`` exists and is not a directory or cannot be created, or
-            ``workers < 1``.
+        Dhp19Error: ``root`` or ``out_dir`` is an empty path; ``root``, ``DVS_movies``,
+            ``Vicon_data`` or ``P_matrices`` is missing (or not a folder); no ``.aedat`` file
+            matches ``S{s}/session{n}/mov{k}.aedat``; the calibration is malformed; ``out_dir``
+            exists and is not a directory, cannot be created or is not writable; a setting is
+            out of range.
     """
-    root, out_dir = Path(root), Path(out_dir)
+    if isinstance(out_dir, str) and out_dir == "":
+        raise Dhp19Error("the output directory is an empty path")
     if workers < 1:
         raise Dhp19Error(f"workers must be at least 1, got {workers}")
+    if not 0.0 <= max_stray_fraction <= 1.0:
+        raise Dhp19Error(f"max_stray_fraction must be in [0, 1], got {max_stray_fraction}")
+    if max_repairable_jump_us < 0:
+        raise Dhp19Error(f"max_repairable_jump_us must be >= 0, got {max_repairable_jump_us}")
     recordings = find_recordings(root)
+    root, out_dir = Path(root), Path(out_dir)
+    vicon_dir = root / "Vicon_data"
+    if not vicon_dir.is_dir():
+        raise Dhp19Error(f"{vicon_dir}: no Vicon_data folder in the DHP19 root")
     p_dir = root / "P_matrices"
     read_p_matrices(p_dir)  # fail once here, not once per recording
     if out_dir.exists() and not out_dir.is_dir():
@@ -1204,11 +1383,14 @@ def convert_dhp19(
         raise Dhp19Error(
             f"{out_dir}: cannot create the output directory ({_os_reason(err)})"
         ) from None
+    _check_writable(out_dir)
     stale_removed = _remove_stale_temp_files(out_dir)
 
-    wanted = _filter_settings(
+    wanted = _settings(
         HOT_PIXEL_THRESHOLD if hot_pixel_filter else None,
         BACKGROUND_SUPPORT_US if background_filter else None,
+        max_stray_fraction,
+        max_repairable_jump_us,
     )
     skipped: list[Path] = []
     reasons: dict[int, str] = {}  # position in `recordings` -> why it was rejected
@@ -1223,7 +1405,17 @@ def convert_dhp19(
             else:
                 reasons[i] = problem
         else:
-            tasks.append(_Task(rec, p_dir, out, hot_pixel_filter, background_filter))
+            tasks.append(
+                _Task(
+                    rec,
+                    p_dir,
+                    out,
+                    hot_pixel_filter,
+                    background_filter,
+                    max_stray_fraction,
+                    max_repairable_jump_us,
+                )
+            )
             positions.append(i)
 
     with tqdm(total=len(tasks), disable=not progress, desc="DHP19", unit="rec") as bar:
@@ -1247,30 +1439,50 @@ def convert_dhp19(
     )
 
 
+KILLED_REASON = "worker process was killed (out of memory?)"
+"""The rejection of a recording whose worker process died even when converting it alone."""
+
+
 def _map_in_processes(tasks: list[_Task], workers: int, bar: tqdm[Any]) -> list[str | None]:
+    """Run the tasks in a pool; after a killed worker, redo the unfinished ones one by one."""
     # spawn, not fork: the caller may hold open HDF5 files or threads that fork would copy
     context = get_context("spawn")
+    outcomes: dict[int, str | None] = {}
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures: list[Future[str | None]] = [pool.submit(_run_task, task) for task in tasks]
-        for _ in as_completed(futures):
+        futures = {pool.submit(_run_task, task): i for i, task in enumerate(tasks)}
+        for future in as_completed(futures):
+            try:
+                outcomes[futures[future]] = future.result()  # a bug in a worker surfaces here
+            except BrokenProcessPool:
+                # the OS killed a worker (typically out of memory): the pool cannot go on and
+                # every unfinished task fails with this; they are converted again below
+                continue
             bar.update(1)
-        return [_outcome(future) for future in futures]
-
-
-def _outcome(future: Future[str | None]) -> str | None:
-    """A task's rejection reason; a worker killed from outside rejects its recordings."""
-    try:
-        return future.result()  # a bug in a worker surfaces here, with its traceback
-    except BrokenProcessPool:
-        # the OS killed a worker (typically out of memory): the pool cannot go on, but what
-        # finished is kept and a rerun converts the rest, since nothing was written for them
-        return "a worker process was killed (out of memory?); run again, with fewer --workers"
+    unfinished = [i for i in range(len(tasks)) if i not in outcomes]
+    if not unfinished:
+        return [outcomes[i] for i in range(len(tasks))]
+    for i in unfinished:
+        # alone in a fresh pool: a recording that kills its process takes only itself down
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            try:
+                outcomes[i] = pool.submit(_run_task, tasks[i]).result()
+            except BrokenProcessPool:
+                outcomes[i] = KILLED_REASON
+        bar.update(1)
+    # the killed workers (and those the broken pool terminated) could not clean up after
+    # themselves; their processes are gone, so their temporary files are stale
+    out_dir = tasks[0].out.parent
+    _remove_stale_temp_files(out_dir, {task.out.name for task in tasks})
+    return [outcomes[i] for i in range(len(tasks))]
 
 
 __all__ = [
     "CAMERA_TO_MATRIX",
+    "CONVERTER_VERSION",
     "FLIP_A",
     "JOINT_NAMES",
+    "KILLED_REASON",
+    "MAX_REPAIRABLE_JUMP_US",
     "MAX_STRAY_FRACTION",
     "SENSOR_SIZE",
     "ConversionResult",
