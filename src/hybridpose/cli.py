@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from hybridpose import __version__
-from hybridpose.errors import HybridPoseError, first_line
+from hybridpose.errors import HybridPoseError, describe_error
 
 EXIT_SOME_FAILED = 1
 EXIT_USER_ERROR = 2
@@ -44,14 +44,19 @@ class _HelpFormatter(argparse.HelpFormatter):
             self._action_max_length = max(self._action_max_length, max(names, default=0) + 6)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def _fraction(text: str) -> float:
@@ -61,16 +66,6 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
     return value
 
 
@@ -108,13 +103,6 @@ def _cmd_convert_dhp19(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if summary.rejected else 0
 
 
-def _describe(err: BaseException) -> str:
-    """One line for a user: OS errors as 'PATH: reason', ours as their message."""
-    if isinstance(err, OSError) and err.strerror and err.filename is not None:
-        return f"{err.filename}: {err.strerror}"
-    return first_line(err)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hybridpose",
@@ -148,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=_path, required=True, help="output directory for the .h5 recordings"
     )
     p.add_argument(
-        "--workers", type=_positive_int, default=1, help="parallel processes (default 1)"
+        "--workers", type=_int_at_least(1), default=1, help="parallel processes (default 1)"
     )
     p.add_argument(
         "--hot-pixel-filter", action="store_true", help="drop pixels with 10^4 or more events"
@@ -165,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-repairable-jump-us",
-        type=_non_negative_int,
+        type=_int_at_least(0),
         default=1000,
         metavar="N",
         help="repair backward timestamp jumps up to N us, reject larger ones (default 1000)",
@@ -185,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # OSError: a path that is missing, a directory, not writable, a full disk...
         if os.environ.get("HYBRIDPOSE_DEBUG"):
             raise
-        print(f"hybridpose {args.command}: error: {_describe(err)}", file=sys.stderr)
+        print(f"hybridpose {args.command}: error: {describe_error(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"hybridpose {args.command}: interrupted", file=sys.stderr)

@@ -17,3 +17,10 @@ def first_line(err: BaseException) -> str:
     """
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
+
+
+def describe_error(err: BaseException) -> str:
+    """One line for a user: an OS error as ``PATH: reason``, anything else as its first line."""
+    if isinstance(err, OSError) and err.strerror and err.filename is not None:
+        return f"{err.filename}: {err.strerror}"
+    return first_line(err)

@@ -71,6 +71,19 @@ def make_events(x: npt.ArrayLike, y: npt.ArrayLike, t: npt.ArrayLike, p: npt.Arr
     return events
 
 
+def check_event_array(events: object, name: str = "events") -> None:
+    """Check only the type: a 1-D array of :data:`EVENT_DTYPE` (cheap, no scan of the data).
+
+    Raises:
+        EventError: naming ``name`` and what was found instead.
+    """
+    if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE:
+        got = getattr(events, "dtype", type(events).__name__)
+        raise EventError(f"{name}: expected dtype {EVENT_DTYPE}, got {got}")
+    if events.ndim != 1:
+        raise EventError(f"{name}: expected a 1-D array, got shape {events.shape}")
+
+
 def validate_events(
     events: np.ndarray, sensor_size: tuple[int, int] | None = None, name: str = "events"
 ) -> None:
@@ -85,11 +98,7 @@ def validate_events(
         EventError: wrong dtype, timestamps not sorted, coordinates outside the sensor or a
             polarity other than -1/+1. The message gives the first offending index.
     """
-    if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE:
-        got = getattr(events, "dtype", type(events).__name__)
-        raise EventError(f"{name}: expected dtype {EVENT_DTYPE}, got {got}")
-    if events.ndim != 1:
-        raise EventError(f"{name}: expected a 1-D array, got shape {events.shape}")
+    check_event_array(events, name)
     if len(events) == 0:
         return
     t = events["t"]

@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hybridpose.errors import HybridPoseError
-from hybridpose.events import EVENT_DTYPE, EventError, Events
+from hybridpose.events import EventError, Events, check_event_array
 
 FloatArray = npt.NDArray[np.float32]
 Crop = tuple[int, int, int, int]
@@ -150,14 +150,6 @@ def frame_size(
     """
     geom = _geometry(sensor_size, crop, downsample)
     return geom.width, geom.height
-
-
-def _check_events(events: Events) -> None:
-    if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE:
-        got = getattr(events, "dtype", type(events).__name__)
-        raise EventError(f"events: expected dtype {EVENT_DTYPE}, got {got}")
-    if events.ndim != 1:
-        raise EventError(f"events: expected a 1-D array, got shape {events.shape}")
 
 
 def _check_coordinate(values: IndexArray, field: str, geom: _Geometry, offset: int = 0) -> None:
@@ -384,7 +376,7 @@ def stacked_histogram(
         RepresentationError: a bad ``sensor_size``, ``n_bins``, ``split``, ``crop``,
             ``downsample`` or ``out``.
     """
-    _check_events(events)
+    check_event_array(events)
     geom = _geometry(sensor_size, crop, downsample)
     if not _is_int(n_bins) or n_bins < 1:
         raise RepresentationError(f"n_bins must be an integer >= 1, got {n_bins!r}")
@@ -471,7 +463,7 @@ def binned_histograms(
         RepresentationError: bad ``sensor_size``, ``t_edges``, ``crop``, ``downsample`` or
             ``out``.
     """
-    _check_events(events)
+    check_event_array(events)
     geom = _geometry(sensor_size, crop, downsample)
     edges = _as_edges(t_edges)
     n_bins = len(edges) - 1
@@ -535,7 +527,7 @@ def voxel_grid(
         RepresentationError: bad ``sensor_size``, ``n_bins``, window, ``crop``, ``downsample``
             or ``out``.
     """
-    _check_events(events)
+    check_event_array(events)
     geom = _geometry(sensor_size, crop, downsample)
     if not _is_int(n_bins) or n_bins < 1:
         raise RepresentationError(f"n_bins must be an integer >= 1, got {n_bins!r}")

@@ -125,7 +125,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from hybridpose.errors import HybridPoseError, first_line
+from hybridpose.errors import HybridPoseError, describe_error, first_line
 from hybridpose.events import Events, make_events
 from hybridpose.io.aedat import read_aedat2
 from hybridpose.io.mat5 import read_mat5_struct
@@ -1187,13 +1187,6 @@ class _Task:
     max_repairable_jump_us: int = MAX_REPAIRABLE_JUMP_US
 
 
-def _os_reason(err: OSError) -> str:
-    """'PATH: reason' for an OS error with both, else its first line."""
-    if err.strerror and err.filename is not None:
-        return f"{err.filename}: {err.strerror}"
-    return first_line(err)
-
-
 def _run_task(task: _Task) -> str | None:
     """Convert one recording; the reason of a rejection, or None. Runs in worker processes.
 
@@ -1221,7 +1214,7 @@ def _run_task(task: _Task) -> str | None:
     except HybridPoseError as err:
         return str(err)
     except OSError as err:
-        return f"system error ({_os_reason(err)})"
+        return f"system error ({describe_error(err)})"
     except MemoryError:
         return "out of memory while converting (MemoryError); try fewer --workers"
     return None
@@ -1381,7 +1374,7 @@ def convert_dhp19(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise Dhp19Error(
-            f"{out_dir}: cannot create the output directory ({_os_reason(err)})"
+            f"{out_dir}: cannot create the output directory ({describe_error(err)})"
         ) from None
     _check_writable(out_dir)
     stale_removed = _remove_stale_temp_files(out_dir)
