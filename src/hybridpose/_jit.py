@@ -1,0 +1,21 @@
+"""Typed access to numba's ahead-of-use compiler for the few loops numpy cannot vectorise.
+
+Where numba is used (the renderer's per-pixel compositing and the event simulator's per-pixel
+state machine), the work is an inherently sequential loop per pixel: numpy would need either a
+Python loop or temporaries many times the image size. ``jit`` compiles such a function once per
+process (cached on disk beside the module) and keeps its signature visible to mypy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import numba
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def jit(function: F) -> F:
+    """Compile ``function`` in nopython mode (cached, GIL released, no fast-math)."""
+    return cast(F, numba.njit(cache=True, nogil=True)(function))
