@@ -114,10 +114,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -134,9 +131,10 @@ from hybridpose.io.recording import (
     Recording,
     RecordingMeta,
     RecordingWriter,
-    stale_temp_files,
+    remove_stale_temp_files,
 )
 from hybridpose.joints import JOINT_NAMES
+from hybridpose.parallel import map_in_processes
 
 SENSOR_SIZE = (346, 260)
 """DAVIS346 ``(width, height)`` in pixels."""
@@ -1276,21 +1274,6 @@ def _existing_output_problem(out: Path, wanted: dict[str, Any]) -> str | None:
     return None
 
 
-def _remove_stale_temp_files(out_dir: Path, targets: set[str] | None = None) -> int:
-    """Remove the temporary files of dead processes (for ``targets``, if given); how many."""
-    removed = 0
-    for path in stale_temp_files(out_dir):
-        # the writer's names are .TARGET.PID.RANDOM.tmp, RANDOM without dots
-        if targets is not None and path.name[1:].rsplit(".", 3)[0] not in targets:
-            continue
-        try:
-            path.unlink()
-        except OSError:  # gone meanwhile, or not ours to remove: leave it
-            continue
-        removed += 1
-    return removed
-
-
 def _check_writable(out_dir: Path) -> None:
     """Create and delete one temporary file in ``out_dir``, or raise Dhp19Error."""
     try:
@@ -1377,7 +1360,7 @@ def convert_dhp19(
             f"{out_dir}: cannot create the output directory ({describe_error(err)})"
         ) from None
     _check_writable(out_dir)
-    stale_removed = _remove_stale_temp_files(out_dir)
+    stale_removed = remove_stale_temp_files(out_dir)
 
     wanted = _settings(
         HOT_PIXEL_THRESHOLD if hot_pixel_filter else None,
@@ -1418,7 +1401,10 @@ def convert_dhp19(
                 outcomes.append(_run_task(task))
                 bar.update(1)
         else:
-            outcomes = _map_in_processes(tasks, min(workers, len(tasks)), bar)
+            outcomes = map_in_processes(
+                _run_task, tasks, min(workers, len(tasks)), bar, KILLED_REASON
+            )
+            remove_stale_temp_files(out_dir, {task.out.name for task in tasks})
 
     converted = []
     for task, i, why in zip(tasks, positions, outcomes, strict=True):
@@ -1434,39 +1420,6 @@ def convert_dhp19(
 
 KILLED_REASON = "worker process was killed (out of memory?)"
 """The rejection of a recording whose worker process died even when converting it alone."""
-
-
-def _map_in_processes(tasks: list[_Task], workers: int, bar: tqdm[Any]) -> list[str | None]:
-    """Run the tasks in a pool; after a killed worker, redo the unfinished ones one by one."""
-    # spawn, not fork: the caller may hold open HDF5 files or threads that fork would copy
-    context = get_context("spawn")
-    outcomes: dict[int, str | None] = {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {pool.submit(_run_task, task): i for i, task in enumerate(tasks)}
-        for future in as_completed(futures):
-            try:
-                outcomes[futures[future]] = future.result()  # a bug in a worker surfaces here
-            except BrokenProcessPool:
-                # the OS killed a worker (typically out of memory): the pool cannot go on and
-                # every unfinished task fails with this; they are converted again below
-                continue
-            bar.update(1)
-    unfinished = [i for i in range(len(tasks)) if i not in outcomes]
-    if not unfinished:
-        return [outcomes[i] for i in range(len(tasks))]
-    for i in unfinished:
-        # alone in a fresh pool: a recording that kills its process takes only itself down
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            try:
-                outcomes[i] = pool.submit(_run_task, tasks[i]).result()
-            except BrokenProcessPool:
-                outcomes[i] = KILLED_REASON
-        bar.update(1)
-    # the killed workers (and those the broken pool terminated) could not clean up after
-    # themselves; their processes are gone, so their temporary files are stale
-    out_dir = tasks[0].out.parent
-    _remove_stale_temp_files(out_dir, {task.out.name for task in tasks})
-    return [outcomes[i] for i in range(len(tasks))]
 
 
 __all__ = [

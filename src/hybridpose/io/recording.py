@@ -177,6 +177,26 @@ def stale_temp_files(directory: str | os.PathLike[str]) -> list[Path]:
     return sorted(found)
 
 
+def remove_stale_temp_files(
+    directory: str | os.PathLike[str], targets: set[str] | None = None
+) -> int:
+    """Remove :func:`stale_temp_files` (only those of ``targets``, file names, if given).
+
+    Returns how many were removed; files that vanish meanwhile or cannot be removed are left.
+    """
+    removed = 0
+    for path in stale_temp_files(directory):
+        match = _TEMP_RE.match(path.name)
+        if targets is not None and (match is None or match["target"] not in targets):
+            continue
+        try:
+            path.unlink()
+        except OSError:  # gone meanwhile, or not ours to remove: leave it
+            continue
+        removed += 1
+    return removed
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
