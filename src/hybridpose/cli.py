@@ -103,6 +103,53 @@ def _cmd_convert_dhp19(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if summary.rejected else 0
 
 
+def _float_above(minimum: float, inclusive: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number > ``minimum`` (>= with ``inclusive``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        ok = value >= minimum if inclusive else value > minimum
+        if not (ok and value < float("inf")):  # NaN fails ok
+            relation = ">=" if inclusive else ">"
+            raise argparse.ArgumentTypeError(f"expected a number {relation} {minimum}, got {text}")
+        return value
+
+    return parse
+
+
+def _cmd_video_to_events(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from hybridpose.synth.esim import EsimConfig
+    from hybridpose.synth.video import video_to_events
+
+    config = EsimConfig()  # the documented defaults, then what was given
+    if args.threshold is not None:
+        config = replace(
+            config,
+            threshold_pos=args.threshold,
+            threshold_neg=args.threshold,
+            threshold_min=min(config.threshold_min, args.threshold),
+        )
+    if args.noise_rate is not None:
+        config = replace(config, noise_rate_hz=args.noise_rate)
+    if args.refractory_us is not None:
+        config = replace(config, refractory_us=args.refractory_us)
+    summary = video_to_events(
+        args.video,
+        args.out,
+        fps=args.fps,
+        config=config,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    print(summary.format())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hybridpose",
@@ -157,6 +204,42 @@ def build_parser() -> argparse.ArgumentParser:
         default=1000,
         metavar="N",
         help="repair backward timestamp jumps up to N us, reject larger ones (default 1000)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = add(
+        "video-to-events",
+        "simulate an event camera watching a video (file, image folder or .npy)",
+        _cmd_video_to_events,
+    )
+    p.add_argument("video", type=_path, help="a video file, a folder of PNG/JPEG images or a .npy")
+    p.add_argument("--out", type=_path, required=True, help="the recording to write (.h5)")
+    p.add_argument(
+        "--fps",
+        type=_float_above(0.0),
+        metavar="F",
+        help="frame rate: overrides the video's timestamps; required for folders and .npy",
+    )
+    p.add_argument(
+        "--seed", type=_int_at_least(0), default=0, metavar="N", help="random seed (default 0)"
+    )
+    p.add_argument(
+        "--threshold",
+        type=_float_above(0.0),
+        metavar="C",
+        help="contrast threshold, ON and OFF, in log intensity (default 0.25)",
+    )
+    p.add_argument(
+        "--noise-rate",
+        type=_float_above(0.0, inclusive=True),
+        metavar="HZ",
+        help="background-activity events per pixel per second (default 0.1)",
+    )
+    p.add_argument(
+        "--refractory-us",
+        type=_float_above(0.0, inclusive=True),
+        metavar="US",
+        help="refractory period of a pixel in microseconds (default 500)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser

@@ -1,0 +1,1 @@
+"""Synthetic DHP19-like data: motions, body, rendering, event simulation, generation."""
