@@ -150,6 +150,70 @@ def _cmd_video_to_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from hybridpose.synth.generate import PRESETS, simulate_dataset
+
+    config = PRESETS[args.preset]
+    changes: dict[str, object] = {"seed": args.seed}
+    if args.subjects is not None:
+        changes["subjects"] = tuple(args.subjects)
+    if args.movements is not None:
+        changes["movements"] = tuple(args.movements)
+    if args.resolution is not None:
+        changes["sensor_size"] = args.resolution
+    config = replace(config, **changes)  # type: ignore[arg-type]
+    summary = simulate_dataset(
+        args.out, config, workers=args.workers, shard=args.shard, progress=not args.quiet
+    )
+    print(summary.describe())
+    return EXIT_SOME_FAILED if summary.failed else 0
+
+
+def _number_list(low: int, high: int) -> Callable[[str], list[int]]:
+    """An argparse type: numbers and ranges like ``1-12,15`` within ``[low, high]``."""
+
+    def parse(text: str) -> list[int]:
+        numbers: list[int] = []
+        try:
+            for part in text.split(","):
+                first, _, last = part.strip().partition("-")
+                a, b = int(first), int(last or first)
+                numbers.extend(range(a, b + 1))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected numbers and ranges like 1-12,15, got {text!r}"
+            ) from None
+        bad = [n for n in numbers if not low <= n <= high]
+        if not numbers or bad:
+            raise argparse.ArgumentTypeError(f"numbers must lie in {low}-{high}, got {text!r}")
+        return sorted(set(numbers))
+
+    return parse
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT, e.g. 87x65, got {text!r}"
+        ) from None
+    if not (8 <= width <= 4096 and 8 <= height <= 4096):
+        raise argparse.ArgumentTypeError(f"both sides must lie in 8-4096, got {text}")
+    return width, height
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from hybridpose.synth.generate import SimulationError, parse_shard
+
+    try:
+        return parse_shard(text)
+    except SimulationError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hybridpose",
@@ -240,6 +304,47 @@ def build_parser() -> argparse.ArgumentParser:
         type=_float_above(0.0, inclusive=True),
         metavar="US",
         help="refractory period of a pixel in microseconds (default 500)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = add("simulate", "generate the synthetic DHP19-like dataset", _cmd_simulate)
+    p.add_argument("--out", type=_path, required=True, help="output directory for the recordings")
+    p.add_argument(
+        "--preset",
+        choices=("tiny", "default"),
+        default="default",
+        help="tiny: 2 subjects x 2 movements at 87x65, seconds; default: 17 x 33 at 346x260",
+    )
+    p.add_argument(
+        "--subjects",
+        type=_number_list(1, 999),
+        metavar="LIST",
+        help="subjects, e.g. 1-12 or 13,15 (default: the preset's; 1-12 train, 13-17 test)",
+    )
+    p.add_argument(
+        "--movements",
+        type=_number_list(1, 33),
+        metavar="LIST",
+        help="DHP19 movement numbers 1-33 in session order, e.g. 1-8 (default: the preset's)",
+    )
+    p.add_argument(
+        "--seed", type=_int_at_least(0), default=0, metavar="N", help="dataset seed (default 0)"
+    )
+    p.add_argument(
+        "--workers", type=_int_at_least(1), default=1, help="parallel processes (default 1)"
+    )
+    p.add_argument(
+        "--shard",
+        type=_shard,
+        default=(1, 1),
+        metavar="K/N",
+        help="make only the K-th of N equal shares (for several machines; default 1/1)",
+    )
+    p.add_argument(
+        "--resolution",
+        type=_resolution,
+        metavar="WxH",
+        help="sensor size, same field of view (default: the preset's; 87x65 for the cpu model)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser

@@ -1,0 +1,568 @@
+"""Generate synthetic DHP19-like recordings: motion -> rendering -> event simulation -> HDF5.
+
+One recording = one subject performing one of the 33 movements, seen by the four cameras of
+:mod:`hybridpose.synth.scene`, stored in the native format (docs/data-format.md) under DHP19's
+name ``S{subject}_session{n}_mov{k}.h5`` with Vicon-like 3D labels at 100 Hz.
+
+Time sampling. Each camera's simulation advances in chunks of ``chunk_s`` seconds; memory stays
+bounded whatever the recording's length. Inside a chunk the rendering instants are chosen so
+that no pixel's log intensity changes by more than ``esim.max_log_step`` times the smaller
+contrast threshold between two consecutive instants:
+
+1. a first grid from the body's image speed: the skeleton is projected every millisecond and
+   each millisecond is split into ``ceil(speed * edge_log_contrast / bound)`` steps (a soft
+   edge moving one pixel changes a pixel's log intensity by about ``edge_log_contrast``);
+2. the frames are rendered and every interval whose largest change still exceeds the bound
+   is halved, repeatedly, down to ``min_step_us``.
+
+The bound therefore holds by measurement, not by assumption, except where an interval reached
+``min_step_us`` (counted as ``unresolved_intervals`` in the file's metadata: depth-order swaps
+of interpenetrating capsules can change a pixel discontinuously). In still phases nothing is
+rendered: the image is the same as at the last instant and only sensor noise is simulated.
+
+Determinism: every random choice comes from numpy generators seeded by ``(seed, purpose,
+subject, movement, camera)``, so a recording depends only on its own arguments, not on the
+order, sharding or parallelism of the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from tqdm import tqdm
+
+from hybridpose.errors import HybridPoseError, describe_error, first_line
+from hybridpose.geometry import project
+from hybridpose.io.recording import (
+    Recording,
+    RecordingMeta,
+    RecordingWriter,
+    remove_stale_temp_files,
+)
+from hybridpose.parallel import map_in_processes
+from hybridpose.synth.body import body_capsules
+from hybridpose.synth.esim import (
+    EsimConfig,
+    esim_advance,
+    esim_init,
+    log_intensity,
+    max_log_change,
+)
+from hybridpose.synth.motions import MOVEMENTS, Performance, PerformanceSettings, movement, perform
+from hybridpose.synth.render import View, capsule_boxes, make_view, render, union_box
+from hybridpose.synth.scene import (
+    SENSOR_SIZE,
+    Clothing,
+    Lighting,
+    RigConfig,
+    background,
+    rig_calibrations,
+    rig_cameras,
+    sample_clothing,
+)
+from hybridpose.synth.skeleton import BodyShape, SkeletonFrames, sample_body
+
+GENERATOR_VERSION = 1
+"""Stored in every file; files made by another version are regenerated, not skipped."""
+
+TRAIN_SUBJECTS = tuple(range(1, 13))
+TEST_SUBJECTS = tuple(range(13, 18))
+US = 1e6
+
+
+class SimulationError(HybridPoseError, ValueError):
+    """Bad simulation settings or an output directory that cannot be used."""
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Everything that determines a synthetic dataset (defaults: the ``default`` preset).
+
+    Attributes:
+        sensor_size: ``(width, height)`` of every camera; below 346x260 the same field of view
+            is seen with larger pixels.
+        subjects: subject numbers (1-12 train and 13-17 test by DHP19's protocol; any positive
+            number makes a new subject).
+        movements: DHP19 movement numbers 1-33 (session order).
+        seed: the dataset's seed; the same seed and settings give identical files.
+        performance: repetitions, still phases, speed and amplitude variation.
+        esim: the event camera.
+        rig: camera placement.
+        lighting: the light.
+        chunk_s: simulated seconds per chunk (bounds memory).
+        min_step_us: the finest time step the sampler refines to.
+        max_step_us: the coarsest step while the body moves.
+        edge_log_contrast: log-intensity change per pixel of edge motion assumed by the first
+            grid (the refinement corrects it).
+        label_rate_hz: rate of the 3D labels (DHP19's Vicon: 100 Hz).
+    """
+
+    sensor_size: tuple[int, int] = SENSOR_SIZE
+    subjects: tuple[int, ...] = TRAIN_SUBJECTS + TEST_SUBJECTS
+    movements: tuple[int, ...] = tuple(m.number for m in MOVEMENTS)
+    seed: int = 0
+    performance: PerformanceSettings = field(default_factory=PerformanceSettings)
+    esim: EsimConfig = field(default_factory=EsimConfig)
+    rig: RigConfig = field(default_factory=RigConfig)
+    lighting: Lighting = field(default_factory=Lighting)
+    chunk_s: float = 0.1
+    min_step_us: float = 10.0
+    max_step_us: float = 2000.0
+    edge_log_contrast: float = 0.7
+    label_rate_hz: float = 100.0
+
+    def __post_init__(self) -> None:
+        width, height = self.sensor_size
+        if not (8 <= width <= 4096 and 8 <= height <= 4096):
+            raise SimulationError(f"sensor size {width}x{height}: both sides must be 8-4096")
+        if not self.subjects or min(self.subjects) < 1:
+            raise SimulationError(f"subjects must be positive numbers, got {self.subjects}")
+        for number in self.movements:
+            movement(number)  # raises for numbers outside 1-33
+        if not self.movements:
+            raise SimulationError("no movements selected")
+        if not 0 < self.min_step_us <= self.max_step_us:
+            raise SimulationError("need 0 < min_step_us <= max_step_us")
+        if self.chunk_s <= 0 or self.label_rate_hz <= 0 or self.edge_log_contrast <= 0:
+            raise SimulationError("chunk_s, label_rate_hz and edge_log_contrast must be > 0")
+
+    def settings(self) -> dict[str, Any]:
+        """What a recording's content depends on (everything but the subject/movement lists)."""
+        out = dataclasses.asdict(self)
+        del out["subjects"], out["movements"]
+        out["generator_version"] = GENERATOR_VERSION
+        stored: dict[str, Any] = json.loads(json.dumps(out))  # tuples -> lists, as in the file
+        return stored
+
+
+def _tiny() -> SimulationConfig:
+    return SimulationConfig(
+        sensor_size=(87, 65),
+        subjects=(1, 13),
+        movements=(1, 16),
+        performance=dataclasses.replace(
+            PerformanceSettings(), repetitions=1, still_s=(0.3, 0.4), lead_in_s=0.3, lead_out_s=0.3
+        ),
+    )
+
+
+PRESETS: dict[str, SimulationConfig] = {"tiny": _tiny(), "default": SimulationConfig()}
+"""``tiny``: 2 subjects x 2 movements, one repetition, 87x65 (seconds, for tests);
+``default``: 17 subjects x 33 movements at 346x260 (DHP19's size; see docs/synthetic-data.md)."""
+
+
+def recording_name(subject: int, movement_number: int) -> str:
+    """DHP19's name for a recording, e.g. ``S13_session2_mov4.h5``."""
+    m = movement(movement_number)
+    return f"S{subject}_session{m.session}_mov{m.index}.h5"
+
+
+# ------------------------------------------------------------------------ random streams
+def _rng(config: SimulationConfig, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([config.seed, *key]))
+
+
+_SCENE, _SUBJECT, _PERFORMANCE, _SENSOR = 0, 1, 2, 3
+
+
+@dataclass(frozen=True, eq=False)
+class Subject:
+    """One simulated person: body shape and clothing."""
+
+    number: int
+    body: BodyShape
+    clothing: Clothing
+
+
+def make_subject(config: SimulationConfig, number: int) -> Subject:
+    """The subject ``number`` of the dataset ``config.seed`` (the same in every recording)."""
+    rng = _rng(config, _SUBJECT, number)
+    body = sample_body(rng)
+    rest = body_capsules(body, perform(1, body, _rng(config, _SUBJECT, number, 0)).frames([0.0]))
+    return Subject(number, body, sample_clothing(rest.part, rng))
+
+
+def make_views(config: SimulationConfig) -> list[View]:
+    """The four cameras with their static backgrounds."""
+    rng = _rng(config, _SCENE)
+    return [
+        make_view(camera, background(config.sensor_size, rng))
+        for camera in rig_cameras(config.sensor_size, config.rig)
+    ]
+
+
+# ------------------------------------------------------------------------ one camera
+@dataclass
+class CameraStats:
+    """What simulating one camera produced (JSON-serialisable, stored in the file)."""
+
+    events: int = 0
+    events_moving: int = 0
+    events_still: int = 0
+    frames: int = 0
+    unresolved_intervals: int = 0
+    max_log_step: float = 0.0
+
+
+def _speed_grid(
+    view: View, frames: SkeletonFrames, t_us: npt.NDArray[np.float64], steps_per_px: float
+) -> npt.NDArray[np.float64]:
+    """Rendering instants in ``(t_us[0], t_us[-1]]`` from the body's image speed.
+
+    ``frames`` holds the skeleton at the millisecond grid ``t_us``; each millisecond is split
+    into ``ceil(displacement_px * steps_per_px)`` equal steps, none where nothing moved.
+    """
+    points = np.concatenate(
+        [frames.joints, frames.neck[:, None], frames.pelvis[:, None], frames.toes], axis=1
+    )
+    uv = project(view.camera.P, points)  # (M, P, 2)
+    moved = np.linalg.norm(np.diff(uv, axis=0), axis=-1).max(axis=1)  # (M - 1,) px
+    moved = np.nan_to_num(moved, nan=0.0)
+    n = np.where(moved > 0, np.ceil(moved * steps_per_px), 0).astype(np.int64)
+    starts = np.repeat(t_us[:-1], n)
+    widths = np.repeat(np.diff(t_us) / np.maximum(n, 1), n)
+    index = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+    return starts + (index + 1) * widths
+
+
+def simulate_camera(
+    writer: RecordingWriter,
+    camera: int,
+    view: View,
+    subject: Subject,
+    performance: Performance,
+    config: SimulationConfig,
+    rng: np.random.Generator,
+) -> CameraStats:
+    """Simulate one camera over the whole performance, appending its events to ``writer``."""
+    stats = CameraStats()
+    esim = config.esim
+    bound = esim.max_log_step * min(esim.threshold_pos, esim.threshold_neg)
+    end_us = performance.duration_s * US
+    renderer = _Renderer(view, subject, performance, config)
+
+    box = renderer.body_box(np.zeros(1))
+    first_log = np.asarray(log_intensity(view.background, esim), dtype=np.float64)
+    first_log[box[2] : box[3], box[0] : box[1]] = renderer.log_frames(np.zeros(1), box)[0]
+    state = esim_init(first_log, 0.0, esim, rng)
+    last_box = box
+    n_chunks = max(1, math.ceil(end_us / (config.chunk_s * US) - 1e-9))
+    for c in range(n_chunks):
+        t_a = c * config.chunk_s * US
+        t_b = end_us if c == n_chunks - 1 else min((c + 1) * config.chunk_s * US, end_us)
+        grid_ms = np.unique(np.concatenate([np.arange(t_a, t_b, 1000.0), [t_b]]))
+        frames_ms = performance.frames(grid_ms / US)
+        times = _speed_grid(view, frames_ms, grid_ms, config.edge_log_contrast / bound)
+        if len(times) == 0:
+            # Still: the image equals the last instant's and only noise happens. A one-pixel
+            # frame holding its last value advances the simulator's clock.
+            one_pixel = state.last_log[:1, :1].astype(np.float32)[None]
+            events, state = esim_advance(state, one_pixel, np.array([t_b]), esim, rng)
+        else:
+            # cap the step while moving, and always end the chunk at t_b
+            coarse = np.arange(t_a + config.max_step_us, t_b, config.max_step_us)
+            times = np.unique(np.concatenate([times, coarse, [t_b]]))
+            moving_box = renderer.body_box(grid_ms, frames_ms)
+            box = union_box(np.array([last_box, moving_box]))
+            previous = state.last_log[box[2] : box[3], box[0] : box[1]]
+            logs, times, steps = _refine(renderer, previous, state.t_us, times, box, bound)
+            stats.frames += len(times)
+            stats.unresolved_intervals += int((steps > bound).sum())
+            stats.max_log_step = max(stats.max_log_step, float(steps.max()))
+            events, state = esim_advance(state, logs, times, esim, rng, origin=(box[0], box[2]))
+            last_box = renderer.body_box(np.array([t_b]))
+        if len(events):
+            still = performance.is_still(events["t"] / US)
+            stats.events += len(events)
+            stats.events_still += int(still.sum())
+            stats.events_moving += len(events) - int(still.sum())
+            writer.append_events(camera, events)
+    return stats
+
+
+class _Renderer:
+    """Renders one camera's view of one performance at arbitrary instants."""
+
+    def __init__(
+        self, view: View, subject: Subject, performance: Performance, config: SimulationConfig
+    ) -> None:
+        self.view = view
+        self.subject = subject
+        self.performance = performance
+        self.config = config
+
+    def body_box(
+        self, t_us: npt.NDArray[np.float64], frames: SkeletonFrames | None = None
+    ) -> tuple[int, int, int, int]:
+        """The pixel box holding the body's image at every instant of ``t_us``."""
+        if frames is None:
+            frames = self.performance.frames(t_us / US)
+        return union_box(capsule_boxes(self.view, body_capsules(self.subject.body, frames)))
+
+    def log_frames(
+        self, t_us: npt.NDArray[np.float64], box: tuple[int, int, int, int]
+    ) -> npt.NDArray[np.float32]:
+        """Log intensity of ``box`` at each instant: (K, y1 - y0, x1 - x0)."""
+        frames = self.performance.frames(t_us / US)
+        capsules = body_capsules(self.subject.body, frames)
+        images = render(
+            self.view,
+            capsules,
+            frames.forward,
+            self.subject.clothing,
+            self.config.lighting,
+            box,
+            capsule_boxes(self.view, capsules),
+        )
+        return log_intensity(images, self.config.esim)
+
+
+def _refine(
+    renderer: _Renderer,
+    previous: npt.NDArray[np.float64],
+    t_previous: float,
+    times: npt.NDArray[np.float64],
+    box: tuple[int, int, int, int],
+    bound: float,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Render ``times``, halving every interval in which some pixel steps more than ``bound``.
+
+    ``previous`` is the box's log intensity at ``t_previous``, the instant before ``times[0]``.
+    Intervals are halved until they satisfy the bound or are no wider than twice
+    ``min_step_us``. Returns the log frames, their instants and each interval's largest step.
+    """
+    logs = renderer.log_frames(times, box)
+    min_gap = 2.0 * renderer.config.min_step_us
+    while True:
+        steps = max_log_change(previous, logs)
+        starts = np.concatenate([[t_previous], times[:-1]])
+        split = (steps > bound) & (times - starts > min_gap)
+        if not split.any():
+            return logs, times, steps
+        mids = 0.5 * (starts[split] + times[split])
+        order = np.argsort(np.concatenate([times, mids]), kind="stable")
+        times = np.concatenate([times, mids])[order]
+        logs = np.concatenate([logs, renderer.log_frames(mids, box)])[order]
+
+
+# ------------------------------------------------------------------------ one recording
+@dataclass(frozen=True)
+class RecordingResult:
+    """The outcome of one recording: its file and per-camera statistics, or why it failed."""
+
+    path: Path
+    cameras: tuple[CameraStats, ...] = ()
+    duration_s: float = 0.0
+    moving_s: float = 0.0
+    error: str | None = None
+
+
+def simulate_recording(
+    subject_number: int, movement_number: int, config: SimulationConfig, path: Path
+) -> RecordingResult:
+    """Simulate one recording into ``path`` (atomically)."""
+    subject = make_subject(config, subject_number)
+    performance = perform(
+        movement_number,
+        subject.body,
+        _rng(config, _PERFORMANCE, subject_number, movement_number),
+        config.performance,
+    )
+    views = make_views(config)
+    m = movement(movement_number)
+    label_t = np.arange(0.0, performance.duration_s, 1.0 / config.label_rate_hz)
+    labels = performance.frames(label_t).joints
+    probe = np.arange(0.0, performance.duration_s, 1e-3)
+    moving_s = float((~performance.is_still(probe)).mean() * performance.duration_s)
+    meta = RecordingMeta(
+        source="synthetic",
+        subject=subject_number,
+        session=m.session,
+        movement=m.index,
+        extra={
+            "movement_name": m.name,
+            "movement_number": m.number,
+            "settings": config.settings(),
+            "body": json.loads(json.dumps(dataclasses.asdict(subject.body))),
+            "duration_s": performance.duration_s,
+            "moving_s": moving_s,
+        },
+    )
+    stats: list[CameraStats] = []
+    with RecordingWriter(
+        path, config.sensor_size, rig_calibrations(config.sensor_size, config.rig), meta
+    ) as writer:
+        for camera, view in enumerate(views):
+            rng = _rng(config, _SENSOR, subject_number, movement_number, camera)
+            stats.append(simulate_camera(writer, camera, view, subject, performance, config, rng))
+        writer.write_labels(np.round(label_t * US).astype(np.int64), labels)
+    return RecordingResult(path, tuple(stats), performance.duration_s, moving_s)
+
+
+def _simulate_task(task: tuple[int, int, SimulationConfig, Path]) -> RecordingResult:
+    subject, movement_number, config, path = task
+    try:
+        return simulate_recording(subject, movement_number, config, path)
+    except (HybridPoseError, OSError) as err:
+        return RecordingResult(path, error=describe_error(err))
+
+
+KILLED = "worker process was killed (out of memory?)"
+
+
+# ------------------------------------------------------------------------ a dataset
+@dataclass(frozen=True)
+class SimulationSummary:
+    """What :func:`simulate_dataset` did."""
+
+    written: list[RecordingResult]
+    skipped: list[Path]
+    failed: list[tuple[Path, str]]
+    stale_temp_removed: int = 0
+
+    def describe(self) -> str:
+        """A few lines for people: counts, events per second moving/still, disk size."""
+        lines = [
+            f"simulated {len(self.written)} recording(s), skipped {len(self.skipped)} "
+            f"finished one(s), {len(self.failed)} failed"
+        ]
+        cams = [c for r in self.written for c in r.cameras]
+        moving = sum(r.moving_s for r in self.written) * 4
+        still = sum(r.duration_s - r.moving_s for r in self.written) * 4
+        if cams and moving > 0:
+            rate_moving = sum(c.events_moving for c in cams) / moving
+            rate_still = sum(c.events_still for c in cams) / still if still > 0 else 0.0
+            size = sum(r.path.stat().st_size for r in self.written if r.path.exists())
+            lines.append(
+                f"  {sum(c.events for c in cams):,} events; per camera "
+                f"{rate_moving:,.0f} ev/s while moving, {rate_still:,.0f} ev/s while still; "
+                f"{size / 1e6:,.1f} MB written"
+            )
+        if self.stale_temp_removed:
+            lines.append(f"  removed {self.stale_temp_removed} stale temporary file(s)")
+        lines += [f"  failed: {path.name}: {why}" for path, why in self.failed]
+        return "\n".join(lines)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` with ``1 <= K <= N``."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise SimulationError(f"shard must look like K/N (e.g. 2/4), got {text!r}") from None
+    if not 1 <= k <= n:
+        raise SimulationError(f"shard {text}: need 1 <= K <= N")
+    return k, n
+
+
+def planned_recordings(
+    config: SimulationConfig, shard: tuple[int, int] = (1, 1)
+) -> list[tuple[int, int]]:
+    """The ``(subject, movement)`` pairs of shard ``K/N``: every N-th pair from the K-th on."""
+    k, n = shard
+    pairs = [(s, m) for s in config.subjects for m in config.movements]
+    return pairs[k - 1 :: n]
+
+
+def _existing_problem(path: Path, settings: dict[str, Any]) -> str | None:
+    """None when ``path`` is a finished recording made with ``settings``, else why not."""
+    try:
+        with Recording(path) as rec:
+            stored = rec.meta.extra.get("settings")
+    except (HybridPoseError, OSError) as err:
+        return f"exists but cannot be read ({first_line(err)}); delete it or use another --out"
+    if stored != settings:
+        return "exists with different settings or generator version; delete it or use another --out"
+    return None
+
+
+def simulate_dataset(
+    out_dir: str | os.PathLike[str],
+    config: SimulationConfig,
+    *,
+    workers: int = 1,
+    shard: tuple[int, int] = (1, 1),
+    progress: bool = True,
+) -> SimulationSummary:
+    """Simulate the recordings of ``config`` (this shard's share) into ``out_dir``.
+
+    Finished files made with the same settings are skipped, so an interrupted run resumes
+    where it stopped; temporary files of killed runs are removed first. A file of the same name
+    made with other settings is reported as failed and left untouched.
+    """
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SimulationError(
+            f"{out}: cannot create the output directory ({err.strerror})"
+        ) from None
+    if not out.is_dir():
+        raise SimulationError(f"{out}: not a directory")
+    stale = remove_stale_temp_files(out)
+    settings = config.settings()
+    tasks: list[tuple[int, int, SimulationConfig, Path]] = []
+    skipped: list[Path] = []
+    failed: list[tuple[Path, str]] = []
+    for subject, number in planned_recordings(config, shard):
+        path = out / recording_name(subject, number)
+        if path.exists():
+            problem = _existing_problem(path, settings)
+            if problem is None:
+                skipped.append(path)
+            else:
+                failed.append((path, problem))
+            continue
+        tasks.append((subject, number, config, path))
+    with tqdm(total=len(tasks), disable=not progress, desc="simulate", unit="rec") as bar:
+        if workers <= 1 or len(tasks) <= 1:
+            results = []
+            for task in tasks:
+                results.append(_simulate_task(task))
+                bar.update(1)
+        else:
+            results = map_in_processes(
+                _simulate_task,
+                tasks,
+                min(workers, len(tasks)),
+                bar,
+                RecordingResult(Path(), error=KILLED),
+            )
+            remove_stale_temp_files(out, {task[3].name for task in tasks})
+    written = []
+    for task, result in zip(tasks, results, strict=True):
+        if result.error is None:
+            written.append(result)
+        else:
+            failed.append((task[3], result.error))
+    return SimulationSummary(written, skipped, failed, stale)
+
+
+__all__ = [
+    "GENERATOR_VERSION",
+    "PRESETS",
+    "TEST_SUBJECTS",
+    "TRAIN_SUBJECTS",
+    "CameraStats",
+    "RecordingResult",
+    "SimulationConfig",
+    "SimulationError",
+    "SimulationSummary",
+    "Subject",
+    "make_subject",
+    "make_views",
+    "parse_shard",
+    "planned_recordings",
+    "recording_name",
+    "simulate_camera",
+    "simulate_dataset",
+    "simulate_recording",
+]
