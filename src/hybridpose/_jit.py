@@ -17,5 +17,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def jit(function: F) -> F:
-    """Compile ``function`` in nopython mode (cached, GIL released, no fast-math)."""
-    return cast(F, numba.njit(cache=True, nogil=True)(function))
+    """Compile ``function`` in nopython mode (cached, GIL released, no fast-math).
+
+    Division follows numpy's rules (inf/nan, no ZeroDivisionError check in the loops): the
+    kernels guard their divisions themselves.
+    """
+    return cast(F, numba.njit(cache=True, nogil=True, error_model="numpy")(function))

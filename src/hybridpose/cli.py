@@ -171,6 +171,16 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if summary.failed else 0
 
 
+def _cmd_plot_events(args: argparse.Namespace) -> int:
+    from hybridpose.viz import plot_recording_frame
+
+    out = plot_recording_frame(
+        args.file, args.out, args.time, window_ms=args.window_ms, cameras=args.cameras
+    )
+    print(f"wrote {out}")
+    return 0
+
+
 def _number_list(low: int, high: int) -> Callable[[str], list[int]]:
     """An argparse type: numbers and ranges like ``1-12,15`` within ``[low, high]``."""
 
@@ -306,6 +316,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="refractory period of a pixel in microseconds (default 500)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = add(
+        "plot-events",
+        "save a PNG of each camera's recent events with the labelled skeleton",
+        _cmd_plot_events,
+    )
+    p.add_argument("file", type=Path, help="a native recording (.h5)")
+    p.add_argument("--out", type=_path, required=True, help="the PNG to write")
+    p.add_argument(
+        "--time", type=_float_above(0.0, inclusive=True), default=1.0, metavar="S",
+        help="the instant to show, in seconds (default 1.0)",
+    )  # fmt: skip
+    p.add_argument(
+        "--window-ms", type=_float_above(0.0), default=30.0, metavar="MS",
+        help="show the events of the last MS milliseconds (default 30)",
+    )  # fmt: skip
+    p.add_argument(
+        "--cameras", type=_int_at_least(0), nargs="+", metavar="N",
+        help="cameras to show (default all)",
+    )  # fmt: skip
 
     p = add("simulate", "generate the synthetic DHP19-like dataset", _cmd_simulate)
     p.add_argument("--out", type=_path, required=True, help="output directory for the recordings")

@@ -369,6 +369,17 @@ class RecordingWriter:
         ms[k_first:] = offsets
         self._pending_ms[camera] = k_last + 1
 
+    def update_extra(self, extra: dict[str, Any]) -> None:
+        """Add or replace keys of the metadata's ``extra`` (e.g. statistics known at the end)."""
+        self._check_open()
+        merged = {**json.loads(str(self._file.attrs["extra_json"])), **extra}
+        try:
+            self._file.attrs["extra_json"] = json.dumps(merged, sort_keys=True)
+        except (TypeError, ValueError) as err:
+            raise RecordingError(
+                f"{self.path}: metadata 'extra' is not JSON-serialisable ({first_line(err)})"
+            ) from None
+
     def write_labels(self, t_us: npt.ArrayLike, joints_mm: npt.ArrayLike) -> None:
         """Write the 3D labels once: times (N,) in us, sorted, and joints (N, J, 3) in mm."""
         self._check_open()

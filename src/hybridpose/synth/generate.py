@@ -40,6 +40,7 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from hybridpose.errors import HybridPoseError, describe_error, first_line
+from hybridpose.events import Events
 from hybridpose.geometry import project
 from hybridpose.io.recording import (
     Recording,
@@ -71,7 +72,10 @@ from hybridpose.synth.scene import (
 from hybridpose.synth.skeleton import BodyShape, SkeletonFrames, sample_body
 
 GENERATOR_VERSION = 1
-"""Stored in every file; files made by another version are regenerated, not skipped."""
+"""Stored in every file's settings: a file made by another version is not skipped as finished."""
+
+APPEND_EVENTS = 200_000
+"""Events gathered before one append to the file (memory stays bounded by this)."""
 
 TRAIN_SUBJECTS = tuple(range(1, 13))
 TEST_SUBJECTS = tuple(range(13, 18))
@@ -113,9 +117,9 @@ class SimulationConfig:
     esim: EsimConfig = field(default_factory=EsimConfig)
     rig: RigConfig = field(default_factory=RigConfig)
     lighting: Lighting = field(default_factory=Lighting)
-    chunk_s: float = 0.1
+    chunk_s: float = 0.2
     min_step_us: float = 10.0
-    max_step_us: float = 2000.0
+    max_step_us: float = 5000.0
     edge_log_contrast: float = 0.7
     label_rate_hz: float = 100.0
 
@@ -125,10 +129,14 @@ class SimulationConfig:
             raise SimulationError(f"sensor size {width}x{height}: both sides must be 8-4096")
         if not self.subjects or min(self.subjects) < 1:
             raise SimulationError(f"subjects must be positive numbers, got {self.subjects}")
-        for number in self.movements:
-            movement(number)  # raises for numbers outside 1-33
         if not self.movements:
             raise SimulationError("no movements selected")
+        bad = [n for n in self.movements if not 1 <= n <= len(MOVEMENTS)]
+        if bad:
+            raise SimulationError(f"movement numbers must lie in 1-33; {bad} are outside")
+        for name, values in (("subjects", self.subjects), ("movements", self.movements)):
+            if len(set(values)) != len(values):
+                raise SimulationError(f"{name} {values}: each may appear only once")
         if not 0 < self.min_step_us <= self.max_step_us:
             raise SimulationError("need 0 < min_step_us <= max_step_us")
         if self.chunk_s <= 0 or self.label_rate_hz <= 0 or self.edge_log_contrast <= 0:
@@ -214,23 +222,27 @@ class CameraStats:
 
 def _speed_grid(
     view: View, frames: SkeletonFrames, t_us: npt.NDArray[np.float64], steps_per_px: float
-) -> npt.NDArray[np.float64]:
+) -> npt.NDArray[np.float64] | None:
     """Rendering instants in ``(t_us[0], t_us[-1]]`` from the body's image speed.
 
-    ``frames`` holds the skeleton at the millisecond grid ``t_us``; each millisecond is split
-    into ``ceil(displacement_px * steps_per_px)`` equal steps, none where nothing moved.
+    ``frames`` holds the skeleton at the grid ``t_us``. Over each grid interval the fastest
+    skeleton point moves ``moved`` pixels and asks for ``moved * steps_per_px`` samples; the
+    instants are placed where the running total of that demand crosses a whole number, so
+    sampling follows the speed continuously. None when nothing moves at all.
     """
     points = np.concatenate(
         [frames.joints, frames.neck[:, None], frames.pelvis[:, None], frames.toes], axis=1
     )
     uv = project(view.camera.P, points)  # (M, P, 2)
-    moved = np.linalg.norm(np.diff(uv, axis=0), axis=-1).max(axis=1)  # (M - 1,) px
-    moved = np.nan_to_num(moved, nan=0.0)
-    n = np.where(moved > 0, np.ceil(moved * steps_per_px), 0).astype(np.int64)
-    starts = np.repeat(t_us[:-1], n)
-    widths = np.repeat(np.diff(t_us) / np.maximum(n, 1), n)
-    index = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-    return starts + (index + 1) * widths
+    moved = np.nan_to_num(np.linalg.norm(np.diff(uv, axis=0), axis=-1).max(axis=1))
+    demand = np.concatenate([[0.0], np.cumsum(moved * steps_per_px)])  # at each grid instant
+    if demand[-1] <= 0:
+        return None
+    levels = np.arange(1.0, np.floor(demand[-1]) + 1.0)
+    grid = np.interp(levels, demand, t_us)
+    # a still stretch keeps the demand flat: interp then returns its first instant, which is
+    # a harmless duplicate removed by the caller's np.unique
+    return np.asarray(grid, dtype=np.float64)
 
 
 def simulate_camera(
@@ -254,6 +266,8 @@ def simulate_camera(
     first_log[box[2] : box[3], box[0] : box[1]] = renderer.log_frames(np.zeros(1), box)[0]
     state = esim_init(first_log, 0.0, esim, rng)
     last_box = box
+    pending: list[Events] = []
+    pending_count = 0
     n_chunks = max(1, math.ceil(end_us / (config.chunk_s * US) - 1e-9))
     for c in range(n_chunks):
         t_a = c * config.chunk_s * US
@@ -261,7 +275,7 @@ def simulate_camera(
         grid_ms = np.unique(np.concatenate([np.arange(t_a, t_b, 1000.0), [t_b]]))
         frames_ms = performance.frames(grid_ms / US)
         times = _speed_grid(view, frames_ms, grid_ms, config.edge_log_contrast / bound)
-        if len(times) == 0:
+        if times is None:
             # Still: the image equals the last instant's and only noise happens. A one-pixel
             # frame holding its last value advances the simulator's clock.
             one_pixel = state.last_log[:1, :1].astype(np.float32)[None]
@@ -284,7 +298,12 @@ def simulate_camera(
             stats.events += len(events)
             stats.events_still += int(still.sum())
             stats.events_moving += len(events) - int(still.sum())
-            writer.append_events(camera, events)
+            pending.append(events)
+            pending_count += len(events)
+        if pending and (pending_count >= APPEND_EVENTS or c == n_chunks - 1):
+            # appending costs a few ms whatever its size: gather chunks into large appends
+            writer.append_events(camera, np.concatenate(pending))
+            pending, pending_count = [], 0
     return stats
 
 
@@ -403,6 +422,7 @@ def simulate_recording(
         for camera, view in enumerate(views):
             rng = _rng(config, _SENSOR, subject_number, movement_number, camera)
             stats.append(simulate_camera(writer, camera, view, subject, performance, config, rng))
+        writer.update_extra({"cameras": [dataclasses.asdict(c) for c in stats]})
         writer.write_labels(np.round(label_t * US).astype(np.int64), labels)
     return RecordingResult(path, tuple(stats), performance.duration_s, moving_s)
 

@@ -34,6 +34,9 @@ FloatArray = npt.NDArray[np.float64]
 MAX_LAYERS = 8
 """Surfaces composited per pixel (nearest first); deeper ones are hidden behind them anyway."""
 
+DEPTH_SOFTNESS = 0.5
+"""Width of the soft depth test, in pixel footprints at the surface's depth (see _composite)."""
+
 
 @dataclass(frozen=True, eq=False)
 class View:
@@ -69,6 +72,10 @@ def make_view(camera: Camera, background: npt.ArrayLike) -> View:
     return View(camera, np.ascontiguousarray(directions), bg, 1.0 / focal)
 
 
+_CORNERS = np.array([[(i >> axis) & 1 for axis in range(3)] for i in range(8)], dtype=bool)
+"""Which of (lo, hi) each of a box's 8 corners takes on each axis."""
+
+
 def capsule_boxes(view: View, capsules: Capsules, margin: int = 2) -> npt.NDArray[np.int64]:
     """Pixel boxes ``(x0, x1, y0, y1)`` (half-open) that contain each capsule's image.
 
@@ -82,15 +89,7 @@ def capsule_boxes(view: View, capsules: Capsules, margin: int = 2) -> npt.NDArra
     """
     lo = np.minimum(capsules.a, capsules.b) - capsules.radius[:, None]  # (K, C, 3)
     hi = np.maximum(capsules.a, capsules.b) + capsules.radius[:, None]
-    corners = np.stack(
-        [
-            np.stack([xs, ys, zs], axis=-1)
-            for xs in (lo[..., 0], hi[..., 0])
-            for ys in (lo[..., 1], hi[..., 1])
-            for zs in (lo[..., 2], hi[..., 2])
-        ],
-        axis=-2,
-    )  # (K, C, 8, 3)
+    corners = np.where(_CORNERS, hi[..., None, :], lo[..., None, :])  # (K, C, 8, 3)
     P = view.camera.P
     h = corners @ P[:, :3].T + P[:, 3]  # (K, C, 8, 3)
     if np.any(h[..., 2] <= 0):
@@ -174,6 +173,114 @@ def render(
 
 
 @jit
+def _closest_approach(
+    dx: float,
+    dy: float,
+    dz: float,
+    mx: float,
+    my: float,
+    mz: float,
+    bax: float,
+    bay: float,
+    baz: float,
+    length2: float,
+    bm: float,
+) -> tuple[float, float, float]:
+    """Closest approach of the ray ``o + s d`` to the axis segment ``a + u ba``.
+
+    With ``m = o - a``, minimising ``|m + s d - u ba|^2`` gives ``s = u db - dm`` and
+    ``u = (bm - db dm) / (|ba|^2 - db^2)``. The distance left after minimising over ``s`` is
+    convex in ``u``, so clamping the unconstrained ``u`` to the segment is exact.
+
+    Returns ``(s, u, squared distance)``.
+    """
+    db = dx * bax + dy * bay + dz * baz
+    dm = dx * mx + dy * my + dz * mz
+    denom = length2 - db * db
+    u = 0.0
+    if denom > 1e-9 * max(length2, 1.0):
+        u = min(max((bm - db * dm) / denom, 0.0), 1.0)
+    elif length2 > 0.0:
+        u = min(max(bm / length2, 0.0), 1.0)  # ray parallel to the axis: any u is nearest
+    s = u * db - dm
+    px = mx + s * dx - u * bax
+    py = my + s * dy - u * bay
+    pz = mz + s * dz - u * baz
+    return s, u, px * px + py * py + pz * pz
+
+
+@jit
+def _surface(
+    dx: float,
+    dy: float,
+    dz: float,
+    mx: float,
+    my: float,
+    mz: float,
+    bax: float,
+    bay: float,
+    baz: float,
+    length2: float,
+    r: float,
+    s: float,
+    u: float,
+    dist: float,
+) -> tuple[float, float, float, float, float]:
+    """The capsule's nearest surface along the ray, given the closest approach ``(s, u, dist)``.
+
+    Where the ray misses (``dist > r``) the closest approach stands in for the surface: its
+    normal points from the axis to the ray, as the silhouette's would. Where it hits, the
+    first hit is the nearest of the finite cylinder's lateral surface and the two end balls
+    (the cylinder's flat caps lie inside the balls).
+
+    Returns ``(s, nx, ny, nz, y)``: ray parameter, unit outward normal, axial coordinate (mm
+    from ``a``).
+    """
+    length = np.sqrt(length2)
+    if dist > r:
+        inv = 1.0 / dist
+        nx = (mx + s * dx - u * bax) * inv
+        ny = (my + s * dy - u * bay) * inv
+        nz = (mz + s * dz - u * baz) * inv
+        return s, nx, ny, nz, u * length
+    best = np.inf
+    if length2 > 0.0:
+        ax, ay, az = bax / length, bay / length, baz / length
+        dn = dx * ax + dy * ay + dz * az
+        mn = mx * ax + my * ay + mz * az
+        dvx, dvy, dvz = dx - dn * ax, dy - dn * ay, dz - dn * az
+        mvx, mvy, mvz = mx - mn * ax, my - mn * ay, mz - mn * az
+        qa = dvx * dvx + dvy * dvy + dvz * dvz
+        qb = dvx * mvx + dvy * mvy + dvz * mvz
+        qc = mvx * mvx + mvy * mvy + mvz * mvz - r * r
+        disc = qb * qb - qa * qc
+        if qa > 1e-12 and disc >= 0.0:
+            t = (-qb - np.sqrt(disc)) / qa
+            y = mn + t * dn
+            if 0.0 <= y <= length:
+                best = t
+    # the end balls, at a (m = o - a) and at b (o - b = m - ba)
+    for qx, qy, qz in ((mx, my, mz), (mx - bax, my - bay, mz - baz)):
+        qb = qx * dx + qy * dy + qz * dz
+        disc = qb * qb - (qx * qx + qy * qy + qz * qz - r * r)
+        if disc >= 0.0:
+            best = min(best, -qb - np.sqrt(disc))
+    if not np.isfinite(best):
+        best = s  # grazing: rounding put the ray just outside every piece
+    hx, hy, hz = mx + best * dx, my + best * dy, mz + best * dz  # hit point minus a
+    y = 0.0
+    if length2 > 0.0:
+        y = min(max((hx * bax + hy * bay + hz * baz) / length, 0.0), length)
+        hx -= bax * y / length
+        hy -= bay * y / length
+        hz -= baz * y / length
+    norm = np.sqrt(hx * hx + hy * hy + hz * hz)
+    if norm > 0.0:
+        hx, hy, hz = hx / norm, hy / norm, hz / norm
+    return best, hx, hy, hz, y
+
+
+@jit
 def _ray_capsule(
     o: FloatArray,
     d: FloatArray,
@@ -187,72 +294,14 @@ def _ray_capsule(
     approach), the ray-axis distance, the outward normal there and the axial coordinate (mm
     from ``a``) of that point. ``s < 0`` when the capsule is behind the ray.
     """
+    mx, my, mz = o[0] - a[0], o[1] - a[1], o[2] - a[2]
     bax, bay, baz = b[0] - a[0], b[1] - a[1], b[2] - a[2]
     length2 = bax * bax + bay * bay + baz * baz
-    length = np.sqrt(length2)
-    mx, my, mz = o[0] - a[0], o[1] - a[1], o[2] - a[2]
-    db = d[0] * bax + d[1] * bay + d[2] * baz
-    dm = d[0] * mx + d[1] * my + d[2] * mz
     bm = bax * mx + bay * my + baz * mz
-    # Closest approach of the ray's line to the axis segment. Minimising |m + s d - u ba|^2:
-    # s = u db - dm and u = (bm - db dm) / (|ba|^2 - db^2). The distance left after minimising
-    # over s is convex in u, so clamping the unconstrained u to the segment is exact.
-    denom = length2 - db * db
-    u = 0.0
-    if denom > 1e-9 * max(length2, 1.0):
-        u = min(max((bm - db * dm) / denom, 0.0), 1.0)
-    elif length2 > 0.0:
-        u = min(max(bm / length2, 0.0), 1.0)  # ray parallel to the axis: nearest end suffices
-    s = u * db - dm
-    px = o[0] + s * d[0] - (a[0] + u * bax)
-    py = o[1] + s * d[1] - (a[1] + u * bay)
-    pz = o[2] + s * d[2] - (a[2] + u * baz)
-    dist = np.sqrt(px * px + py * py + pz * pz)
-    if dist > r:
-        # a miss: the silhouette's normal is the direction from the axis to the ray
-        inv = 1.0 / dist
-        return s, dist, px * inv, py * inv, pz * inv, u * length
-    best = np.inf
-    # lateral surface of the finite cylinder
-    if length2 > 0.0:
-        nx, ny, nz = bax / length, bay / length, baz / length
-        dn = d[0] * nx + d[1] * ny + d[2] * nz
-        mn = mx * nx + my * ny + mz * nz
-        dvx, dvy, dvz = d[0] - dn * nx, d[1] - dn * ny, d[2] - dn * nz
-        mvx, mvy, mvz = mx - mn * nx, my - mn * ny, mz - mn * nz
-        qa = dvx * dvx + dvy * dvy + dvz * dvz
-        qb = dvx * mvx + dvy * mvy + dvz * mvz
-        qc = mvx * mvx + mvy * mvy + mvz * mvz - r * r
-        disc = qb * qb - qa * qc
-        if qa > 1e-12 and disc >= 0.0:
-            t = (-qb - np.sqrt(disc)) / qa
-            y = mn + t * dn
-            if 0.0 <= y <= length:
-                best = t
-    # the two end balls
-    for cx, cy, cz in ((a[0], a[1], a[2]), (b[0], b[1], b[2])):
-        qx, qy, qz = o[0] - cx, o[1] - cy, o[2] - cz
-        qb = qx * d[0] + qy * d[1] + qz * d[2]
-        qc = qx * qx + qy * qy + qz * qz - r * r
-        disc = qb * qb - qc
-        if disc >= 0.0:
-            t = -qb - np.sqrt(disc)
-            best = min(best, t)
-    if not np.isfinite(best):
-        best = s  # grazing: rounding put the ray just outside every piece
-    hx, hy, hz = o[0] + best * d[0], o[1] + best * d[1], o[2] + best * d[2]
-    y = 0.0
-    if length2 > 0.0:
-        y = ((hx - a[0]) * bax + (hy - a[1]) * bay + (hz - a[2]) * baz) / length
-        y = min(max(y, 0.0), length)
-    ax = a[0] + bax * y / length if length2 > 0.0 else a[0]
-    ay = a[1] + bay * y / length if length2 > 0.0 else a[1]
-    az = a[2] + baz * y / length if length2 > 0.0 else a[2]
-    nx, ny, nz = hx - ax, hy - ay, hz - az
-    norm = np.sqrt(nx * nx + ny * ny + nz * nz)
-    if norm > 0.0:
-        nx, ny, nz = nx / norm, ny / norm, nz / norm
-    return best, dist, nx, ny, nz, y
+    s, u, dist2 = _closest_approach(d[0], d[1], d[2], mx, my, mz, bax, bay, baz, length2, bm)
+    dist = np.sqrt(dist2)
+    s, nx, ny, nz, y = _surface(d[0], d[1], d[2], mx, my, mz, bax, bay, baz, length2, r, s, u, dist)
+    return s, dist, nx, ny, nz, y
 
 
 @jit
@@ -292,10 +341,36 @@ def _render_kernel(
             by0 = max(boxes[k, c, 2], y0) - y0
             by1 = min(boxes[k, c, 3], y0 + h) - y0
             r = radius[c]
+            # per-capsule constants of the closest-approach test (see _ray_capsule)
+            mx, my, mz = origin[0] - a[k, c, 0], origin[1] - a[k, c, 1], origin[2] - a[k, c, 2]
+            bax, bay, baz = (
+                b[k, c, 0] - a[k, c, 0],
+                b[k, c, 1] - a[k, c, 1],
+                b[k, c, 2] - a[k, c, 2],
+            )
+            length2 = bax * bax + bay * bay + baz * baz
+            bm = bax * mx + bay * my + baz * mz
             for i in range(by0, by1):
                 for j in range(bx0, bx1):
-                    d = rays[y0 + i, x0 + j]
-                    s, dist, nx, ny, nz, y = _ray_capsule(origin, d, a[k, c], b[k, c], r)
+                    dx, dy, dz = (
+                        rays[y0 + i, x0 + j, 0],
+                        rays[y0 + i, x0 + j, 1],
+                        rays[y0 + i, x0 + j, 2],
+                    )
+                    # cheap rejection first: most pixels of a capsule's box miss it by more
+                    # than half a pixel, which the ray-axis distance alone decides
+                    s, u, dist2 = _closest_approach(
+                        dx, dy, dz, mx, my, mz, bax, bay, baz, length2, bm
+                    )
+                    if s <= 0.0:
+                        continue
+                    reach = r + 0.5 * s * pixel_angle
+                    if dist2 >= reach * reach:
+                        continue
+                    dist = np.sqrt(dist2)
+                    s, nx, ny, nz, y = _surface(
+                        dx, dy, dz, mx, my, mz, bax, bay, baz, length2, r, s, u, dist
+                    )
                     if s <= 0.0:
                         continue
                     cover = 0.5 + (r - dist) / (s * pixel_angle)
@@ -327,10 +402,58 @@ def _render_kernel(
                     count[i, j] = n + 1
         for i in range(h):
             for j in range(w):
-                transmit = 1.0
-                value = 0.0
-                for m in range(count[i, j]):
-                    value += transmit * alpha[i, j, m] * shade[i, j, m]
-                    transmit *= 1.0 - alpha[i, j, m]
-                value += transmit * background[y0 + i, x0 + j]
-                out[k, i, j] = value
+                if count[i, j] == 0:
+                    out[k, i, j] = background[y0 + i, x0 + j]
+                else:
+                    out[k, i, j] = _composite(
+                        depth,
+                        alpha,
+                        shade,
+                        i,
+                        j,
+                        count[i, j],
+                        background[y0 + i, x0 + j],
+                        pixel_angle,
+                    )
+
+
+@jit
+def _composite(
+    depth: FloatArray,
+    alpha: FloatArray,
+    shade: FloatArray,
+    i: int,
+    j: int,
+    n: int,
+    background: float,
+    pixel_angle: float,
+) -> float:
+    """Pixel ``(i, j)``'s colour from its ``n`` surfaces (layers of the arrays), soft depth test.
+
+    Surface ``m`` is seen through every other surface ``q`` in proportion to how surely ``q``
+    lies in front: ``visibility_m = prod_q (1 - alpha_q * sigmoid((z_m - z_q) / tau))`` with
+    ``tau`` a fraction of the pixel's footprint. Far apart in depth this is ordinary
+    front-to-back compositing; where two surfaces interpenetrate (a limb entering the torso)
+    the crease between them is blended over a fraction of a pixel, so a pixel's intensity stays
+    continuous in time as the crease moves across it. The background shows through
+    ``prod_q (1 - alpha_q)``.
+    """
+    transmit = 1.0
+    weight = 0.0
+    value = 0.0
+    for m in range(n):
+        tau = DEPTH_SOFTNESS * depth[i, j, m] * pixel_angle
+        visible = 1.0
+        for q in range(n):
+            if q != m:
+                x = (depth[i, j, m] - depth[i, j, q]) / tau  # > 0 where q lies in front of m
+                if x > 40.0:
+                    visible *= 1.0 - alpha[i, j, q]
+                elif x > -40.0:
+                    visible *= 1.0 - alpha[i, j, q] / (1.0 + np.exp(-x))
+        weight += alpha[i, j, m] * visible
+        value += alpha[i, j, m] * visible * shade[i, j, m]
+        transmit *= 1.0 - alpha[i, j, m]
+    if weight > 0.0:
+        return (1.0 - transmit) * value / weight + transmit * background
+    return background
