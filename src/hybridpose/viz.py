@@ -60,9 +60,9 @@ def draw_skeleton(
     uv = np.asarray(uv, dtype=np.float64)
     for i, j in BONES:
         if np.all(np.isfinite(uv[[i, j]])):
-            ax.plot(uv[[i, j], 0], uv[[i, j], 1], "-", color=colour, lw=1.5)
+            ax.plot(uv[[i, j], 0], uv[[i, j], 1], "-", color=colour, lw=1.0, alpha=0.8)
     ok = np.all(np.isfinite(uv), axis=1)
-    ax.plot(uv[ok, 0], uv[ok, 1], "o", color=colour, ms=3, label=label)
+    ax.plot(uv[ok, 0], uv[ok, 1], "o", color=colour, ms=2.5, alpha=0.8, label=label)
 
 
 def plot_recording_frame(

@@ -292,7 +292,7 @@ def simulate_camera(
             stats.unresolved_intervals += int((steps > bound).sum())
             stats.max_log_step = max(stats.max_log_step, float(steps.max()))
             events, state = esim_advance(state, logs, times, esim, rng, origin=(box[0], box[2]))
-            last_box = renderer.body_box(np.array([t_b]))
+            last_box = renderer.body_box(grid_ms[-1:], _frames_at(frames_ms, -1))
         if len(events):
             still = performance.is_still(events["t"] / US)
             stats.events += len(events)
@@ -305,6 +305,18 @@ def simulate_camera(
             writer.append_events(camera, np.concatenate(pending))
             pending, pending_count = [], 0
     return stats
+
+
+def _frames_at(frames: SkeletonFrames, i: int) -> SkeletonFrames:
+    """The ``i``-th instant of ``frames`` as a one-instant SkeletonFrames."""
+    pick = slice(i, i + 1 if i != -1 else None)
+    return SkeletonFrames(
+        joints=frames.joints[pick],
+        neck=frames.neck[pick],
+        pelvis=frames.pelvis[pick],
+        toes=frames.toes[pick],
+        forward=frames.forward[pick],
+    )
 
 
 class _Renderer:

@@ -72,35 +72,74 @@ def make_view(camera: Camera, background: npt.ArrayLike) -> View:
     return View(camera, np.ascontiguousarray(directions), bg, 1.0 / focal)
 
 
-_CORNERS = np.array([[(i >> axis) & 1 for axis in range(3)] for i in range(8)], dtype=bool)
-"""Which of (lo, hi) each of a box's 8 corners takes on each axis."""
-
-
 def capsule_boxes(view: View, capsules: Capsules, margin: int = 2) -> npt.NDArray[np.int64]:
     """Pixel boxes ``(x0, x1, y0, y1)`` (half-open) that contain each capsule's image.
 
     The capsule lies inside its axis-aligned 3D box, a convex set whose image is the hull of its
     8 projected corners; so the bounding box of those corners bounds the capsule's image exactly.
     ``margin`` pixels are added for the anti-aliased edge. Boxes are clipped to the sensor
-    (possibly empty). Capsules must be in front of the camera.
+    (possibly empty).
 
     Returns:
         (K, C, 4) int64.
+
+    Raises:
+        ValueError: a capsule reaches behind the camera (the rig cannot see the body whole).
     """
-    lo = np.minimum(capsules.a, capsules.b) - capsules.radius[:, None]  # (K, C, 3)
-    hi = np.maximum(capsules.a, capsules.b) + capsules.radius[:, None]
-    corners = np.where(_CORNERS, hi[..., None, :], lo[..., None, :])  # (K, C, 8, 3)
-    P = view.camera.P
-    h = corners @ P[:, :3].T + P[:, 3]  # (K, C, 8, 3)
-    if np.any(h[..., 2] <= 0):
-        raise ValueError("a body capsule reaches behind a camera; the rig cannot see it whole")
-    uv = h[..., :2] / h[..., 2:3]
+    k, c = capsules.a.shape[:2]
+    out = np.empty((k, c, 4), dtype=np.int64)
     width, height = view.sensor_size
-    x0 = np.clip(np.floor(uv[..., 0].min(-1) + 0.5) - margin, 0, width)
-    x1 = np.clip(np.floor(uv[..., 0].max(-1) + 0.5) + margin + 1, 0, width)
-    y0 = np.clip(np.floor(uv[..., 1].min(-1) + 0.5) - margin, 0, height)
-    y1 = np.clip(np.floor(uv[..., 1].max(-1) + 0.5) + margin + 1, 0, height)
-    return np.stack([x0, x1, y0, y1], axis=-1).astype(np.int64)
+    behind = _boxes_kernel(
+        np.ascontiguousarray(view.camera.P, dtype=np.float64),
+        np.ascontiguousarray(capsules.a, dtype=np.float64),
+        np.ascontiguousarray(capsules.b, dtype=np.float64),
+        np.ascontiguousarray(capsules.radius, dtype=np.float64),
+        width,
+        height,
+        margin,
+        out,
+    )
+    if behind:
+        raise ValueError("a body capsule reaches behind a camera; the rig cannot see it whole")
+    return out
+
+
+@jit
+def _boxes_kernel(
+    P: FloatArray,
+    a: FloatArray,
+    b: FloatArray,
+    radius: FloatArray,
+    width: int,
+    height: int,
+    margin: int,
+    out: npt.NDArray[np.int64],
+) -> bool:
+    """Fill ``out`` with the projected 8-corner boxes; True if any corner is behind."""
+    behind = False
+    corner = np.empty(3)
+    for k in range(a.shape[0]):
+        for c in range(a.shape[1]):
+            u0 = v0 = np.inf
+            u1 = v1 = -np.inf
+            for i in range(8):
+                for axis in range(3):
+                    lo = min(a[k, c, axis], b[k, c, axis]) - radius[c]
+                    hi = max(a[k, c, axis], b[k, c, axis]) + radius[c]
+                    corner[axis] = hi if (i >> axis) & 1 else lo
+                w = P[2, 0] * corner[0] + P[2, 1] * corner[1] + P[2, 2] * corner[2] + P[2, 3]
+                if w <= 0.0:
+                    behind = True
+                    w = 1e-9
+                u = (P[0, 0] * corner[0] + P[0, 1] * corner[1] + P[0, 2] * corner[2] + P[0, 3]) / w
+                v = (P[1, 0] * corner[0] + P[1, 1] * corner[1] + P[1, 2] * corner[2] + P[1, 3]) / w
+                u0, u1 = min(u0, u), max(u1, u)
+                v0, v1 = min(v0, v), max(v1, v)
+            out[k, c, 0] = min(max(np.floor(u0 + 0.5) - margin, 0), width)
+            out[k, c, 1] = min(max(np.floor(u1 + 0.5) + margin + 1, 0), width)
+            out[k, c, 2] = min(max(np.floor(v0 + 0.5) - margin, 0), height)
+            out[k, c, 3] = min(max(np.floor(v1 + 0.5) + margin + 1, 0), height)
+    return behind
 
 
 def union_box(boxes: npt.NDArray[np.int64]) -> tuple[int, int, int, int]:
