@@ -336,7 +336,7 @@ def test_camera_statistics_respect_the_sampling_bound(serial: SimulationSummary)
         for stats, ev in zip(result.cameras, events, strict=True):
             assert stats.frames > 0
             assert stats.unresolved_intervals == 0
-            assert 0.0 < stats.max_log_step <= bound * (1 + 1e-6)
+            assert 0.0 < stats.largest_log_step <= bound * (1 + 1e-6)
             assert stats.events == len(ev)
             still = int(performance.is_still(ev["t"] / 1e6).sum())
             assert (stats.events_still, stats.events_moving) == (still, len(ev) - still)

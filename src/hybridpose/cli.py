@@ -374,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resolution",
         type=_resolution,
         metavar="WxH",
-        help="sensor size, same field of view (default: the preset's; 87x65 for the cpu model)",
+        help="sensor size, same field of view (default: the preset's; e.g. 87x65)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser

@@ -1,24 +1,22 @@
 """Pictures of event data: event frames with the labelled skeleton drawn on top.
 
-Matplotlib is used headless (the Agg backend, selected here before pyplot is imported), so
-plots work on machines without a display.
+Figures are made with matplotlib's object API (``matplotlib.figure.Figure``), never pyplot: no
+display is needed and the importing program's backend is left alone.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
 import numpy.typing as npt
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
+from hybridpose.errors import HybridPoseError
 from hybridpose.events import Events
 from hybridpose.geometry import project
 from hybridpose.io.recording import Recording
@@ -83,14 +81,16 @@ def plot_recording_frame(
         labels = rec.labels()
         joints = None
         if labels.count:
+            last = float(labels.t_us[-1]) / 1e6
+            if not 0.0 <= t_s <= last + 0.01:
+                raise HybridPoseError(f"{recording}: --time {t_s} s is outside 0-{last:.2f} s")
             nearest = int(np.argmin(np.abs(labels.t_us - t_s * 1e6)))
             joints = labels.joints_mm[nearest].astype(np.float64)
         t_end = round(t_s * 1e6)
         t_start = t_end - round(window_ms * 1e3)
         width, height = rec.sensor_size
-        fig, axes = plt.subplots(
-            1, len(cams), figsize=(3.2 * len(cams) * width / height, 3.4), squeeze=False
-        )
+        fig = Figure(figsize=(3.2 * len(cams) * width / height, 3.4))
+        axes = fig.subplots(1, len(cams), squeeze=False)
         for ax, cam in zip(axes[0], cams, strict=True):
             events = rec.events(cam, t_start + 1, t_end + 1)  # (t - window, t]
             ax.imshow(event_image(events, (width, height)), interpolation="nearest")
@@ -103,9 +103,23 @@ def plot_recording_frame(
             ax.set_yticks([])
         fig.suptitle(f"{Path(recording).name}  t = {t_s:.3f} s, last {window_ms:g} ms", fontsize=9)
         fig.tight_layout()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        temp = out.with_name(f".{out.name}.tmp")
-        fig.savefig(temp, dpi=110, format="png")
-        plt.close(fig)
-        temp.replace(out)
+    save_figure(fig, out)
     return out
+
+
+def save_figure(fig: Figure, out: str | os.PathLike[str], dpi: int = 110) -> None:
+    """Write ``fig`` to ``out`` atomically (a temporary file beside it, then a rename).
+
+    The format follows the file name's suffix (png, pdf, svg...).
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    temp = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            fig.savefig(f, dpi=dpi, format=out.suffix.lstrip(".") or "png")
+        temp.replace(out)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise

@@ -9,20 +9,23 @@ bounded whatever the recording's length. Inside a chunk the rendering instants a
 that no pixel's log intensity changes by more than ``esim.max_log_step`` times the smaller
 contrast threshold between two consecutive instants:
 
-1. a first grid from the body's image speed: the skeleton is projected every millisecond and
-   each millisecond is split into ``ceil(speed * edge_log_contrast / bound)`` steps (a soft
-   edge moving one pixel changes a pixel's log intensity by about ``edge_log_contrast``);
+1. a first grid from the body's image speed: the skeleton is projected every millisecond, a
+   pixel of motion asks for ``edge_log_contrast / bound`` samples (a soft edge moving one
+   pixel changes a pixel's log intensity by about ``edge_log_contrast``), and the instants
+   are placed where the running total of that demand crosses a whole number;
 2. the frames are rendered and every interval whose largest change still exceeds the bound
-   is halved, repeatedly, down to ``min_step_us``.
+   is halved, repeatedly, until it is no wider than ``2 * min_step_us``.
 
 The bound therefore holds by measurement, not by assumption, except where an interval reached
-``min_step_us`` (counted as ``unresolved_intervals`` in the file's metadata: depth-order swaps
-of interpenetrating capsules can change a pixel discontinuously). In still phases nothing is
-rendered: the image is the same as at the last instant and only sensor noise is simulated.
+that width (counted as ``unresolved_intervals`` in the file's metadata). The bound is relative
+to the *nominal* thresholds: a pixel whose drawn threshold is lower steps by a larger fraction
+of its own. In chunks where nothing moves, nothing is rendered: the image is the same as at
+the last instant and only sensor noise is simulated.
 
 Determinism: every random choice comes from numpy generators seeded by ``(seed, purpose,
 subject, movement, camera)``, so a recording depends only on its own arguments, not on the
-order, sharding or parallelism of the run.
+order, sharding or parallelism of the run. Bit-identical files across different machines also
+need the same platform and library builds (vectorised ``log`` may round differently).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import dataclasses
 import json
 import math
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +77,9 @@ from hybridpose.synth.skeleton import BodyShape, SkeletonFrames, sample_body
 
 GENERATOR_VERSION = 1
 """Stored in every file's settings: a file made by another version is not skipped as finished."""
+
+MAX_FRAME_VALUES = 20_000_000
+"""Pixel samples rendered at most before they become events (80 MB of float32 frames)."""
 
 APPEND_EVENTS = 200_000
 """Events gathered before one append to the file (memory stays bounded by this)."""
@@ -139,8 +146,11 @@ class SimulationConfig:
                 raise SimulationError(f"{name} {values}: each may appear only once")
         if not 0 < self.min_step_us <= self.max_step_us:
             raise SimulationError("need 0 < min_step_us <= max_step_us")
-        if self.chunk_s <= 0 or self.label_rate_hz <= 0 or self.edge_log_contrast <= 0:
+        positive = (self.chunk_s, self.label_rate_hz, self.edge_log_contrast)
+        if not all(value > 0 and math.isfinite(value) for value in positive):  # NaN fails too
             raise SimulationError("chunk_s, label_rate_hz and edge_log_contrast must be > 0")
+        if self.seed < 0:
+            raise SimulationError(f"seed must be >= 0, got {self.seed}")
 
     def settings(self) -> dict[str, Any]:
         """What a recording's content depends on (everything but the subject/movement lists)."""
@@ -217,18 +227,19 @@ class CameraStats:
     events_still: int = 0
     frames: int = 0
     unresolved_intervals: int = 0
-    max_log_step: float = 0.0
+    largest_log_step: float = 0.0
 
 
 def _speed_grid(
     view: View, frames: SkeletonFrames, t_us: npt.NDArray[np.float64], steps_per_px: float
-) -> npt.NDArray[np.float64] | None:
+) -> tuple[npt.NDArray[np.float64] | None, float]:
     """Rendering instants in ``(t_us[0], t_us[-1]]`` from the body's image speed.
 
     ``frames`` holds the skeleton at the grid ``t_us``. Over each grid interval the fastest
     skeleton point moves ``moved`` pixels and asks for ``moved * steps_per_px`` samples; the
     instants are placed where the running total of that demand crosses a whole number, so
-    sampling follows the speed continuously. None when nothing moves at all.
+    sampling follows the speed continuously. Returns the instants (None when nothing moves at
+    all) and the largest displacement over one grid interval, in pixels.
     """
     points = np.concatenate(
         [frames.joints, frames.neck[:, None], frames.pelvis[:, None], frames.toes], axis=1
@@ -236,13 +247,14 @@ def _speed_grid(
     uv = project(view.camera.P, points)  # (M, P, 2)
     moved = np.nan_to_num(np.linalg.norm(np.diff(uv, axis=0), axis=-1).max(axis=1))
     demand = np.concatenate([[0.0], np.cumsum(moved * steps_per_px)])  # at each grid instant
+    largest = float(moved.max(initial=0.0))
     if demand[-1] <= 0:
-        return None
+        return None, largest
     levels = np.arange(1.0, np.floor(demand[-1]) + 1.0)
     grid = np.interp(levels, demand, t_us)
     # a still stretch keeps the demand flat: interp then returns its first instant, which is
     # a harmless duplicate removed by the caller's np.unique
-    return np.asarray(grid, dtype=np.float64)
+    return np.asarray(grid, dtype=np.float64), largest
 
 
 def simulate_camera(
@@ -257,15 +269,15 @@ def simulate_camera(
     """Simulate one camera over the whole performance, appending its events to ``writer``."""
     stats = CameraStats()
     esim = config.esim
-    bound = esim.max_log_step * min(esim.threshold_pos, esim.threshold_neg)
+    bound = esim.log_step_limit
     end_us = performance.duration_s * US
     renderer = _Renderer(view, subject, performance, config)
 
     box = renderer.body_box(np.zeros(1))
     first_log = np.asarray(log_intensity(view.background, esim), dtype=np.float64)
-    first_log[box[2] : box[3], box[0] : box[1]] = renderer.log_frames(np.zeros(1), box)[0]
+    if _area(box):
+        first_log[box[2] : box[3], box[0] : box[1]] = renderer.log_frames(np.zeros(1), box)[0]
     state = esim_init(first_log, 0.0, esim, rng)
-    last_box = box
     pending: list[Events] = []
     pending_count = 0
     n_chunks = max(1, math.ceil(end_us / (config.chunk_s * US) - 1e-9))
@@ -274,25 +286,34 @@ def simulate_camera(
         t_b = end_us if c == n_chunks - 1 else min((c + 1) * config.chunk_s * US, end_us)
         grid_ms = np.unique(np.concatenate([np.arange(t_a, t_b, 1000.0), [t_b]]))
         frames_ms = performance.frames(grid_ms / US)
-        times = _speed_grid(view, frames_ms, grid_ms, config.edge_log_contrast / bound)
-        if times is None:
-            # Still: the image equals the last instant's and only noise happens. A one-pixel
-            # frame holding its last value advances the simulator's clock.
+        times, moved_px = _speed_grid(view, frames_ms, grid_ms, config.edge_log_contrast / bound)
+        # grid_ms starts at the previous instant, so this box holds every pixel the body
+        # leaves or enters; the margin covers motion between the millisecond samples
+        box = renderer.body_box(grid_ms, frames_ms, margin=2 + math.ceil(moved_px))
+        chunk_events: list[Events] = []
+        if times is None or not _area(box):
+            # Still (or out of view): the image equals the last instant's and only noise
+            # happens. A one-pixel frame holding its last value advances the simulator's clock.
             one_pixel = state.last_log[:1, :1].astype(np.float32)[None]
             events, state = esim_advance(state, one_pixel, np.array([t_b]), esim, rng)
+            chunk_events.append(events)
         else:
             # cap the step while moving, and always end the chunk at t_b
             coarse = np.arange(t_a + config.max_step_us, t_b, config.max_step_us)
             times = np.unique(np.concatenate([times, coarse, [t_b]]))
-            moving_box = renderer.body_box(grid_ms, frames_ms)
-            box = union_box(np.array([last_box, moving_box]))
-            previous = state.last_log[box[2] : box[3], box[0] : box[1]]
-            logs, times, steps = _refine(renderer, previous, state.t_us, times, box, bound)
-            stats.frames += len(times)
-            stats.unresolved_intervals += int((steps > bound).sum())
-            stats.max_log_step = max(stats.max_log_step, float(steps.max()))
-            events, state = esim_advance(state, logs, times, esim, rng, origin=(box[0], box[2]))
-            last_box = renderer.body_box(grid_ms[-1:], _frames_at(frames_ms, -1))
+            # bounded memory at any resolution and speed: at most MAX_FRAME_VALUES pixel
+            # samples are rendered before they are turned into events
+            per_batch = max(1, MAX_FRAME_VALUES // (2 * _area(box)))
+            for start in range(0, len(times), per_batch):
+                previous = state.last_log[box[2] : box[3], box[0] : box[1]]
+                batch = times[start : start + per_batch]
+                logs, batch, steps = _refine(renderer, previous, state.t_us, batch, box, bound)
+                stats.frames += len(batch)
+                stats.unresolved_intervals += int((steps > bound).sum())
+                stats.largest_log_step = max(stats.largest_log_step, float(steps.max()))
+                events, state = esim_advance(state, logs, batch, esim, rng, origin=(box[0], box[2]))
+                chunk_events.append(events)
+        events = np.concatenate(chunk_events)
         if len(events):
             still = performance.is_still(events["t"] / US)
             stats.events += len(events)
@@ -307,18 +328,6 @@ def simulate_camera(
     return stats
 
 
-def _frames_at(frames: SkeletonFrames, i: int) -> SkeletonFrames:
-    """The ``i``-th instant of ``frames`` as a one-instant SkeletonFrames."""
-    pick = slice(i, i + 1 if i != -1 else None)
-    return SkeletonFrames(
-        joints=frames.joints[pick],
-        neck=frames.neck[pick],
-        pelvis=frames.pelvis[pick],
-        toes=frames.toes[pick],
-        forward=frames.forward[pick],
-    )
-
-
 class _Renderer:
     """Renders one camera's view of one performance at arbitrary instants."""
 
@@ -331,12 +340,16 @@ class _Renderer:
         self.config = config
 
     def body_box(
-        self, t_us: npt.NDArray[np.float64], frames: SkeletonFrames | None = None
+        self,
+        t_us: npt.NDArray[np.float64],
+        frames: SkeletonFrames | None = None,
+        margin: int = 2,
     ) -> tuple[int, int, int, int]:
         """The pixel box holding the body's image at every instant of ``t_us``."""
         if frames is None:
             frames = self.performance.frames(t_us / US)
-        return union_box(capsule_boxes(self.view, body_capsules(self.subject.body, frames)))
+        capsules = body_capsules(self.subject.body, frames)
+        return union_box(capsule_boxes(self.view, capsules, margin=margin))
 
     def log_frames(
         self, t_us: npt.NDArray[np.float64], box: tuple[int, int, int, int]
@@ -354,6 +367,10 @@ class _Renderer:
             capsule_boxes(self.view, capsules),
         )
         return log_intensity(images, self.config.esim)
+
+
+def _area(box: tuple[int, int, int, int]) -> int:
+    return max(box[1] - box[0], 0) * max(box[3] - box[2], 0)
 
 
 def _refine(
@@ -467,8 +484,8 @@ class SimulationSummary:
             f"finished one(s), {len(self.failed)} failed"
         ]
         cams = [c for r in self.written for c in r.cameras]
-        moving = sum(r.moving_s for r in self.written) * 4
-        still = sum(r.duration_s - r.moving_s for r in self.written) * 4
+        moving = sum(r.moving_s * len(r.cameras) for r in self.written)
+        still = sum((r.duration_s - r.moving_s) * len(r.cameras) for r in self.written)
         if cams and moving > 0:
             rate_moving = sum(c.events_moving for c in cams) / moving
             rate_still = sum(c.events_still for c in cams) / still if still > 0 else 0.0
@@ -531,14 +548,15 @@ def simulate_dataset(
     made with other settings is reported as failed and left untouched.
     """
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise SimulationError(f"{out}: exists and is not a directory")
     try:
         out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".hybridpose-probe-"):
+            pass
     except OSError as err:
-        raise SimulationError(
-            f"{out}: cannot create the output directory ({err.strerror})"
-        ) from None
-    if not out.is_dir():
-        raise SimulationError(f"{out}: not a directory")
+        reason = err.strerror or first_line(err)
+        raise SimulationError(f"{out}: cannot write into the output directory ({reason})") from None
     stale = remove_stale_temp_files(out)
     settings = config.settings()
     tasks: list[tuple[int, int, SimulationConfig, Path]] = []

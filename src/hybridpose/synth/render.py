@@ -28,14 +28,18 @@ from hybridpose._jit import jit
 from hybridpose.geometry import Camera
 from hybridpose.synth.body import Capsules
 from hybridpose.synth.scene import Clothing, Lighting
+from hybridpose.synth.skeleton import SynthError
 
 FloatArray = npt.NDArray[np.float64]
 
 MAX_LAYERS = 8
 """Surfaces composited per pixel (nearest first); deeper ones are hidden behind them anyway."""
 
-DEPTH_SOFTNESS = 0.5
+DEPTH_SOFTNESS = 0.2
 """Width of the soft depth test, in pixel footprints at the surface's depth (see _composite)."""
+
+STRIPE_BLUR = 0.6
+"""Standard deviation, in pixels, of the pixel response that band-limits clothing stripes."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,7 +88,7 @@ def capsule_boxes(view: View, capsules: Capsules, margin: int = 2) -> npt.NDArra
         (K, C, 4) int64.
 
     Raises:
-        ValueError: a capsule reaches behind the camera (the rig cannot see the body whole).
+        SynthError: a capsule reaches behind the camera (the rig cannot see the body whole).
     """
     k, c = capsules.a.shape[:2]
     out = np.empty((k, c, 4), dtype=np.int64)
@@ -100,7 +104,7 @@ def capsule_boxes(view: View, capsules: Capsules, margin: int = 2) -> npt.NDArra
         out,
     )
     if behind:
-        raise ValueError("a body capsule reaches behind a camera; the rig cannot see it whole")
+        raise SynthError("a body capsule reaches behind a camera; the rig cannot see it whole")
     return out
 
 
@@ -419,8 +423,13 @@ def _render_kernel(
                     lambert = nx * light[0] + ny * light[1] + nz * light[2]
                     lambert = max(lambert, 0.0)
                     tint = nx * forward[k, 0] + ny * forward[k, 1] + nz * forward[k, 2]
+                    # The pixel integrates over its footprint: a stripe period spanning few
+                    # pixels is attenuated like a Gaussian pixel response (sigma STRIPE_BLUR
+                    # px) would attenuate it, instead of aliasing into false events.
+                    cycles = s * pixel_angle / stripe_period[c]  # periods per pixel
+                    fade = np.exp(-2.0 * (np.pi * STRIPE_BLUR * cycles) ** 2)
                     stripe = np.sin(two_pi * y / stripe_period[c] + stripe_phase[c])
-                    colour = albedo[c] * (1.0 + stripe_amplitude[c] * stripe)
+                    colour = albedo[c] * (1.0 + fade * stripe_amplitude[c] * stripe)
                     colour *= 1.0 + tint_amplitude[c] * tint
                     value = max(colour, 0.005) * (ambient + (1.0 - ambient) * lambert)
                     # insert into the pixel's depth-sorted layer list (nearest first)
