@@ -429,3 +429,18 @@ def test_events_slice_out_of_range(tmp_path: Path) -> None:
             rec.events_slice(0, 48, 55)
         with pytest.raises(RecordingError, match="cannot read -1:3"):
             rec.events_slice(0, -1, 3)
+
+
+def test_finished_files_get_ordinary_permissions(tmp_path: Path) -> None:
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "perm.h5"
+        meta = RecordingMeta(source="test")
+        cam = CameraCalibration(np.hstack([np.eye(3), np.zeros((3, 1))]), np.zeros(3))
+        with RecordingWriter(path, (8, 8), [cam], meta):
+            pass
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    finally:
+        os.umask(old)

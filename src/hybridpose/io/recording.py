@@ -138,7 +138,23 @@ def _make_temp(path: Path) -> Path:
         dir=path.parent, prefix=f".{path.name}.{_host()}-{os.getpid()}.", suffix=".tmp"
     )
     os.close(fd)
-    return Path(name)
+    # mkstemp makes the file private (0600); the finished file gets the usual permissions
+    # (0666 less the umask), like any file the user creates
+    temp = Path(name)
+    temp.chmod(0o666 & ~_umask())
+    return temp
+
+
+def _umask() -> int:
+    """The process's umask (read where the OS exposes it without changing it)."""
+    try:
+        with Path("/proc/self/status").open() as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
 
 
 def _pid_alive(pid: int) -> bool:
