@@ -23,3 +23,10 @@ def jit(function: F) -> F:
     kernels guard their divisions themselves.
     """
     return cast(F, numba.njit(cache=True, nogil=True, error_model="numpy")(function))
+
+
+def jit_parallel(function: F) -> F:
+    """:func:`jit` with ``numba.prange`` loops run on all cores."""
+    return cast(
+        F, numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)(function)
+    )

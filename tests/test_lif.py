@@ -1,0 +1,96 @@
+"""The LIF neuron: hand-computed trajectories, surrogate gradient, fused multi-step vs step loop."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import hybridpose.nn.lif as lif_module
+from hybridpose.nn.lif import atan_surrogate_grad, lif_multistep, lif_step, spike
+
+
+def test_lif_step_by_hand() -> None:
+    # tau 2, threshold 1: h = v + (x - v) / 2
+    x = torch.tensor([0.0, 2.0, 4.0, 1.0])
+    v = torch.tensor([0.5, 0.0, 0.5, 1.0])
+    s, v_next = lif_step(x, v, 2.0)
+    # h = [0.25, 1.0, 2.25, 1.0]: spikes where h >= 1, soft reset subtracts 1
+    assert s.tolist() == [0.0, 1.0, 1.0, 1.0]
+    assert v_next.tolist() == pytest.approx([0.25, 0.0, 1.25, 0.0])
+
+
+def test_constant_input_trajectory_by_hand() -> None:
+    # x = 1.5, tau = 3, v0 = 0: h1 = 0.5, h2 = 0.8333, h3 = 1.0556 -> spike, v3 = 0.0556,
+    # h4 = 0.0556 + (1.5 - 0.0556) / 3 = 0.5370
+    v = torch.zeros(1)
+    hs, ss = [], []
+    for _ in range(4):
+        s, v_new = lif_step(torch.tensor([1.5]), v, 3.0)
+        hs.append(float(v + (1.5 - v) / 3))
+        ss.append(float(s))
+        v = v_new
+    assert ss == [0.0, 0.0, 1.0, 0.0]
+    assert hs == pytest.approx([0.5, 5 / 6, 19 / 18, 1 / 18 + (1.5 - 1 / 18) / 3], rel=1e-6)
+
+
+def test_atan_surrogate_gradient_by_hand() -> None:
+    u = torch.tensor([0.0, 0.5, -1.0], requires_grad=True)
+    (grad,) = torch.autograd.grad(spike(u, alpha=2.0).sum(), u)
+    expected = [1.0 / (1 + (math.pi * x) ** 2) for x in (0.0, 0.5, -1.0)]  # alpha/2 = 1
+    assert grad.tolist() == pytest.approx(expected)
+    assert atan_surrogate_grad(torch.tensor(0.0), 4.0).item() == pytest.approx(2.0)
+
+
+def _step_loop(
+    x: torch.Tensor, v0: torch.Tensor, tau: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    v = v0
+    spikes = []
+    for t in range(x.shape[0]):
+        s, v = lif_step(x[t], v, tau)
+        spikes.append(s)
+    return torch.stack(spikes), v
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_fused_equals_step_loop_outputs_and_gradients(
+    dtype: torch.dtype, compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not compiled:  # the torch path used on GPUs, run here on the CPU
+        monkeypatch.setattr(lif_module, "_use_numba", lambda t: False)
+    g = torch.Generator().manual_seed(0)
+    T, shape = 25, (3, 4, 6, 5)
+    x = (torch.randn(T, *shape, generator=g, dtype=dtype) * 1.5 + 0.5).requires_grad_()
+    v0 = (torch.randn(*shape, generator=g, dtype=dtype) * 0.3).requires_grad_()
+    tau = torch.tensor(2.5, dtype=dtype, requires_grad=True)
+    w_s = torch.randn(T, *shape, generator=g, dtype=dtype)
+    w_v = torch.randn(*shape, generator=g, dtype=dtype)
+
+    s1, v1 = _step_loop(x, v0, tau)
+    grads1 = torch.autograd.grad((s1 * w_s).sum() + (v1 * w_v).sum(), (x, v0, tau))
+    s2, v2 = lif_multistep(x, v0, tau)
+    grads2 = torch.autograd.grad((s2 * w_s).sum() + (v2 * w_v).sum(), (x, v0, tau))
+
+    assert torch.equal(s1, s2) and s1.sum() > 0  # identical spikes, and some of them
+    assert torch.allclose(v1, v2, atol=1e-6)
+    for a, b in zip(grads1, grads2, strict=True):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
+    assert grads1[2].abs() > 0
+
+
+def test_fused_with_a_float_tau_and_only_spikes_used() -> None:
+    x = torch.randn(10, 7).requires_grad_()
+    v0 = torch.zeros(7)
+    s, _ = lif_multistep(x, v0, 2.0)
+    (grad,) = torch.autograd.grad(s.sum(), x)
+    assert grad.shape == x.shape and grad.abs().sum() > 0
+    s_ref, _ = _step_loop(x.detach(), v0, torch.tensor(2.0))
+    assert torch.equal(s, s_ref)
+
+
+def test_fused_rejects_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="x must be"):
+        lif_multistep(torch.zeros(4, 3), torch.zeros(2), 2.0)
