@@ -1,0 +1,252 @@
+"""The spiking network: an encoder-decoder of 9 LIF layers with a decaying "delta" readout.
+
+Structure (PAPER.md; widths ``w0..w3`` from :class:`SNNConfig`, ``s`` = downsampling)::
+
+    enc    5x5 conv  C_in -> w0          s=1     (input: 2-polarity event counts of one bin)
+    down1  5x5 conv  stride 2  w0 -> w1   s=2
+    down2  5x5 conv  stride 2  w1 -> w2   s=4
+    down3  5x5 conv  stride 2  w2 -> w3   s=8
+    res1   3x3 conv  w3 -> w3             s=8
+    res2   3x3 conv  w3 -> w3             s=8     res = res2 + down3 (spike counts 0..2)
+    up1    5x5 conv  [up(res), down2] -> w2   s=4
+    up2    5x5 conv  [up(up1), down1] -> w1   s=2
+    up3    5x5 conv  [up(up2), enc]   -> w0   s=1
+    head   1x1 conv  w0 -> joints (no neuron): delta_t
+
+Every spiking layer is a bias-free convolution, BatchNorm, then LIF (:mod:`hybridpose.nn.lif`).
+Upsampling is nearest-neighbour, so every convolution's input is binary spikes or an integer
+count (the first layer's events, the residual sum): every synaptic operation is honestly an
+accumulate (energy.py counts them).
+
+Readout: with ``delta_readout`` the output accumulates, ``out_t = decay * out_{t-1} + delta_t``
+(the hybrid sets ``out`` to the ANN's heatmaps at each initialisation); without it,
+``out_t = delta_t``.
+
+State: :class:`SNNState`, one membrane tensor per spiking layer plus ``readout``. The module
+stores no state: ``step`` and ``forward`` take it and return the next one.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hybridpose.nn.lif import DEFAULT_ALPHA, lif_multistep
+
+
+class SNNState(NamedTuple):
+    """Membrane potentials ``(B, C, H / s, W / s)`` of the 9 spiking layers and the readout."""
+
+    enc: Tensor
+    down1: Tensor
+    down2: Tensor
+    down3: Tensor
+    res1: Tensor
+    res2: Tensor
+    up1: Tensor
+    up2: Tensor
+    up3: Tensor
+    readout: Tensor  # (B, joints, H, W): the decaying output accumulator
+
+    def detach(self) -> SNNState:
+        """The same state cut from the autograd graph (for truncated BPTT across chunks)."""
+        return SNNState(*(t.detach() for t in self))
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One spiking layer as the state contract sees it: name, channels, downsampling."""
+
+    name: str
+    channels: int
+    scale: int
+
+
+@dataclass(frozen=True)
+class SNNConfig:
+    """Configuration of :class:`SNN` (defaults: the paper's widths and the 100 Hz hybrid)."""
+
+    in_channels: int = 2
+    widths: tuple[int, int, int, int] = (32, 64, 128, 256)
+    joints: int = 13
+    kernel: int = 5
+    res_kernel: int = 3
+    tau: float = 3.0
+    v_th: float = 1.0
+    surrogate_alpha: float = DEFAULT_ALPHA
+    learn_tau: bool = False
+    delta_readout: bool = True
+    readout_decay: float = 0.8
+
+    def __post_init__(self) -> None:
+        if len(self.widths) != 4 or min(self.widths) < 1:
+            raise ValueError(f"widths must be 4 positive numbers, got {self.widths}")
+        if not self.tau > 1.0:
+            raise ValueError(f"tau must be > 1 (a leak), got {self.tau}")
+        if not 0.0 <= self.readout_decay <= 1.0:
+            raise ValueError(f"readout_decay must lie in [0, 1], got {self.readout_decay}")
+
+    def layer_specs(self) -> tuple[LayerSpec, ...]:
+        """The spiking layers in :class:`SNNState` order (the state contract)."""
+        w0, w1, w2, w3 = self.widths
+        return (
+            LayerSpec("enc", w0, 1),
+            LayerSpec("down1", w1, 2),
+            LayerSpec("down2", w2, 4),
+            LayerSpec("down3", w3, 8),
+            LayerSpec("res1", w3, 8),
+            LayerSpec("res2", w3, 8),
+            LayerSpec("up1", w2, 4),
+            LayerSpec("up2", w1, 2),
+            LayerSpec("up3", w0, 1),
+        )
+
+
+DOWNSAMPLING = 8
+"""Input height and width must be multiples of this."""
+
+
+class SpikingConv(nn.Module):
+    """Bias-free convolution, BatchNorm, LIF; applied to a whole sequence at once.
+
+    After :func:`fold_batchnorm` the BatchNorm is an identity and the convolution has a bias.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, config: SNNConfig) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2, bias=False)
+        self.bn: nn.Module = nn.BatchNorm2d(c_out)
+        self.v_th = config.v_th
+        self.alpha = config.surrogate_alpha
+        tau = torch.tensor(float(config.tau))
+        if config.learn_tau:
+            self.tau: Tensor = nn.Parameter(tau)
+        else:
+            self.register_buffer("tau", tau)
+
+    def forward(self, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """``x`` (T, B, C_in, H, W), ``v`` (B, C_out, H', W') -> spikes (T, B, C_out, H', W'), v."""
+        t, b = x.shape[:2]
+        z: Tensor = self.bn(self.conv(x.flatten(0, 1)))
+        return lif_multistep(z.reshape(t, b, *z.shape[1:]), v, self.tau, self.v_th, self.alpha)
+
+
+def _up(x: Tensor) -> Tensor:
+    """Nearest-neighbour x2 upsampling of a sequence (T, B, C, H, W): spikes stay binary."""
+    t, b = x.shape[:2]
+    y = F.interpolate(x.flatten(0, 1), scale_factor=2, mode="nearest")
+    return y.reshape(t, b, *y.shape[1:])
+
+
+class SNN(nn.Module):
+    """The spiking pose network; see the module docstring for its layers and state."""
+
+    def __init__(self, config: SNNConfig = SNNConfig()) -> None:
+        super().__init__()
+        self.config = config
+        w0, w1, w2, w3 = config.widths
+        k, rk = config.kernel, config.res_kernel
+        self.enc = SpikingConv(config.in_channels, w0, k, 1, config)
+        self.down1 = SpikingConv(w0, w1, k, 2, config)
+        self.down2 = SpikingConv(w1, w2, k, 2, config)
+        self.down3 = SpikingConv(w2, w3, k, 2, config)
+        self.res1 = SpikingConv(w3, w3, rk, 1, config)
+        self.res2 = SpikingConv(w3, w3, rk, 1, config)
+        self.up1 = SpikingConv(w3 + w2, w2, k, 1, config)
+        self.up2 = SpikingConv(w2 + w1, w1, k, 1, config)
+        self.up3 = SpikingConv(w1 + w0, w0, k, 1, config)
+        self.head = nn.Conv2d(w0, config.joints, 1)
+
+    def zero_state(
+        self,
+        batch: int,
+        height: int,
+        width: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> SNNState:
+        """The empty state for inputs of ``height x width`` pixels (multiples of 8)."""
+        if height % DOWNSAMPLING or width % DOWNSAMPLING:
+            raise ValueError(f"input size {height}x{width}: both must be multiples of 8")
+        tensors = [
+            torch.zeros(batch, s.channels, height // s.scale, width // s.scale, device=device,
+                        dtype=dtype)
+            for s in self.config.layer_specs()
+        ]  # fmt: skip
+        readout = torch.zeros(batch, self.config.joints, height, width, device=device, dtype=dtype)
+        return SNNState._make([*tensors, readout])
+
+    def forward(self, x: Tensor, state: SNNState) -> tuple[Tensor, SNNState]:
+        """Run the bins ``x`` (T, B, C_in, H, W) from ``state``.
+
+        Returns:
+            heatmaps (T, B, joints, H, W), one per bin, and the state after the last bin.
+        """
+        if x.dim() != 5:
+            raise ValueError(f"x must be (T, B, C, H, W), got {tuple(x.shape)}")
+        e, v_enc = self.enc(x, state.enc)
+        d1, v_d1 = self.down1(e, state.down1)
+        d2, v_d2 = self.down2(d1, state.down2)
+        d3, v_d3 = self.down3(d2, state.down3)
+        r1, v_r1 = self.res1(d3, state.res1)
+        r2, v_r2 = self.res2(r1, state.res2)
+        res = r2 + d3  # residual: spike counts 0..2
+        u1, v_u1 = self.up1(torch.cat([_up(res), d2], dim=2), state.up1)
+        u2, v_u2 = self.up2(torch.cat([_up(u1), d1], dim=2), state.up2)
+        u3, v_u3 = self.up3(torch.cat([_up(u2), e], dim=2), state.up3)
+        t, b = u3.shape[:2]
+        delta = self.head(u3.flatten(0, 1))
+        delta = delta.reshape(t, b, *delta.shape[1:])  # (T, B, J, H, W)
+        out, readout = self._readout(delta, state.readout)
+        return out, SNNState(v_enc, v_d1, v_d2, v_d3, v_r1, v_r2, v_u1, v_u2, v_u3, readout)
+
+    def step(self, x: Tensor, state: SNNState) -> tuple[Tensor, SNNState]:
+        """One bin ``x`` (B, C_in, H, W) -> heatmaps (B, joints, H, W) and the next state."""
+        out, state = self.forward(x[None], state)
+        return out[0], state
+
+    def _readout(self, delta: Tensor, previous: Tensor) -> tuple[Tensor, Tensor]:
+        if not self.config.delta_readout:
+            return delta, delta[-1]
+        decay = self.config.readout_decay
+        outs = []
+        out = previous
+        for t in range(delta.shape[0]):
+            out = decay * out + delta[t]
+            outs.append(out)
+        return torch.stack(outs), out
+
+    def spiking_layers(self) -> dict[str, SpikingConv]:
+        """The spiking layers by state-field name."""
+        return {s.name: getattr(self, s.name) for s in self.config.layer_specs()}
+
+
+def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A convolution with bias equal to ``bn(conv(x))`` in inference mode.
+
+    ``bn(y) = gamma (y - mean) / sqrt(var + eps) + beta``: scale each output channel's weights
+    by ``gamma / sqrt(var + eps)`` and set the bias to ``beta - mean * that scale`` (plus the
+    scaled original bias).
+    """
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("BatchNorm without running statistics cannot be folded")
+    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+    fused = copy.deepcopy(conv)
+    fused.weight = nn.Parameter(conv.weight.detach() * scale[:, None, None, None])
+    bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused.bias = nn.Parameter(bn.bias.detach() + (bias - bn.running_mean) * scale)
+    return fused
+
+
+def fold_snn_batchnorm(snn: SNN) -> SNN:
+    """Fold every spiking layer's BatchNorm into its convolution, in place (inference only)."""
+    for layer in snn.spiking_layers().values():
+        if isinstance(layer.bn, nn.BatchNorm2d):
+            layer.conv = fold_batchnorm(layer.conv, layer.bn)
+            layer.bn = nn.Identity()
+    return snn
