@@ -226,3 +226,25 @@ def test_cpu_preset_runs_end_to_end() -> None:
         ann_heatmaps, out, state = model(torch.zeros(1, 20, h, w), torch.zeros(3, 1, 2, h, w))
     assert ann_heatmaps.shape == (1, 13, h, w) and out.shape == (3, 1, 13, h, w)
     assert state.readout.shape == (1, 13, h, w)
+
+
+def test_model_info_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from hybridpose.cli import main
+
+    assert main(["model-info", "--preset", "cpu", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    for key in ("ann", "state_heads", "snn"):
+        assert info[key]["params"] > 0 and info[key]["macs"] > 0
+        assert info[key]["macs"] == sum(layer["macs"] for layer in info[key]["layers"])
+    enc = next(layer for layer in info["snn"]["layers"] if layer["name"] == "enc.conv")
+    # 5x5 conv, 2 -> 8 channels, on 64x64, padding 2: 8 * 64 * 64 * 2 * 25 dense MACs
+    assert enc["macs"] == 8 * 64 * 64 * 2 * 25 and enc["params"] == 8 * 2 * 25
+    snn = preset("cpu").build_snn()
+    assert info["snn"]["params"] == sum(p.numel() for p in snn.parameters())
+    assert main(["model-info", "--preset", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert "state heads" in text and "enc.conv" in text and "total" in text
+    with pytest.raises(SystemExit):
+        main(["model-info", "--preset", "gpu"])

@@ -171,6 +171,30 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if summary.failed else 0
 
 
+def _cmd_model_info(args: argparse.Namespace) -> int:
+    from hybridpose.energy import model_info
+    from hybridpose.nn.presets import preset
+
+    info = model_info(preset(args.preset))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    h, w = info["input_size"]
+    print(f"preset {info['name']}: input {h}x{w}; dense MACs per ANN frame / per SNN step")
+    for section, title in (("ann", "ANN"), ("state_heads", "state heads"), ("snn", "SNN")):
+        print(f"\n{title}")
+        print(f"  {'layer':<24} {'type':<8} {'params':>10} {'MACs':>15}  output")
+        for layer in info[section]["layers"]:
+            shape = "x".join(str(v) for v in layer["output_shape"][1:])
+            print(
+                f"  {layer['name']:<24} {layer['type']:<8} {layer['params']:>10,} "
+                f"{layer['macs']:>15,}  {shape}"
+            )
+        total = info[section]
+        print(f"  {'total':<24} {'':<8} {total['params']:>10,} {total['macs']:>15,}")
+    return 0
+
+
 def _cmd_plot_events(args: argparse.Namespace) -> int:
     from hybridpose.viz import plot_recording_frame
 
@@ -316,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="refractory period of a pixel in microseconds (default 500)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = add("model-info", "parameters and dense MACs of a model preset", _cmd_model_info)
+    p.add_argument("--preset", choices=("paper", "cpu"), required=True, help="the model preset")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
     p = add(
         "plot-events",
