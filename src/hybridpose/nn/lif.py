@@ -105,7 +105,18 @@ def lif_multistep(
     return spikes, v_last
 
 
+CHECKPOINT_EVERY = 8
+"""The compiled backward pass recomputes ``h`` from a copy of ``v`` kept every this many steps."""
+
+
 class _LIFMultiStep(torch.autograd.Function):
+    """Fused LIF over time. On the CPU (compiled) it keeps, besides the returned spikes, only a
+    copy of ``v`` every :data:`CHECKPOINT_EVERY` steps and recomputes ``h`` chunk by chunk in
+    the backward pass, with the same arithmetic, so the result is bitwise the same. Large
+    fresh buffers cost more than the arithmetic here (each is page-faulted in on first touch),
+    so the pass allocates only what it returns. Elsewhere it saves ``h``.
+    """
+
     @staticmethod
     def forward(
         ctx: Any, x: Tensor, v0: Tensor, tau: Tensor, v_th: float, alpha: float
@@ -114,45 +125,60 @@ class _LIFMultiStep(torch.autograd.Function):
         shape = x.shape
         xf = x.detach().reshape(t_steps, -1).contiguous()
         v = v0.detach().reshape(-1).clone()
-        h = torch.empty_like(xf)
-        s = torch.empty_like(xf)
+        s = _empty_like(xf)
+        ctx.v_th, ctx.alpha, ctx.shape = v_th, alpha, shape
         if _use_numba(xf):
             # the same arithmetic as lif_step, in the tensors' precision
             cast = xf.numpy().dtype.type
-            _forward_kernel(xf.numpy(), v.numpy(), cast(tau), cast(v_th), h.numpy(), s.numpy())
+            chunks = -(-t_steps // CHECKPOINT_EVERY)
+            checkpoints = torch.empty((chunks, xf.shape[1]), dtype=xf.dtype)
+            _forward_kernel(
+                xf.numpy(), v.numpy(), cast(tau), cast(v_th), s.numpy(), checkpoints.numpy(),
+                CHECKPOINT_EVERY,
+            )  # fmt: skip
+            ctx.save_for_backward(xf, checkpoints, tau)
         else:
+            h = torch.empty_like(xf)
             for t in range(t_steps):
                 torch.add(v, (xf[t] - v) / tau, out=h[t])
                 torch.ge(h[t], v_th, out=s[t])
                 torch.sub(h[t], s[t], alpha=v_th, out=v)
-        ctx.save_for_backward(xf, v0.detach().reshape(-1), h, tau)
-        ctx.v_th, ctx.alpha, ctx.shape = v_th, alpha, shape
+            ctx.save_for_backward(xf, v0.detach().reshape(-1), h, tau)
         return s.reshape(shape), v.reshape(shape[1:])
 
     @staticmethod
     def backward(
         ctx: Any, grad_s: Tensor | None, grad_v: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor | None, None, None]:
-        xf, v0, h, tau = ctx.saved_tensors
+        xf = ctx.saved_tensors[0]
+        tau = ctx.saved_tensors[-1]
         t_steps = xf.shape[0]
         v_th, alpha = ctx.v_th, ctx.alpha
-        gs = (
-            torch.zeros_like(xf)
-            if grad_s is None
-            else grad_s.reshape(t_steps, -1).to(xf.dtype).contiguous()
-        )
-        gv = torch.zeros_like(v0) if grad_v is None else grad_v.reshape(-1).to(xf.dtype).clone()
-        gx = torch.empty_like(xf)
+        if grad_s is None:
+            gs = torch.zeros((1, 1), dtype=xf.dtype).expand(t_steps, xf.shape[1])
+        else:
+            gs = grad_s.to(xf.dtype).reshape(t_steps, -1)
+        owned = not gs.is_contiguous()
+        if owned:
+            # e.g. the expanded gradient of a sum: the compiled loop is twice as fast on a
+            # contiguous copy, and the copy then receives the input gradient in place
+            gs = _empty_like(xf).copy_(gs)
+        gv = torch.zeros_like(xf[0]) if grad_v is None else grad_v.reshape(-1).to(xf.dtype).clone()
+        # each gx[t, i] is written right after gs[t, i] is read: they may share memory
+        gx = gs if owned and _use_numba(xf) else _empty_like(xf)
         inv_tau = 1.0 / float(tau)
         want_tau = ctx.needs_input_grad[2]
         if _use_numba(xf):
+            checkpoints = ctx.saved_tensors[1]
+            cast = xf.numpy().dtype.type
             gtau_parts = np.zeros(t_steps, dtype=np.float64)
             _backward_kernel(
-                xf.numpy(), v0.numpy(), h.numpy(), gs.numpy(), gv.numpy(), inv_tau, v_th,
-                alpha, gx.numpy(), gtau_parts, want_tau,
+                xf.numpy(), checkpoints.numpy(), CHECKPOINT_EVERY, gs.numpy(), gv.numpy(),
+                cast(tau), cast(v_th), alpha, gx.numpy(), gtau_parts, want_tau,
             )  # fmt: skip
             gtau = float(gtau_parts.sum())
         else:
+            v0, h = ctx.saved_tensors[1], ctx.saved_tensors[2]
             gtau_t = torch.zeros((), dtype=torch.float64, device=xf.device)
             for t in range(t_steps - 1, -1, -1):
                 sur = atan_surrogate_grad(h[t] - v_th, alpha)
@@ -169,6 +195,16 @@ class _LIFMultiStep(torch.autograd.Function):
         return gx.reshape(shape), gv.reshape(shape[1:]), grad_tau, None, None
 
 
+def _empty_like(x: Tensor) -> Tensor:
+    """A fresh contiguous buffer like ``x``.
+
+    Such (T, N) buffers dominate the fused pass's time on a CPU: faulting in hundreds of MB
+    page by page costs more than the LIF arithmetic written into them (bench/README.md), so
+    the pass allocates only what it must return.
+    """
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
 def _use_numba(x: Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
 
@@ -179,48 +215,72 @@ def _forward_kernel(
     v: npt.NDArray[np.floating],
     tau: float,
     v_th: float,
-    h_out: npt.NDArray[np.floating],
     s_out: npt.NDArray[np.floating],
+    checkpoints: npt.NDArray[np.floating],
+    every: int,
 ) -> None:
+    """Spikes into ``s_out``; ``checkpoints[c]`` = v before step ``c * every``; v updated.
+
+    Time is the outer loop: each step streams through contiguous rows of every array."""
     t_steps, n = x.shape
     for t in range(t_steps):
+        if t % every == 0:
+            row = t // every
+            for i in numba.prange(n):
+                checkpoints[row, i] = v[i]
         for i in numba.prange(n):
             h = v[i] + (x[t, i] - v[i]) / tau
-            fired = h >= v_th
-            h_out[t, i] = h
-            s_out[t, i] = 1.0 if fired else 0.0
-            v[i] = h - v_th if fired else h
+            if h >= v_th:
+                s_out[t, i] = 1.0
+                v[i] = h - v_th
+            else:
+                s_out[t, i] = 0.0
+                v[i] = h
 
 
 @jit_parallel
 def _backward_kernel(
     x: npt.NDArray[np.floating],
-    v0: npt.NDArray[np.floating],
-    h: npt.NDArray[np.floating],
+    checkpoints: npt.NDArray[np.floating],
+    every: int,
     gs: npt.NDArray[np.floating],
     gv: npt.NDArray[np.floating],
-    inv_tau: float,
+    tau: float,
     v_th: float,
     alpha: float,
     gx: npt.NDArray[np.floating],
     gtau_parts: npt.NDArray[np.float64],
     want_tau: bool,
 ) -> None:
+    """BPTT: each chunk of ``every`` steps is recomputed from its checkpoint into a small
+    buffer (the forward arithmetic exactly), then walked backwards step by step.
+    ``gtau_parts[t]`` gets step t's part of d loss / d tau."""
     t_steps, n = x.shape
+    chunks = checkpoints.shape[0]
+    inv_tau = 1.0 / tau
     half_pi_alpha = 0.5 * np.pi * alpha
-    for t in range(t_steps - 1, -1, -1):
-        acc = 0.0
+    h = np.empty((every, n), dtype=x.dtype)
+    v_before = np.empty((every, n), dtype=x.dtype)
+    v = np.empty(n, dtype=x.dtype)
+    for c in range(chunks - 1, -1, -1):
+        t0 = c * every
+        t1 = min(t0 + every, t_steps)
         for i in numba.prange(n):
-            u = h[t, i] - v_th
-            sur = 0.5 * alpha / (1.0 + (half_pi_alpha * u) ** 2)
-            gh = gs[t, i] * sur + gv[i] * (1.0 - v_th * sur)
-            gx[t, i] = gh * inv_tau
-            if want_tau:
-                if t == 0:
-                    v_prev = v0[i]
-                else:
-                    hp = h[t - 1, i]
-                    v_prev = hp - v_th if hp >= v_th else hp
-                acc += gh * (x[t, i] - v_prev)
-            gv[i] = gh * (1.0 - inv_tau)
-        gtau_parts[t] = -acc * inv_tau * inv_tau
+            v[i] = checkpoints[c, i]
+        for t in range(t0, t1):
+            for i in numba.prange(n):
+                v_before[t - t0, i] = v[i]
+                hv = v[i] + (x[t, i] - v[i]) / tau
+                h[t - t0, i] = hv
+                v[i] = hv - v_th if hv >= v_th else hv
+        for t in range(t1 - 1, t0 - 1, -1):
+            acc = 0.0
+            for i in numba.prange(n):
+                u = h[t - t0, i] - v_th
+                sur = 0.5 * alpha / (1.0 + (half_pi_alpha * u) ** 2)
+                gh = gs[t, i] * sur + gv[i] * (1.0 - v_th * sur)
+                gx[t, i] = gh * inv_tau
+                if want_tau:
+                    acc += gh * (x[t, i] - v_before[t - t0, i])
+                gv[i] = gh * (1.0 - inv_tau)
+            gtau_parts[t] = -acc * inv_tau * inv_tau
