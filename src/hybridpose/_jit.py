@@ -27,6 +27,4 @@ def jit(function: F) -> F:
 
 def jit_parallel(function: F) -> F:
     """:func:`jit` with ``numba.prange`` loops run on all cores."""
-    return cast(
-        F, numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)(function)
-    )
+    return cast(F, numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)(function))
