@@ -158,14 +158,15 @@ class _LIFMultiStep(torch.autograd.Function):
             gs = torch.zeros((1, 1), dtype=xf.dtype).expand(t_steps, xf.shape[1])
         else:
             gs = grad_s.to(xf.dtype).reshape(t_steps, -1)
-        owned = not gs.is_contiguous()
-        if owned:
-            # e.g. the expanded gradient of a sum: the compiled loop is twice as fast on a
-            # contiguous copy, and the copy then receives the input gradient in place
-            gs = _empty_like(xf).copy_(gs)
         gv = torch.zeros_like(xf[0]) if grad_v is None else grad_v.reshape(-1).to(xf.dtype).clone()
-        # each gx[t, i] is written right after gs[t, i] is read: they may share memory
-        gx = gs if owned and _use_numba(xf) else _empty_like(xf)
+        # the gradient of a sum (or a mean) is one value per step broadcast over the neurons:
+        # the compiled loop reads it from a (T, 1) column instead of a strided view
+        broadcast = gs.stride(1) == 0
+        if broadcast:
+            gs = gs[:, :1].contiguous()
+        elif not gs.is_contiguous():
+            gs = gs.contiguous()
+        gx = _empty_like(xf)
         inv_tau = 1.0 / float(tau)
         want_tau = ctx.needs_input_grad[2]
         if _use_numba(xf):
@@ -173,8 +174,8 @@ class _LIFMultiStep(torch.autograd.Function):
             cast = xf.numpy().dtype.type
             gtau_parts = np.zeros(t_steps, dtype=np.float64)
             _backward_kernel(
-                xf.numpy(), checkpoints.numpy(), CHECKPOINT_EVERY, gs.numpy(), gv.numpy(),
-                cast(tau), cast(v_th), alpha, gx.numpy(), gtau_parts, want_tau,
+                xf.numpy(), checkpoints.numpy(), CHECKPOINT_EVERY, gs.numpy(), broadcast,
+                gv.numpy(), cast(tau), cast(v_th), alpha, gx.numpy(), gtau_parts, want_tau,
             )  # fmt: skip
             gtau = float(gtau_parts.sum())
         else:
@@ -182,7 +183,7 @@ class _LIFMultiStep(torch.autograd.Function):
             gtau_t = torch.zeros((), dtype=torch.float64, device=xf.device)
             for t in range(t_steps - 1, -1, -1):
                 sur = atan_surrogate_grad(h[t] - v_th, alpha)
-                gh = gs[t] * sur + gv * (1 - v_th * sur)
+                gh = gs[t] * sur + gv * (1 - v_th * sur)  # gs[t] broadcasts from (1,)
                 gx[t] = gh * inv_tau
                 if want_tau:
                     v_prev = v0 if t == 0 else h[t - 1] - v_th * (h[t - 1] >= v_th).to(h.dtype)
@@ -244,6 +245,7 @@ def _backward_kernel(
     checkpoints: npt.NDArray[np.floating],
     every: int,
     gs: npt.NDArray[np.floating],
+    broadcast: bool,
     gv: npt.NDArray[np.floating],
     tau: float,
     v_th: float,
@@ -254,13 +256,14 @@ def _backward_kernel(
 ) -> None:
     """BPTT: each chunk of ``every`` steps is recomputed from its checkpoint into a small
     buffer (the forward arithmetic exactly), then walked backwards step by step.
-    ``gtau_parts[t]`` gets step t's part of d loss / d tau."""
+    ``gs`` is (T, N), or (T, 1) with ``broadcast``. ``gtau_parts[t]`` gets step t's part of
+    d loss / d tau."""
     t_steps, n = x.shape
     chunks = checkpoints.shape[0]
     inv_tau = 1.0 / tau
     half_pi_alpha = 0.5 * np.pi * alpha
     h = np.empty((every, n), dtype=x.dtype)
-    v_before = np.empty((every, n), dtype=x.dtype)
+    v_before = np.empty((every if want_tau else 1, n if want_tau else 1), dtype=x.dtype)
     v = np.empty(n, dtype=x.dtype)
     for c in range(chunks - 1, -1, -1):
         t0 = c * every
@@ -269,7 +272,8 @@ def _backward_kernel(
             v[i] = checkpoints[c, i]
         for t in range(t0, t1):
             for i in numba.prange(n):
-                v_before[t - t0, i] = v[i]
+                if want_tau:
+                    v_before[t - t0, i] = v[i]
                 hv = v[i] + (x[t, i] - v[i]) / tau
                 h[t - t0, i] = hv
                 v[i] = hv - v_th if hv >= v_th else hv
@@ -278,7 +282,8 @@ def _backward_kernel(
             for i in numba.prange(n):
                 u = h[t - t0, i] - v_th
                 sur = 0.5 * alpha / (1.0 + (half_pi_alpha * u) ** 2)
-                gh = gs[t, i] * sur + gv[i] * (1.0 - v_th * sur)
+                g_out = gs[t, 0] if broadcast else gs[t, i]
+                gh = g_out * sur + gv[i] * (1.0 - v_th * sur)
                 gx[t, i] = gh * inv_tau
                 if want_tau:
                     acc += gh * (x[t, i] - v_before[t - t0, i])
