@@ -94,3 +94,42 @@ def test_fused_with_a_float_tau_and_only_spikes_used() -> None:
 def test_fused_rejects_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match="x must be"):
         lif_multistep(torch.zeros(4, 3), torch.zeros(2), 2.0)
+
+
+def test_large_buffers_are_recycled_only_after_their_tensors_die() -> None:
+    import gc
+
+    pool = lif_module._BufferPool()
+    shape = (4, 1 << 20)  # 16 MB of float32
+    a = pool.empty(shape, torch.float32)
+    b = pool.empty(shape, torch.float32)
+    assert a.data_ptr() != b.data_ptr()  # both alive: never shared
+    a_ptr = a.data_ptr()
+    view = a[1:]  # a view keeps the buffer alive
+    del a
+    gc.collect()
+    c = pool.empty(shape, torch.float32)
+    assert c.data_ptr() not in (a_ptr, b.data_ptr())
+    del view
+    gc.collect()
+    d = pool.empty(shape, torch.float32)
+    assert d.data_ptr() == a_ptr  # recycled once nothing views it
+    assert pool.empty((3, 1 << 20), torch.float32).data_ptr() != a_ptr  # other sizes: fresh
+
+
+def test_pooled_passes_stay_exact_across_repeated_calls() -> None:
+    # big enough for the pool (>= 16 MB per (T, N) buffer), run twice so the second call
+    # runs on recycled buffers holding the first call's data
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(40, 110_000, generator=g) * 1.5
+    v0 = torch.zeros(110_000)
+    tau = torch.tensor(2.5)
+    x_ref = x.clone().requires_grad_()
+    s_ref, v_ref = _step_loop(x_ref, v0, tau)
+    (grad_ref,) = torch.autograd.grad(s_ref.sum(), x_ref)
+    for _ in range(2):
+        xg = x.clone().requires_grad_()
+        s, v = lif_multistep(xg, v0, 2.5)
+        (grad,) = torch.autograd.grad(s.sum(), xg)
+        assert torch.equal(s, s_ref) and torch.allclose(v, v_ref, atol=1e-6)
+        assert torch.allclose(grad, grad_ref, atol=1e-5) and grad.abs().sum() > 0

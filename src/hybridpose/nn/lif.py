@@ -21,6 +21,8 @@ devices as a few fused torch operations per step.
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from typing import Any
 
 import numba
@@ -196,13 +198,55 @@ class _LIFMultiStep(torch.autograd.Function):
         return gx.reshape(shape), gv.reshape(shape[1:]), grad_tau, None, None
 
 
-def _empty_like(x: Tensor) -> Tensor:
-    """A fresh contiguous buffer like ``x``.
+POOL_MIN_BYTES = 16 << 20
+"""CPU buffers at least this large are recycled through :class:`_BufferPool`."""
 
-    Such (T, N) buffers dominate the fused pass's time on a CPU: faulting in hundreds of MB
-    page by page costs more than the LIF arithmetic written into them (bench/README.md), so
-    the pass allocates only what it must return.
+
+class _BufferPool:
+    """Recycles large CPU buffers of the fused pass once the tensors built on them are freed.
+
+    A fresh (T, N) buffer costs more to fault in page by page than the LIF arithmetic written
+    into it (hundreds of MB, about 0.25 ms per MB here), and glibc returns such buffers to the
+    OS as soon as they are freed, so every training step would pay it again. Buffers handed
+    out here go back to the pool when the last tensor viewing them is garbage-collected and
+    are reused for the next request of the same size (they are always overwritten in full).
+    At most ``max_bytes`` are kept idle.
     """
+
+    def __init__(self, max_bytes: int = 4 << 30) -> None:
+        self.max_bytes = max_bytes
+        self._idle: dict[int, list[npt.NDArray[np.uint8]]] = {}
+        self._idle_bytes = 0
+        self._lock = threading.Lock()
+
+    def empty(self, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+        nbytes = int(np.prod(shape)) * np_dtype.itemsize
+        with self._lock:
+            idle = self._idle.get(nbytes)
+            raw = idle.pop() if idle else None
+            if raw is not None:
+                self._idle_bytes -= nbytes
+        if raw is None:
+            raw = np.empty(nbytes, dtype=np.uint8)
+        view = raw.view(np_dtype).reshape(shape)
+        weakref.finalize(view, self._release, raw)
+        return torch.from_numpy(view)
+
+    def _release(self, raw: npt.NDArray[np.uint8]) -> None:
+        with self._lock:
+            if self._idle_bytes + raw.nbytes <= self.max_bytes:
+                self._idle.setdefault(raw.nbytes, []).append(raw)
+                self._idle_bytes += raw.nbytes
+
+
+_POOL = _BufferPool()
+
+
+def _empty_like(x: Tensor) -> Tensor:
+    """A fresh contiguous buffer like ``x`` (recycled through the pool when large)."""
+    if x.device.type == "cpu" and x.numel() * x.element_size() >= POOL_MIN_BYTES:
+        return _POOL.empty(tuple(x.shape), x.dtype)
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
