@@ -14,8 +14,9 @@ sharpness. The reset term carries gradient too (it is not detached).
 ``(T, ...)`` in one autograd node with a hand-written backward pass (backpropagation through
 time): it stores only ``h`` and builds no graph per step, so it is much faster than the step
 loop and gives the same outputs and gradients (tests check both within 1e-5). On the CPU both
-passes run as one compiled loop per time step over all neurons (numba, both cores); on other
-devices as a few fused torch operations per step.
+passes run as compiled loops over all neurons per time step (numba, all cores), keep only a copy
+of ``v`` every few steps (the backward pass recomputes ``h`` from it, bitwise the same) and
+recycle their large buffers; on other devices they run as a few torch operations per step.
 """
 
 from __future__ import annotations
