@@ -216,8 +216,10 @@ class SNN(nn.Module):
         decay = self.config.readout_decay
         outs = []
         out = previous
-        for t in range(delta.shape[0]):
-            out = decay * out + delta[t]
+        # unbind, not delta[t]: indexing a tensor that requires grad in a loop makes the
+        # backward pass quadratic in T (each index's gradient is a full-size zero tensor)
+        for delta_t in delta.unbind(0):
+            out = decay * out + delta_t
             outs.append(out)
         return torch.stack(outs), out
 
