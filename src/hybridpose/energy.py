@@ -49,9 +49,10 @@ any data (shapes only, on PyTorch's ``meta`` device): the engine of ``hybridpose
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from types import TracebackType
 from typing import Any, Literal, NamedTuple
 
@@ -252,16 +253,8 @@ class Target:
             raise ValueError(f"kind must be 'dense' or 'synaptic', got {self.kind!r}")
 
 
-@dataclass
-class _Accumulator:
-    calls: int = 0
-    macs: int = 0
-    synops: int = 0
-    membrane_updates: int = 0
-    dense_macs: int = 0
-    input_elements: int = 0
-    input_nonzero: int = 0
-    input_abs_sum: float = 0.0
+_COUNT_FIELDS = tuple(f.name for f in dataclasses.fields(LayerCount) if f.default is not MISSING)
+"""The counters of a :class:`LayerCount` (every field but ``name`` and ``kind``)."""
 
 
 class OperationCounter:
@@ -284,7 +277,9 @@ class OperationCounter:
                 raise ValueError(f"layer {name!r} is listed twice")
             seen.add(id(target.module))
         self._targets = dict(targets)
-        self._acc = {name: _Accumulator() for name in self._targets}
+        self._acc: dict[str, dict[str, Any]] = {
+            name: {field: 0 for field in _COUNT_FIELDS} for name in self._targets
+        }
         self._handles: list[RemovableHandle] = []
 
     def __enter__(self) -> OperationCounter:
@@ -315,18 +310,18 @@ class OperationCounter:
                 dense = dense_macs(module, output.shape)
                 if target.kind == "synaptic":
                     try:
-                        acc.synops += synaptic_operations(module, x)
+                        acc["synops"] += synaptic_operations(module, x)
                     except ValueError as err:
                         raise ValueError(f"layer {name!r}: {err}") from None
                 else:
-                    acc.macs += dense
+                    acc["macs"] += dense
                 if target.neuron:
-                    acc.membrane_updates += output.numel()
-                acc.calls += 1
-                acc.dense_macs += dense
-                acc.input_elements += x.numel()
-                acc.input_nonzero += int(torch.count_nonzero(x).item())
-                acc.input_abs_sum += float(x.detach().abs().sum(dtype=torch.float64).item())
+                    acc["membrane_updates"] += output.numel()
+                acc["calls"] += 1
+                acc["dense_macs"] += dense
+                acc["input_elements"] += x.numel()
+                acc["input_nonzero"] += int(torch.count_nonzero(x).item())
+                acc["input_abs_sum"] += float(x.detach().abs().sum(dtype=torch.float64).item())
 
         return hook
 
@@ -334,7 +329,7 @@ class OperationCounter:
     def layers(self) -> tuple[LayerCount, ...]:
         """One record per target, in the order given."""
         return tuple(
-            LayerCount(name=name, kind=self._targets[name].kind, **vars(acc))
+            LayerCount(name=name, kind=self._targets[name].kind, **acc)
             for name, acc in self._acc.items()
         )
 

@@ -68,6 +68,8 @@ _LAYOUT: tuple[tuple[str, BodyPart, int, str, str, str], ...] = (
 )
 
 CAPSULE_NAMES: tuple[str, ...] = tuple(row[0] for row in _LAYOUT)
+CAPSULE_PARTS: tuple[BodyPart, ...] = tuple(row[1] for row in _LAYOUT)
+"""The :class:`BodyPart` of each capsule, in :func:`body_capsules` order."""
 """The capsules in the order :func:`body_capsules` returns them (19)."""
 
 
@@ -143,6 +145,6 @@ def body_capsules(body: BodyShape, frames: SkeletonFrames) -> Capsules:
         a=a,
         b=b,
         radius=np.array([getattr(body, row[5]) for row in _LAYOUT], dtype=np.float64),
-        part=np.array([int(row[1]) for row in _LAYOUT], dtype=np.int64),
+        part=np.array(CAPSULE_PARTS, dtype=np.int64),
         side=np.array([row[2] for row in _LAYOUT], dtype=np.int64),
     )

@@ -53,7 +53,7 @@ from hybridpose.io.recording import (
     remove_stale_temp_files,
 )
 from hybridpose.parallel import map_in_processes
-from hybridpose.synth.body import body_capsules
+from hybridpose.synth.body import CAPSULE_PARTS, body_capsules
 from hybridpose.synth.esim import (
     EsimConfig,
     esim_advance,
@@ -204,8 +204,7 @@ def make_subject(config: SimulationConfig, number: int) -> Subject:
     """The subject ``number`` of the dataset ``config.seed`` (the same in every recording)."""
     rng = _rng(config, _SUBJECT, number)
     body = sample_body(rng)
-    rest = body_capsules(body, perform(1, body, _rng(config, _SUBJECT, number, 0)).frames([0.0]))
-    return Subject(number, body, sample_clothing(rest.part, rng))
+    return Subject(number, body, sample_clothing(CAPSULE_PARTS, rng))
 
 
 def make_views(config: SimulationConfig) -> list[View]:
