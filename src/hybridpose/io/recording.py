@@ -297,19 +297,19 @@ class RecordingWriter:
         chunk_events: int,
     ) -> None:
         f = self._file
-        f.attrs["format"] = FORMAT_NAME
+        _set_text(f.attrs, "format", FORMAT_NAME)
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["sensor_width"] = self.sensor_size[0]
         f.attrs["sensor_height"] = self.sensor_size[1]
-        f.attrs["source"] = meta.source
+        _set_text(f.attrs, "source", meta.source)
         for key in ("subject", "session", "movement"):
             value = getattr(meta, key)
             f.attrs[key] = -1 if value is None else int(value)
-        f.attrs["extra_json"] = extra_json
+        _set_text(f.attrs, "extra_json", extra_json)
         f.attrs["num_cameras"] = len(cameras)
         for i, cam in enumerate(cameras):
             g = f.create_group(f"cameras/{i}")
-            g.attrs["name"] = cam.name
+            _set_text(g.attrs, "name", cam.name)
             # checksummed like the events: a flipped bit must not silently move a camera
             g.create_dataset("P", data=cam.P, fletcher32=True)
             g.create_dataset("center", data=cam.center, fletcher32=True)
@@ -388,9 +388,9 @@ class RecordingWriter:
     def update_extra(self, extra: dict[str, Any]) -> None:
         """Add or replace keys of the metadata's ``extra`` (e.g. statistics known at the end)."""
         self._check_open()
-        merged = {**json.loads(str(self._file.attrs["extra_json"])), **extra}
+        merged = {**json.loads(_text(self._file.attrs["extra_json"])), **extra}
         try:
-            self._file.attrs["extra_json"] = json.dumps(merged, sort_keys=True)
+            _set_text(self._file.attrs, "extra_json", json.dumps(merged, sort_keys=True))
         except (TypeError, ValueError) as err:
             raise RecordingError(
                 f"{self.path}: metadata 'extra' is not JSON-serialisable ({first_line(err)})"
@@ -505,7 +505,7 @@ class Recording:
         try:
             fmt = f.attrs.get("format")
             if isinstance(fmt, bytes):
-                fmt = fmt.decode()
+                fmt = fmt.decode(errors="replace")
             if fmt != FORMAT_NAME:
                 raise RecordingError(f"{self.name}: not a hybridpose recording (format={fmt!r})")
             version = int(f.attrs["format_version"])
@@ -520,9 +520,9 @@ class Recording:
             self.sensor_size = (int(f.attrs["sensor_width"]), int(f.attrs["sensor_height"]))
             if min(self.sensor_size) < 1:
                 raise RecordingError(f"{self.name}: invalid sensor size {self.sensor_size}")
-            extra = json.loads(str(f.attrs.get("extra_json", "{}")))
+            extra = json.loads(_text(f.attrs.get("extra_json", "{}")))
             self.meta = RecordingMeta(
-                source=str(f.attrs["source"]),
+                source=_text(f.attrs["source"]),
                 subject=_opt_int(f.attrs.get("subject", -1)),
                 session=_opt_int(f.attrs.get("session", -1)),
                 movement=_opt_int(f.attrs.get("movement", -1)),
@@ -567,7 +567,7 @@ class Recording:
             calibration = CameraCalibration(
                 P=np.asarray(self._dataset(f"{prefix}/P")[()]),
                 center=np.asarray(self._dataset(f"{prefix}/center")[()]),
-                name=str(self._file[prefix].attrs["name"]),
+                name=_text(self._file[prefix].attrs["name"]),
             )
         except RecordingError as err:
             raise RecordingError(f"{self.name}: {err}") from None
@@ -693,6 +693,27 @@ class Recording:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _set_text(attrs: h5py.AttributeManager, key: str, value: str) -> None:
+    """Store text as a fixed-length UTF-8 string attribute.
+
+    Fixed-length strings live in the object header, which the 1.10 format checksums; h5py's
+    default variable-length strings live in a global heap that carries no checksum, where the
+    fuzz tests found a flipped bit silently changing a camera's name.
+    """
+    data = value.encode("utf-8")
+    attrs.create(key, np.frombuffer(data, dtype=f"S{max(len(data), 1)}")[0] if data else b"")
+
+
+def _text(value: Any) -> str:
+    """An attribute written by :func:`_set_text` (or, in older files, a str) as text."""
+    if isinstance(value, bytes | np.bytes_):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise OSError("a text attribute is not valid UTF-8") from None
+    return str(value)
 
 
 def _opt_int(value: Any) -> int | None:
