@@ -248,3 +248,13 @@ def test_model_info_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert "state heads" in text and "enc.conv" in text and "total" in text
     with pytest.raises(SystemExit):
         main(["model-info", "--preset", "gpu"])
+
+
+def test_nearest_upsampling_equals_interpolate() -> None:
+    import torch.nn.functional as F
+
+    from hybridpose.nn.snn import _up
+
+    x = torch.randn(3, 2, 4, 5, 7)
+    expected = F.interpolate(x.flatten(0, 1), scale_factor=2, mode="nearest")
+    assert torch.equal(_up(x).flatten(0, 1), expected)

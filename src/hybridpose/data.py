@@ -28,7 +28,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 
 from hybridpose.errors import HybridPoseError
 from hybridpose.geometry import project
-from hybridpose.io.recording import Labels, Recording
+from hybridpose.io.recording import Labels, Recording, read_meta
 from hybridpose.metrics import joint_mask_2d
 from hybridpose.representations import (
     Crop,
@@ -52,14 +52,17 @@ BoolArray = npt.NDArray[np.bool_]
 Item = dict[str, torch.Tensor]
 T = TypeVar("T")
 
-TIME_FIRST_KEYS = ("bins", "joints3d", "joints2d", "heatmaps", "valid")
+TIME_FIRST_KEYS = ("bins", "joints3d", "joints2d", "heatmaps", "valid", "label_t_us")
 """Keys that :func:`collate_windows` stacks time-first, ``(T, B, ...)``."""
 
-BATCH_FIRST_KEYS = ("frame", "camera", "t0_us")
+BATCH_FIRST_KEYS = ("frame", "next_frame", "camera", "t0_us")
 """Keys that :func:`collate_windows` stacks batch-first, ``(B, ...)``."""
 
-_MAX_OPEN = 8
-"""Recordings a :class:`WindowDataset` keeps open per process."""
+_MAX_OPEN = 16
+"""Recordings a :class:`WindowDataset` keeps open per process (about 1 MB each)."""
+
+LabelsAt = Literal["bins", "start"]
+"""Where a window's labels are: at each SNN bin's end, or once at ``t0`` (the ANN's target)."""
 
 
 class DataError(HybridPoseError, ValueError):
@@ -350,7 +353,82 @@ def shuffled(windows: Sequence[T], seed: int, epoch: int) -> list[T]:
     return [windows[int(i)] for i in order]
 
 
+def shuffled_by_file(
+    windows: Sequence[WindowIndex], seed: int, epoch: int, files_per_group: int = 16
+) -> list[WindowIndex]:
+    """A deterministic permutation of ``windows`` that visits a few files at a time.
+
+    The files are shuffled and cut into groups of ``files_per_group``; the windows of each
+    group are shuffled among themselves and the groups follow each other. A reader that keeps
+    ``files_per_group`` recordings open (:class:`WindowDataset` keeps ``_MAX_OPEN``) then opens
+    each file once per epoch instead of at nearly every window, while a batch still mixes
+    windows of many recordings, subjects and movements. One global shuffle is
+    :func:`shuffled`.
+    """
+    if files_per_group < 1:
+        raise DataError(f"files_per_group must be >= 1, got {files_per_group}")
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch) & 0xFFFFFFFF, 1])
+    by_file: dict[str, list[WindowIndex]] = {}
+    for win in windows:
+        by_file.setdefault(win.path, []).append(win)
+    files = [list(by_file)[int(i)] for i in rng.permutation(len(by_file))]
+    out: list[WindowIndex] = []
+    for g in range(0, len(files), files_per_group):
+        group = [w for f in files[g : g + files_per_group] for w in by_file[f]]
+        out.extend(group[int(i)] for i in rng.permutation(len(group)))
+    return out
+
+
+def split_by_subject(paths: Sequence[str | os.PathLike[str]], subjects: Sequence[int]) -> list[str]:
+    """The recordings whose subject (file metadata) is one of ``subjects``, in input order.
+
+    Raises:
+        DataError: if a file does not record its subject.
+    """
+    wanted = {int(s) for s in subjects}
+    out: list[str] = []
+    for p in paths:
+        subject = read_meta(p).subject
+        if subject is None:
+            raise DataError(f"{p}: the recording does not say which subject it shows")
+        if subject in wanted:
+            out.append(str(p))
+    return out
+
+
 # ----------------------------------------------------------------------------- dataset
+
+
+def ann_frame(rec: Recording, camera: int, t_us: int, config: WindowConfig) -> Float32Array:
+    """The ANN input at ``t_us``: a stacked histogram of the last ``ann_events`` events of
+    ``camera`` with ``t < t_us`` (fewer near the start of the recording), cropped and
+    downsampled as ``config`` says.
+
+    Shape:
+        -> (2 * ann_bins, H, W) float32
+    """
+    before = rec.events_before(camera, int(t_us), config.ann_events)
+    frame: Float32Array = stacked_histogram(
+        before, rec.sensor_size, config.ann_bins, crop=config.crop, downsample=config.downsample
+    ).astype(np.float32, copy=False)
+    return frame
+
+
+def snn_bins(
+    rec: Recording, camera: int, edges: npt.ArrayLike, config: WindowConfig
+) -> Float32Array:
+    """The SNN input: per bin ``[edges[k], edges[k + 1])`` of ``camera``, the two-polarity
+    event counts, cropped and downsampled as ``config`` says.
+
+    Shape:
+        edges (T + 1,) -> (T, 2, H, W) float32
+    """
+    e = np.asarray(edges, dtype=np.int64)
+    during = rec.events(camera, int(e[0]), int(e[-1]))
+    bins: Float32Array = binned_histograms(
+        during, rec.sensor_size, e, crop=config.crop, downsample=config.downsample
+    ).astype(np.float32, copy=False)
+    return bins
 
 
 @dataclass(frozen=True, eq=False)
@@ -366,6 +444,11 @@ class WindowDataset(Dataset[Item]):
         paths: recording files.
         config: how windows are cut.
         windows: precomputed :func:`index_windows` result (computed from ``paths`` if None).
+        labels_at: ``"bins"`` (the default): labels at each SNN bin's end, ``steps`` of them;
+            ``"start"``: one label at ``t0``, where the ANN frame ends (the ANN's own target).
+        with_bins: include the SNN bins (``bins``); the ANN stage does without.
+        with_next_frame: include ``next_frame``, the ANN frame at the window's end
+            (``t0 + steps * bin_us``), which the hybrid's state-consistency loss needs.
 
     Recordings are opened lazily in the process that reads them, and at most a few stay open
     (the cache is dropped on pickling and after a fork), so the dataset is safe with
@@ -377,9 +460,18 @@ class WindowDataset(Dataset[Item]):
         paths: Sequence[str | os.PathLike[str]],
         config: WindowConfig,
         windows: Sequence[WindowIndex] | None = None,
+        *,
+        labels_at: LabelsAt = "bins",
+        with_bins: bool = True,
+        with_next_frame: bool = False,
     ) -> None:
+        if labels_at not in ("bins", "start"):
+            raise DataError(f"labels_at must be 'bins' or 'start', got {labels_at!r}")
         self.paths = [str(p) for p in paths]
         self.config = config
+        self.labels_at: LabelsAt = labels_at
+        self.with_bins = with_bins
+        self.with_next_frame = with_next_frame
         self.windows: list[WindowIndex] = (
             list(windows) if windows is not None else index_windows(self.paths, config)
         )
@@ -422,49 +514,50 @@ class WindowDataset(Dataset[Item]):
         """The window ``index`` as tensors.
 
         Returns:
-            ``frame`` (2 * ann_bins, H, W) float32, ``bins`` (steps, 2, H, W) float32,
-            ``joints3d`` (steps, J, 3) float32 mm at each bin end, ``joints2d`` (steps, J, 2)
-            float32 model-input pixels (NaN where the projection is undefined; joints off the
-            image keep their coordinates), ``heatmaps`` (steps, J, H, W) float32, ``valid``
-            (steps, J) bool (finite and inside the model image), ``camera`` and ``t0_us``
-            0-d int64. ``(W, H)`` is :func:`hybridpose.representations.frame_size`.
+            ``frame`` (2 * ann_bins, H, W) float32; ``bins`` (steps, 2, H, W) float32 (with
+            ``with_bins``); ``next_frame`` like ``frame`` (with ``with_next_frame``); labels at
+            ``L`` times (``L = steps`` at the bin ends, or ``L = 1`` at ``t0``, by
+            ``labels_at``): ``label_t_us`` (L,) int64, ``joints3d`` (L, J, 3) float32 mm,
+            ``joints2d`` (L, J, 2) float32 model-input pixels (NaN where the projection is
+            undefined; joints off the image keep their coordinates), ``heatmaps`` (L, J, H, W)
+            float32, ``valid`` (L, J) bool (finite and inside the model image); ``camera`` and
+            ``t0_us`` 0-d int64. ``(W, H)`` is :func:`hybridpose.representations.frame_size`.
         """
         win = self.windows[index]
         cfg = self.config
         entry = self._recording(win.path)
         rec = entry.recording
-        sensor = rec.sensor_size
-        width, height = frame_size(sensor, cfg.crop, cfg.downsample)
-        before = rec.events_before(win.camera, win.t0_us, cfg.ann_events)
-        frame = stacked_histogram(
-            before, sensor, cfg.ann_bins, crop=cfg.crop, downsample=cfg.downsample
-        )
+        width, height = frame_size(rec.sensor_size, cfg.crop, cfg.downsample)
         edges = cfg.bin_edges(win.t0_us)
-        during = rec.events(win.camera, int(edges[0]), int(edges[-1]))
-        bins = binned_histograms(during, sensor, edges, crop=cfg.crop, downsample=cfg.downsample)
-        joints3d = interpolate_joints(entry.labels.t_us, entry.labels.joints_mm, edges[1:])
+        times = edges[1:] if self.labels_at == "bins" else edges[:1]
+        joints3d = interpolate_joints(entry.labels.t_us, entry.labels.joints_mm, times)
         uv = project(rec.cameras[win.camera].calibration.P, joints3d)
         joints2d = to_model_pixels(uv, cfg.crop, cfg.downsample)
         valid = joint_mask_2d(joints2d, (width, height), rule="image")
         heatmaps = gaussian_heatmaps(joints2d, (height, width), cfg.sigma_px)
-        return {
-            "frame": torch.from_numpy(frame),
-            "bins": torch.from_numpy(bins),
-            "joints3d": torch.from_numpy(joints3d.astype(np.float32)),
-            "joints2d": torch.from_numpy(joints2d.astype(np.float32)),
-            "heatmaps": torch.from_numpy(heatmaps),
-            "valid": torch.from_numpy(valid),
-            "camera": torch.tensor(win.camera, dtype=torch.int64),
-            "t0_us": torch.tensor(win.t0_us, dtype=torch.int64),
-        }
+        item: Item = {"frame": torch.from_numpy(ann_frame(rec, win.camera, win.t0_us, cfg))}
+        if self.with_bins:
+            item["bins"] = torch.from_numpy(snn_bins(rec, win.camera, edges, cfg))
+        if self.with_next_frame:
+            item["next_frame"] = torch.from_numpy(ann_frame(rec, win.camera, int(edges[-1]), cfg))
+        item.update(
+            label_t_us=torch.from_numpy(times.astype(np.int64)),
+            joints3d=torch.from_numpy(joints3d.astype(np.float32)),
+            joints2d=torch.from_numpy(joints2d.astype(np.float32)),
+            heatmaps=torch.from_numpy(heatmaps),
+            valid=torch.from_numpy(valid),
+            camera=torch.tensor(win.camera, dtype=torch.int64),
+            t0_us=torch.tensor(win.t0_us, dtype=torch.int64),
+        )
+        return item
 
 
 def collate_windows(items: Sequence[Mapping[str, torch.Tensor]]) -> Item:
     """Stack :class:`WindowDataset` items into a batch.
 
-    ``bins``, ``joints3d``, ``joints2d``, ``heatmaps`` and ``valid`` become time-first
-    ``(T, B, ...)`` (DESIGN.md); ``frame`` is ``(B, C, H, W)``; ``camera`` and ``t0_us`` are
-    ``(B,)``. Other keys are stacked batch-first.
+    The keys of :data:`TIME_FIRST_KEYS` become time-first ``(T, B, ...)`` (DESIGN.md);
+    ``frame`` and ``next_frame`` are ``(B, C, H, W)``; ``camera`` and ``t0_us`` are ``(B,)``.
+    Other keys are stacked batch-first.
     """
     if not items:
         raise DataError("collate_windows needs at least one item")
@@ -482,11 +575,15 @@ __all__ = [
     "WindowConfig",
     "WindowDataset",
     "WindowIndex",
+    "ann_frame",
     "collate_windows",
     "gaussian_heatmaps",
     "index_windows",
     "interpolate_joints",
     "shuffled",
+    "shuffled_by_file",
+    "snn_bins",
+    "split_by_subject",
     "to_model_pixels",
     "to_sensor_pixels",
 ]

@@ -379,6 +379,55 @@ def snn_targets(snn: SNN) -> dict[str, Target]:
     }
 
 
+class SpikeRecorder:
+    """Counts the spikes of every spiking layer of ``snn`` while in a ``with`` block.
+
+    :attr:`firing_rate` is the mean number of spikes per neuron and time step over all spiking
+    layers together (spikes / neuron-steps); :meth:`layer_rates` gives it per layer.
+    """
+
+    def __init__(self, snn: SNN) -> None:
+        self._layers = snn.spiking_layers()
+        self.spikes = dict.fromkeys(self._layers, 0.0)
+        self.neuron_steps = dict.fromkeys(self._layers, 0)
+        self._handles: list[RemovableHandle] = []
+
+    def __enter__(self) -> SpikeRecorder:
+        for name, layer in self._layers.items():
+            self._handles.append(layer.register_forward_hook(self._hook(name)))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(self, name: str) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            spikes = output[0]
+            self.spikes[name] += float(spikes.detach().sum(dtype=torch.float64))
+            self.neuron_steps[name] += spikes.numel()
+
+        return hook
+
+    def layer_rates(self) -> dict[str, float]:
+        """Spikes per neuron and step, per layer (0 where nothing ran)."""
+        return {
+            k: self.spikes[k] / self.neuron_steps[k] if self.neuron_steps[k] else 0.0
+            for k in self._layers
+        }
+
+    @property
+    def firing_rate(self) -> float:
+        total = sum(self.neuron_steps.values())
+        return sum(self.spikes.values()) / total if total else 0.0
+
+
 class AnnCounts(NamedTuple):
     """The ANN's counts and, separately, its state heads' (both per frame of the batch)."""
 

@@ -7,7 +7,6 @@ display is needed and the importing program's backend is left alone.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy.typing as npt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from hybridpose.atomic import atomic_write
 from hybridpose.errors import HybridPoseError
 from hybridpose.events import Events
 from hybridpose.geometry import project
@@ -113,13 +113,5 @@ def save_figure(fig: Figure, out: str | os.PathLike[str], dpi: int = 110) -> Non
     The format follows the file name's suffix (png, pdf, svg...).
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    temp = Path(name)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            fig.savefig(f, dpi=dpi, format=out.suffix.lstrip(".") or "png")
-        temp.replace(out)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with atomic_write(out) as f:
+        fig.savefig(f, dpi=dpi, format=out.suffix.lstrip(".") or "png")

@@ -35,6 +35,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
+from hybridpose.atomic import umask
 from hybridpose.errors import HybridPoseError, first_line
 from hybridpose.events import (
     EVENT_DTYPE,
@@ -141,20 +142,8 @@ def _make_temp(path: Path) -> Path:
     # mkstemp makes the file private (0600); the finished file gets the usual permissions
     # (0666 less the umask), like any file the user creates
     temp = Path(name)
-    temp.chmod(0o666 & ~_umask())
+    temp.chmod(0o666 & ~umask())
     return temp
-
-
-def _umask() -> int:
-    """The process's umask (read where the OS exposes it without changing it)."""
-    try:
-        with Path("/proc/self/status").open() as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    return 0o022
 
 
 def _pid_alive(pid: int) -> bool:
@@ -520,14 +509,7 @@ class Recording:
             self.sensor_size = (int(f.attrs["sensor_width"]), int(f.attrs["sensor_height"]))
             if min(self.sensor_size) < 1:
                 raise RecordingError(f"{self.name}: invalid sensor size {self.sensor_size}")
-            extra = json.loads(_text(f.attrs.get("extra_json", "{}")))
-            self.meta = RecordingMeta(
-                source=_text(f.attrs["source"]),
-                subject=_opt_int(f.attrs.get("subject", -1)),
-                session=_opt_int(f.attrs.get("session", -1)),
-                movement=_opt_int(f.attrs.get("movement", -1)),
-                extra=extra if isinstance(extra, dict) else {},
-            )
+            self.meta = _meta(f.attrs)
             num_cameras = int(f.attrs["num_cameras"])
             groups = f["cameras"]
             if not isinstance(groups, h5py.Group) or num_cameras != len(groups):
@@ -693,6 +675,42 @@ class Recording:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _meta(attrs: h5py.AttributeManager) -> RecordingMeta:
+    extra = json.loads(_text(attrs.get("extra_json", "{}")))
+    return RecordingMeta(
+        source=_text(attrs["source"]),
+        subject=_opt_int(attrs.get("subject", -1)),
+        session=_opt_int(attrs.get("session", -1)),
+        movement=_opt_int(attrs.get("movement", -1)),
+        extra=extra if isinstance(extra, dict) else {},
+    )
+
+
+def read_meta(path: str | os.PathLike[str]) -> RecordingMeta:
+    """A recording's metadata (subject, session, movement...) without opening its cameras:
+    a fraction of a millisecond, where :class:`Recording` reads every camera's header.
+
+    Raises:
+        FileNotFoundError: no such file.
+        RecordingError: not a hybridpose recording, or unreadable metadata.
+    """
+    name = str(path)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{name}: no such file")
+    try:
+        with h5py.File(path, "r") as f:
+            fmt = f.attrs.get("format")
+            if isinstance(fmt, bytes):
+                fmt = fmt.decode(errors="replace")
+            if fmt != FORMAT_NAME:
+                raise RecordingError(f"{name}: not a hybridpose recording (format={fmt!r})")
+            return _meta(f.attrs)
+    except RecordingError:
+        raise
+    except (OSError, KeyError, TypeError, ValueError) as err:
+        raise RecordingError(f"{name}: unreadable metadata ({first_line(err)})") from None
 
 
 def _set_text(attrs: h5py.AttributeManager, key: str, value: str) -> None:

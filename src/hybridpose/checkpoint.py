@@ -1,0 +1,134 @@
+"""Checkpoint files: save atomically, load safely, rebuild the model from the stored config.
+
+A checkpoint is a ``torch.save`` of a plain dict (DESIGN.md "Conventions")::
+
+    format, format_version, hybridpose_version
+    name            "ann", "snn", "hybrid" or an ablation ("hybrid_no_delta", ...)
+    stage           the training stage that wrote it: "ann", "snn" or "hybrid"
+    preset          the recipe it was trained with
+    model_config    ModelConfig.to_dict(): enough to rebuild the networks
+    window_config   how its training windows were cut (the frame's event count, crop...)
+    stage_config    the optimisation settings, seed
+    model           the state dict of the stage's module (ANN, SNN or HybridPose)
+    optimizer       Adam's state dict (None in a shipped, weights-only checkpoint)
+    epoch, batch, step, complete   where training stands (batch: done in the current epoch)
+    metrics         the last epoch's training metrics
+
+It holds only tensors, numbers, strings, lists and dicts, so it loads with
+``torch.load(weights_only=True)``: a checkpoint file cannot run code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hybridpose import __version__
+from hybridpose.atomic import atomic_write
+from hybridpose.errors import HybridPoseError, first_line
+from hybridpose.nn.ann import ANN
+from hybridpose.nn.hybrid import HybridPose
+from hybridpose.nn.presets import ModelConfig
+from hybridpose.nn.snn import SNN
+
+FORMAT_NAME = "hybridpose-checkpoint"
+FORMAT_VERSION = 1
+
+Model = ANN | SNN | HybridPose
+
+
+class CheckpointError(HybridPoseError, ValueError):
+    """A checkpoint file is missing, unreadable or not a hybridpose checkpoint."""
+
+
+def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
+    """Write ``payload`` (plus the format fields) to ``path`` atomically."""
+    full = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **payload}
+    full.setdefault("hybridpose_version", __version__)
+    with atomic_write(path) as f:
+        torch.save(full, f)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` and check its format.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: not a loadable hybridpose checkpoint (the message names the file).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such checkpoint file")
+    try:
+        data = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types on damaged or foreign files
+        raise CheckpointError(f"{p}: not a loadable checkpoint ({first_line(err)})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{p}: not a hybridpose checkpoint")
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{p}: checkpoint format version {version!r} is newer than this hybridpose reads "
+            f"({FORMAT_VERSION}); upgrade hybridpose"
+        )
+    for key in ("stage", "model_config", "model"):
+        if key not in data:
+            raise CheckpointError(f"{p}: checkpoint lacks {key!r}")
+    return data
+
+
+def build_model(stage: str, config: ModelConfig) -> Model:
+    """The module a stage trains: the ANN, the SNN or the whole hybrid."""
+    if stage == "ann":
+        return config.build_ann()
+    if stage == "snn":
+        return config.build_snn()
+    if stage == "hybrid":
+        return config.build_hybrid()
+    raise CheckpointError(f"unknown stage {stage!r}")
+
+
+def load_model(path: str | os.PathLike[str]) -> tuple[Model, dict[str, Any]]:
+    """The model stored in a checkpoint, rebuilt from its own config, in eval mode.
+
+    Returns:
+        the model (:class:`ANN`, :class:`SNN` or :class:`HybridPose`) and the checkpoint dict.
+    """
+    data = load_checkpoint(path)
+    try:
+        config = ModelConfig.from_dict(data["model_config"])
+        model = build_model(str(data["stage"]), config)
+        model.load_state_dict(data["model"])
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(
+            f"{path}: the stored weights do not fit the stored config ({first_line(err)})"
+        ) from None
+    model.eval()
+    return model, data
+
+
+def weights_only(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a checkpoint without the optimizer state (for shipping: a third the size)."""
+    out = dict(data)
+    out["optimizer"] = None
+    return out
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+__all__ = [
+    "CheckpointError",
+    "build_model",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+    "weights_only",
+]

@@ -1,0 +1,704 @@
+"""The evaluation suite: six models side by side on the test subjects (PAPER.md, issue 5).
+
+Models (all at the SNN's output rate, one prediction per bin):
+
+=========================  ================================================================
+``ann_high``               the ANN re-run at every step on the last N events before the step's
+                           end (the most accurate and most expensive baseline)
+``ann_low_held``           the ANN at the window start, its prediction held for the window
+``snn``                    the SNN alone from an empty state, run continuously across windows
+``hybrid``                 the ANN initialises the SNN at each window start
+``hybrid_no_state_init``   the hybrid with its membranes started at zero (delta readout only)
+``hybrid_no_delta``        the hybrid without the delta readout (state initialisation only)
+=========================  ================================================================
+
+The two ablations are their own checkpoints when the directory has them
+(``hybrid_no_state_init.pt``, ``hybrid_no_delta.pt``, trained with ``hybridpose train --stage
+hybrid --no-state-init`` / ``--no-delta``); otherwise they are *derived* from ``hybrid.pt`` by
+switching the option off at evaluation (no retraining), and the report says so.
+
+Evaluation windows: every test recording gives one segment of ``windows_per_recording``
+consecutive windows (all of them when None) on both cameras, starting at a seeded random
+window; ``warmup_windows`` windows before it are run but not scored, so that the continuously
+running SNN has left its empty state. Errors:
+
+* 2D: joints decoded sub-pixel (:func:`hybridpose.heatmaps.decode_heatmaps`) and compared in
+  sensor pixels (model pixels times the downsampling) with the labels' projections; joints
+  outside the model's crop or unlabelled are left out. Reported overall and per step since
+  the window start (the last ANN initialisation).
+* 3D: the two cameras' 2D predictions triangulated (midpoint of the two rays, DHP19's
+  protocol), in mm against the 3D labels; joints valid in both views.
+
+Energy (:mod:`hybridpose.energy`): operations counted on the first segments, at least
+``energy_windows`` windows of real data (camera ``cameras[0]``): dense MACs for the ANN and
+the state heads, synaptic operations and membrane updates for the SNN; power at the output
+rate as in the paper; the SNN's mean firing rate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from hybridpose.atomic import write_text_atomic
+from hybridpose.checkpoint import Model, load_model
+from hybridpose.data import (
+    WindowConfig,
+    ann_frame,
+    index_windows,
+    interpolate_joints,
+    snn_bins,
+    split_by_subject,
+    to_model_pixels,
+    to_sensor_pixels,
+)
+from hybridpose.energy import (
+    EnergyModel,
+    OpCounts,
+    OperationCounter,
+    SpikeRecorder,
+    ann_targets,
+    snn_targets,
+    state_head_targets,
+)
+from hybridpose.errors import HybridPoseError
+from hybridpose.geometry import project, triangulate_two_views
+from hybridpose.heatmaps import decode_heatmaps
+from hybridpose.io.recording import Recording
+from hybridpose.metrics import joint_mask_2d
+from hybridpose.nn.ann import ANN
+from hybridpose.nn.hybrid import HybridPose
+from hybridpose.nn.presets import ModelConfig
+from hybridpose.nn.snn import SNN
+from hybridpose.recipes import recipe, window_from_dict
+from hybridpose.train import recording_files
+
+MODELS = (
+    "ann_high",
+    "ann_low_held",
+    "snn",
+    "hybrid",
+    "hybrid_no_state_init",
+    "hybrid_no_delta",
+)
+
+PAPER: dict[str, dict[str, Any]] = {
+    # PAPER.md, DHP19 test set, camera 3: 2D MPJPE in px (346x260), first and last step, power
+    "ann_high": {"mpjpe2d_px": 5.03, "first_last": None, "power_w": 3.718},
+    "ann_low_held": {"mpjpe2d_px": 5.84, "first_last": (5.08, 6.73), "power_w": None},
+    "snn": {"mpjpe2d_px": 21.4, "first_last": (45.6, 15.5), "power_w": None},
+    "hybrid": {"mpjpe2d_px": 5.19, "first_last": (5.16, 5.17), "power_w": 0.424},
+    "hybrid_no_state_init": {"mpjpe2d_px": 5.85, "first_last": (5.10, 7.20), "power_w": None},
+    "hybrid_no_delta": {"mpjpe2d_px": 5.46, "first_last": None, "power_w": None},
+}
+PAPER_RATIOS = {
+    "hybrid_over_ann_error": 5.19 / 5.03,
+    "hybrid_over_ann_power": 0.424 / 3.718,
+    "snn_over_hybrid_error": 21.4 / 5.19,
+}
+
+
+class EvaluationError(HybridPoseError, ValueError):
+    """The checkpoints or the data cannot be evaluated together."""
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """One evaluation run (defaults: the checkpoints' recipe)."""
+
+    checkpoints: Path
+    data_dir: Path
+    out_dir: Path
+    windows_per_recording: int | None = None
+    warmup_windows: int = 1
+    energy_windows: int = 16
+    cameras: tuple[int, int] = (2, 3)
+    segments_per_batch: int = 8
+    seed: int = 0
+    max_recordings: int | None = None
+    device: str = "cpu"
+
+
+@dataclass
+class _Models:
+    ann: ANN
+    snn: SNN
+    hybrid: HybridPose
+    no_state_init: HybridPose
+    no_delta: HybridPose
+    derived: dict[str, bool]
+    config: ModelConfig
+    window: WindowConfig
+    preset: str
+
+
+def _load(path: Path, kind: type[Model]) -> tuple[Any, dict[str, Any]]:
+    model, data = load_model(path)
+    if not isinstance(model, kind):
+        raise EvaluationError(f"{path}: expected a {kind.__name__} checkpoint, got {data['stage']}")
+    return model, data
+
+
+def load_models(directory: Path) -> _Models:
+    """The checkpoints of a training run (``ann.pt``, ``snn.pt``, ``hybrid.pt``, ablations)."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no such checkpoint directory")
+    ann, ann_data = _load(directory / "ann.pt", ANN)
+    snn, _ = _load(directory / "snn.pt", SNN)
+    hybrid, hdata = _load(directory / "hybrid.pt", HybridPose)
+    derived = {}
+    ablations: dict[str, HybridPose] = {}
+    for name, config in (
+        ("hybrid_no_state_init", replace(hybrid.config, state_init=False)),
+        ("hybrid_no_delta", None),
+    ):
+        path = directory / f"{name}.pt"
+        if path.exists():
+            ablations[name], _ = _load(path, HybridPose)
+            derived[name] = False
+            continue
+        derived[name] = True
+        copy, _ = _load(directory / "hybrid.pt", HybridPose)
+        if config is not None:
+            copy.config = config
+        else:
+            copy.snn.config = replace(copy.snn.config, delta_readout=False)
+        ablations[name] = copy
+    config = ModelConfig.from_dict(hdata["model_config"])
+    window = window_from_dict(ann_data["window_config"])
+    if window_from_dict(hdata["window_config"]) != window:
+        raise EvaluationError(f"{directory}: ann.pt and hybrid.pt were trained on other windows")
+    return _Models(
+        ann,
+        snn,
+        hybrid,
+        ablations["hybrid_no_state_init"],
+        ablations["hybrid_no_delta"],
+        derived,
+        config,
+        window,
+        str(hdata.get("preset", "")),
+    )
+
+
+# ------------------------------------------------------------------------------ segments
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Consecutive windows of one recording: ``t0s`` (the first ``warmup`` not scored)."""
+
+    path: str
+    t0s: tuple[int, ...]
+    warmup: int
+
+
+def select_segments(
+    paths: Sequence[str],
+    config: WindowConfig,
+    cameras: tuple[int, int],
+    windows_per_recording: int | None,
+    warmup: int,
+    seed: int,
+) -> list[Segment]:
+    """One segment per recording: consecutive grid windows present on both cameras."""
+    both = replace(config, cameras=cameras)
+    out: list[Segment] = []
+    rng = np.random.default_rng(seed)
+    for path in paths:
+        windows = index_windows([path], both)
+        per_cam: dict[int, set[int]] = {c: set() for c in cameras}
+        for w in windows:
+            per_cam[w.camera].add(w.t0_us)
+        common = sorted(per_cam[cameras[0]] & per_cam[cameras[1]])
+        runs = _consecutive_runs(common, config.stride_us)
+        if not runs:
+            continue
+        longest = max(runs, key=len)
+        want = len(longest) if windows_per_recording is None else windows_per_recording + warmup
+        n = min(want, len(longest))
+        if n <= warmup:
+            continue
+        start = int(rng.integers(0, len(longest) - n + 1))
+        out.append(Segment(path, tuple(longest[start : start + n]), warmup))
+    return out
+
+
+def _consecutive_runs(t0s: Sequence[int], stride: int) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for t in t0s:
+        if runs and t - runs[-1][-1] == stride:
+            runs[-1].append(t)
+        else:
+            runs.append([t])
+    return runs
+
+
+@dataclass
+class _SegmentData:
+    """Inputs and labels of one segment on one camera."""
+
+    frames: Tensor  # (E, C, H, W): ANN frames at every bin edge
+    bins: Tensor  # (W * T, 2, H, W)
+    joints2d: npt.NDArray[np.float64]  # (W * T, J, 2) model pixels
+    valid: npt.NDArray[np.bool_]  # (W * T, J)
+    joints3d: npt.NDArray[np.float64]  # (W * T, J, 3)
+    P: npt.NDArray[np.float64]
+
+
+def _load_segment(
+    rec: Recording, labels: Any, camera: int, seg: Segment, cfg: WindowConfig
+) -> _SegmentData:
+    n_win = len(seg.t0s)
+    edges = seg.t0s[0] + np.arange(n_win * cfg.steps + 1, dtype=np.int64) * cfg.bin_us
+    frames = np.stack([ann_frame(rec, camera, int(t), cfg) for t in edges])
+    bins = snn_bins(rec, camera, edges, cfg)
+    joints3d = interpolate_joints(labels.t_us, labels.joints_mm, edges[1:])
+    P = rec.cameras[camera].calibration.P
+    joints2d = to_model_pixels(project(P, joints3d), cfg.crop, cfg.downsample)
+    h, w = frames.shape[-2:]
+    valid = joint_mask_2d(joints2d, (w, h), rule="image")
+    return _SegmentData(
+        torch.from_numpy(frames), torch.from_numpy(bins), joints2d, valid, joints3d, np.asarray(P)
+    )
+
+
+# ------------------------------------------------------------------------------ running
+
+
+@torch.no_grad()
+def _predict(models: _Models, data: list[_SegmentData], steps: int) -> dict[str, Tensor]:
+    """Heatmap predictions decoded to model pixels, per model: (S, W * T, J, 2)."""
+    s = len(data)
+    frames = torch.stack([d.frames for d in data])  # (S, E, C, H, W)
+    bins = torch.stack([d.bins for d in data])  # (S, W*T, 2, H, W)
+    n_edges = frames.shape[1]
+    n_win = (n_edges - 1) // steps
+    flat = frames.flatten(0, 1)
+    ann_hm = torch.cat([models.ann(flat[i : i + 64])[0] for i in range(0, len(flat), 64)])
+    ann_uv = decode_heatmaps(ann_hm).reshape(s, n_edges, *ann_hm.shape[1:2], 2)
+    out: dict[str, Tensor] = {}
+    out["ann_high"] = ann_uv[:, 1:]
+    starts = ann_uv[:, 0:-1:steps]  # (S, W, J, 2)
+    out["ann_low_held"] = starts.repeat_interleave(steps, dim=1)
+    # the SNN alone, continuously over the whole segment (time-first)
+    x = bins.transpose(0, 1)
+    h, w = x.shape[-2:]
+    hm, _ = models.snn(x, models.snn.zero_state(s, h, w))
+    out["snn"] = decode_heatmaps(hm).transpose(0, 1)
+    # the hybrids: every window from the ANN's state at its start, windows batched
+    start_frames = frames[:, 0:-1:steps].flatten(0, 1)  # (S*W, C, H, W)
+    window_bins = bins.reshape(s, n_win, steps, *bins.shape[2:]).flatten(0, 1).transpose(0, 1)
+    for name, model in (
+        ("hybrid", models.hybrid),
+        ("hybrid_no_state_init", models.no_state_init),
+        ("hybrid_no_delta", models.no_delta),
+    ):
+        _, hm, _ = model(start_frames, window_bins)  # (T, S*W, J, H, W)
+        uv = decode_heatmaps(hm)  # (T, S*W, J, 2)
+        out[name] = uv.transpose(0, 1).reshape(s, n_win * steps, *uv.shape[2:])
+    return out
+
+
+@dataclass
+class _Errors:
+    """Per-step sums of per-pose mean errors (2D) and the 3D errors, per model."""
+
+    steps: int
+
+    def __post_init__(self) -> None:
+        self.sum2d = {m: np.zeros(self.steps) for m in MODELS}
+        self.n2d = {m: np.zeros(self.steps) for m in MODELS}
+        self.sum3d = {m: np.zeros(self.steps) for m in MODELS}
+        self.n3d = {m: np.zeros(self.steps) for m in MODELS}
+
+    def add(
+        self,
+        model: str,
+        per_pose_2d: npt.NDArray[np.float64],
+        per_pose_3d: npt.NDArray[np.float64],
+        step_index: npt.NDArray[np.int64],
+    ) -> None:
+        for values, total, count in (
+            (per_pose_2d, self.sum2d[model], self.n2d[model]),
+            (per_pose_3d, self.sum3d[model], self.n3d[model]),
+        ):
+            ok = np.isfinite(values)
+            np.add.at(total, step_index[ok], values[ok])
+            np.add.at(count, step_index[ok], 1)
+
+
+def _pose_errors(
+    pred: npt.NDArray[np.float64], target: npt.NDArray[np.float64], mask: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.float64]:
+    """Mean error over each pose's masked joints (NaN for a pose without any)."""
+    err = np.linalg.norm(pred - target, axis=-1)
+    err = np.where(mask, err, np.nan)
+    counts = mask.sum(axis=-1)
+    total = np.nansum(err, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, total / np.maximum(counts, 1), np.nan)
+
+
+def _score(
+    errors: _Errors,
+    preds: dict[str, list[Tensor]],
+    data: list[list[_SegmentData]],
+    segments: Sequence[Segment],
+    cfg: WindowConfig,
+) -> None:
+    """Add one batch of segments: ``preds[model][cam]`` (S, W*T, J, 2) model pixels."""
+    steps = cfg.steps
+    for name in MODELS:
+        for s, seg in enumerate(segments):
+            keep = slice(seg.warmup * steps, len(seg.t0s) * steps)
+            step_index = np.arange(len(seg.t0s) * steps)[keep] % steps
+            uv_sensor = []
+            for c in range(2):
+                d = data[c][s]
+                pred = preds[name][c][s].double().numpy()[keep]
+                pred_s = to_sensor_pixels(pred, cfg.crop, cfg.downsample)
+                target_s = to_sensor_pixels(d.joints2d[keep], cfg.crop, cfg.downsample)
+                per_pose = _pose_errors(pred_s, target_s, d.valid[keep])
+                errors.add(name, per_pose, np.full_like(per_pose, np.nan), step_index)
+                uv_sensor.append(pred_s)
+            d0, d1 = data[0][s], data[1][s]
+            xyz = triangulate_two_views(d0.P, d1.P, uv_sensor[0], uv_sensor[1])
+            truth = d0.joints3d[keep]
+            mask3 = d0.valid[keep] & d1.valid[keep] & np.all(np.isfinite(truth), axis=-1)
+            per_pose3 = _pose_errors(xyz, truth, mask3)
+            errors.add(name, np.full_like(per_pose3, np.nan), per_pose3, step_index)
+
+
+# ------------------------------------------------------------------------------ energy
+
+
+@dataclass(frozen=True)
+class _Energy:
+    power_w: dict[str, float]
+    firing_rate: dict[str, float | None]
+    counts: dict[str, dict[str, float]]
+
+
+def _per_inference(counts: OpCounts) -> dict[str, float]:
+    t = counts.totals
+    return {
+        "macs": t.macs / counts.samples,
+        "synops": t.synops / counts.samples,
+        "membrane_updates": t.membrane_updates / counts.samples,
+    }
+
+
+@torch.no_grad()
+def _measure_energy(
+    models: _Models, data: list[_SegmentData], cfg: WindowConfig, energy: EnergyModel
+) -> _Energy:
+    """Operation counts on the given segments (one camera), power at the output rate."""
+    steps = cfg.steps
+    high = 1e6 / cfg.bin_us
+    low = high / steps
+    frames = torch.stack([d.frames[0:-1:steps] for d in data]).flatten(0, 1)
+    bins = torch.stack([d.bins for d in data])  # (S, W*T, ...)
+    s, n_wt = bins.shape[:2]
+    window_bins = bins.reshape(s, n_wt // steps, steps, *bins.shape[2:]).flatten(0, 1)
+    window_bins = window_bins.transpose(0, 1)
+    n_frames = frames.shape[0]
+    with OperationCounter(ann_targets(models.ann)) as ann_c:
+        models.ann(frames)
+    ann_counts = ann_c.counts(n_frames)
+    e_ann = energy.energy_pj(ann_counts).per_inference_pj
+    power: dict[str, float] = {
+        "ann_high": e_ann * 1e-12 * high,
+        "ann_low_held": e_ann * 1e-12 * low,
+    }
+    rates: dict[str, float | None] = {"ann_high": None, "ann_low_held": None}
+    counts = {"ann": _per_inference(ann_counts)}
+    # the SNN alone, continuously from an empty state
+    x = bins.transpose(0, 1)
+    h, w = x.shape[-2:]
+    with OperationCounter(snn_targets(models.snn)) as c, SpikeRecorder(models.snn) as spikes:
+        models.snn(x, models.snn.zero_state(s, h, w))
+    snn_counts = c.counts(s * n_wt)
+    power["snn"] = energy.energy_pj(snn_counts).per_inference_pj * 1e-12 * high
+    rates["snn"] = spikes.firing_rate
+    counts["snn"] = _per_inference(snn_counts)
+    for name, model in (
+        ("hybrid", models.hybrid),
+        ("hybrid_no_state_init", models.no_state_init),
+        ("hybrid_no_delta", models.no_delta),
+    ):
+        with (
+            OperationCounter(ann_targets(model.ann)) as a,
+            OperationCounter(state_head_targets(model.ann)) as heads,
+            OperationCounter(snn_targets(model.snn)) as c,
+            SpikeRecorder(model.snn) as spikes,
+        ):
+            model(frames, window_bins)
+        e_frame = energy.energy_pj(a.counts(n_frames)).per_inference_pj
+        if model.config.state_init:
+            e_frame += energy.energy_pj(heads.counts(n_frames)).per_inference_pj
+        step_counts = c.counts(window_bins.shape[0] * window_bins.shape[1])
+        e_step = energy.energy_pj(step_counts).per_inference_pj
+        power[name] = (e_frame * low + e_step * high) * 1e-12
+        rates[name] = spikes.firing_rate
+        counts[f"{name}_snn_step"] = _per_inference(step_counts)
+    counts["state_heads"] = _per_inference(heads.counts(n_frames))
+    return _Energy(power, rates, counts)
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+def evaluate(spec: EvalSpec, *, progress: bool = True) -> dict[str, Any]:
+    """Evaluate the checkpoints of ``spec.checkpoints`` on the test subjects of
+    ``spec.data_dir``; writes ``report.json``, ``report.md`` and the plots to ``spec.out_dir``
+    and returns the report."""
+    models = load_models(spec.checkpoints)
+    cfg = models.window
+    rec_cfg = recipe(models.preset) if models.preset else None
+    subjects = rec_cfg.test_subjects if rec_cfg is not None else tuple(range(13, 18))
+    files = [str(p) for p in recording_files(spec.data_dir)]
+    test = split_by_subject(files, subjects)
+    if spec.max_recordings is not None:
+        test = test[: spec.max_recordings]
+    if not test:
+        raise EvaluationError(f"{spec.data_dir}: no recordings of the test subjects {subjects}")
+    for path in test[:1]:
+        with Recording(path) as rec:
+            if tuple(rec.sensor_size) != tuple(models.config.sensor_size):
+                raise EvaluationError(
+                    f"{path}: sensor {rec.sensor_size[0]}x{rec.sensor_size[1]}, but the "
+                    f"models expect {models.config.sensor_size[0]}x{models.config.sensor_size[1]}"
+                )
+    segments = select_segments(
+        test, cfg, spec.cameras, spec.windows_per_recording, spec.warmup_windows, spec.seed
+    )
+    if not segments:
+        raise EvaluationError(f"{spec.data_dir}: no test windows on cameras {spec.cameras}")
+    for m in (models.ann, models.snn, models.hybrid, models.no_state_init, models.no_delta):
+        m.to(spec.device).eval()
+    errors = _Errors(cfg.steps)
+    energy_model = EnergyModel()
+    energy: _Energy | None = None
+    energy_windows = 0
+    scored = sum(len(s.t0s) - s.warmup for s in segments)
+    bar = tqdm(total=scored, desc="evaluate", unit="window", disable=not progress)
+    for start in range(0, len(segments), spec.segments_per_batch):
+        group = segments[start : start + spec.segments_per_batch]
+        # segments of one batch must have equal length to be stacked
+        for length in sorted({len(s.t0s) for s in group}):
+            same = [s for s in group if len(s.t0s) == length]
+            data: list[list[_SegmentData]] = [[], []]
+            for seg in same:
+                with Recording(seg.path) as rec:
+                    labels = rec.labels()
+                    for c, cam in enumerate(spec.cameras):
+                        data[c].append(_load_segment(rec, labels, cam, seg, cfg))
+            preds: dict[str, list[Tensor]] = {m: [] for m in MODELS}
+            for c in range(2):
+                for name, value in _predict(models, data[c], cfg.steps).items():
+                    preds[name].append(value)
+            _score(errors, preds, data, same, cfg)
+            if energy is None:
+                k = max(1, math.ceil(spec.energy_windows / length))
+                energy = _measure_energy(models, data[0][:k], cfg, energy_model)
+                energy_windows = k * length
+            bar.update(sum(len(s.t0s) - s.warmup for s in same))
+    bar.close()
+    assert energy is not None
+    report = _report(spec, models, errors, energy, segments, cfg)
+    report["setup"]["energy_windows"] = energy_windows
+    spec.out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(spec.out_dir / "report.json", json.dumps(report, indent=2) + "\n")
+    write_text_atomic(spec.out_dir / "report.md", report_markdown(report))
+    plot_report(report, spec.out_dir)
+    return report
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if not math.isfinite(x) else float(x)
+
+
+def _report(
+    spec: EvalSpec,
+    models: _Models,
+    errors: _Errors,
+    energy: _Energy,
+    segments: Sequence[Segment],
+    cfg: WindowConfig,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in MODELS:
+        n2, n3 = errors.n2d[name], errors.n3d[name]
+        per_step = errors.sum2d[name] / np.maximum(n2, 1)
+        per_step3 = errors.sum3d[name] / np.maximum(n3, 1)
+        out[name] = {
+            "mpjpe2d_px": _nan_to_none(errors.sum2d[name].sum() / max(n2.sum(), 1)),
+            "mpjpe2d_px_per_step": [float(v) for v in per_step],
+            "mpjpe3d_mm": _nan_to_none(errors.sum3d[name].sum() / max(n3.sum(), 1)),
+            "mpjpe3d_mm_per_step": [float(v) for v in per_step3],
+            "energy_mj_per_s": energy.power_w[name] * 1e3,
+            "power_w": energy.power_w[name],
+            "firing_rate": energy.firing_rate[name],
+            "derived_from_hybrid": models.derived.get(name, False),
+        }
+    ann, hyb, snn = out["ann_high"], out["hybrid"], out["snn"]
+    ratios = {
+        "hybrid_over_ann_error": hyb["mpjpe2d_px"] / ann["mpjpe2d_px"],
+        "hybrid_over_ann_power": hyb["power_w"] / ann["power_w"],
+        "snn_over_hybrid_error": snn["mpjpe2d_px"] / hyb["mpjpe2d_px"],
+    }
+    return {
+        "models": out,
+        "ratios": ratios,
+        "paper": {"models": PAPER, "ratios": PAPER_RATIOS},
+        "setup": {
+            "preset": models.preset,
+            "sensor_size": list(models.config.sensor_size),
+            "input_size": list(models.config.input_size),
+            "cameras": list(spec.cameras),
+            "output_rate_hz": 1e6 / cfg.bin_us,
+            "ann_rate_hz": 1e6 / cfg.bin_us / cfg.steps,
+            "steps_per_window": cfg.steps,
+            "ann_events": cfg.ann_events,
+            "recordings": len(segments),
+            "scored_windows_per_camera": sum(len(s.t0s) - s.warmup for s in segments),
+            "warmup_windows": spec.warmup_windows,
+            "energy_model_pj": asdict(EnergyModel()),
+            "counts_per_inference": energy.counts,
+        },
+    }
+
+
+# ------------------------------------------------------------------------------ report
+
+
+LABELS = {
+    "ann_high": "ANN at every step",
+    "ann_low_held": "ANN at the low rate, held",
+    "snn": "SNN alone",
+    "hybrid": "hybrid",
+    "hybrid_no_state_init": "hybrid, no state init",
+    "hybrid_no_delta": "hybrid, no delta readout",
+}
+
+
+def _f(x: float | None, digits: int = 2) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown table, the paper's numbers beside ours."""
+    setup = report["setup"]
+    models = report["models"]
+    ann_power = models["ann_high"]["power_w"]
+    w, h = setup["sensor_size"]
+    lines = [
+        f"# Evaluation: preset `{setup['preset']}`",
+        "",
+        f"Test subjects, cameras {setup['cameras'][0]} and {setup['cameras'][1]}, "
+        f"{setup['recordings']} recordings, {setup['scored_windows_per_camera']} scored "
+        f"windows per camera; output {setup['output_rate_hz']:g} Hz, ANN "
+        f"{setup['ann_rate_hz']:g} Hz. 2D errors in pixels of the {w}x{h} sensor (the "
+        f"paper's are in 346x260 pixels), 3D in mm.",
+        "",
+        "| model | 2D MPJPE px | first → last step | 3D MPJPE mm | power W | / ANN power "
+        "| firing rate | paper 2D px | paper first → last | paper power W |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in MODELS:
+        m = models[name]
+        p = PAPER[name]
+        steps = m["mpjpe2d_px_per_step"]
+        fl = p["first_last"]
+        label = LABELS[name] + (" (derived)" if m["derived_from_hybrid"] else "")
+        rate = m["firing_rate"]
+        lines.append(
+            f"| {label} | {_f(m['mpjpe2d_px'])} | {_f(steps[0])} → {_f(steps[-1])} "
+            f"| {_f(m['mpjpe3d_mm'], 1)} | {m['power_w']:.4g} | {m['power_w'] / ann_power:.3f} "
+            f"| {'—' if rate is None else f'{100 * rate:.2f}%'} | {_f(p['mpjpe2d_px'])} "
+            f"| {'—' if fl is None else f'{fl[0]:.2f} → {fl[1]:.2f}'} "
+            f"| {'—' if p['power_w'] is None else p['power_w']} |"
+        )
+    r = report["ratios"]
+    pr = report["paper"]["ratios"]
+    lines += [
+        "",
+        "| ratio | ours | paper |",
+        "|---|---|---|",
+        f"| hybrid / ANN error | {r['hybrid_over_ann_error']:.3f} "
+        f"| {pr['hybrid_over_ann_error']:.3f} |",
+        f"| hybrid / ANN power | {r['hybrid_over_ann_power']:.3f} "
+        f"| {pr['hybrid_over_ann_power']:.3f} |",
+        f"| SNN / hybrid error | {r['snn_over_hybrid_error']:.2f} "
+        f"| {pr['snn_over_hybrid_error']:.2f} |",
+        "",
+    ]
+    if any(models[n]["derived_from_hybrid"] for n in MODELS):
+        lines += [
+            "(derived): the ablation is the trained hybrid with the option switched off at "
+            "evaluation, not a model trained that way.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    """``error_vs_step.png`` and ``error_vs_power.png`` from a report."""
+    from matplotlib.figure import Figure
+
+    from hybridpose.viz import save_figure
+
+    models = report["models"]
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot()
+    for name in MODELS:
+        steps = models[name]["mpjpe2d_px_per_step"]
+        ax.plot(range(1, len(steps) + 1), steps, marker="o", ms=3, label=LABELS[name])
+    ax.set_xlabel("step since the ANN initialisation")
+    ax.set_ylabel("2D MPJPE (px)")
+    ax.set_yscale("log")
+    ax.set_title("Error against time since initialisation")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    paths = [out_dir / "error_vs_step.png", out_dir / "error_vs_power.png"]
+    save_figure(fig, paths[0])
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot()
+    for name in MODELS:
+        m = models[name]
+        ax.scatter(m["power_w"], m["mpjpe2d_px"], s=30)
+        ax.annotate(LABELS[name], (m["power_w"], m["mpjpe2d_px"]), fontsize=8,
+                    xytext=(4, 4), textcoords="offset points")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("power at the output rate (W, computed from operation counts)")
+    ax.set_ylabel("2D MPJPE (px)")
+    ax.set_title("Error against power")
+    ax.grid(True, alpha=0.3, which="both")
+    save_figure(fig, paths[1])
+    return paths
+
+
+__all__ = [
+    "MODELS",
+    "PAPER",
+    "EvalSpec",
+    "EvaluationError",
+    "Segment",
+    "evaluate",
+    "load_models",
+    "plot_report",
+    "report_markdown",
+    "select_segments",
+]

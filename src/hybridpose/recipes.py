@@ -1,0 +1,138 @@
+"""Training recipes: the data windows and the three training stages of each model preset.
+
+A :class:`Recipe` completes a model preset (:mod:`hybridpose.nn.presets`) with everything a run
+needs besides the networks: how windows are cut (:class:`~hybridpose.data.WindowConfig`), the
+subject split, and one :class:`StageConfig` per training stage (PAPER.md "Training"):
+
+1. ``ann``: the U-Net on its frames, MSE against Gaussian heatmaps at the frame's end.
+2. ``snn``: the SNN alone from an empty state, BPTT over one window, mean per-step MSE.
+3. ``hybrid``: the ANN loaded and frozen; the SNN and the state heads trained on
+   ``(1 - w) * mean per-step MSE + w * state-consistency MSE`` with ``w = state_loss_weight``.
+
+``paper`` follows the paper (Adam, lr 1e-4 then 5e-5, batch 8). ``cpu`` is sized so that
+``hybridpose reproduce --preset cpu`` trains all three stages on 2 CPU cores within its time
+budget: an epoch is a fixed-size deterministic sample of the training windows
+(``samples_per_epoch``) rather than all of them, and the learning rates are higher because the
+run is short.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hybridpose.data import WindowConfig
+from hybridpose.synth.generate import TEST_SUBJECTS, TRAIN_SUBJECTS
+
+Stage = Literal["ann", "snn", "hybrid"]
+STAGES: tuple[Stage, ...] = ("ann", "snn", "hybrid")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Optimisation settings of one training stage.
+
+    Attributes:
+        lr: Adam learning rate.
+        batch_size: windows per optimiser step (over all processes when distributed).
+        epochs: passes of ``samples_per_epoch`` windows each.
+        samples_per_epoch: windows per epoch, drawn afresh each epoch from the shuffled
+            training windows; None = all of them.
+        state_loss_weight: the hybrid's weight ``w`` of the state-consistency loss.
+        grad_clip: maximum gradient norm (None = no clipping).
+    """
+
+    lr: float = 1e-4
+    batch_size: int = 8
+    epochs: int = 10
+    samples_per_epoch: int | None = None
+    state_loss_weight: float = 0.05
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.batch_size < 1 or self.epochs < 1:
+            raise ValueError("batch_size and epochs must be >= 1")
+        if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
+            raise ValueError(f"samples_per_epoch must be >= 1, got {self.samples_per_epoch}")
+        if not 0.0 <= self.state_loss_weight <= 1.0:
+            raise ValueError(f"state_loss_weight must lie in [0, 1], got {self.state_loss_weight}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be positive, got {self.grad_clip}")
+
+    def replace(self, **changes: Any) -> StageConfig:
+        """A copy with ``changes`` (None values are ignored: "not overridden")."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Windows, subject split and stage settings for one model preset."""
+
+    window: WindowConfig
+    ann: StageConfig
+    snn: StageConfig
+    hybrid: StageConfig
+    train_subjects: tuple[int, ...] = TRAIN_SUBJECTS
+    test_subjects: tuple[int, ...] = TEST_SUBJECTS
+    eval_windows_per_recording: int | None = None
+    energy_windows: int = 32
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def stage(self, name: Stage) -> StageConfig:
+        if name not in STAGES:
+            raise ValueError(f"unknown stage {name!r}; choose one of {list(STAGES)}")
+        config: StageConfig = getattr(self, name)
+        return config
+
+
+def window_to_dict(config: WindowConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def window_from_dict(data: dict[str, Any]) -> WindowConfig:
+    """Inverse of :func:`window_to_dict` (lists become tuples)."""
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return WindowConfig(**values)
+
+
+RECIPES: dict[str, Recipe] = {
+    "paper": Recipe(
+        # a centred 256x256 crop of the 346x260 sensor
+        window=WindowConfig(ann_events=7500, crop=(45, 2, 256, 256), cameras=(2, 3)),
+        ann=StageConfig(lr=1e-4, batch_size=8, epochs=20),
+        snn=StageConfig(lr=5e-5, batch_size=8, epochs=20),
+        hybrid=StageConfig(lr=5e-5, batch_size=8, epochs=5),
+    ),
+    "cpu": Recipe(
+        # 87x65 sees 1/16 of DAVIS346's pixels and about 1/16 of its events: 500 events span
+        # about the same time as the paper's 7500 at full resolution
+        window=WindowConfig(ann_events=500, crop=(11, 0, 64, 64), cameras=(2, 3)),
+        ann=StageConfig(lr=1e-3, batch_size=16, epochs=6, samples_per_epoch=10_000),
+        snn=StageConfig(lr=1e-3, batch_size=16, epochs=3, samples_per_epoch=2_000),
+        hybrid=StageConfig(lr=5e-4, batch_size=16, epochs=5, samples_per_epoch=2_000),
+        eval_windows_per_recording=4,
+    ),
+}
+
+
+def recipe(name: str) -> Recipe:
+    """The recipe of preset ``name``; a clear error naming the choices otherwise."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(RECIPES)}") from None
+
+
+__all__ = [
+    "RECIPES",
+    "STAGES",
+    "Recipe",
+    "Stage",
+    "StageConfig",
+    "recipe",
+    "window_from_dict",
+    "window_to_dict",
+]

@@ -1,0 +1,745 @@
+"""The three training stages (PAPER.md "Training"; settings in :mod:`hybridpose.recipes`).
+
+* ``ann``: the U-Net's heatmaps against Gaussian targets at the frame's end (its state heads
+  are not trained here).
+* ``snn``: the SNN alone from an empty state over one window of bins, mean per-step MSE.
+* ``hybrid``: the ANN's U-Net loaded from the ``ann`` checkpoint and frozen; the SNN and the
+  state heads trained on ``(1 - w) * mean per-step MSE + w * state-consistency MSE``, the second
+  term being the MSE between the SNN's membranes after the window's last bin and the states
+  the ANN predicts from the next window's frame (the target is detached: the SNN's dynamics
+  are pulled towards the ANN's initialisation, not the other way round). The ablations are
+  configuration: ``state_init=False`` (membranes start at zero; no state heads, no state
+  loss) and ``delta_readout=False``.
+
+Everything a run needs to continue is in its checkpoint (:mod:`hybridpose.checkpoint`),
+written atomically after every epoch and when the run is stopped (Ctrl-C or SIGTERM: the
+current optimiser step finishes first). ``resume=True`` continues from it and gives exactly
+the result of an uninterrupted run with the same seed: the model is initialised from the seed,
+each epoch's windows are a pure function of ``(seed, epoch)`` (:func:`epoch_windows`), the
+checkpoint records how many batches of the current epoch are done, and nothing else is random.
+
+Several processes (GPUs or nodes, launched with ``torchrun``) train one model with
+:class:`~torch.nn.parallel.DistributedDataParallel`: every process takes its share of each
+global batch; rank 0 writes the checkpoint and the logs. CPU processes use the gloo backend.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from hybridpose.atomic import write_text_atomic
+from hybridpose.checkpoint import (
+    build_model,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+)
+from hybridpose.data import (
+    WindowConfig,
+    WindowDataset,
+    WindowIndex,
+    collate_windows,
+    index_windows,
+    shuffled,
+    shuffled_by_file,
+    split_by_subject,
+)
+from hybridpose.errors import HybridPoseError
+from hybridpose.heatmaps import decode_heatmaps
+from hybridpose.nn.ann import ANN
+from hybridpose.nn.hybrid import HybridPose
+from hybridpose.nn.presets import ModelConfig, preset
+from hybridpose.nn.snn import SNN, SNNState
+from hybridpose.recipes import Stage, StageConfig, recipe, window_to_dict
+
+LOG_EVERY = 10
+"""Optimiser steps between rows of the CSV log (and an epoch's last step always)."""
+
+LOG_FIELDS = (
+    "epoch", "step", "samples", "loss", "heatmap_loss", "state_loss", "mpjpe_px", "lr",
+    "elapsed_s",
+)  # fmt: skip
+
+
+class TrainingError(HybridPoseError, ValueError):
+    """A training run cannot start or continue (bad data directory, checkpoint clash...)."""
+
+
+class TrainingInterrupted(HybridPoseError):
+    """The run was stopped by a signal; its checkpoint holds everything done so far."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        super().__init__(f"stopped; progress saved in {checkpoint} (continue with --resume)")
+        self.checkpoint = checkpoint
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """One training run.
+
+    Attributes:
+        stage: ``ann``, ``snn`` or ``hybrid``.
+        preset: the model preset and recipe.
+        data_dir: directory of recording files (all ``*.h5``; the training subjects are used).
+        out_dir: where the checkpoint ``NAME.pt`` and the log ``NAME_log.csv`` go.
+        optim: the stage's settings (the recipe's, with overrides applied).
+        model: the networks (the preset's, with ablation switches applied).
+        window: how windows are cut.
+        name: the checkpoint name (default: the stage, or the ablation's name).
+        seed: initialisation and data order.
+        workers: DataLoader worker processes (0 = load in the training process).
+        device: torch device.
+        ann_checkpoint: the hybrid stage's ANN (default ``out_dir/ann.pt``).
+        init_snn: optionally start the hybrid's SNN from this SNN checkpoint.
+        subjects: training subjects.
+        max_windows: use at most this many training windows (a deterministic sample; for
+            quick runs and tests).
+    """
+
+    stage: Stage
+    preset: str
+    data_dir: Path
+    out_dir: Path
+    optim: StageConfig
+    model: ModelConfig
+    window: WindowConfig
+    name: str
+    seed: int = 0
+    workers: int = 0
+    device: str = "cpu"
+    ann_checkpoint: Path | None = None
+    init_snn: Path | None = None
+    subjects: tuple[int, ...] = field(default_factory=tuple)
+    max_windows: int | None = None
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / f"{self.name}.pt"
+
+    @property
+    def log_path(self) -> Path:
+        return self.out_dir / f"{self.name}_log.csv"
+
+
+def make_spec(
+    stage: Stage,
+    preset_name: str,
+    data_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    state_init: bool = True,
+    delta_readout: bool = True,
+    name: str | None = None,
+    seed: int = 0,
+    workers: int = 0,
+    device: str = "cpu",
+    ann_checkpoint: str | os.PathLike[str] | None = None,
+    init_snn: str | os.PathLike[str] | None = None,
+    max_windows: int | None = None,
+    **overrides: Any,
+) -> TrainSpec:
+    """A :class:`TrainSpec` from a preset, with ablation switches and stage overrides
+    (``lr``, ``batch_size``, ``epochs``, ``samples_per_epoch``, ``state_loss_weight``,
+    ``grad_clip``; None = the recipe's)."""
+    model = preset(preset_name)
+    rec = recipe(preset_name)
+    if stage != "hybrid" and (not state_init or not delta_readout):
+        raise TrainingError("--no-state-init and --no-delta are ablations of the hybrid stage")
+    model = replace(
+        model,
+        snn=replace(model.snn, delta_readout=delta_readout),
+        hybrid=replace(model.hybrid, state_init=state_init),
+    )
+    optim = rec.stage(stage).replace(**overrides)
+    if not state_init:
+        optim = replace(optim, state_loss_weight=0.0)  # no state heads to train
+    if name is None:
+        suffix = ("" if state_init else "_no_state_init") + ("" if delta_readout else "_no_delta")
+        name = stage + suffix
+    out = Path(out_dir)
+    return TrainSpec(
+        stage=stage,
+        preset=preset_name,
+        data_dir=Path(data_dir),
+        out_dir=out,
+        optim=optim,
+        model=model,
+        window=rec.window,
+        name=name,
+        seed=seed,
+        workers=workers,
+        device=device,
+        ann_checkpoint=Path(ann_checkpoint) if ann_checkpoint is not None else None,
+        init_snn=Path(init_snn) if init_snn is not None else None,
+        subjects=rec.train_subjects,
+        max_windows=max_windows,
+    )
+
+
+# ------------------------------------------------------------------------------ data
+
+
+def recording_files(data_dir: Path) -> list[Path]:
+    """The recording files of a data directory, sorted by name.
+
+    Raises:
+        FileNotFoundError: the directory does not exist.
+        TrainingError: it holds no ``.h5`` files.
+    """
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"{data_dir}: no such data directory")
+    files = sorted(p for p in data_dir.glob("*.h5") if not p.name.startswith("."))
+    if not files:
+        raise TrainingError(f"{data_dir}: no recording files (*.h5)")
+    return files
+
+
+def training_windows(spec: TrainSpec) -> list[WindowIndex]:
+    """The windows of the training subjects (a deterministic sample of ``max_windows``)."""
+    files = split_by_subject(recording_files(spec.data_dir), spec.subjects)
+    if not files:
+        raise TrainingError(
+            f"{spec.data_dir}: no recordings of the training subjects {list(spec.subjects)}"
+        )
+    windows = index_windows(files, spec.window)
+    if not windows:
+        raise TrainingError(
+            f"{spec.data_dir}: no training windows (recordings too short, too few events "
+            f"before a window, or no labels)"
+        )
+    if spec.max_windows is not None and spec.max_windows < len(windows):
+        windows = sorted(shuffled(windows, spec.seed, -1)[: spec.max_windows], key=_window_key)
+    return windows
+
+
+def _window_key(w: WindowIndex) -> tuple[str, int, int]:
+    return (w.path, w.camera, w.t0_us)
+
+
+def epoch_windows(
+    windows: Sequence[WindowIndex], seed: int, epoch: int, samples: int | None
+) -> list[WindowIndex]:
+    """The windows of one epoch, in order: a pure function of ``(seed, epoch)``.
+
+    With ``samples`` set, a uniform sample of that many windows (a fresh one each epoch);
+    then the order visits a few recordings at a time (:func:`shuffled_by_file`) so that a
+    reader keeps its files open.
+    """
+    chosen = list(windows)
+    if samples is not None and samples < len(chosen):
+        chosen = shuffled(chosen, seed, epoch)[:samples]
+    return shuffled_by_file(chosen, seed, epoch)
+
+
+def _dataset(spec: TrainSpec, windows: Sequence[WindowIndex]) -> WindowDataset:
+    paths = sorted({w.path for w in windows})
+    if spec.stage == "ann":
+        return WindowDataset(paths, spec.window, windows, labels_at="start", with_bins=False)
+    return WindowDataset(
+        paths,
+        spec.window,
+        windows,
+        with_next_frame=spec.stage == "hybrid" and spec.optim.state_loss_weight > 0,
+    )
+
+
+# ------------------------------------------------------------------------------ modules
+
+
+class AnnHeatmaps(nn.Module):
+    """The ANN stage's module: frame -> heatmaps (the state heads are not run)."""
+
+    def __init__(self, ann: ANN) -> None:
+        super().__init__()
+        self.ann = ann
+
+    def forward(self, frame: Tensor) -> Tensor:
+        heatmaps, _ = self.ann.features(frame)
+        return heatmaps
+
+
+class SnnFromZero(nn.Module):
+    """The SNN stage's module: bins -> per-step heatmaps from an empty state."""
+
+    def __init__(self, snn: SNN) -> None:
+        super().__init__()
+        self.snn = snn
+
+    def forward(self, bins: Tensor) -> Tensor:
+        _, b, _, h, w = bins.shape
+        heatmaps: Tensor = self.snn(bins, self.snn.zero_state(b, h, w, bins.device, bins.dtype))[0]
+        return heatmaps
+
+
+class HybridWindow(nn.Module):
+    """The hybrid stage's module: one window -> per-step heatmaps and the state loss."""
+
+    def __init__(self, hybrid: HybridPose) -> None:
+        super().__init__()
+        self.hybrid = hybrid
+
+    def forward(
+        self, frame: Tensor, bins: Tensor, next_frame: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        _, heatmaps, state = self.hybrid(frame, bins)
+        if next_frame is None:
+            return heatmaps, heatmaps.new_zeros(())
+        with torch.no_grad():
+            _, target = self.hybrid.ann(next_frame)
+        return heatmaps, state_consistency_loss(state, target)
+
+
+def state_consistency_loss(state: SNNState, target: SNNState) -> Tensor:
+    """Mean over the spiking layers of the MSE between membranes (the readout excluded)."""
+    losses = [F.mse_loss(v, t.detach()) for v, t in zip(state[:-1], target[:-1], strict=True)]
+    return torch.stack(losses).mean()
+
+
+def _freeze_ann(hybrid: HybridPose, train_state_heads: bool) -> None:
+    """Freeze the ANN's U-Net (and the state heads unless ``train_state_heads``)."""
+    for name, param in hybrid.ann.named_parameters():
+        param.requires_grad_(train_state_heads and name.startswith("state_heads."))
+
+
+def _set_modes(model: nn.Module, stage: Stage) -> None:
+    model.train()
+    if isinstance(model, HybridPose):
+        model.ann.eval()
+        if model.config.state_init:
+            model.ann.state_heads.train()
+
+
+# ------------------------------------------------------------------------------ distributed
+
+
+@dataclass(frozen=True)
+class _World:
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device: str) -> _World:
+    """Join the process group that ``torchrun`` describes in the environment, if any."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return _World()
+    if not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend)
+    return _World(dist.get_rank(), dist.get_world_size())
+
+
+# ------------------------------------------------------------------------------ stopping
+
+
+class _StopFlag:
+    """Ctrl-C / SIGTERM ask the run to stop after the current step; a second Ctrl-C aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    @contextmanager
+    def installed(self) -> Iterator[_StopFlag]:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signals are delivered to the main thread only
+            return
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        for s in previous:
+            signal.signal(s, self._handle)
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+def _any_rank(flag: bool, world: _World, device: torch.device) -> bool:
+    if world.size == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t)
+    return bool(t.item() > 0)
+
+
+# ------------------------------------------------------------------------------ logging
+
+
+class _Log:
+    """The CSV log (and TensorBoard when installed), rewritten atomically on resume."""
+
+    def __init__(self, path: Path, keep_until_step: int | None, tensorboard: bool) -> None:
+        self.path = path
+        rows: list[dict[str, str]] = []
+        if keep_until_step is not None and path.exists():
+            with path.open(newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= keep_until_step]
+        self.rows = rows
+        self._flush()
+        self.writer: Any = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                pass
+            else:
+                self.writer = SummaryWriter(str(path.parent / "tensorboard" / path.stem))
+
+    def _flush(self) -> None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_text_atomic(self.path, buffer.getvalue())
+
+    def add(self, row: dict[str, float | int]) -> None:
+        self.rows.append({k: _fmt(row[k]) for k in LOG_FIELDS})
+        self._flush()
+        if self.writer is not None:
+            for key in ("loss", "heatmap_loss", "state_loss", "mpjpe_px", "lr"):
+                self.writer.add_scalar(f"train/{key}", row[key], row["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _fmt(value: float | int) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.6g}"
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+@dataclass
+class _Running:
+    """Sums since the last log row."""
+
+    loss: float = 0.0
+    heatmap: float = 0.0
+    state: float = 0.0
+    error: float = 0.0
+    error_n: int = 0
+    steps: int = 0
+
+    def row(self) -> dict[str, float]:
+        n = max(self.steps, 1)
+        return {
+            "loss": self.loss / n,
+            "heatmap_loss": self.heatmap / n,
+            "state_loss": self.state / n,
+            "mpjpe_px": self.error / self.error_n if self.error_n else math.nan,
+        }
+
+
+def _batch_error(heatmaps: Tensor, joints2d: Tensor, valid: Tensor) -> tuple[float, int]:
+    """Sum of joint errors (px) at the last label and how many joints it covers."""
+    pred = decode_heatmaps(heatmaps[-1] if heatmaps.dim() == 5 else heatmaps)
+    target = joints2d[-1]
+    mask = valid[-1]
+    err = torch.linalg.vector_norm(pred - target, dim=-1)[mask]
+    return float(err.sum()), int(err.numel())
+
+
+def _initial_model(spec: TrainSpec) -> nn.Module:
+    torch.manual_seed(spec.seed)
+    model = build_model(spec.stage, spec.model)
+    if isinstance(model, HybridPose):
+        ann_path = spec.ann_checkpoint or spec.out_dir / "ann.pt"
+        ann, data = load_model(ann_path)
+        if not isinstance(ann, ANN) or data["stage"] != "ann":
+            raise TrainingError(f"{ann_path}: not an ANN checkpoint (stage {data['stage']!r})")
+        if ann.config != model.ann.config:
+            raise TrainingError(f"{ann_path}: its ANN does not match the preset {spec.preset!r}")
+        # the U-Net from the checkpoint; the state heads keep their fresh initialisation
+        unet = {k: v for k, v in ann.state_dict().items() if not k.startswith("state_heads.")}
+        missing, _ = model.ann.load_state_dict(unet, strict=False)
+        if any(not k.startswith("state_heads.") for k in missing):
+            raise TrainingError(f"{ann_path}: incomplete ANN weights")
+        if spec.init_snn is not None:
+            snn, _ = load_model(spec.init_snn)
+            if not isinstance(snn, SNN):
+                raise TrainingError(f"{spec.init_snn}: not an SNN checkpoint")
+            model.snn.load_state_dict(snn.state_dict())
+        _freeze_ann(model, train_state_heads=spec.model.hybrid.state_init)
+    return model
+
+
+def _stage_module(model: nn.Module) -> nn.Module:
+    if isinstance(model, ANN):
+        return AnnHeatmaps(model)
+    if isinstance(model, SNN):
+        return SnnFromZero(model)
+    if isinstance(model, HybridPose):
+        return HybridWindow(model)
+    raise TypeError(type(model).__name__)
+
+
+def _payload(
+    spec: TrainSpec,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    batch: int,
+    step: int,
+    complete: bool,
+    metrics: dict[str, float],
+    n_windows: int,
+) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "stage": spec.stage,
+        "preset": spec.preset,
+        "model_config": spec.model.to_dict(),
+        "window_config": window_to_dict(spec.window),
+        "stage_config": {**asdict(spec.optim), "seed": spec.seed},
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "batch": batch,
+        "step": step,
+        "complete": complete,
+        "metrics": metrics,
+        "train_windows": n_windows,
+    }
+
+
+def _check_resumable(spec: TrainSpec, data: dict[str, Any]) -> None:
+    path = spec.checkpoint_path
+    if data.get("stage") != spec.stage or data.get("name") != spec.name:
+        raise TrainingError(f"{path}: written by another stage ({data.get('stage')!r})")
+    if data.get("model_config") != spec.model.to_dict():
+        raise TrainingError(f"{path}: written for another model configuration")
+    stored = dict(data.get("stage_config", {}))
+    mine = {**asdict(spec.optim), "seed": spec.seed}
+    for key in ("lr", "batch_size", "samples_per_epoch", "state_loss_weight", "grad_clip", "seed"):
+        if stored.get(key) != mine[key]:
+            raise TrainingError(
+                f"{path}: written with {key}={stored.get(key)!r}, this run has {mine[key]!r}; "
+                "an exact resume needs the same settings (only --epochs may grow)"
+            )
+    if data.get("optimizer") is None:
+        raise TrainingError(f"{path}: a weights-only checkpoint cannot be resumed")
+
+
+def train(
+    spec: TrainSpec, *, resume: bool = False, progress: bool = True, tensorboard: bool = True
+) -> Path:
+    """Run (or continue) one training stage; returns the checkpoint's path.
+
+    Raises:
+        TrainingError: bad data, a checkpoint that exists without ``resume``, or one written
+            with other settings.
+        TrainingInterrupted: stopped by Ctrl-C or SIGTERM after saving the checkpoint.
+    """
+    world = _init_distributed(spec.device)
+    device = torch.device(spec.device)
+    path = spec.checkpoint_path
+    existing = load_checkpoint(path) if path.exists() else None
+    if existing is not None and not resume:
+        raise TrainingError(f"{path} exists: pass --resume to continue it, or remove it")
+    if spec.optim.batch_size % world.size:
+        raise TrainingError(
+            f"batch size {spec.optim.batch_size} is not divisible by {world.size} processes"
+        )
+
+    model = _initial_model(spec)
+    windows = training_windows(spec)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=spec.optim.lr)
+    epoch, batch, step = 0, 0, 0
+    if existing is not None:
+        _check_resumable(spec, existing)
+        model.load_state_dict(existing["model"])
+        optimizer.load_state_dict(existing["optimizer"])
+        epoch, batch, step = int(existing["epoch"]), int(existing["batch"]), int(existing["step"])
+    model.to(device)
+    _set_modes(model, spec.stage)
+    module = _stage_module(model)
+    if world.size > 1:
+        module = DistributedDataParallel(module)
+
+    log = (
+        _Log(spec.log_path, step if existing is not None else None, tensorboard)
+        if world.main
+        else None
+    )
+    started = time.perf_counter()
+    metrics: dict[str, float] = dict(existing["metrics"]) if existing is not None else {}
+    local = spec.optim.batch_size // world.size
+    stop = _StopFlag()
+    try:
+        with stop.installed():
+            while epoch < spec.optim.epochs:
+                order = epoch_windows(windows, spec.seed, epoch, spec.optim.samples_per_epoch)
+                n_batches = len(order) // spec.optim.batch_size
+                if n_batches == 0:
+                    raise TrainingError(
+                        f"{len(order)} training windows make no batch of {spec.optim.batch_size}"
+                    )
+                batches = [
+                    list(range(i * spec.optim.batch_size + world.rank * local,
+                               i * spec.optim.batch_size + (world.rank + 1) * local))
+                    for i in range(batch, n_batches)
+                ]  # fmt: skip
+                dataset = _dataset(spec, order)
+                loader = DataLoader(
+                    dataset,
+                    batch_sampler=batches,
+                    num_workers=spec.workers,
+                    collate_fn=collate_windows,
+                    multiprocessing_context="spawn" if spec.workers else None,
+                )
+                bar = tqdm(
+                    total=n_batches,
+                    initial=batch,
+                    desc=f"{spec.name} epoch {epoch + 1}/{spec.optim.epochs}",
+                    unit="batch",
+                    disable=not (progress and world.main),
+                    dynamic_ncols=True,
+                )
+                running = _Running()
+                epoch_sum = _Running()
+                for items in loader:
+                    losses = _train_step(spec, module, optimizer, params, items, device)
+                    batch += 1
+                    step += 1
+                    for acc in (running, epoch_sum):
+                        acc.loss += losses[0]
+                        acc.heatmap += losses[1]
+                        acc.state += losses[2]
+                        acc.error += losses[3]
+                        acc.error_n += int(losses[4])
+                        acc.steps += 1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{losses[0]:.3g}", px=f"{running.row()['mpjpe_px']:.2f}")
+                    if log is not None and (step % LOG_EVERY == 0 or batch == n_batches):
+                        log.add(
+                            {
+                                "epoch": epoch,
+                                "step": step,
+                                "samples": step * spec.optim.batch_size,
+                                **running.row(),
+                                "lr": spec.optim.lr,
+                                "elapsed_s": time.perf_counter() - started,
+                            }
+                        )
+                        running = _Running()
+                    if _any_rank(stop.requested, world, device) and batch < n_batches:
+                        if world.main:
+                            save_checkpoint(
+                                path,
+                                _payload(
+                                    spec, model, optimizer, epoch, batch, step, False, metrics,
+                                    len(windows),
+                                ),
+                            )  # fmt: skip
+                        bar.close()
+                        raise TrainingInterrupted(path)
+                bar.close()
+                dataset.close()
+                metrics = {f"train_{k}": v for k, v in epoch_sum.row().items()}
+                epoch, batch = epoch + 1, 0
+                if world.main:
+                    save_checkpoint(
+                        path,
+                        _payload(
+                            spec, model, optimizer, epoch, batch, step,
+                            epoch >= spec.optim.epochs, metrics, len(windows),
+                        ),
+                    )  # fmt: skip
+                if _any_rank(stop.requested, world, device) and epoch < spec.optim.epochs:
+                    raise TrainingInterrupted(path)
+    finally:
+        if log is not None:
+            log.close()
+    return path
+
+
+def _train_step(
+    spec: TrainSpec,
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    params: list[nn.Parameter],
+    items: dict[str, Tensor],
+    device: torch.device,
+) -> tuple[float, float, float, float, int]:
+    """One optimiser step; returns (loss, heatmap loss, state loss, error sum, joints)."""
+    batch = {k: v.to(device) for k, v in items.items()}
+    target = batch["heatmaps"]
+    state_loss = target.new_zeros(())
+    if spec.stage == "ann":
+        heatmaps = module(batch["frame"])
+        heatmap_loss = F.mse_loss(heatmaps, target[0])
+    elif spec.stage == "snn":
+        heatmaps = module(batch["bins"])
+        heatmap_loss = F.mse_loss(heatmaps, target)
+    else:
+        heatmaps, state_loss = module(batch["frame"], batch["bins"], batch.get("next_frame"))
+        heatmap_loss = F.mse_loss(heatmaps, target)
+    w = spec.optim.state_loss_weight if spec.stage == "hybrid" else 0.0
+    loss = (1.0 - w) * heatmap_loss + w * state_loss if w > 0 else heatmap_loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()  # type: ignore[no-untyped-call]
+    if spec.optim.grad_clip is not None:
+        nn.utils.clip_grad_norm_(params, spec.optim.grad_clip)
+    optimizer.step()
+    err, n = _batch_error(heatmaps.detach(), batch["joints2d"], batch["valid"])
+    return float(loss.detach()), float(heatmap_loss.detach()), float(state_loss), err, n
+
+
+def checkpoint_summary(path: str | os.PathLike[str]) -> str:
+    """One line about a checkpoint: stage, progress, last metrics."""
+    data = load_checkpoint(path)
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in dict(data.get("metrics", {})).items())
+    state = "complete" if data.get("complete") else f"epoch {data.get('epoch')} (in progress)"
+    return f"{path}: {data['name']} ({data['stage']}, {data.get('preset')}), {state}; {metrics}"
+
+
+__all__ = [
+    "LOG_FIELDS",
+    "AnnHeatmaps",
+    "HybridWindow",
+    "SnnFromZero",
+    "TrainSpec",
+    "TrainingError",
+    "TrainingInterrupted",
+    "checkpoint_summary",
+    "epoch_windows",
+    "make_spec",
+    "recording_files",
+    "state_consistency_loss",
+    "train",
+    "training_windows",
+]
