@@ -134,6 +134,9 @@ def test_without_state_init_the_membranes_start_at_zero() -> None:
 
 def test_gradients_reach_the_state_heads_and_the_snn() -> None:
     model = _model().train()
+    # the head starts at zero (see the next test), which blocks every gradient below it until
+    # the first optimiser step; give it the nonzero weights it has after one
+    torch.nn.init.normal_(model.snn.head.weight, std=0.1)
     for p in model.ann.parameters():
         p.requires_grad_(False)
     for p in model.ann.state_heads.parameters():
@@ -149,9 +152,21 @@ def test_gradients_reach_the_state_heads_and_the_snn() -> None:
     assert model.ann.head.weight.grad is None  # the frozen ANN gets nothing
 
 
+def test_snn_head_starts_at_zero_and_learns_at_the_first_step() -> None:
+    snn = SNN(SMALL.snn).train()
+    _, bins = _inputs(t=3)
+    out, _ = snn(bins, snn.zero_state(2, H, W))
+    assert torch.equal(out, torch.zeros_like(out))
+    (out - 1.0).square().mean().backward()
+    assert snn.head.weight.grad is not None and snn.head.weight.grad.abs().sum() > 0
+    bias = snn.head.bias
+    assert bias is not None and bias.grad is not None and torch.all(bias.grad < 0)
+
+
 def test_learnable_tau_gets_a_gradient() -> None:
     config = dataclasses.replace(SMALL.snn, learn_tau=True)
     snn = SNN(config)
+    torch.nn.init.normal_(snn.head.weight, std=0.1)  # as after a first step (it starts at 0)
     assert isinstance(snn.enc.tau, torch.nn.Parameter)
     _, bins = _inputs(t=3)
     out, _ = snn(bins, snn.zero_state(2, H, W))

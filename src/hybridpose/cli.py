@@ -248,6 +248,74 @@ def _shard(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from hybridpose.train import TrainingInterrupted, checkpoint_summary, make_spec, train
+
+    spec = make_spec(
+        args.stage,
+        args.preset,
+        args.data,
+        args.out,
+        state_init=not args.no_state_init,
+        delta_readout=not args.no_delta,
+        seed=args.seed,
+        workers=args.workers,
+        device=args.device,
+        ann_checkpoint=args.ann,
+        init_snn=args.init_snn,
+        max_windows=args.max_windows,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        samples_per_epoch=args.samples_per_epoch,
+    )
+    try:
+        path = train(spec, resume=args.resume, progress=not args.quiet)
+    except TrainingInterrupted as stop:
+        print(f"hybridpose train: {stop}", file=sys.stderr)
+        return 130
+    print(checkpoint_summary(path))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from hybridpose.evaluate import EvalSpec, evaluate
+
+    spec = EvalSpec(
+        args.checkpoints,
+        args.data,
+        args.out,
+        windows_per_recording=args.windows_per_recording,
+        warmup_windows=args.warmup_windows,
+        max_recordings=args.max_recordings,
+        seed=args.seed,
+        device=args.device,
+    )
+    evaluate(spec, progress=not args.quiet)
+    print((args.out / "report.md").read_text(), end="")
+    print(f"wrote {args.out / 'report.json'}, report.md and the plots")
+    return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from hybridpose.evaluate import report_markdown
+    from hybridpose.reproduce import ReproduceSpec, default_workers, reproduce
+    from hybridpose.train import TrainingInterrupted
+
+    workers = args.workers if args.workers is not None else default_workers()
+    spec = ReproduceSpec(args.preset, args.out, workers=workers, seed=args.seed,
+                         progress=not args.quiet)  # fmt: skip
+    try:
+        report = reproduce(spec)
+    except TrainingInterrupted as stop:
+        print(f"hybridpose reproduce: {stop}; run the same command again", file=sys.stderr)
+        return 130
+    print(report_markdown(report), end="")
+    timings = json.loads((args.out / "timings.json").read_text())
+    print(f"total {timings['total'] / 60:.1f} min; report in {args.out / 'report'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hybridpose",
@@ -405,6 +473,85 @@ def build_parser() -> argparse.ArgumentParser:
         help="sensor size, same field of view (default: the preset's; e.g. 87x65)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = add("train", "train one stage: ann, snn or hybrid (PAPER.md's recipe)", _cmd_train)
+    p.add_argument("--stage", choices=("ann", "snn", "hybrid"), required=True)
+    p.add_argument("--preset", choices=("paper", "cpu"), required=True, help="model preset")
+    p.add_argument("--data", type=_path, required=True, help="directory of recordings (.h5)")
+    p.add_argument("--out", type=_path, required=True, help="directory for NAME.pt and logs")
+    p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    p.add_argument("--epochs", type=_int_at_least(1), metavar="N", help="override the recipe")
+    p.add_argument("--lr", type=_float_above(0.0), metavar="LR", help="override the recipe")
+    p.add_argument("--batch-size", type=_int_at_least(1), metavar="N", help="override the recipe")
+    p.add_argument(
+        "--samples-per-epoch", type=_int_at_least(1), metavar="N",
+        help="windows per epoch (override the recipe)",
+    )  # fmt: skip
+    p.add_argument("--seed", type=_int_at_least(0), default=0, metavar="N", help="default 0")
+    p.add_argument(
+        "--workers", type=_int_at_least(0), default=0, metavar="N",
+        help="data-loading processes (default 0: in the training process)",
+    )  # fmt: skip
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument(
+        "--ann", type=_path, metavar="FILE", help="hybrid: the ANN checkpoint (default OUT/ann.pt)"
+    )
+    p.add_argument(
+        "--init-snn", type=_path, metavar="FILE", help="hybrid: start the SNN from this checkpoint"
+    )
+    p.add_argument(
+        "--no-state-init", action="store_true",
+        help="hybrid ablation: membranes start at zero (saved as hybrid_no_state_init.pt)",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-delta", action="store_true",
+        help="hybrid ablation: no delta readout (saved as hybrid_no_delta.pt)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-windows", type=_int_at_least(1), metavar="N",
+        help="use a deterministic sample of N training windows (quick runs)",
+    )  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = add(
+        "evaluate",
+        "compare ANN, SNN, hybrid and ablations on the test subjects: error, energy, power",
+        _cmd_evaluate,
+    )
+    p.add_argument(
+        "--checkpoints", type=_path, required=True,
+        help="directory with ann.pt, snn.pt, hybrid.pt (and optional ablations)",
+    )  # fmt: skip
+    p.add_argument("--data", type=_path, required=True, help="directory of recordings (.h5)")
+    p.add_argument("--out", type=_path, required=True, help="directory for the report")
+    p.add_argument(
+        "--windows-per-recording", type=_int_at_least(1), metavar="N",
+        help="consecutive windows scored per recording (default all)",
+    )  # fmt: skip
+    p.add_argument(
+        "--warmup-windows", type=_int_at_least(0), default=1, metavar="N",
+        help="windows run before the scored ones, unscored (default 1)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-recordings", type=_int_at_least(1), metavar="N", help="use the first N only"
+    )
+    p.add_argument("--seed", type=_int_at_least(0), default=0, metavar="N", help="default 0")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = add(
+        "reproduce",
+        "simulate the default dataset, train the three stages and evaluate (resumable)",
+        _cmd_reproduce,
+    )
+    p.add_argument("--preset", choices=("cpu", "paper"), default="cpu", help="default cpu")
+    p.add_argument("--out", type=_path, required=True, help="output directory")
+    p.add_argument(
+        "--workers", type=_int_at_least(1), metavar="N",
+        help="simulation processes (default: the CPU cores)",
+    )  # fmt: skip
+    p.add_argument("--seed", type=_int_at_least(0), default=0, metavar="N", help="default 0")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 

@@ -80,7 +80,8 @@ from hybridpose.nn.ann import ANN
 from hybridpose.nn.hybrid import HybridPose
 from hybridpose.nn.presets import ModelConfig
 from hybridpose.nn.snn import SNN
-from hybridpose.recipes import recipe, window_from_dict
+from hybridpose.recipes import RECIPES, window_from_dict
+from hybridpose.synth.generate import TEST_SUBJECTS
 from hybridpose.train import recording_files
 
 MODELS = (
@@ -273,6 +274,15 @@ def _load_segment(
     )
 
 
+def _check_sensor(rec: Recording, config: ModelConfig) -> None:
+    if tuple(rec.sensor_size) != tuple(config.sensor_size):
+        w, h = config.sensor_size
+        raise EvaluationError(
+            f"{rec.name}: sensor {rec.sensor_size[0]}x{rec.sensor_size[1]}, but the models "
+            f"expect {w}x{h}"
+        )
+
+
 # ------------------------------------------------------------------------------ running
 
 
@@ -341,11 +351,12 @@ class _Errors:
 def _pose_errors(
     pred: npt.NDArray[np.float64], target: npt.NDArray[np.float64], mask: npt.NDArray[np.bool_]
 ) -> npt.NDArray[np.float64]:
-    """Mean error over each pose's masked joints (NaN for a pose without any)."""
+    """Mean error over each pose's masked joints (NaN for a pose without any, or with a NaN
+    prediction at a masked joint: such a pose is left out, never scored as a zero error)."""
     err = np.linalg.norm(pred - target, axis=-1)
-    err = np.where(mask, err, np.nan)
+    err = np.where(mask, err, 0.0)  # a NaN prediction at a counted joint stays NaN: unusable
     counts = mask.sum(axis=-1)
-    total = np.nansum(err, axis=-1)
+    total = err.sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(counts > 0, total / np.maximum(counts, 1), np.nan)
 
@@ -465,21 +476,14 @@ def evaluate(spec: EvalSpec, *, progress: bool = True) -> dict[str, Any]:
     and returns the report."""
     models = load_models(spec.checkpoints)
     cfg = models.window
-    rec_cfg = recipe(models.preset) if models.preset else None
-    subjects = rec_cfg.test_subjects if rec_cfg is not None else tuple(range(13, 18))
+    known = RECIPES.get(models.preset)
+    subjects = known.test_subjects if known is not None else TEST_SUBJECTS
     files = [str(p) for p in recording_files(spec.data_dir)]
     test = split_by_subject(files, subjects)
     if spec.max_recordings is not None:
         test = test[: spec.max_recordings]
     if not test:
         raise EvaluationError(f"{spec.data_dir}: no recordings of the test subjects {subjects}")
-    for path in test[:1]:
-        with Recording(path) as rec:
-            if tuple(rec.sensor_size) != tuple(models.config.sensor_size):
-                raise EvaluationError(
-                    f"{path}: sensor {rec.sensor_size[0]}x{rec.sensor_size[1]}, but the "
-                    f"models expect {models.config.sensor_size[0]}x{models.config.sensor_size[1]}"
-                )
     segments = select_segments(
         test, cfg, spec.cameras, spec.windows_per_recording, spec.warmup_windows, spec.seed
     )
@@ -501,6 +505,7 @@ def evaluate(spec: EvalSpec, *, progress: bool = True) -> dict[str, Any]:
             data: list[list[_SegmentData]] = [[], []]
             for seg in same:
                 with Recording(seg.path) as rec:
+                    _check_sensor(rec, models.config)
                     labels = rec.labels()
                     for c, cam in enumerate(spec.cameras):
                         data[c].append(_load_segment(rec, labels, cam, seg, cfg))
@@ -525,8 +530,13 @@ def evaluate(spec: EvalSpec, *, progress: bool = True) -> dict[str, Any]:
     return report
 
 
-def _nan_to_none(x: float) -> float | None:
-    return None if not math.isfinite(x) else float(x)
+def _mean(total: float, count: float) -> float | None:
+    """``total / count``; None (JSON null) when nothing was scored."""
+    return float(total / count) if count > 0 else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
 
 
 def _report(
@@ -540,13 +550,15 @@ def _report(
     out: dict[str, Any] = {}
     for name in MODELS:
         n2, n3 = errors.n2d[name], errors.n3d[name]
-        per_step = errors.sum2d[name] / np.maximum(n2, 1)
-        per_step3 = errors.sum3d[name] / np.maximum(n3, 1)
         out[name] = {
-            "mpjpe2d_px": _nan_to_none(errors.sum2d[name].sum() / max(n2.sum(), 1)),
-            "mpjpe2d_px_per_step": [float(v) for v in per_step],
-            "mpjpe3d_mm": _nan_to_none(errors.sum3d[name].sum() / max(n3.sum(), 1)),
-            "mpjpe3d_mm_per_step": [float(v) for v in per_step3],
+            "mpjpe2d_px": _mean(errors.sum2d[name].sum(), n2.sum()),
+            "mpjpe2d_px_per_step": [
+                _mean(v, n) for v, n in zip(errors.sum2d[name], n2, strict=True)
+            ],
+            "mpjpe3d_mm": _mean(errors.sum3d[name].sum(), n3.sum()),
+            "mpjpe3d_mm_per_step": [
+                _mean(v, n) for v, n in zip(errors.sum3d[name], n3, strict=True)
+            ],
             "energy_mj_per_s": energy.power_w[name] * 1e3,
             "power_w": energy.power_w[name],
             "firing_rate": energy.firing_rate[name],
@@ -554,9 +566,9 @@ def _report(
         }
     ann, hyb, snn = out["ann_high"], out["hybrid"], out["snn"]
     ratios = {
-        "hybrid_over_ann_error": hyb["mpjpe2d_px"] / ann["mpjpe2d_px"],
-        "hybrid_over_ann_power": hyb["power_w"] / ann["power_w"],
-        "snn_over_hybrid_error": snn["mpjpe2d_px"] / hyb["mpjpe2d_px"],
+        "hybrid_over_ann_error": _ratio(hyb["mpjpe2d_px"], ann["mpjpe2d_px"]),
+        "hybrid_over_ann_power": _ratio(hyb["power_w"], ann["power_w"]),
+        "snn_over_hybrid_error": _ratio(snn["mpjpe2d_px"], hyb["mpjpe2d_px"]),
     }
     return {
         "models": out,
@@ -636,11 +648,11 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         "| ratio | ours | paper |",
         "|---|---|---|",
-        f"| hybrid / ANN error | {r['hybrid_over_ann_error']:.3f} "
+        f"| hybrid / ANN error | {_f(r['hybrid_over_ann_error'], 3)} "
         f"| {pr['hybrid_over_ann_error']:.3f} |",
-        f"| hybrid / ANN power | {r['hybrid_over_ann_power']:.3f} "
+        f"| hybrid / ANN power | {_f(r['hybrid_over_ann_power'], 3)} "
         f"| {pr['hybrid_over_ann_power']:.3f} |",
-        f"| SNN / hybrid error | {r['snn_over_hybrid_error']:.2f} "
+        f"| SNN / hybrid error | {_f(r['snn_over_hybrid_error'])} "
         f"| {pr['snn_over_hybrid_error']:.2f} |",
         "",
     ]
@@ -662,12 +674,15 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
     models = report["models"]
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
+    plotted: list[float] = []
     for name in MODELS:
-        steps = models[name]["mpjpe2d_px_per_step"]
+        steps = [np.nan if v is None else v for v in models[name]["mpjpe2d_px_per_step"]]
         ax.plot(range(1, len(steps) + 1), steps, marker="o", ms=3, label=LABELS[name])
+        plotted += [v for v in steps if np.isfinite(v)]
     ax.set_xlabel("step since the ANN initialisation")
     ax.set_ylabel("2D MPJPE (px)")
-    ax.set_yscale("log")
+    if plotted and min(plotted) > 0:
+        ax.set_yscale("log")
     ax.set_title("Error against time since initialisation")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
@@ -675,13 +690,19 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
     save_figure(fig, paths[0])
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
+    errors: list[float] = []
     for name in MODELS:
         m = models[name]
+        if m["mpjpe2d_px"] is None or not m["power_w"] > 0:
+            continue
         ax.scatter(m["power_w"], m["mpjpe2d_px"], s=30)
         ax.annotate(LABELS[name], (m["power_w"], m["mpjpe2d_px"]), fontsize=8,
                     xytext=(4, 4), textcoords="offset points")  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+        errors.append(m["mpjpe2d_px"])
+    if errors:
+        ax.set_xscale("log")
+        if min(errors) > 0:
+            ax.set_yscale("log")
     ax.set_xlabel("power at the output rate (W, computed from operation counts)")
     ax.set_ylabel("2D MPJPE (px)")
     ax.set_title("Error against power")

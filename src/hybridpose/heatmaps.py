@@ -41,8 +41,10 @@ def decode_heatmaps(heatmaps: Tensor) -> Tensor:
     >>> [round(c, 4) for c in decode_heatmaps(hm)[0].tolist()]
     [3.3, 4.6]
     """
-    if heatmaps.dim() < 3:
-        raise ValueError(f"heatmaps must be (..., J, H, W), got {tuple(heatmaps.shape)}")
+    if heatmaps.dim() < 3 or heatmaps.shape[-1] == 0 or heatmaps.shape[-2] == 0:
+        raise ValueError(
+            f"heatmaps must be (..., J, H, W) with H, W >= 1, got {tuple(heatmaps.shape)}"
+        )
     h, w = heatmaps.shape[-2:]
     flat = heatmaps.detach().float().flatten(-2)
     index = flat.argmax(dim=-1)

@@ -352,6 +352,15 @@ def _init_distributed(device: str) -> _World:
     return _World(dist.get_rank(), dist.get_world_size())
 
 
+def _device(name: str, world: _World) -> torch.device:
+    """The torch device; under torchrun, bare ``cuda`` is the GPU of ``LOCAL_RANK``."""
+    if world.size > 1 and name == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+        return device
+    return torch.device(name)
+
+
 # ------------------------------------------------------------------------------ stopping
 
 
@@ -453,6 +462,14 @@ class _Running:
     error_n: int = 0
     steps: int = 0
 
+    def add(self, losses: tuple[float, float, float, float, int]) -> None:
+        self.loss += losses[0]
+        self.heatmap += losses[1]
+        self.state += losses[2]
+        self.error += losses[3]
+        self.error_n += losses[4]
+        self.steps += 1
+
     def row(self) -> dict[str, float]:
         n = max(self.steps, 1)
         return {
@@ -475,6 +492,8 @@ def _batch_error(heatmaps: Tensor, joints2d: Tensor, valid: Tensor) -> tuple[flo
 def _initial_model(spec: TrainSpec) -> nn.Module:
     torch.manual_seed(spec.seed)
     model = build_model(spec.stage, spec.model)
+    if isinstance(model, ANN):  # the ANN stage trains the U-Net; the heads wait for the hybrid
+        model.state_heads.requires_grad_(False)
     if isinstance(model, HybridPose):
         ann_path = spec.ann_checkpoint or spec.out_dir / "ann.pt"
         ann, data = load_model(ann_path)
@@ -516,6 +535,8 @@ def _payload(
     complete: bool,
     metrics: dict[str, float],
     n_windows: int,
+    sums: dict[str, dict[str, float]] | None = None,
+    elapsed_s: float = 0.0,
 ) -> dict[str, Any]:
     return {
         "name": spec.name,
@@ -532,6 +553,8 @@ def _payload(
         "complete": complete,
         "metrics": metrics,
         "train_windows": n_windows,
+        "sums": sums,  # the log's and the epoch's running sums when stopped mid-epoch
+        "elapsed_s": elapsed_s,
     }
 
 
@@ -564,7 +587,7 @@ def train(
         TrainingInterrupted: stopped by Ctrl-C or SIGTERM after saving the checkpoint.
     """
     world = _init_distributed(spec.device)
-    device = torch.device(spec.device)
+    device = _device(spec.device, world)
     path = spec.checkpoint_path
     existing = load_checkpoint(path) if path.exists() else None
     if existing is not None and not resume:
@@ -574,13 +597,16 @@ def train(
             f"batch size {spec.optim.batch_size} is not divisible by {world.size} processes"
         )
 
+    if existing is not None:
+        _check_resumable(spec, existing)
+        if int(existing["epoch"]) >= spec.optim.epochs:
+            return path  # already trained this far
     model = _initial_model(spec)
     windows = training_windows(spec)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=spec.optim.lr)
     epoch, batch, step = 0, 0, 0
     if existing is not None:
-        _check_resumable(spec, existing)
         model.load_state_dict(existing["model"])
         optimizer.load_state_dict(existing["optimizer"])
         epoch, batch, step = int(existing["epoch"]), int(existing["batch"]), int(existing["step"])
@@ -588,15 +614,20 @@ def train(
     _set_modes(model, spec.stage)
     module = _stage_module(model)
     if world.size > 1:
-        module = DistributedDataParallel(module)
+        if device.type == "cuda":  # BatchNorm statistics over the global batch
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)  # type: ignore[no-untyped-call]
+        module = DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     log = (
         _Log(spec.log_path, step if existing is not None else None, tensorboard)
         if world.main
         else None
     )
-    started = time.perf_counter()
+    started = time.perf_counter() - (float(existing.get("elapsed_s", 0.0)) if existing else 0.0)
     metrics: dict[str, float] = dict(existing["metrics"]) if existing is not None else {}
+    resumed_sums = existing.get("sums") if existing is not None and batch > 0 else None
     local = spec.optim.batch_size // world.size
     stop = _StopFlag()
     try:
@@ -629,19 +660,18 @@ def train(
                     disable=not (progress and world.main),
                     dynamic_ncols=True,
                 )
-                running = _Running()
-                epoch_sum = _Running()
+                if resumed_sums is not None:  # continue the sums of the stopped run
+                    running = _Running(**resumed_sums["running"])
+                    epoch_sum = _Running(**resumed_sums["epoch"])
+                    resumed_sums = None
+                else:
+                    running, epoch_sum = _Running(), _Running()
                 for items in loader:
                     losses = _train_step(spec, module, optimizer, params, items, device)
                     batch += 1
                     step += 1
-                    for acc in (running, epoch_sum):
-                        acc.loss += losses[0]
-                        acc.heatmap += losses[1]
-                        acc.state += losses[2]
-                        acc.error += losses[3]
-                        acc.error_n += int(losses[4])
-                        acc.steps += 1
+                    running.add(losses)
+                    epoch_sum.add(losses)
                     bar.update(1)
                     bar.set_postfix(loss=f"{losses[0]:.3g}", px=f"{running.row()['mpjpe_px']:.2f}")
                     if log is not None and (step % LOG_EVERY == 0 or batch == n_batches):
@@ -663,6 +693,8 @@ def train(
                                 _payload(
                                     spec, model, optimizer, epoch, batch, step, False, metrics,
                                     len(windows),
+                                    {"running": asdict(running), "epoch": asdict(epoch_sum)},
+                                    time.perf_counter() - started,
                                 ),
                             )  # fmt: skip
                         bar.close()
@@ -677,6 +709,7 @@ def train(
                         _payload(
                             spec, model, optimizer, epoch, batch, step,
                             epoch >= spec.optim.epochs, metrics, len(windows),
+                            None, time.perf_counter() - started,
                         ),
                     )  # fmt: skip
                 if _any_rank(stop.requested, world, device) and epoch < spec.optim.epochs:
@@ -716,7 +749,7 @@ def _train_step(
         nn.utils.clip_grad_norm_(params, spec.optim.grad_clip)
     optimizer.step()
     err, n = _batch_error(heatmaps.detach(), batch["joints2d"], batch["valid"])
-    return float(loss.detach()), float(heatmap_loss.detach()), float(state_loss), err, n
+    return (float(loss.detach()), float(heatmap_loss.detach()), float(state_loss.detach()), err, n)
 
 
 def checkpoint_summary(path: str | os.PathLike[str]) -> str:

@@ -40,8 +40,12 @@ class ANNConfig:
     stem_kernel: int = 7
 
     def __post_init__(self) -> None:
-        if len(self.widths) < 3:
-            raise ValueError("the U-Net needs at least 3 down blocks (the SNN reaches s=8)")
+        if len(self.widths) < 4:
+            raise ValueError(
+                "the U-Net needs at least 4 down blocks: the state heads read decoder features "
+                "at every SNN scale, down to 1/8, and the decoder's coarsest output is 1/8 "
+                f"only with 4 blocks (got {len(self.widths)})"
+            )
 
 
 def _conv(c_in: int, c_out: int, kernel: int) -> nn.Sequential:

@@ -163,6 +163,13 @@ class SNN(nn.Module):
         self.up2 = SpikingConv(w2 + w1, w1, k, 1, config)
         self.up3 = SpikingConv(w1 + w0, w0, k, 1, config)
         self.head = nn.Conv2d(w0, config.joints, 1)
+        # The readout sums the head's output with gain 1 / (1 - decay) (5 at decay 0.8): a
+        # randomly initialised head would start with heatmaps of order 1 everywhere, and the
+        # first hundreds of steps would go into cancelling them. Starting at zero output, the
+        # head's weights get their gradient at the first step and the layers below from then on.
+        nn.init.zeros_(self.head.weight)
+        if self.head.bias is not None:
+            nn.init.zeros_(self.head.bias)
 
     def zero_state(
         self,

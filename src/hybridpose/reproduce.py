@@ -1,0 +1,130 @@
+"""``hybridpose reproduce``: simulate the dataset, train the three stages, evaluate; resumable.
+
+Layout of the output directory::
+
+    OUT/data/             the synthetic default dataset at the preset's sensor size
+    OUT/checkpoints/      ann.pt, snn.pt, hybrid.pt and their CSV logs
+    OUT/report/           report.json, report.md, error_vs_step.png, error_vs_power.png
+    OUT/timings.json      wall-clock seconds per phase (summed over resumed runs)
+
+Every phase resumes: the simulator skips finished recordings, a training stage continues from
+its checkpoint (a complete one is skipped), and the evaluation is redone only when a checkpoint
+is newer than the report. Run the same command again after an interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hybridpose.atomic import write_text_atomic
+from hybridpose.checkpoint import load_checkpoint
+from hybridpose.errors import HybridPoseError
+from hybridpose.evaluate import EvalSpec, evaluate
+from hybridpose.nn.presets import preset
+from hybridpose.recipes import STAGES, recipe
+from hybridpose.synth.generate import PRESETS as SIM_PRESETS
+from hybridpose.synth.generate import simulate_dataset
+from hybridpose.train import make_spec, train
+
+T = TypeVar("T")
+
+
+class ReproduceError(HybridPoseError, RuntimeError):
+    """A phase of the reproduction failed (the message says which and how to continue)."""
+
+
+@dataclass(frozen=True)
+class ReproduceSpec:
+    preset: str
+    out_dir: Path
+    workers: int = 1
+    seed: int = 0
+    progress: bool = True
+
+
+def _timings(path: Path) -> dict[str, float]:
+    if path.exists():
+        data = json.loads(path.read_text())
+        if isinstance(data, dict):
+            return {str(k): float(v) for k, v in data.items()}
+    return {}
+
+
+def _timed(path: Path, phase: str, run: Callable[[], T]) -> T:
+    started = time.perf_counter()
+    try:
+        return run()
+    finally:
+        timings = _timings(path)
+        timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - started
+        timings["total"] = sum(v for k, v in timings.items() if k != "total")
+        write_text_atomic(path, json.dumps(timings, indent=2) + "\n")
+
+
+def _complete(path: Path) -> bool:
+    return path.exists() and bool(load_checkpoint(path).get("complete"))
+
+
+def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or continue) the whole reproduction; returns the evaluation report."""
+    model = preset(spec.preset)
+    recipe(spec.preset)  # a clear error for a preset without a recipe
+    out = spec.out_dir
+    data, ckpt, report_dir = out / "data", out / "checkpoints", out / "report"
+    timings = out / "timings.json"
+    out.mkdir(parents=True, exist_ok=True)
+
+    sim = replace(SIM_PRESETS["default"], sensor_size=model.sensor_size, seed=spec.seed)
+    log(f"[1/5] simulating the default dataset at {sim.sensor_size[0]}x{sim.sensor_size[1]}")
+    summary = _timed(
+        timings,
+        "simulate",
+        lambda: simulate_dataset(data, sim, workers=spec.workers, progress=spec.progress),
+    )
+    log(summary.describe())
+    if summary.failed:
+        raise ReproduceError(f"{data}: {len(summary.failed)} recordings failed; run again")
+
+    for i, stage in enumerate(STAGES):
+        tspec = make_spec(stage, spec.preset, data, ckpt, seed=spec.seed)
+        if _complete(tspec.checkpoint_path):
+            log(f"[{i + 2}/5] {stage}: already trained ({tspec.checkpoint_path})")
+            continue
+        log(f"[{i + 2}/5] training the {stage} stage")
+        _timed(
+            timings,
+            f"train_{stage}",
+            lambda t=tspec: train(t, resume=True, progress=spec.progress),  # type: ignore[misc]
+        )
+
+    report_json = report_dir / "report.json"
+    newest = max((ckpt / f"{s}.pt").stat().st_mtime for s in STAGES)
+    if report_json.exists() and report_json.stat().st_mtime >= newest:
+        log(f"[5/5] evaluation: up to date ({report_json})")
+        result: dict[str, Any] = json.loads(report_json.read_text())
+        return result
+    log("[5/5] evaluating on the test subjects")
+    rec = recipe(spec.preset)
+    espec = EvalSpec(
+        ckpt,
+        data,
+        report_dir,
+        windows_per_recording=rec.eval_windows_per_recording,
+        energy_windows=rec.energy_windows,
+        seed=spec.seed,
+    )
+    report = _timed(timings, "evaluate", lambda: evaluate(espec, progress=spec.progress))
+    return report
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+__all__ = ["ReproduceError", "ReproduceSpec", "default_workers", "reproduce"]
