@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +19,10 @@ from hybridpose.data import (
     collate_windows,
     gaussian_heatmaps,
     index_windows,
+    index_windows_cached,
     interpolate_joints,
     shuffled,
+    shuffled_by_file,
     to_model_pixels,
     to_sensor_pixels,
 )
@@ -230,6 +234,31 @@ def test_dataset_item_known_answers(recording: Path) -> None:
     ds.close()
 
 
+def test_dataset_ann_targets_and_next_frame(recording: Path) -> None:
+    config = WindowConfig(ann_events=1000, ann_bins=4, steps=5, stride_us=100_000, cameras=(0,))
+    ann = WindowDataset([recording], config, labels_at="start", with_bins=False)
+    hybrid = WindowDataset([recording], config, with_next_frame=True)
+    t0 = 200_000
+    a, h = ann[0], hybrid[0]
+    assert int(a["t0_us"]) == int(h["t0_us"]) == t0
+    # the ANN stage: no bins, one label at t0 (where its frame ends)
+    assert "bins" not in a and "next_frame" not in a
+    assert a["label_t_us"].tolist() == [t0]
+    np.testing.assert_allclose(a["joints3d"].numpy(), joints_at(np.array([t0])), atol=1e-4)
+    assert a["heatmaps"].shape == (1, 13, 60, 80)
+    torch.testing.assert_close(a["frame"], h["frame"])
+    # the hybrid stage: the frame at the window's end (t0 + 5 x 10 ms) for the state loss
+    assert h["label_t_us"].tolist() == [t0 + 10_000 * k for k in range(1, 6)]
+    with Recording(recording) as rec:
+        expected = stacked_histogram(rec.events_before(0, t0 + 50_000, 1000), SENSOR, 4)
+    np.testing.assert_array_equal(h["next_frame"].numpy(), expected)
+    batch = collate_windows([h, hybrid[1]])
+    assert batch["next_frame"].shape == (2, 8, 60, 80)  # batch-first like the frame
+    assert batch["label_t_us"].shape == (5, 2)  # time-first like the labels
+    with pytest.raises(DataError, match="labels_at"):
+        WindowDataset([recording], config, labels_at="middle")  # type: ignore[arg-type]
+
+
 def test_dataset_marks_nan_and_outside_joints_invalid(tmp_path: Path) -> None:
     path = write_recording(tmp_path / "rec.h5")
     # t0 = 250 ms: bin ends 260..300 ms; the 300 ms label is NaN, so the last step is invalid
@@ -264,3 +293,42 @@ def test_collate_and_dataloader(recording: Path) -> None:
         (got,) = list(loader)
         torch.testing.assert_close(got, batch, equal_nan=True)
     ds.close()
+
+
+def test_index_cache_hits_and_invalidates(recording: Path, tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    expected = index_windows([recording], CONFIG)
+    assert expected  # the checks below need windows
+    assert index_windows_cached([recording], CONFIG, cache_dir) == expected
+    (cache,) = cache_dir.glob(".windows-*.npz")
+    # a hit reads the cache: make it recognisably different and see it come back
+    with np.load(cache) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["t0_us"] = arrays["t0_us"] + 1
+    np.savez(cache, **arrays)
+    hit = index_windows_cached([recording], CONFIG, cache_dir)
+    assert [w.t0_us for w in hit] == [w.t0_us + 1 for w in expected]
+    # another setting or a changed file makes a new index, never the stale one
+    other = dataclasses.replace(CONFIG, stride_us=50_000)
+    assert index_windows_cached([recording], other, cache_dir) == index_windows([recording], other)
+    os.utime(recording, ns=(1, 1))
+    assert index_windows_cached([recording], CONFIG, cache_dir) == expected
+    assert len(list(cache_dir.glob(".windows-*.npz"))) == 3
+    # an unreadable cache is rebuilt
+    for f in cache_dir.glob(".windows-*.npz"):
+        f.write_bytes(b"garbage")
+    assert index_windows_cached([recording], CONFIG, cache_dir) == expected
+
+
+def test_shuffled_by_file_groups_files(recording: Path) -> None:
+    windows = [WindowIndex(f"f{i % 40}", 0, 1000 * i) for i in range(400)]
+    order = shuffled_by_file(windows, seed=1, epoch=0, files_per_group=4)
+    assert sorted(order, key=lambda w: w.t0_us) == windows  # a permutation
+    assert order == shuffled_by_file(windows, seed=1, epoch=0, files_per_group=4)
+    assert order != shuffled_by_file(windows, seed=1, epoch=1, files_per_group=4)
+    # each block of 40 windows (4 files x 10) holds exactly 4 files
+    for start in range(0, 400, 40):
+        assert len({w.path for w in order[start : start + 40]}) == 4
+    with pytest.raises(DataError):
+        shuffled_by_file(windows, 0, 0, files_per_group=0)

@@ -24,10 +24,12 @@ besides indexing, so it is safe to hand to DataLoader workers).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -346,6 +348,51 @@ def index_windows(
     return out
 
 
+def index_windows_cached(
+    paths: Sequence[str | os.PathLike[str]], config: WindowConfig, cache_dir: str | os.PathLike[str]
+) -> list[WindowIndex]:
+    """:func:`index_windows`, kept in ``cache_dir`` for the next call with the same files.
+
+    Indexing reads every file's labels and event positions (tens of seconds for a dataset);
+    training stages and evaluations of one run index the same files again and again. The
+    cache file's name is a hash of the window settings and of every file's path, size and
+    modification time, so a changed file or setting makes a new index, never a stale one.
+    """
+    import hashlib
+    import json
+
+    from hybridpose.atomic import atomic_write
+
+    names = [str(p) for p in paths]
+    files_key = []
+    for name in names:
+        st = Path(name).stat()
+        files_key.append([str(Path(name).resolve()), st.st_size, st.st_mtime_ns])
+    key = {"config": dataclasses.asdict(config), "files": files_key}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    cache = Path(cache_dir) / f".windows-{digest}.npz"
+    if cache.exists():
+        try:
+            with np.load(cache) as data:
+                files, cams, t0s = data["recording"], data["camera"], data["t0_us"]
+            return [
+                WindowIndex(names[int(f)], int(c), int(t))
+                for f, c, t in zip(files, cams, t0s, strict=True)
+            ]
+        except (OSError, ValueError, KeyError, IndexError):
+            pass  # unreadable cache: index again
+    windows = index_windows(names, config)
+    position = {name: i for i, name in enumerate(names)}
+    with atomic_write(cache) as f:
+        np.savez(
+            f,
+            recording=np.array([position[w.path] for w in windows], dtype=np.int32),
+            camera=np.array([w.camera for w in windows], dtype=np.int32),
+            t0_us=np.array([w.t0_us for w in windows], dtype=np.int64),
+        )
+    return windows
+
+
 def shuffled(windows: Sequence[T], seed: int, epoch: int) -> list[T]:
     """A deterministic permutation of ``windows`` for ``(seed, epoch)``."""
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch) & 0xFFFFFFFF])
@@ -579,6 +626,7 @@ __all__ = [
     "collate_windows",
     "gaussian_heatmaps",
     "index_windows",
+    "index_windows_cached",
     "interpolate_joints",
     "shuffled",
     "shuffled_by_file",

@@ -58,7 +58,7 @@ from hybridpose.data import (
     WindowDataset,
     WindowIndex,
     collate_windows,
-    index_windows,
+    index_windows_cached,
     shuffled,
     shuffled_by_file,
     split_by_subject,
@@ -220,7 +220,7 @@ def training_windows(spec: TrainSpec) -> list[WindowIndex]:
         raise TrainingError(
             f"{spec.data_dir}: no recordings of the training subjects {list(spec.subjects)}"
         )
-    windows = index_windows(files, spec.window)
+    windows = index_windows_cached(files, spec.window, spec.out_dir)
     if not windows:
         raise TrainingError(
             f"{spec.data_dir}: no training windows (recordings too short, too few events "
