@@ -74,7 +74,7 @@ def _complete(path: Path) -> bool:
 def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or continue) the whole reproduction; returns the evaluation report."""
     model = preset(spec.preset)
-    recipe(spec.preset)  # a clear error for a preset without a recipe
+    rec = recipe(spec.preset)
     out = spec.out_dir
     data, ckpt, report_dir = out / "data", out / "checkpoints", out / "report"
     timings = out / "timings.json"
@@ -92,7 +92,8 @@ def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[s
         raise ReproduceError(f"{data}: {len(summary.failed)} recordings failed; run again")
 
     for i, stage in enumerate(STAGES):
-        tspec = make_spec(stage, spec.preset, data, ckpt, seed=spec.seed)
+        init = ckpt / "snn.pt" if stage == "hybrid" and rec.hybrid_from_snn else None
+        tspec = make_spec(stage, spec.preset, data, ckpt, seed=spec.seed, init_snn=init)
         if _complete(tspec.checkpoint_path):
             log(f"[{i + 2}/5] {stage}: already trained ({tspec.checkpoint_path})")
             continue
@@ -110,7 +111,6 @@ def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[s
         result: dict[str, Any] = json.loads(report_json.read_text())
         return result
     log("[5/5] evaluating on the test subjects")
-    rec = recipe(spec.preset)
     espec = EvalSpec(
         ckpt,
         data,
