@@ -99,10 +99,14 @@ def load_model(path: str | os.PathLike[str]) -> tuple[Model, dict[str, Any]]:
         the model (:class:`ANN`, :class:`SNN` or :class:`HybridPose`) and the checkpoint dict.
     """
     data = load_checkpoint(path)
+    weights = dict(data["model"])
+    shared = data.get("shared_ann")
+    if shared is not None:
+        weights.update(_shared_ann_weights(Path(path), shared))
     try:
         config = ModelConfig.from_dict(data["model_config"])
         model = build_model(str(data["stage"]), config)
-        model.load_state_dict(data["model"])
+        model.load_state_dict(weights)
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
@@ -120,6 +124,42 @@ def weights_only(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+UNET_EXCLUDED = "state_heads."
+
+
+def share_ann(hybrid: dict[str, Any], ann: dict[str, Any], ann_file: str) -> dict[str, Any]:
+    """A copy of a hybrid checkpoint whose frozen U-Net is read from the sibling ``ann_file``.
+
+    The hybrid stage freezes the ANN's U-Net, so a hybrid checkpoint repeats the ANN
+    checkpoint's weights; this copy keeps only its own (the SNN and the state heads) and
+    records which file holds the rest (``shared_ann``), checked by value on loading.
+
+    Raises:
+        CheckpointError: if the hybrid's U-Net differs from ``ann``'s.
+    """
+    unet = {k: v for k, v in ann["model"].items() if not k.startswith(UNET_EXCLUDED)}
+    for key, value in unet.items():
+        if not torch.equal(hybrid["model"][f"ann.{key}"], value):
+            raise CheckpointError(f"the hybrid's U-Net differs from {ann_file}'s at {key}")
+    out = dict(hybrid)
+    out["model"] = {
+        k: v for k, v in hybrid["model"].items() if not (k.startswith("ann.") and k[4:] in unet)
+    }
+    checksum = float(sum(v.double().sum() for v in unet.values()))
+    out["shared_ann"] = {"file": ann_file, "keys": sorted(unet), "checksum": checksum}
+    return out
+
+
+def _shared_ann_weights(path: Path, shared: dict[str, Any]) -> dict[str, torch.Tensor]:
+    source = path.parent / str(shared["file"])
+    ann = load_checkpoint(source)
+    weights = {k: ann["model"][k] for k in shared["keys"] if k in ann["model"]}
+    checksum = float(sum(v.double().sum() for v in weights.values()))
+    if len(weights) != len(shared["keys"]) or checksum != shared["checksum"]:
+        raise CheckpointError(f"{path}: its frozen ANN in {source} has changed")
+    return {f"ann.{k}": v for k, v in weights.items()}
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -130,5 +170,6 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "save_checkpoint",
+    "share_ann",
     "weights_only",
 ]

@@ -1,0 +1,125 @@
+"""Tests of hybridpose.reproduce: the whole pipeline on a tiny preset, and resuming it.
+
+A ``test`` preset (a tiny model on a 32x24 sensor, one training and one test subject, one
+movement, a few optimiser steps per stage) is registered in the preset, recipe and simulation
+tables for the duration of the test, so the real code path runs end to end in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numba
+import pytest
+import torch
+
+import hybridpose.nn.presets as presets
+import hybridpose.recipes as recipes
+import hybridpose.synth.generate as generate
+from hybridpose.checkpoint import load_checkpoint
+from hybridpose.cli import main
+from hybridpose.data import WindowConfig
+from hybridpose.evaluate import MODELS
+from hybridpose.nn.ann import ANNConfig
+from hybridpose.nn.presets import ModelConfig
+from hybridpose.nn.snn import SNNConfig
+from hybridpose.recipes import Recipe, StageConfig
+from hybridpose.reproduce import ReproduceSpec, reproduce
+
+MODEL = ModelConfig(
+    name="test",
+    sensor_size=(32, 24),
+    input_size=(16, 16),
+    ann=ANNConfig(in_channels=4, stem=4, widths=(4, 4, 4, 4)),
+    snn=SNNConfig(widths=(2, 2, 2, 2)),
+)
+STAGE = StageConfig(lr=1e-3, batch_size=4, epochs=1, samples_per_epoch=8)
+RECIPE = Recipe(
+    window=WindowConfig(
+        ann_events=50,
+        ann_bins=2,
+        bin_us=10_000,
+        steps=3,
+        stride_us=30_000,
+        crop=(8, 4, 16, 16),
+        cameras=(2, 3),
+    ),
+    ann=STAGE,
+    snn=STAGE,
+    hybrid=replace(STAGE, state_loss_weight=0.01),
+    train_subjects=(1,),
+    test_subjects=(13,),
+    hybrid_from_snn=True,
+    eval_windows_per_recording=2,
+    energy_windows=2,
+)
+
+
+@pytest.fixture
+def test_preset(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setitem(presets.PRESETS, "test", MODEL)
+    monkeypatch.setitem(recipes.RECIPES, "test", RECIPE)
+    tiny = generate.PRESETS["tiny"]
+    monkeypatch.setitem(
+        generate.PRESETS, "default", replace(tiny, subjects=(1, 13), movements=(1,))
+    )
+    threads = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: thread pools cost more than they save
+    numba.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads[0])
+    numba.set_num_threads(threads[1])
+
+
+def test_reproduce_end_to_end_and_resume(test_preset: None, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    messages: list[str] = []
+    report = reproduce(ReproduceSpec("test", out, progress=False), log=messages.append)
+    # the dataset at the preset's sensor size, one training and one test subject
+    files = sorted(p.name for p in (out / "data").glob("*.h5"))
+    assert files == ["S13_session1_mov1.h5", "S1_session1_mov1.h5"]
+    # the three stages, complete; the hybrid started from the snn stage
+    ckpt = out / "checkpoints"
+    for stage in ("ann", "snn", "hybrid"):
+        data = load_checkpoint(ckpt / f"{stage}.pt")
+        assert data["complete"] is True and data["stage"] == stage
+        assert data["model_config"] == MODEL.to_dict()
+    # the report: every model, written to disk as returned
+    assert set(report["models"]) == set(MODELS)
+    on_disk = json.loads((out / "report" / "report.json").read_text())
+    assert on_disk == json.loads(json.dumps(report))
+    assert report["setup"]["recordings"] == 1  # the test subject only
+    assert report["setup"]["scored_windows_per_camera"] == 2
+    for name in ("report.md", "error_vs_step.png", "error_vs_power.png"):
+        assert (out / "report" / name).stat().st_size > 0
+    timings = json.loads((out / "timings.json").read_text())
+    phases = {"simulate", "train_ann", "train_snn", "train_hybrid", "evaluate"}
+    assert set(timings) == phases | {"total"}
+    assert timings["total"] == pytest.approx(sum(timings[p] for p in phases))
+    # run again: everything is done, nothing is redone
+    stamps = {p: p.stat().st_mtime_ns for p in ckpt.glob("*.pt")}
+    messages.clear()
+    again = reproduce(ReproduceSpec("test", out, progress=False), log=messages.append)
+    assert again == on_disk
+    assert sum("already trained" in m for m in messages) == 3
+    assert any("up to date" in m for m in messages)
+    assert {p: p.stat().st_mtime_ns for p in ckpt.glob("*.pt")} == stamps
+    # a removed hybrid checkpoint is retrained, then the report is redone
+    (ckpt / "hybrid.pt").unlink()
+    messages.clear()
+    reproduce(ReproduceSpec("test", out, progress=False), log=messages.append)
+    assert any("training the hybrid stage" in m for m in messages)
+    assert not any("evaluation: up to date" in m for m in messages)
+    assert (out / "report" / "report.json").stat().st_mtime >= (ckpt / "hybrid.pt").stat().st_mtime
+
+
+def test_reproduce_cli_refuses_unknown_preset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["reproduce", "--preset", "nope", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
