@@ -20,6 +20,7 @@ from hybridpose.checkpoint import (
     load_checkpoint,
     load_model,
     save_checkpoint,
+    share_ann,
     weights_only,
 )
 from hybridpose.nn.ann import ANN, ANNConfig
@@ -211,3 +212,44 @@ def test_weights_that_do_not_fit_the_config_are_refused(tmp_path: Path) -> None:
     save_checkpoint(path, {**data, "model_config": wider.to_dict()})
     model, _ = load_model(path)
     assert isinstance(model, SNN) and model.config == wider.snn
+
+
+def test_shared_ann_round_trip_and_checks(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    ann = build_model("ann", MODEL)
+    hybrid = build_model("hybrid", MODEL)
+    assert isinstance(ann, ANN) and isinstance(hybrid, HybridPose)
+    unet = {k: v for k, v in ann.state_dict().items() if not k.startswith("state_heads.")}
+    hybrid.ann.load_state_dict(unet, strict=False)  # frozen U-Net = the ANN's
+    ann_data = weights_only(payload("ann", ann))
+    hybrid_data = weights_only(payload("hybrid", hybrid))
+    # payload() took an Adam step on both: put the U-Net back in step
+    hybrid_data["model"].update({f"ann.{k}": v for k, v in ann_data["model"].items()
+                                 if not k.startswith("state_heads.")})  # fmt: skip
+    shared = share_ann(hybrid_data, ann_data, "ann.pt")
+    kept = set(shared["model"])
+    assert not any(k.startswith("ann.") and not k.startswith("ann.state_heads.") for k in kept)
+    assert any(k.startswith("ann.state_heads.") for k in kept)
+    assert any(k.startswith("snn.") for k in kept)
+    save_checkpoint(tmp_path / "ann.pt", ann_data)
+    save_checkpoint(tmp_path / "hybrid.pt", shared)
+    loaded, _ = load_model(tmp_path / "hybrid.pt")
+    for key, value in hybrid_data["model"].items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    stored = sum(v.numel() for v in shared["model"].values())
+    unet_size = sum(v.numel() for k, v in ann_data["model"].items() if "state_heads" not in k)
+    assert stored == sum(v.numel() for v in hybrid_data["model"].values()) - unet_size
+    # a changed ann.pt is detected, not silently used
+    changed = dict(ann_data)
+    changed["model"] = {
+        k: v + 1e-3 if k == "head.weight" else v for k, v in ann_data["model"].items()
+    }
+    save_checkpoint(tmp_path / "ann.pt", changed)
+    with pytest.raises(CheckpointError, match="has changed"):
+        load_model(tmp_path / "hybrid.pt")
+    (tmp_path / "ann.pt").unlink()
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "hybrid.pt")
+    # a hybrid whose U-Net is not the ANN's cannot share it
+    with pytest.raises(CheckpointError, match="differs"):
+        share_ann(hybrid_data, changed, "ann.pt")
