@@ -123,3 +123,20 @@ def test_reproduce_cli_refuses_unknown_preset(
         main(["reproduce", "--preset", "nope", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_reproduce_trains_the_ablations_on_request(test_preset: None, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    report = reproduce(ReproduceSpec("test", out, progress=False, ablations=True), log=print)
+    for name, state_init, delta in (
+        ("hybrid_no_state_init", False, True),
+        ("hybrid_no_delta", True, False),
+    ):
+        data = load_checkpoint(out / "checkpoints" / f"{name}.pt")
+        assert data["complete"] is True and data["name"] == name
+        assert data["model_config"]["hybrid"]["state_init"] is state_init
+        assert data["model_config"]["snn"]["delta_readout"] is delta
+        assert report["models"][name]["derived_from_hybrid"] is False
+    assert report["models"]["hybrid"]["derived_from_hybrid"] is False
+    timings = json.loads((out / "timings.json").read_text())
+    assert {"train_hybrid_no_state_init", "train_hybrid_no_delta"} <= set(timings)

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from hybridpose import __version__
 from hybridpose.atomic import atomic_write
@@ -158,10 +157,6 @@ def _shared_ann_weights(path: Path, shared: dict[str, Any]) -> dict[str, torch.T
     if len(weights) != len(shared["keys"]) or checksum != shared["checksum"]:
         raise CheckpointError(f"{path}: its frozen ANN in {source} has changed")
     return {f"ann.{k}": v for k, v in weights.items()}
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 __all__ = [

@@ -304,7 +304,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     workers = args.workers if args.workers is not None else default_workers()
     spec = ReproduceSpec(args.preset, args.out, workers=workers, seed=args.seed,
-                         progress=not args.quiet)  # fmt: skip
+                         progress=not args.quiet, ablations=args.ablations)  # fmt: skip
     try:
         report = reproduce(spec)
     except TrainingInterrupted as stop:
@@ -551,6 +551,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulation processes (default: the CPU cores)",
     )  # fmt: skip
     p.add_argument("--seed", type=_int_at_least(0), default=0, metavar="N", help="default 0")
+    p.add_argument(
+        "--ablations", action="store_true",
+        help="also train the hybrid's two ablations (about 2 x the hybrid stage's time)",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 

@@ -7,6 +7,9 @@ Layout of the output directory::
     OUT/report/           report.json, report.md, error_vs_step.png, error_vs_power.png
     OUT/timings.json      wall-clock seconds per phase (summed over resumed runs)
 
+With ``ablations`` the two ablations of the hybrid are trained too (same recipe), so that
+the report shows trained ablations instead of ones derived from the hybrid at evaluation.
+
 Every phase resumes: the simulator skips finished recordings, a training stage continues from
 its checkpoint (a complete one is skipped), and the evaluation is redone only when a checkpoint
 is newer than the report. Run the same command again after an interruption.
@@ -34,6 +37,9 @@ from hybridpose.train import make_spec, train
 
 T = TypeVar("T")
 
+ABLATIONS = {"hybrid_no_state_init": (False, True), "hybrid_no_delta": (True, False)}
+"""The hybrid's ablations: (state_init, delta_readout)."""
+
 
 class ReproduceError(HybridPoseError, RuntimeError):
     """A phase of the reproduction failed (the message says which and how to continue)."""
@@ -46,6 +52,7 @@ class ReproduceSpec:
     workers: int = 1
     seed: int = 0
     progress: bool = True
+    ablations: bool = False
 
 
 def _timings(path: Path) -> dict[str, float]:
@@ -104,8 +111,27 @@ def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[s
             lambda t=tspec: train(t, resume=True, progress=spec.progress),  # type: ignore[misc]
         )
 
+    trained = [ckpt / f"{s}.pt" for s in STAGES]
+    if spec.ablations:  # the paper's ablations, trained like the hybrid
+        init = ckpt / "snn.pt" if rec.hybrid_from_snn else None
+        for name, (state_init, delta) in ABLATIONS.items():
+            tspec = make_spec(
+                "hybrid", spec.preset, data, ckpt, seed=spec.seed, init_snn=init,
+                state_init=state_init, delta_readout=delta,
+            )  # fmt: skip
+            trained.append(tspec.checkpoint_path)
+            if _complete(tspec.checkpoint_path):
+                log(f"[ablation] {name}: already trained")
+                continue
+            log(f"[ablation] training {name}")
+            _timed(
+                timings,
+                f"train_{name}",
+                lambda t=tspec: train(t, resume=True, progress=spec.progress),  # type: ignore[misc]
+            )
+
     report_json = report_dir / "report.json"
-    newest = max((ckpt / f"{s}.pt").stat().st_mtime for s in STAGES)
+    newest = max(p.stat().st_mtime for p in trained)
     if report_json.exists() and report_json.stat().st_mtime >= newest:
         log(f"[5/5] evaluation: up to date ({report_json})")
         result: dict[str, Any] = json.loads(report_json.read_text())

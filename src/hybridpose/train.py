@@ -320,7 +320,8 @@ def _freeze_ann(hybrid: HybridPose, train_state_heads: bool) -> None:
         param.requires_grad_(train_state_heads and name.startswith("state_heads."))
 
 
-def _set_modes(model: nn.Module, stage: Stage) -> None:
+def _set_modes(model: nn.Module) -> None:
+    """Training mode, but the hybrid's frozen U-Net in eval mode (its state heads train)."""
     model.train()
     if isinstance(model, HybridPose):
         model.ann.eval()
@@ -611,7 +612,7 @@ def train(
         optimizer.load_state_dict(existing["optimizer"])
         epoch, batch, step = int(existing["epoch"]), int(existing["batch"]), int(existing["step"])
     model.to(device)
-    _set_modes(model, spec.stage)
+    _set_modes(model)
     module = _stage_module(model)
     if world.size > 1:
         if device.type == "cuda":  # BatchNorm statistics over the global batch
