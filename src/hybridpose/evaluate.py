@@ -665,6 +665,16 @@ def report_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+COLORS = {
+    "ann_high": "#1f77b4",
+    "ann_low_held": "#ff7f0e",
+    "snn": "#2ca02c",
+    "hybrid": "#d62728",
+    "hybrid_no_state_init": "#9467bd",
+    "hybrid_no_delta": "#8c564b",
+}
+
+
 def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
     """``error_vs_step.png`` and ``error_vs_power.png`` from a report."""
     from matplotlib.figure import Figure
@@ -672,38 +682,33 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
     from hybridpose.viz import save_figure
 
     models = report["models"]
-    fig = Figure(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(7.0, 4.4), layout="constrained")
     ax = fig.add_subplot()
-    plotted: list[float] = []
     for name in MODELS:
         steps = [np.nan if v is None else v for v in models[name]["mpjpe2d_px_per_step"]]
-        ax.plot(range(1, len(steps) + 1), steps, marker="o", ms=3, label=LABELS[name])
-        plotted += [v for v in steps if np.isfinite(v)]
+        ax.plot(range(1, len(steps) + 1), steps, marker="o", ms=3, color=COLORS[name],
+                label=LABELS[name])  # fmt: skip
     ax.set_xlabel("step since the ANN initialisation")
     ax.set_ylabel("2D MPJPE (px)")
-    if plotted and min(plotted) > 0:
-        ax.set_yscale("log")
     ax.set_title("Error against time since initialisation")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     paths = [out_dir / "error_vs_step.png", out_dir / "error_vs_power.png"]
     save_figure(fig, paths[0])
-    fig = Figure(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(7.0, 4.4), layout="constrained")
     ax = fig.add_subplot()
-    errors: list[float] = []
+    plotted = False
     for name in MODELS:
         m = models[name]
         if m["mpjpe2d_px"] is None or not m["power_w"] > 0:
             continue
-        ax.scatter(m["power_w"], m["mpjpe2d_px"], s=30)
-        ax.annotate(LABELS[name], (m["power_w"], m["mpjpe2d_px"]), fontsize=8,
-                    xytext=(4, 4), textcoords="offset points")  # fmt: skip
-        errors.append(m["mpjpe2d_px"])
-    if errors:
+        ax.scatter(m["power_w"] * 1e3, m["mpjpe2d_px"], s=40, color=COLORS[name],
+                   label=LABELS[name])  # fmt: skip
+        plotted = True
+    if plotted:
         ax.set_xscale("log")
-        if min(errors) > 0:
-            ax.set_yscale("log")
-    ax.set_xlabel("power at the output rate (W, computed from operation counts)")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("power at the output rate (mW, from counted operations)")
     ax.set_ylabel("2D MPJPE (px)")
     ax.set_title("Error against power")
     ax.grid(True, alpha=0.3, which="both")
