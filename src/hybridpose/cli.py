@@ -308,7 +308,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     try:
         report = reproduce(spec)
     except TrainingInterrupted as stop:
-        print(f"hybridpose reproduce: {stop}; run the same command again", file=sys.stderr)
+        print(
+            f"hybridpose reproduce: stopped; progress saved in {stop.checkpoint}; "
+            "run the same command again to continue",
+            file=sys.stderr,
+        )
         return 130
     print(report_markdown(report), end="")
     timings = json.loads((args.out / "timings.json").read_text())
