@@ -16,12 +16,10 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numba
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -55,6 +53,8 @@ from hybridpose.nn.hybrid import HybridConfig, HybridPose
 from hybridpose.nn.presets import ModelConfig
 from hybridpose.nn.snn import SNN, SNNConfig
 from hybridpose.recipes import StageConfig, window_to_dict
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -200,17 +200,6 @@ def write_checkpoints(directory: Path, window: WindowConfig = WINDOW) -> Path:
     for name, module in (("ann", ann), ("snn", snn), ("hybrid", hybrid)):
         save_checkpoint(directory / f"{name}.pt", _payload(name, name, module, MODEL, window))
     return directory
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: thread pools cost more than they save (several times, on a busy machine)."""
-    torch_threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-    yield
-    torch.set_num_threads(torch_threads)
-    numba.set_num_threads(numba_threads)
 
 
 @dataclass(frozen=True)

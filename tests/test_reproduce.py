@@ -8,13 +8,10 @@ tables for the duration of the test, so the real code path runs end to end in se
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import numba
 import pytest
-import torch
 
 import hybridpose.nn.presets as presets
 import hybridpose.recipes as recipes
@@ -59,19 +56,13 @@ RECIPE = Recipe(
 
 
 @pytest.fixture
-def test_preset(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def test_preset(monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:
     monkeypatch.setitem(presets.PRESETS, "test", MODEL)
     monkeypatch.setitem(recipes.RECIPES, "test", RECIPE)
     tiny = generate.PRESETS["tiny"]
     monkeypatch.setitem(
         generate.PRESETS, "default", replace(tiny, subjects=(1, 13), movements=(1,))
     )
-    threads = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: thread pools cost more than they save
-    numba.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads[0])
-    numba.set_num_threads(threads[1])
 
 
 def test_reproduce_end_to_end_and_resume(test_preset: None, tmp_path: Path) -> None:

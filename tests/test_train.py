@@ -15,12 +15,10 @@ import socket
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numba
 import numpy as np
 import pytest
 import torch
@@ -47,6 +45,8 @@ from hybridpose.train import (
     train,
     training_windows,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 SENSOR = (24, 24)
 F_PX, C_PX, DIST_MM = 20.0, 12.0, 1000.0
@@ -104,17 +104,6 @@ def write_recording(path: Path, subject: int) -> None:
             w.append_events(cam, make_events(x, y, t, p))
         label_t = np.arange(0, DURATION_US + 1, 10_000, dtype=np.int64)  # 100 Hz
         w.write_labels(label_t, joints_at(label_t, subject).astype(np.float32))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: torch's and numba's thread pools cost more than they save (10x here)."""
-    torch_threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-    yield
-    torch.set_num_threads(torch_threads)
-    numba.set_num_threads(numba_threads)
 
 
 @pytest.fixture(scope="module")

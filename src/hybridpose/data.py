@@ -25,6 +25,8 @@ besides indexing, so it is safe to hand to DataLoader workers).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -37,6 +39,7 @@ import numpy.typing as npt
 import torch
 from torch.utils.data import Dataset
 
+from hybridpose.atomic import atomic_write
 from hybridpose.errors import HybridPoseError
 from hybridpose.geometry import project
 from hybridpose.io.recording import Labels, Recording, read_meta
@@ -358,11 +361,6 @@ def index_windows_cached(
     cache file's name is a hash of the window settings and of every file's path, size and
     modification time, so a changed file or setting makes a new index, never a stale one.
     """
-    import hashlib
-    import json
-
-    from hybridpose.atomic import atomic_write
-
     names = [str(p) for p in paths]
     files_key = []
     for name in names:

@@ -257,7 +257,23 @@ _COUNT_FIELDS = tuple(f.name for f in dataclasses.fields(LayerCount) if f.defaul
 """The counters of a :class:`LayerCount` (every field but ``name`` and ``kind``)."""
 
 
-class OperationCounter:
+class _Hooks:
+    """Forward hooks that a ``with`` block installs (in ``__enter__``) and removes on exit."""
+
+    _handles: list[RemovableHandle]
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+class OperationCounter(_Hooks):
     """Counts the operations of the ``targets`` while in a ``with`` block.
 
     >>> conv = nn.Conv2d(1, 2, 3, padding=1, bias=False)
@@ -288,16 +304,6 @@ class OperationCounter:
         for name, target in self._targets.items():
             self._handles.append(target.module.register_forward_hook(self._hook(name, target)))
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
 
     def _hook(self, name: str, target: Target) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
         acc = self._acc[name]
@@ -379,7 +385,7 @@ def snn_targets(snn: SNN) -> dict[str, Target]:
     }
 
 
-class SpikeRecorder:
+class SpikeRecorder(_Hooks):
     """Counts the spikes of every spiking layer of ``snn`` while in a ``with`` block.
 
     :attr:`firing_rate` is the mean number of spikes per neuron and time step over all spiking
@@ -396,16 +402,6 @@ class SpikeRecorder:
         for name, layer in self._layers.items():
             self._handles.append(layer.register_forward_hook(self._hook(name)))
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
 
     def _hook(self, name: str) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from copy import deepcopy
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,14 @@ class _Models:
     window: WindowConfig
     preset: str
 
+    def hybrids(self) -> dict[str, HybridPose]:
+        """The hybrid and its two ablations, by model name."""
+        return {
+            "hybrid": self.hybrid,
+            "hybrid_no_state_init": self.no_state_init,
+            "hybrid_no_delta": self.no_delta,
+        }
+
 
 def _load(path: Path, kind: type[Model]) -> tuple[Any, dict[str, Any]]:
     model, data = load_model(path)
@@ -169,7 +178,7 @@ def load_models(directory: Path) -> _Models:
             derived[name] = False
             continue
         derived[name] = True
-        copy, _ = _load(directory / "hybrid.pt", HybridPose)
+        copy = deepcopy(hybrid)
         if config is not None:
             copy.config = config
         else:
@@ -309,11 +318,7 @@ def _predict(models: _Models, data: list[_SegmentData], steps: int) -> dict[str,
     # the hybrids: every window from the ANN's state at its start, windows batched
     start_frames = frames[:, 0:-1:steps].flatten(0, 1)  # (S*W, C, H, W)
     window_bins = bins.reshape(s, n_win, steps, *bins.shape[2:]).flatten(0, 1).transpose(0, 1)
-    for name, model in (
-        ("hybrid", models.hybrid),
-        ("hybrid_no_state_init", models.no_state_init),
-        ("hybrid_no_delta", models.no_delta),
-    ):
+    for name, model in models.hybrids().items():
         _, hm, _ = model(start_frames, window_bins)  # (T, S*W, J, H, W)
         uv = decode_heatmaps(hm)  # (T, S*W, J, 2)
         out[name] = uv.transpose(0, 1).reshape(s, n_win * steps, *uv.shape[2:])
@@ -334,18 +339,20 @@ class _Errors:
 
     def add(
         self,
+        kind: str,
         model: str,
-        per_pose_2d: npt.NDArray[np.float64],
-        per_pose_3d: npt.NDArray[np.float64],
+        per_pose: npt.NDArray[np.float64],
         step_index: npt.NDArray[np.int64],
     ) -> None:
-        for values, total, count in (
-            (per_pose_2d, self.sum2d[model], self.n2d[model]),
-            (per_pose_3d, self.sum3d[model], self.n3d[model]),
-        ):
-            ok = np.isfinite(values)
-            np.add.at(total, step_index[ok], values[ok])
-            np.add.at(count, step_index[ok], 1)
+        """Add per-pose errors (``kind`` "2d" or "3d"); NaN poses are left out."""
+        total, count = (
+            (self.sum2d[model], self.n2d[model])
+            if kind == "2d"
+            else (self.sum3d[model], self.n3d[model])
+        )
+        ok = np.isfinite(per_pose)
+        np.add.at(total, step_index[ok], per_pose[ok])
+        np.add.at(count, step_index[ok], 1)
 
 
 def _pose_errors(
@@ -381,14 +388,14 @@ def _score(
                 pred_s = to_sensor_pixels(pred, cfg.crop, cfg.downsample)
                 target_s = to_sensor_pixels(d.joints2d[keep], cfg.crop, cfg.downsample)
                 per_pose = _pose_errors(pred_s, target_s, d.valid[keep])
-                errors.add(name, per_pose, np.full_like(per_pose, np.nan), step_index)
+                errors.add("2d", name, per_pose, step_index)
                 uv_sensor.append(pred_s)
             d0, d1 = data[0][s], data[1][s]
             xyz = triangulate_two_views(d0.P, d1.P, uv_sensor[0], uv_sensor[1])
             truth = d0.joints3d[keep]
             mask3 = d0.valid[keep] & d1.valid[keep] & np.all(np.isfinite(truth), axis=-1)
             per_pose3 = _pose_errors(xyz, truth, mask3)
-            errors.add(name, np.full_like(per_pose3, np.nan), per_pose3, step_index)
+            errors.add("3d", name, per_pose3, step_index)
 
 
 # ------------------------------------------------------------------------------ energy
@@ -443,11 +450,7 @@ def _measure_energy(
     power["snn"] = energy.energy_pj(snn_counts).per_inference_pj * 1e-12 * high
     rates["snn"] = spikes.firing_rate
     counts["snn"] = _per_inference(snn_counts)
-    for name, model in (
-        ("hybrid", models.hybrid),
-        ("hybrid_no_state_init", models.no_state_init),
-        ("hybrid_no_delta", models.no_delta),
-    ):
+    for name, model in models.hybrids().items():
         with (
             OperationCounter(ann_targets(model.ann)) as a,
             OperationCounter(state_head_targets(model.ann)) as heads,
