@@ -544,6 +544,7 @@ try:
     hybridpose.train.train(spec, progress=False, tensorboard=False)
 finally:
     if dist.is_initialized():
+        dist.barrier()  # gloo aborts a process that tears down while its peer still talks
         dist.destroy_process_group()
 """
 

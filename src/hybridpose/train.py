@@ -718,6 +718,8 @@ def train(
     finally:
         if log is not None:
             log.close()
+    if world.size > 1:
+        dist.barrier()  # no process returns before rank 0's checkpoint is written
     return path
 
 
