@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from hybridpose.heatmaps import decode_heatmaps
+from hybridpose.heatmaps import decode_array, decode_heatmaps
 
 
 def gaussian(u: float, v: float, sigma: float, height: int, width: int) -> Tensor:
@@ -172,3 +172,13 @@ def test_bad_shapes_raise_value_error(shape: tuple[int, ...]) -> None:
 def test_empty_maps_raise_value_error(shape: tuple[int, ...]) -> None:
     with pytest.raises(ValueError):
         decode_heatmaps(torch.zeros(shape))
+
+
+def test_a_nan_value_is_the_peak_unrefined_as_numpy_argmax_takes_it() -> None:
+    hm = torch.rand(2, 5, 6)
+    hm[0, 2, 3] = float("nan")
+    hm[0, 4, 5] = float("nan")  # the first NaN in row-major order wins
+    out = decode_heatmaps(hm)
+    assert out[0].tolist() == [3.0, 2.0]
+    assert torch.isfinite(out[1]).all()
+    assert decode_array(hm.numpy()).tolist() == out.tolist()

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hybridpose.errors import HybridPoseError
 from hybridpose.events import EVENT_DTYPE, EventError, make_events
 from hybridpose.representations import (
+    EventCounter,
     RepresentationError,
     _search_sorted,
     binned_histograms,
@@ -540,3 +541,23 @@ def test_coordinate_errors_name_the_callers_event_index() -> None:
         voxel_grid(events, (20, 20), 2, t_start=95, t_end=200)
     with pytest.raises(EventError, match="x=50 at event 10 is outside"):
         stacked_histogram(events, (20, 20), 2)
+
+
+@pytest.mark.parametrize(
+    ("crop", "downsample"), [(None, 1), ((11, 0, 64, 64), 1), ((3, 5, 30, 20), 3)]
+)
+def test_event_counter_adds_what_binned_histograms_counts(
+    crop: tuple[int, int, int, int] | None, downsample: int
+) -> None:
+    rng = np.random.default_rng(3)
+    n = 500
+    events = make_events(rng.integers(0, 87, n), rng.integers(0, 65, n),
+                         np.sort(rng.integers(0, 1000, n)), rng.choice([-1, 1], n))  # fmt: skip
+    counter = EventCounter((87, 65), crop, downsample)
+    out = np.ones(counter.shape, dtype=np.float32)  # added to, not cleared
+    counter.add(events[:200], out)
+    counter.add(events[200:], out)
+    want = binned_histograms(events, (87, 65), [0, 1000], crop=crop, downsample=downsample)[0]
+    np.testing.assert_array_equal(out, want + 1)
+    with pytest.raises(RepresentationError, match="C-contiguous float32"):
+        counter.add(events, np.zeros(counter.shape, dtype=np.float64))

@@ -320,6 +320,63 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from hybridpose.demo import DemoSpec, demo_table, run_demo
+
+    spec = DemoSpec(out_dir=args.out, checkpoints=args.checkpoint, workers=args.workers,
+                    engine=args.engine, seed=args.seed)  # fmt: skip
+    report = run_demo(spec, progress=not args.quiet)
+    print(demo_table(report))
+    s = report["setup"]
+    print(
+        f"{s['recordings']} recordings of subject(s) held out, {s['scored_windows_per_camera']} "
+        f"scored windows per camera; 2D px of the {s['sensor_size'][0]}x{s['sensor_size'][1]} "
+        f"sensor, power at {s['output_rate_hz']:g} Hz from counted operations, latency per "
+        f"step (both cameras); {s['total_s']:.0f} s in all"
+    )
+    print(f"wrote {args.out / 'report.md'}, report.json, error_vs_step.png, "
+          f"error_vs_power.png, hybrid.gif")  # fmt: skip
+    return 0
+
+
+def _cmd_stream(args: argparse.Namespace) -> int:
+    from hybridpose.pretrained import pretrained_dir
+    from hybridpose.stream_cli import stream_command
+
+    checkpoints = args.checkpoint if args.checkpoint is not None else pretrained_dir("cpu")
+    return stream_command(
+        checkpoints,
+        recording=args.recording,
+        live=args.live,
+        mode=args.model,
+        cameras=tuple(args.cameras),
+        realtime=args.realtime,
+        speed=args.speed,
+        reinit_every=args.reinit_every,
+        engine=args.engine,
+        animate=args.animate,
+        duration_s=args.duration,
+        quiet=args.quiet,
+    )
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from hybridpose.export import export_onnx
+
+    result = export_onnx(args.checkpoint, args.out, progress=not args.quiet)
+    for path in (result.ann, result.snn_step, result.manifest):
+        print(f"wrote {path}")
+    v = result.verification
+    if v is not None:
+        print(
+            f"verified with onnxruntime against PyTorch (batch {v.batch}, ANN + {v.loop_steps} "
+            f"steps): largest difference {v.max_abs_diff:.2g} (tolerance {v.tolerance:g}); "
+            f"{v.borderline} membranes within the tolerance of the threshold, {v.flips} decided "
+            "differently"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hybridpose",
@@ -560,6 +617,124 @@ def build_parser() -> argparse.ArgumentParser:
         help="also train the hybrid's two ablations (about 2 x the hybrid stage's time)",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = add(
+        "demo",
+        "stream the shipped models side by side on new simulated recordings (the main job)",
+        _cmd_demo,
+    )
+    p.add_argument(
+        "--out", type=_path, default=Path("demo"), help="output directory (default demo)"
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=_path,
+        metavar="DIR",
+        help="a training run's checkpoints (default: the shipped cpu weights)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_int_at_least(1),
+        default=2,
+        metavar="N",
+        help="simulation processes (default 2)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("dense", "event"),
+        default="dense",
+        help="the SNN's engine: PyTorch, or event-driven (default dense)",
+    )
+    p.add_argument(
+        "--seed",
+        type=_int_at_least(0),
+        default=2026,
+        metavar="N",
+        help="the held-out recordings' seed (default 2026)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = add(
+        "stream",
+        "run a trained model on a replayed recording or a live camera, pose by pose",
+        _cmd_stream,
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--recording", type=_path, metavar="FILE", help="replay this recording")
+    source.add_argument(
+        "--live", action="store_true", help="a live DAVIS or DVXplorer (needs the live extra)"
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=_path,
+        metavar="DIR",
+        help="a training run's checkpoints (default: the shipped cpu weights)",
+    )
+    p.add_argument(
+        "--model",
+        choices=("hybrid", "snn", "ann_high", "ann_low_held"),
+        default="hybrid",
+        help="default hybrid",
+    )
+    p.add_argument(
+        "--cameras",
+        type=_int_at_least(0),
+        nargs="+",
+        default=[2, 3],
+        metavar="N",
+        help="cameras of the recording to stream; two give 3D (default 2 3)",
+    )
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="replay at the recording's pace (default: as fast as possible)",
+    )
+    p.add_argument(
+        "--speed",
+        type=_float_above(0.0),
+        default=1.0,
+        metavar="X",
+        help="with --realtime: replay X times faster (default 1)",
+    )
+    p.add_argument(
+        "--reinit-every",
+        type=_int_at_least(1),
+        metavar="K",
+        help="bins between ANN initialisations (default: the checkpoint's window)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("dense", "event"),
+        default="dense",
+        help="the SNN's engine: PyTorch, or event-driven (default dense)",
+    )
+    p.add_argument(
+        "--animate",
+        type=_path,
+        metavar="OUT.gif",
+        help="write an animation of the events and the poses (first seconds)",
+    )
+    p.add_argument(
+        "--duration",
+        type=_float_above(0.0),
+        metavar="S",
+        help="stop after S seconds of stream time",
+    )
+    p.add_argument("--quiet", action="store_true", help="no status line")
+
+    p = add(
+        "export", "export a trained hybrid as ONNX graphs (the ANN and the SNN step)", _cmd_export
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=_path,
+        required=True,
+        metavar="DIR",
+        help="directory with hybrid.pt (and the ann.pt it reads)",
+    )
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="default onnx")
+    p.add_argument("--out", type=_path, required=True, metavar="DIR", help="output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 

@@ -524,7 +524,16 @@ def evaluate(spec: EvalSpec, *, progress: bool = True) -> dict[str, Any]:
             bar.update(sum(len(s.t0s) - s.warmup for s in same))
     bar.close()
     assert energy is not None
-    report = _report(spec, models, errors, energy, segments, cfg)
+    report = build_report(
+        MODELS,
+        models,
+        errors,
+        energy,
+        cameras=spec.cameras,
+        recordings=len(segments),
+        scored_windows=sum(len(s.t0s) - s.warmup for s in segments),
+        warmup_windows=spec.warmup_windows,
+    )
     report["setup"]["energy_windows"] = energy_windows
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(spec.out_dir / "report.json", json.dumps(report, indent=2) + "\n")
@@ -542,16 +551,22 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def _report(
-    spec: EvalSpec,
+def build_report(
+    names: Sequence[str],
     models: _Models,
     errors: _Errors,
     energy: _Energy,
-    segments: Sequence[Segment],
-    cfg: WindowConfig,
+    *,
+    cameras: Sequence[int],
+    recordings: int,
+    scored_windows: int,
+    warmup_windows: int,
 ) -> dict[str, Any]:
+    """The report (``report.json``'s content) for the models ``names`` (a subset of
+    :data:`MODELS` that includes ``ann_high``, ``snn`` and ``hybrid``)."""
+    cfg = models.window
     out: dict[str, Any] = {}
-    for name in MODELS:
+    for name in names:
         n2, n3 = errors.n2d[name], errors.n3d[name]
         out[name] = {
             "mpjpe2d_px": _mean(errors.sum2d[name].sum(), n2.sum()),
@@ -581,14 +596,14 @@ def _report(
             "preset": models.preset,
             "sensor_size": list(models.config.sensor_size),
             "input_size": list(models.config.input_size),
-            "cameras": list(spec.cameras),
+            "cameras": list(cameras),
             "output_rate_hz": 1e6 / cfg.bin_us,
             "ann_rate_hz": 1e6 / cfg.bin_us / cfg.steps,
             "steps_per_window": cfg.steps,
             "ann_events": cfg.ann_events,
-            "recordings": len(segments),
-            "scored_windows_per_camera": sum(len(s.t0s) - s.warmup for s in segments),
-            "warmup_windows": spec.warmup_windows,
+            "recordings": recordings,
+            "scored_windows_per_camera": scored_windows,
+            "warmup_windows": warmup_windows,
             "energy_model_pj": asdict(EnergyModel()),
             "counts_per_inference": energy.counts,
         },
@@ -608,8 +623,19 @@ LABELS = {
 }
 
 
+def _names(report: dict[str, Any]) -> list[str]:
+    """The report's models in :data:`MODELS` order."""
+    return [name for name in MODELS if name in report["models"]]
+
+
 def _f(x: float | None, digits: int = 2) -> str:
     return "—" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _latency(latency: dict[str, Any] | None) -> str:
+    if not latency or latency.get("p50_ms") is None:
+        return "—"
+    return f"{latency['p50_ms']:.2f} / {latency['p99_ms']:.2f}"
 
 
 def report_markdown(report: dict[str, Any]) -> str:
@@ -618,20 +644,23 @@ def report_markdown(report: dict[str, Any]) -> str:
     models = report["models"]
     ann_power = models["ann_high"]["power_w"]
     w, h = setup["sensor_size"]
+    timed = any("latency_ms" in models[n] for n in _names(report))
     lines = [
-        f"# Evaluation: preset `{setup['preset']}`",
+        f"# {setup.get('title', 'Evaluation')}: preset `{setup['preset']}`",
         "",
-        f"Test subjects, cameras {setup['cameras'][0]} and {setup['cameras'][1]}, "
+        f"{setup.get('data', 'Test subjects')}, cameras {setup['cameras'][0]} and "
+        f"{setup['cameras'][1]}, "
         f"{setup['recordings']} recordings, {setup['scored_windows_per_camera']} scored "
         f"windows per camera; output {setup['output_rate_hz']:g} Hz, ANN "
         f"{setup['ann_rate_hz']:g} Hz. 2D errors in pixels of the {w}x{h} sensor (the "
         f"paper's are in 346x260 pixels), 3D in mm.",
         "",
         "| model | 2D MPJPE px | first → last step | 3D MPJPE mm | power W | / ANN power "
-        "| firing rate | paper 2D px | paper first → last | paper power W |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| firing rate | paper 2D px | paper first → last | paper power W |"
+        + (" latency p50 / p99 ms |" if timed else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if timed else ""),
     ]
-    for name in MODELS:
+    for name in _names(report):
         m = models[name]
         p = PAPER[name]
         steps = m["mpjpe2d_px_per_step"]
@@ -644,6 +673,7 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"| {'—' if rate is None else f'{100 * rate:.2f}%'} | {_f(p['mpjpe2d_px'])} "
             f"| {'—' if fl is None else f'{fl[0]:.2f} → {fl[1]:.2f}'} "
             f"| {'—' if p['power_w'] is None else p['power_w']} |"
+            + (f" {_latency(m.get('latency_ms'))} |" if timed else "")
         )
     r = report["ratios"]
     pr = report["paper"]["ratios"]
@@ -659,7 +689,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"| {pr['snn_over_hybrid_error']:.2f} |",
         "",
     ]
-    if any(models[n]["derived_from_hybrid"] for n in MODELS):
+    if any(models[n]["derived_from_hybrid"] for n in _names(report)):
         lines += [
             "(derived): the ablation is the trained hybrid with the option switched off at "
             "evaluation, not a model trained that way.",
@@ -687,7 +717,7 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
     models = report["models"]
     fig = Figure(figsize=(7.0, 4.4), layout="constrained")
     ax = fig.add_subplot()
-    for name in MODELS:
+    for name in _names(report):
         steps = [np.nan if v is None else v for v in models[name]["mpjpe2d_px_per_step"]]
         ax.plot(range(1, len(steps) + 1), steps, marker="o", ms=3, color=COLORS[name],
                 label=LABELS[name])  # fmt: skip
@@ -701,7 +731,7 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
     fig = Figure(figsize=(7.0, 4.4), layout="constrained")
     ax = fig.add_subplot()
     plotted = False
-    for name in MODELS:
+    for name in _names(report):
         m = models[name]
         if m["mpjpe2d_px"] is None or not m["power_w"] > 0:
             continue
@@ -725,6 +755,7 @@ __all__ = [
     "EvalSpec",
     "EvaluationError",
     "Segment",
+    "build_report",
     "evaluate",
     "load_models",
     "plot_report",

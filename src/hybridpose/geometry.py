@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.linalg
 
+from hybridpose._jit import jit
 from hybridpose.errors import HybridPoseError
 
 FloatArray = npt.NDArray[np.float64]
@@ -326,21 +327,33 @@ def backproject(P: npt.ArrayLike, uv: npt.ArrayLike) -> tuple[FloatArray, FloatA
     return _rays(P, uv, "P", "uv")
 
 
-def _rays(
-    P: npt.ArrayLike, uv: npt.ArrayLike, P_name: str, uv_name: str
-) -> tuple[FloatArray, FloatArray]:
+def _ray_basis(P: npt.ArrayLike, P_name: str) -> tuple[FloatArray, FloatArray]:
+    """The camera centre and ``M^-1`` (``P = [M | p4]``): what every ray of ``P`` needs."""
     arr = _as_P(P, P_name)
-    pix = _as_vectors(uv, 2, uv_name)
     _orientation(arr, P_name)
-    center = np.linalg.solve(arr[:, :3], -arr[:, 3])
+    center = np.linalg.solve(arr[:, :3], -arr[:, 3]).astype(np.float64)
+    m_inv = np.linalg.inv(arr[:, :3]).astype(np.float64)
+    return center, m_inv
+
+
+def _rays_from(
+    basis: tuple[FloatArray, FloatArray], uv: npt.ArrayLike, uv_name: str
+) -> tuple[FloatArray, FloatArray]:
+    center, m_inv = basis
+    pix = _as_vectors(uv, 2, uv_name)
     # P (C + s d, 1) = s M d, so d = M^-1 (u, v, 1) images (u, v) with w = s (M d)_3 = s:
     # s > 0 is "in front", whatever the sign of det M (mirrored frames included). Normalising
     # d by a positive factor keeps that.
-    m_inv = np.linalg.inv(arr[:, :3])
     direction = pix @ m_inv[:, :2].T + m_inv[:, 2]  # (..., 3)
     direction = direction / np.linalg.norm(direction, axis=-1, keepdims=True)
     origin = np.broadcast_to(center, (*pix.shape[:-1], 3)).copy()
     return origin, direction
+
+
+def _rays(
+    P: npt.ArrayLike, uv: npt.ArrayLike, P_name: str, uv_name: str
+) -> tuple[FloatArray, FloatArray]:
+    return _rays_from(_ray_basis(P, P_name), uv, uv_name)
 
 
 # --------------------------------------------------------------------------- triangulation
@@ -369,26 +382,89 @@ def triangulate_two_views(
         GeometryError: bad matrices or pixel arrays, or leading dimensions that do not
             broadcast.
     """
-    o1, d1 = _rays(P1, uv1, "P1", "uv1")
-    o2, d2 = _rays(P2, uv2, "P2", "uv2")
-    try:
-        shape = np.broadcast_shapes(d1.shape, d2.shape)
-    except ValueError:
-        raise GeometryError(
-            f"uv1 {d1.shape[:-1]} and uv2 {d2.shape[:-1]}: leading dimensions do not broadcast"
-        ) from None
-    o1, d1, o2, d2 = (np.broadcast_to(a, shape) for a in (o1, d1, o2, d2))
-    n = np.cross(d1, d2)
-    n2 = np.sum(n * n, axis=-1)  # sin^2 of the angle between the unit directions
-    r = o2 - o1
-    ok = n2 > PARALLEL_SIN_ANGLE**2  # False for NaN as well
-    denom = np.where(ok, n2, 1.0)
-    # Closest points o1 + s1 d1 and o2 + s2 d2 (Cramer's rule on the 2x2 normal equations).
-    s1 = np.sum(np.cross(r, d2) * n, axis=-1) / denom
-    s2 = np.sum(np.cross(r, d1) * n, axis=-1) / denom
-    midpoint = 0.5 * (o1 + s1[..., None] * d1 + o2 + s2[..., None] * d2)
-    result: FloatArray = np.where(ok[..., None], midpoint, np.nan)
-    return result
+    return TwoViewTriangulator(P1, P2)(uv1, uv2)
+
+
+class TwoViewTriangulator:
+    """:func:`triangulate_two_views` for a fixed pair of cameras, their matrices decomposed
+    once (a stream triangulates every few milliseconds with the same two cameras).
+
+    Raises:
+        GeometryError: bad matrices (at construction) or pixel arrays (at call).
+    """
+
+    def __init__(self, P1: npt.ArrayLike, P2: npt.ArrayLike) -> None:
+        self._bases = (_ray_basis(P1, "P1"), _ray_basis(P2, "P2"))
+
+    def __call__(self, uv1: npt.ArrayLike, uv2: npt.ArrayLike) -> FloatArray:
+        """The midpoints for pixels ``uv1`` (camera 1) and ``uv2`` (camera 2), as
+        :func:`triangulate_two_views`."""
+        pix1 = _as_vectors(uv1, 2, "uv1")
+        pix2 = _as_vectors(uv2, 2, "uv2")
+        try:
+            lead = np.broadcast_shapes(pix1.shape[:-1], pix2.shape[:-1])
+        except ValueError:
+            raise GeometryError(
+                f"uv1 {pix1.shape[:-1]} and uv2 {pix2.shape[:-1]}: leading dimensions do not "
+                "broadcast"
+            ) from None
+        flat1 = np.ascontiguousarray(np.broadcast_to(pix1, (*lead, 2)).reshape(-1, 2))
+        flat2 = np.ascontiguousarray(np.broadcast_to(pix2, (*lead, 2)).reshape(-1, 2))
+        out = np.empty((len(flat1), 3))
+        (c1, m1), (c2, m2) = self._bases
+        _midpoints(c1, m1, c2, m2, flat1, flat2, PARALLEL_SIN_ANGLE**2, out)
+        result: FloatArray = out.reshape(*lead, 3)
+        return result
+
+
+@jit
+def _ray(m_inv: FloatArray, u: float, v: float, d: FloatArray) -> None:
+    """``d = M^-1 (u, v, 1)``, normalised (see :func:`_rays_from`)."""
+    for k in range(3):
+        d[k] = m_inv[k, 0] * u + m_inv[k, 1] * v + m_inv[k, 2]
+    norm = np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
+    for k in range(3):
+        d[k] /= norm
+
+
+@jit
+def _midpoints(
+    c1: FloatArray,
+    m1: FloatArray,
+    c2: FloatArray,
+    m2: FloatArray,
+    uv1: FloatArray,
+    uv2: FloatArray,
+    min_sin2: float,
+    out: FloatArray,
+) -> None:
+    """Closest points of the rays ``c1 + s1 d1`` and ``c2 + s2 d2`` (Cramer's rule on the 2x2
+    normal equations), their midpoint per pixel pair; NaN for NaN pixels or parallel rays.
+
+    One compiled loop: numpy's per-call overhead is most of the cost for the 13 joints of a
+    streamed pose."""
+    d1 = np.empty(3)
+    d2 = np.empty(3)
+    r = c2 - c1
+    for i in range(len(uv1)):
+        _ray(m1, uv1[i, 0], uv1[i, 1], d1)
+        _ray(m2, uv2[i, 0], uv2[i, 1], d2)
+        n0 = d1[1] * d2[2] - d1[2] * d2[1]
+        n1 = d1[2] * d2[0] - d1[0] * d2[2]
+        n2 = d1[0] * d2[1] - d1[1] * d2[0]
+        sin2 = n0 * n0 + n1 * n1 + n2 * n2  # sin^2 of the angle between the unit directions
+        if not sin2 > min_sin2:  # parallel, or NaN
+            out[i, :] = np.nan
+            continue
+        # (r x d2) . n and (r x d1) . n
+        a = (r[1] * d2[2] - r[2] * d2[1]) * n0 + (r[2] * d2[0] - r[0] * d2[2]) * n1
+        a += (r[0] * d2[1] - r[1] * d2[0]) * n2
+        b = (r[1] * d1[2] - r[2] * d1[1]) * n0 + (r[2] * d1[0] - r[0] * d1[2]) * n1
+        b += (r[0] * d1[1] - r[1] * d1[0]) * n2
+        s1 = a / sin2
+        s2 = b / sin2
+        for k in range(3):
+            out[i, k] = 0.5 * (c1[k] + s1 * d1[k] + c2[k] + s2 * d2[k])
 
 
 def triangulate_dlt(Ps: npt.ArrayLike, uvs: npt.ArrayLike) -> FloatArray:

@@ -482,6 +482,44 @@ def binned_histograms(
     return result
 
 
+class EventCounter:
+    """:func:`binned_histograms` of one bin, the geometry checked once: a stream adds the few
+    events of each millisecond bin, where the per-call checks would cost more than the count.
+
+    Args:
+        sensor_size, crop, downsample: as for :func:`binned_histograms`.
+
+    >>> from hybridpose.events import make_events
+    >>> counter = EventCounter((4, 3))
+    >>> out = np.zeros((2, 3, 4), np.float32)
+    >>> counter.add(make_events([1, 1, 3], [0, 0, 2], [5, 6, 7], [1, 1, -1]), out)
+    >>> int(out[1, 0, 1]), int(out[0, 2, 3]), int(out.sum())
+    (2, 1, 3)
+    """
+
+    def __init__(
+        self, sensor_size: tuple[int, int], crop: Crop | None = None, downsample: int = 1
+    ) -> None:
+        self._geom = _geometry(sensor_size, crop, downsample)
+        self.shape = (2, self._geom.height, self._geom.width)
+
+    def add(self, events: Events, out: FloatArray) -> None:
+        """Add the counts of ``events`` (all of them, whatever their times) to ``out``.
+
+        Shape:
+            events ``(N,)``, out ``(2, H, W)`` float32 C-contiguous (added to, not cleared).
+        """
+        check_event_array(events)
+        if out.shape != self.shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise RepresentationError(f"out must be a C-contiguous float32 array of {self.shape}")
+        if len(events) == 0:
+            return
+        index, inside = _flat_pixel_index(events, self._geom, with_polarity=True)
+        if inside is not None:
+            index = np.compress(inside, index)
+        np.add.at(out.reshape(-1), index, _ONE)
+
+
 def voxel_grid(
     events: Events,
     sensor_size: tuple[int, int],

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -115,3 +117,100 @@ def save_figure(fig: Figure, out: str | os.PathLike[str], dpi: int = 110) -> Non
     out = Path(out)
     with atomic_write(out) as f:
         fig.savefig(f, dpi=dpi, format=out.suffix.lstrip(".") or "png")
+
+
+# ------------------------------------------------------------------------------ animations
+
+
+@dataclass(frozen=True)
+class StreamFrame:
+    """One streamed step to animate: per camera stream, its events of the step and the
+    predicted and true joints ``(J, 2)`` in sensor pixels."""
+
+    t_us: int
+    step: int
+    events: list[Events]
+    predicted: list[npt.NDArray[np.float64]]
+    truth: list[npt.NDArray[np.float64]]
+
+
+PREDICTED_RGB = (220, 30, 160)
+TRUTH_RGB = (20, 170, 60)
+
+
+def _draw_skeleton_pil(draw: Any, uv: npt.NDArray[np.float64], scale: float, x0: float,
+                       rgb: tuple[int, int, int], width: int) -> None:  # fmt: skip
+    def at(j: int) -> tuple[float, float]:
+        return (x0 + (uv[j, 0] + 0.5) * scale, (uv[j, 1] + 0.5) * scale)
+
+    for i, j in BONES:
+        if np.all(np.isfinite(uv[[i, j]])):
+            draw.line([at(i), at(j)], fill=rgb, width=width)
+    for j in range(len(uv)):
+        if np.all(np.isfinite(uv[j])):
+            x, y = at(j)
+            r = width + 1
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=rgb)
+
+
+def save_stream_gif(
+    frames: Sequence[StreamFrame],
+    out: str | os.PathLike[str],
+    sensor_size: tuple[int, int],
+    *,
+    title: str = "",
+    fps: float = 50.0,
+    every: int = 2,
+    trail: int = 3,
+    scale: int = 4,
+) -> Path:
+    """An animated GIF of streamed poses: each camera's recent events (the last ``trail``
+    steps), the true skeleton (green) and the predicted one (magenta), cameras side by side.
+
+    Args:
+        frames: consecutive steps.
+        out: the GIF's path (written atomically).
+        sensor_size: ``(width, height)`` of the cameras.
+        title: a caption drawn in the corner with the time and the step since initialisation.
+        fps: frames per second of the animation (real time when ``fps * every`` steps per
+            second is the stream's rate).
+        every: draw every ``every``-th step.
+        trail: how many steps of events each frame shows.
+        scale: pixels per sensor pixel.
+    """
+    from PIL import Image, ImageDraw
+
+    if not frames:
+        raise HybridPoseError(f"{out}: no frames to animate")
+    width, height = sensor_size
+    n_cams = len(frames[0].events)
+    pictures = []
+    for k in range(0, len(frames), every):
+        recent = frames[max(0, k - trail + 1) : k + 1]
+        panels = []
+        for c in range(n_cams):
+            events = np.concatenate([f.events[c] for f in recent])
+            rgb = (event_image(events, sensor_size, saturation=2) * 255).astype(np.uint8)
+            panels.append(rgb)
+        strip = np.concatenate(panels, axis=1)
+        image = Image.fromarray(strip).resize((width * n_cams * scale, height * scale),
+                                              Image.Resampling.NEAREST)  # fmt: skip
+        draw = ImageDraw.Draw(image)
+        frame = frames[k]
+        for c in range(n_cams):
+            x0 = c * width * scale
+            _draw_skeleton_pil(draw, frame.truth[c], scale, x0, TRUTH_RGB, 2)
+            _draw_skeleton_pil(draw, frame.predicted[c], scale, x0, PREDICTED_RGB, 2)
+            if c:
+                draw.line([(x0, 0), (x0, height * scale)], fill=(120, 120, 120), width=1)
+        caption = f"{title}  t={frame.t_us / 1e6:.2f} s  step {frame.step}"
+        draw.text((4, 3), caption, fill=(0, 0, 0))
+        draw.text((4, height * scale - 14), "true", fill=TRUTH_RGB)
+        draw.text((40, height * scale - 14), "predicted", fill=PREDICTED_RGB)
+        pictures.append(image.convert("P", palette=Image.Palette.ADAPTIVE, colors=64))
+    out = Path(out)
+    duration_ms = max(20, round(1000 / fps))
+    with atomic_write(out) as f:
+        pictures[0].save(f, format="GIF", save_all=True, append_images=pictures[1:],
+                         duration=duration_ms, loop=0, optimize=True)  # fmt: skip
+    return out

@@ -29,6 +29,7 @@ stores no state: ``step`` and ``forward`` take it and return the next one.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -235,6 +236,63 @@ class SNN(nn.Module):
     def spiking_layers(self) -> dict[str, SpikingConv]:
         """The spiking layers by state-field name."""
         return {s.name: getattr(self, s.name) for s in self.config.layer_specs()}
+
+
+SpikeRule = Callable[[str, Tensor, float], Tensor]
+"""``(layer name, h, v_th) -> spikes`` (0/1, the dtype of ``h``): where a step fires."""
+
+
+def heaviside(name: str, h: Tensor, v_th: float) -> Tensor:
+    """The LIF's own rule, for every layer: a spike where ``h >= v_th``."""
+    return (h >= v_th).to(h.dtype)
+
+
+def plain_snn_step(
+    snn: SNN, bins: Tensor, state: SNNState, spike_rule: SpikeRule = heaviside
+) -> tuple[Tensor, SNNState]:
+    """:meth:`SNN.step` in eval mode, with the LIF written as plain torch operations.
+
+    The same layers, residual sum, nearest x2 upsampling and readout as ``SNN.forward``, in
+    the same order, so the result equals ``snn.step(bins, state)`` bitwise; unlike the fused
+    LIF it can be exported. ``snn`` must be in eval mode (BatchNorm uses its running
+    statistics).
+
+    Args:
+        snn: the trained network.
+        bins: event counts of one bin.
+        state: the state before the bin.
+        spike_rule: decides which membranes fire; verification passes one that records the
+            membranes or follows another runtime at the threshold.
+
+    Returns:
+        the heatmaps of the bin and the state after it.
+
+    Shape:
+        bins (B, C_in, H, W), state as :meth:`SNN.zero_state` -> (B, J, H, W), state
+    """
+    layers = snn.spiking_layers()
+
+    def lif(name: str, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        layer = layers[name]
+        current = layer.bn(layer.conv(x))
+        h = v + (current - v) / layer.tau
+        s = spike_rule(name, h, layer.v_th)
+        return s, h - s * layer.v_th
+
+    e, v_enc = lif("enc", bins, state.enc)
+    d1, v_d1 = lif("down1", e, state.down1)
+    d2, v_d2 = lif("down2", d1, state.down2)
+    d3, v_d3 = lif("down3", d2, state.down3)
+    r1, v_r1 = lif("res1", d3, state.res1)
+    r2, v_r2 = lif("res2", r1, state.res2)
+    res = r2 + d3  # residual: spike counts 0..2
+    u1, v_u1 = lif("up1", torch.cat([_up(res), d2], dim=1), state.up1)
+    u2, v_u2 = lif("up2", torch.cat([_up(u1), d1], dim=1), state.up2)
+    u3, v_u3 = lif("up3", torch.cat([_up(u2), e], dim=1), state.up3)
+    delta: Tensor = snn.head(u3)  # (B, J, H, W)
+    decay = snn.config.readout_decay
+    out = decay * state.readout + delta if snn.config.delta_readout else delta  # SNN._readout
+    return out, SNNState(v_enc, v_d1, v_d2, v_d3, v_r1, v_r2, v_u1, v_u2, v_u3, out)
 
 
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:

@@ -1,0 +1,353 @@
+"""The demo: the shipped models streamed side by side on freshly simulated, held-out data.
+
+``hybridpose demo`` (the README's main job) runs, from a fresh clone, in a few minutes on a
+CPU:
+
+1. simulates held-out synthetic recordings with a fixed seed (a subject number the models
+   never saw, four movements; the ``cpu`` preset's 87x65 sensor) into ``OUT/data``;
+2. loads the shipped ``cpu`` checkpoints (:mod:`hybridpose.pretrained`);
+3. replays every recording's cameras 2 and 3 through a :class:`~hybridpose.stream.
+   StreamingPredictor` per model (``ann_high``, ``ann_low_held``, ``snn``, ``hybrid``),
+   scoring each pose against the labels (2D per camera, 3D triangulated) as
+   :mod:`hybridpose.evaluate` does, and timing every step;
+4. counts operations for the power figures (as the evaluation does, on the demo's data);
+5. prints the table and writes ``report.json`` (the evaluation's keys plus each model's
+   latency), ``report.md``, ``error_vs_step.png``, ``error_vs_power.png`` and
+   ``hybrid.gif`` (events with the predicted and the true skeleton).
+
+Scored bins: those of the windows that the evaluation would use (both cameras have
+``ann_events`` events before the window, labels present), without each recording's first
+such window, in which the SNN alone is still warming up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from tqdm import tqdm
+
+from hybridpose.atomic import write_text_atomic
+from hybridpose.data import (
+    WindowConfig,
+    index_windows,
+    interpolate_joints,
+    to_model_pixels,
+    to_sensor_pixels,
+)
+from hybridpose.energy import EnergyModel
+from hybridpose.errors import HybridPoseError
+from hybridpose.evaluate import (
+    _Errors,
+    _load_segment,
+    _measure_energy,
+    _pose_errors,
+    _SegmentData,
+    build_report,
+    load_models,
+    plot_report,
+    report_markdown,
+    select_segments,
+)
+from hybridpose.geometry import project
+from hybridpose.io.recording import Labels, Recording
+from hybridpose.metrics import joint_mask_2d
+from hybridpose.pretrained import pretrained_dir
+from hybridpose.sources import RecordingReplay
+from hybridpose.stream import Engine, LatencyStats, Mode, StreamingPredictor, StreamPose
+from hybridpose.synth.generate import PRESETS as SIM_PRESETS
+from hybridpose.synth.generate import SimulationConfig, recording_name, simulate_dataset
+from hybridpose.synth.motions import PerformanceSettings
+from hybridpose.viz import StreamFrame, save_stream_gif
+
+DEMO_MODELS: tuple[Mode, ...] = ("ann_high", "ann_low_held", "snn", "hybrid")
+DEMO_SUBJECT = 18
+"""A body the shipped models never saw (they trained on 1-12 and were evaluated on 13-17)."""
+STAR_JUMPS = 22
+DEMO_MOVEMENTS = (2, 16, STAR_JUMPS, 24)
+"""Right arm abduction, right straight punch, star jumps, right forward kick."""
+
+
+class DemoError(HybridPoseError, ValueError):
+    """The demo cannot run with these settings."""
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    """Settings of :func:`run_demo` (defaults: the README's demo)."""
+
+    out_dir: Path = Path("demo")
+    checkpoints: Path | None = None  # None: the shipped cpu weights
+    subjects: tuple[int, ...] = (DEMO_SUBJECT,)
+    movements: tuple[int, ...] = DEMO_MOVEMENTS
+    repetitions: int = 2
+    seed: int = 2026
+    cameras: tuple[int, int] = (2, 3)
+    workers: int = 2
+    engine: Engine = "dense"
+    gif_seconds: float = 3.0
+    gif_camera: int = 1  # the stream (index into ``cameras``) the GIF shows beside the other
+    energy_windows: int = 8
+
+
+def demo_simulation(spec: DemoSpec, sensor_size: tuple[int, int]) -> SimulationConfig:
+    """The held-out recordings: short performances of the demo's movements."""
+    base = SIM_PRESETS["default"]
+    performance = dataclasses.replace(
+        PerformanceSettings(),
+        repetitions=spec.repetitions,
+        still_s=(0.3, 0.5),
+        lead_in_s=0.4,
+        lead_out_s=0.3,
+    )
+    return dataclasses.replace(
+        base,
+        sensor_size=sensor_size,
+        subjects=spec.subjects,
+        movements=spec.movements,
+        seed=spec.seed,
+        performance=performance,
+    )
+
+
+# ------------------------------------------------------------------------------ scoring
+
+
+class PoseScorer:
+    """Scores streamed poses of one recording against its labels, as the evaluation does.
+
+    2D: each stream's joints in sensor pixels against the labels projected through its
+    camera, joints outside the model's crop or unlabelled left out; 3D: the triangulated
+    pose against the labels, joints valid in both views. Only bins of ``scored_t0s`` windows
+    count; errors are added to ``errors`` under ``model`` by step since initialisation.
+    """
+
+    def __init__(
+        self,
+        labels: Labels,
+        projections: Sequence[npt.NDArray[np.float64]],
+        window: WindowConfig,
+        input_size: tuple[int, int],
+        scored_t0s: set[int] | None = None,
+    ) -> None:
+        self.labels = labels
+        self.projections = list(projections)
+        self.window = window
+        self.input_size = input_size  # (height, width)
+        self.scored_t0s = scored_t0s
+
+    def keep(self, pose: StreamPose) -> bool:
+        t0 = pose.t_us - pose.step * self.window.bin_us
+        return self.scored_t0s is None or t0 in self.scored_t0s
+
+    def errors(self, poses: Sequence[StreamPose]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per pose: 2D error per stream (N, S), 3D error (N,) (NaN where unscorable), step
+        index 0..K-1 (N,)."""
+        cfg = self.window
+        t = np.array([p.t_us for p in poses], dtype=np.int64)
+        truth = interpolate_joints(self.labels.t_us, self.labels.joints_mm, t)  # (N, J, 3)
+        h, w = self.input_size
+        err2d = np.full((len(poses), len(self.projections)), np.nan)
+        masks = []
+        for s, P in enumerate(self.projections):
+            model_px = to_model_pixels(project(P, truth), cfg.crop, cfg.downsample)
+            valid = joint_mask_2d(model_px, (w, h), rule="image")
+            masks.append(valid)
+            pred = np.stack([p.uv[s] for p in poses]).astype(np.float64)
+            target = to_sensor_pixels(model_px, cfg.crop, cfg.downsample)
+            err2d[:, s] = _pose_errors(pred, target, valid)
+        err3d = np.full(len(poses), np.nan)
+        if len(self.projections) == 2 and all(p.xyz is not None for p in poses):
+            xyz = np.stack([p.xyz for p in poses if p.xyz is not None])
+            mask3 = masks[0] & masks[1] & np.all(np.isfinite(truth), axis=-1)
+            err3d = _pose_errors(xyz, truth, mask3)
+        steps = np.array([p.step - 1 for p in poses], dtype=np.int64)
+        return err2d, err3d, steps
+
+    def add(self, errors: _Errors, model: str, poses: Sequence[StreamPose]) -> None:
+        kept = [p for p in poses if self.keep(p)]
+        if not kept:
+            return
+        err2d, err3d, steps = self.errors(kept)
+        for s in range(err2d.shape[1]):
+            errors.add("2d", model, err2d[:, s], steps)
+        errors.add("3d", model, err3d, steps)
+
+
+def scored_windows(path: str, window: WindowConfig, cameras: tuple[int, int]) -> set[int]:
+    """The window starts the evaluation would score in ``path`` on both cameras, without the
+    first (the SNN's warm-up)."""
+    both = dataclasses.replace(window, cameras=cameras)
+    per_cam: dict[int, set[int]] = {c: set() for c in cameras}
+    for win in index_windows([path], both):
+        per_cam[win.camera].add(win.t0_us)
+    common = sorted(per_cam[cameras[0]] & per_cam[cameras[1]])
+    return set(common[1:])
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+def _frame_for(pose: StreamPose, scorer: PoseScorer, events: list[Any]) -> StreamFrame:
+    truth = interpolate_joints(scorer.labels.t_us, scorer.labels.joints_mm, [pose.t_us])[0]
+    return StreamFrame(
+        t_us=pose.t_us,
+        step=pose.step,
+        events=events,
+        predicted=[pose.uv[s].astype(np.float64) for s in range(len(events))],
+        truth=[project(P, truth) for P in scorer.projections],
+    )
+
+
+def run_demo(spec: DemoSpec, *, progress: bool = True) -> dict[str, Any]:
+    """Run the demo (see the module docstring); returns the report."""
+    started = time.perf_counter()
+    checkpoints = pretrained_dir("cpu") if spec.checkpoints is None else spec.checkpoints
+    models = load_models(checkpoints)
+    cfg = models.window
+    out = spec.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    sim = demo_simulation(spec, models.config.sensor_size)
+    summary = simulate_dataset(out / "data", sim, workers=spec.workers, progress=progress)
+    if summary.failed:
+        path, why = summary.failed[0]
+        raise DemoError(f"{path}: simulation failed: {why}")
+    names = [recording_name(s, m) for s in spec.subjects for m in spec.movements]
+    files = [str(out / "data" / name) for name in names]
+    sim_s = time.perf_counter() - started
+
+    errors = _Errors(cfg.steps)
+    latency: dict[str, dict[str, Any]] = {}
+    frames: list[StreamFrame] = []
+    realtime: dict[str, float] = {}
+    scored = 0
+    replays = [RecordingReplay(f, spec.cameras, chunk_us=cfg.bin_us) for f in files]
+    total_bins = sum(r.duration_us // cfg.bin_us for r in replays)
+    for mode in DEMO_MODELS:
+        bar = tqdm(total=total_bins, desc=f"stream {mode}", unit="step", disable=not progress)
+        wall = 0.0
+        stats = LatencyStats()
+        for replay in replays:
+            scored_t0s = scored_windows(str(replay.path), cfg, spec.cameras)
+            if mode == DEMO_MODELS[0]:
+                scored += len(scored_t0s)
+            scorer = PoseScorer(replay.labels, replay.projections, cfg,
+                                models.config.input_size, scored_t0s)  # fmt: skip
+            predictor = StreamingPredictor(
+                mode,
+                cfg,
+                replay.sensor_size,
+                ann=models.hybrid.ann if mode == "hybrid" else models.ann,
+                snn=models.snn if mode == "snn" else models.hybrid.snn,
+                projections=replay.projections,
+                engine=spec.engine,
+            )
+            gif = mode == "hybrid" and replay is replays[_gif_recording(spec, files)]
+            gif_from = min(scored_t0s) if scored_t0s else None
+            poses: list[StreamPose] = []
+            t = time.perf_counter()
+            for t_end, chunk in replay:
+                new = predictor.feed(t_end, chunk)
+                if gif and gif_from is not None:
+                    for p in new:
+                        if gif_from < p.t_us <= gif_from + spec.gif_seconds * 1e6:
+                            frames.append(_frame_for(p, scorer, chunk))
+                poses += new
+                bar.update(len(new))
+            wall += time.perf_counter() - t
+            scorer.add(errors, mode, poses)
+            stats.merge(predictor.latency)
+        latency[mode] = stats.summary()
+        realtime[mode] = sum(r.duration_us for r in replays) / 1e6 / wall
+        bar.close()
+
+    # power from counted operations on the demo's own data, as the evaluation does
+    segments = select_segments(files, cfg, spec.cameras, 4, 1, spec.seed)
+    energy_data: list[_SegmentData] = []
+    for seg in segments[: max(1, math.ceil(spec.energy_windows / 5))]:
+        with Recording(seg.path) as rec:
+            energy_data.append(_load_segment(rec, rec.labels(), spec.cameras[0], seg, cfg))
+    energy = _measure_energy(models, energy_data, cfg, EnergyModel())
+
+    report = build_report(
+        DEMO_MODELS,
+        models,
+        errors,
+        energy,
+        cameras=spec.cameras,
+        recordings=len(files),
+        scored_windows=scored,
+        warmup_windows=1,
+    )
+    for mode in DEMO_MODELS:
+        report["models"][mode]["latency_ms"] = latency[mode]
+        report["models"][mode]["realtime_factor"] = realtime[mode]
+    report["setup"].update(
+        title="Demo",
+        data=f"Held-out synthetic subject {', '.join(map(str, spec.subjects))} (seed "
+        f"{spec.seed}), movements {', '.join(map(str, spec.movements))}",
+        checkpoints=str(checkpoints),
+        engine=spec.engine,
+        energy_windows=sum(len(d.bins) for d in energy_data) // cfg.steps,
+        simulate_s=sim_s,
+    )
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
+    write_text_atomic(out / "report.md", report_markdown(report))
+    plot_report(report, out)
+    if frames:
+        save_stream_gif(frames, out / "hybrid.gif", models.config.sensor_size,
+                        title="hybrid", fps=1e6 / cfg.bin_us / 2, every=2)  # fmt: skip
+    report["setup"]["total_s"] = time.perf_counter() - started
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _gif_recording(spec: DemoSpec, files: Sequence[str]) -> int:
+    """The recording the GIF shows: star jumps when present (the most motion), else the first."""
+    names = [Path(f).name for f in files]
+    for subject in spec.subjects:
+        star = recording_name(subject, STAR_JUMPS)
+        if star in names:
+            return names.index(star)
+    return 0
+
+
+def demo_table(report: dict[str, Any]) -> str:
+    """The console table: errors, power and latency per model."""
+    models = report["models"]
+    ann_power = models["ann_high"]["power_w"]
+    rows = [("model", "2D px", "first→last", "3D mm", "power mW", "/ANN", "p50 ms", "p99 ms")]
+    for name, m in models.items():
+        steps = m["mpjpe2d_px_per_step"]
+        lat = m.get("latency_ms", {})
+        rows.append((
+            name,
+            _fmt(m["mpjpe2d_px"]),
+            f"{_fmt(steps[0])}→{_fmt(steps[-1])}",
+            _fmt(m["mpjpe3d_mm"], 1),
+            f"{m['power_w'] * 1e3:.2f}",
+            f"{m['power_w'] / ann_power:.3f}",
+            _fmt(lat.get("p50_ms")),
+            _fmt(lat.get("p99_ms")),
+        ))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]  # fmt: skip
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+__all__ = ["DEMO_MODELS", "DemoError", "DemoSpec", "PoseScorer", "demo_table", "run_demo"]

@@ -1,0 +1,547 @@
+"""Streaming inference: events in, in chunks of any size; poses out at the SNN's rate.
+
+:class:`StreamingPredictor` is the one object of hybridpose that holds mutable state. It cuts
+the incoming events of one or more cameras into the SNN's time bins on an absolute grid
+(``origin_us + k * bin_us``), and at the end of every bin it predicts one pose per camera:
+
+``hybrid``        the ANN re-initialises the SNN every ``reinit_every`` bins (the frame of the
+                  last ``ann_events`` events before the bin start), the SNN steps every bin
+``snn``           the SNN alone, from an empty state at the stream's start, never re-initialised
+``ann_high``      the ANN at every bin end on the last ``ann_events`` events (the costly baseline)
+``ann_low_held``  the ANN every ``reinit_every`` bins, its pose held until the next one
+
+These are the models of :mod:`hybridpose.evaluate`, computed step by step: on the same events
+the predictions equal the offline batch evaluation's (tested).
+
+Time: a bin ``[s, e)`` closes once every camera has delivered all its events with ``t < e``:
+when an event with ``t >= e`` arrives on each camera, or when :meth:`StreamingPredictor.advance`
+says that time has passed (a live source's clock, the end of a replayed slice). A gap without
+events closes its bins with empty inputs, so the SNN's membranes decay as they would on
+hardware; a burst is split across its bins. Within one camera events must arrive in time order.
+
+Memory is bounded whatever the stream's length: per camera the last ``ann_events`` events (the
+ANN frame's ring buffer) and the events not yet binned (those past the slowest camera's clock),
+the SNN's state, and a fixed-size latency histogram. Poses are returned, not kept.
+
+Latency: every pose carries the wall time its step took, from the bin's closing to the pose
+(binning, the ANN when it runs, the SNN step, decoding and triangulation, all cameras
+together); :class:`LatencyStats` keeps p50/p99 in bounded memory.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import Tensor
+
+from hybridpose.checkpoint import load_model
+from hybridpose.data import WindowConfig, to_sensor_pixels
+from hybridpose.errors import HybridPoseError
+from hybridpose.events import EVENT_DTYPE, Events, check_event_array
+from hybridpose.geometry import TwoViewTriangulator
+from hybridpose.heatmaps import decode_array
+from hybridpose.nn.ann import ANN
+from hybridpose.nn.hybrid import HybridPose
+from hybridpose.nn.presets import ModelConfig
+from hybridpose.nn.snn import SNN, SNNState, fold_snn_batchnorm, plain_snn_step
+from hybridpose.recipes import window_from_dict
+from hybridpose.representations import EventCounter, frame_size, stacked_histogram
+
+Mode = Literal["hybrid", "snn", "ann_high", "ann_low_held"]
+MODES: tuple[Mode, ...] = ("hybrid", "snn", "ann_high", "ann_low_held")
+Engine = Literal["dense", "event"]
+FloatArray = npt.NDArray[np.float64]
+
+
+class StreamError(HybridPoseError, ValueError):
+    """Events or settings a stream cannot take (out of order, wrong camera, bad mode...)."""
+
+
+# ------------------------------------------------------------------------------ latency
+
+
+class LatencyStats:
+    """Quantiles of step latencies in bounded memory: a histogram of log-spaced bins.
+
+    Bins are ``10 ** (1 / per_decade)`` wide from 100 ns to 100 s, so a quantile is exact to
+    that factor (about 1.2 % with the default 200 bins per decade); the count, mean and
+    maximum are exact.
+    """
+
+    LOW_S = 1e-7
+    DECADES = 9
+
+    def __init__(self, per_decade: int = 200) -> None:
+        self.per_decade = per_decade
+        self.counts = np.zeros(self.DECADES * per_decade + 2, dtype=np.int64)
+        self.count = 0
+        self.total_s = 0.0
+        self.max_s = 0.0
+
+    def add(self, seconds: float) -> None:
+        """Record one latency."""
+        self.count += 1
+        self.total_s += seconds
+        self.max_s = max(self.max_s, seconds)
+        if seconds < self.LOW_S:
+            i = 0
+        else:
+            i = 1 + int(math.log10(seconds / self.LOW_S) * self.per_decade)
+            i = min(i, len(self.counts) - 1)
+        self.counts[i] += 1
+
+    def quantile(self, q: float) -> float | None:
+        """The ``q`` quantile in seconds (the geometric centre of its bin; None when empty)."""
+        if self.count == 0:
+            return None
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"q must lie in [0, 1], got {q}")
+        rank = max(1, math.ceil(q * self.count))
+        i = int(np.searchsorted(np.cumsum(self.counts), rank))
+        if i == 0:
+            return self.LOW_S
+        centre = self.LOW_S * 10 ** ((i - 0.5) / self.per_decade)
+        return float(min(centre, self.max_s))
+
+    def merge(self, other: LatencyStats) -> None:
+        """Add the latencies recorded by ``other`` (the same resolution)."""
+        if other.per_decade != self.per_decade:
+            raise ValueError("cannot merge latency histograms of different resolutions")
+        self.counts += other.counts
+        self.count += other.count
+        self.total_s += other.total_s
+        self.max_s = max(self.max_s, other.max_s)
+
+    @property
+    def mean_s(self) -> float | None:
+        return self.total_s / self.count if self.count else None
+
+    def summary(self) -> dict[str, float | int | None]:
+        """``count``, ``p50_ms``, ``p99_ms``, ``mean_ms``, ``max_ms``."""
+
+        def ms(x: float | None) -> float | None:
+            return None if x is None else x * 1e3
+
+        return {
+            "count": self.count,
+            "p50_ms": ms(self.quantile(0.5)),
+            "p99_ms": ms(self.quantile(0.99)),
+            "mean_ms": ms(self.mean_s),
+            "max_ms": ms(self.max_s if self.count else None),
+        }
+
+
+# ------------------------------------------------------------------------------ buffers
+
+
+class EventRing:
+    """The last ``capacity`` events of one camera, in time order (the ANN frame's source)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._buf = np.empty(capacity, dtype=EVENT_DTYPE)
+        self._size = 0
+        self._head = 0  # where the next event goes
+
+    def __len__(self) -> int:
+        return self._size
+
+    def extend(self, events: Events) -> None:
+        """Append events (in time order, after those already held)."""
+        n = len(events)
+        if n == 0:
+            return
+        if n >= self.capacity:
+            self._buf[:] = events[n - self.capacity :]
+            self._head, self._size = 0, self.capacity
+            return
+        first = min(n, self.capacity - self._head)
+        self._buf[self._head : self._head + first] = events[:first]
+        self._buf[: n - first] = events[first:]
+        self._head = (self._head + n) % self.capacity
+        self._size = min(self.capacity, self._size + n)
+
+    def events(self) -> Events:
+        """A copy of the held events, oldest first."""
+        if self._size < self.capacity:
+            return self._buf[: self._size].copy()
+        return np.concatenate([self._buf[self._head :], self._buf[: self._head]])
+
+
+class _Pending:
+    """Events of one camera received but not yet binned (time order)."""
+
+    def __init__(self) -> None:
+        self._chunks: list[Events] = []
+        self.last_t: int | None = None
+
+    def append(self, events: Events) -> None:
+        if len(events):
+            self._chunks.append(events)
+            self.last_t = int(events["t"][-1])
+
+    def take_before(self, t_us: int) -> Events:
+        """Remove and return the events with ``t < t_us``."""
+        if not self._chunks:
+            return np.empty(0, dtype=EVENT_DTYPE)
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        chunk = self._chunks[0]
+        k = int(np.searchsorted(chunk["t"], t_us, side="left"))
+        taken, rest = chunk[:k], chunk[k:]
+        self._chunks = [rest] if len(rest) else []
+        return taken
+
+
+# ------------------------------------------------------------------------------ SNN runners
+
+
+class SNNRunner(Protocol):
+    """One SNN step at a time from a state it holds (the dense or the event-driven engine)."""
+
+    def reset(self, batch: int, height: int, width: int) -> None: ...
+    def set_state(self, state: SNNState) -> None: ...
+    def step(self, x: Tensor) -> Tensor: ...
+
+
+class DenseRunner:
+    """One SNN step in PyTorch: :func:`~hybridpose.nn.snn.plain_snn_step` (the LIF as a few
+    tensor operations; equal to :meth:`SNN.step`) under ``torch.inference_mode``, BatchNorm
+    folded into the convolutions (a copy). The training LIF's fused numba kernel is not used:
+    for one step it costs more than it saves, and its thread pool competes with torch's."""
+
+    def __init__(self, snn: SNN, device: torch.device) -> None:
+        self.snn = fold_snn_batchnorm(copy.deepcopy(snn).eval()).to(device)
+        self.device = device
+        self.state: SNNState | None = None
+
+    def reset(self, batch: int, height: int, width: int) -> None:
+        self.state = self.snn.zero_state(batch, height, width, self.device)
+
+    def set_state(self, state: SNNState) -> None:
+        self.state = state
+
+    @torch.inference_mode()
+    def step(self, x: Tensor) -> Tensor:
+        if self.state is None:
+            raise StreamError("the SNN has no state: reset or set it first")
+        out, self.state = plain_snn_step(self.snn, x.to(self.device), self.state)
+        return out
+
+
+def make_runner(snn: SNN, engine: Engine, device: torch.device) -> SNNRunner:
+    """The SNN engine by name: ``dense`` (PyTorch) or ``event`` (event-driven, CPU)."""
+    if engine == "dense":
+        return DenseRunner(snn, device)
+    if engine == "event":
+        if device.type != "cpu":
+            raise StreamError("the event-driven engine runs on the CPU only")
+        from hybridpose.nn.event_driven import EventDrivenSNN
+
+        return EventDrivenSNN(snn)
+    raise StreamError(f"unknown engine {engine!r}; choose 'dense' or 'event'")
+
+
+# ------------------------------------------------------------------------------ predictor
+
+
+@dataclass(frozen=True)
+class StreamPose:
+    """One prediction of a stream.
+
+    Attributes:
+        t_us: the end of the bin: the time the pose is for.
+        index: the bin's number on the stream's grid (``(t_us - origin_us) / bin_us - 1``).
+        step: bins since the last ANN initialisation, 1..reinit_every (``index % K + 1``).
+        uv: (S, J, 2) joints in sensor pixels, one row per camera stream.
+        xyz: (J, 3) world mm, triangulated from two calibrated streams (else None).
+        events: events in this bin, all streams together.
+        latency_s: wall time of this step, from the bin's closing to this pose.
+    """
+
+    t_us: int
+    index: int
+    step: int
+    uv: npt.NDArray[np.float32]
+    xyz: FloatArray | None
+    events: int
+    latency_s: float
+
+
+class StreamingPredictor:
+    """Events of ``streams`` cameras in, one pose per bin out (see the module docstring).
+
+    Args:
+        mode: ``hybrid``, ``snn``, ``ann_high`` or ``ann_low_held``.
+        window: the checkpoint's window settings (ANN frame, bin length, crop, downsampling).
+        sensor_size: ``(width, height)`` of the cameras.
+        ann: the ANN (``hybrid``, ``ann_high``, ``ann_low_held``).
+        snn: the SNN (``hybrid``, ``snn``).
+        state_init: the ANN sets the SNN's membranes (False: zeros, readout only; the
+            ``hybrid_no_state_init`` ablation).
+        projections: one (3, 4) ``P`` per stream, or None; two give 3D poses.
+        streams: the number of camera streams when ``projections`` is None.
+        reinit_every: bins between ANN initialisations (default ``window.steps``).
+        origin_us: where the bin grid starts; re-initialisations fall on ``origin_us + k *
+            reinit_every * bin_us``. None (the default): the multiple of ``reinit_every *
+            bin_us`` at or before the first event or :meth:`advance` time, so that a replayed
+            recording's windows fall where the offline evaluation puts them and a live
+            camera's clock (any epoch) works alike.
+        engine: ``dense`` (PyTorch) or ``event`` (event-driven, CPU) for the SNN.
+        device: where the networks run.
+    """
+
+    def __init__(
+        self,
+        mode: Mode,
+        window: WindowConfig,
+        sensor_size: tuple[int, int],
+        *,
+        ann: ANN | None = None,
+        snn: SNN | None = None,
+        state_init: bool = True,
+        projections: Sequence[npt.ArrayLike | None] | None = None,
+        streams: int | None = None,
+        reinit_every: int | None = None,
+        origin_us: int | None = None,
+        engine: Engine = "dense",
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if mode not in MODES:
+            raise StreamError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        if mode != "snn" and ann is None:
+            raise StreamError(f"mode {mode!r} needs the ANN")
+        if mode in ("hybrid", "snn") and snn is None:
+            raise StreamError(f"mode {mode!r} needs the SNN")
+        if projections is None:
+            projections = [None] * (1 if streams is None else streams)
+        elif streams is not None and streams != len(projections):
+            raise StreamError(f"{streams} streams but {len(projections)} projections")
+        if not projections:
+            raise StreamError("a stream needs at least one camera")
+        k = window.steps if reinit_every is None else reinit_every
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise StreamError(f"reinit_every must be an integer >= 1, got {k!r}")
+        self.mode: Mode = mode
+        self.window = window
+        self.sensor_size = (int(sensor_size[0]), int(sensor_size[1]))
+        self.state_init = state_init
+        self.reinit_every = k
+        self.origin_us = None if origin_us is None else int(origin_us)
+        self.device = torch.device(device)
+        self.projections = [None if p is None else np.asarray(p, np.float64) for p in projections]
+        self.width, self.height = frame_size(self.sensor_size, window.crop, window.downsample)
+        p0, p1 = [*self.projections, None, None][:2]
+        self._triangulate = (
+            TwoViewTriangulator(p0, p1)
+            if self.streams == 2 and p0 is not None and p1 is not None
+            else None
+        )
+        self.ann = None if ann is None else copy.deepcopy(ann).eval().to(self.device)
+        self.runner: SNNRunner | None = None
+        if mode in ("hybrid", "snn"):
+            assert snn is not None
+            self.runner = make_runner(snn, engine, self.device)
+            self.runner.reset(len(self.projections), self.height, self.width)
+        self.latency = LatencyStats()
+        self._counter = EventCounter(self.sensor_size, window.crop, window.downsample)
+        self._pending = [_Pending() for _ in self.projections]
+        self._rings = [EventRing(window.ann_events) for _ in self.projections]
+        # per stream: every event with t < clock has been pushed (None: nothing yet)
+        self._clock: list[int | None] = [None] * len(self.projections)
+        self._index = 0  # the next bin to close
+        self._held: Tensor | None = None  # ann_low_held: the last ANN heatmaps
+
+    @classmethod
+    def from_checkpoints(
+        cls,
+        directory: str | Path,
+        mode: Mode = "hybrid",
+        sensor_size: tuple[int, int] | None = None,
+        **kwargs: object,
+    ) -> StreamingPredictor:
+        """A predictor from a training run's checkpoints (``ann.pt``, ``snn.pt``, ``hybrid.pt``).
+
+        ``hybrid`` reads ``hybrid.pt``, ``snn`` ``snn.pt``, the ANN modes ``ann.pt``; the
+        window settings and the sensor size come from the checkpoint. Other keyword
+        arguments go to the constructor.
+        """
+        directory = Path(directory)
+        name = {"hybrid": "hybrid", "snn": "snn"}.get(mode, "ann")
+        model, data = load_model(directory / f"{name}.pt")
+        window = window_from_dict(data["window_config"])
+        config = ModelConfig.from_dict(data["model_config"])
+        size = config.sensor_size if sensor_size is None else sensor_size
+        nets: dict[str, object] = {}
+        if isinstance(model, HybridPose):
+            nets = {"ann": model.ann, "snn": model.snn, "state_init": model.config.state_init}
+        elif isinstance(model, SNN):
+            nets = {"snn": model}
+        elif isinstance(model, ANN):
+            nets = {"ann": model}
+        return cls(mode, window, size, **nets, **kwargs)  # type: ignore[arg-type]
+
+    # -------------------------------------------------------------------- feeding
+
+    @property
+    def streams(self) -> int:
+        return len(self.projections)
+
+    @property
+    def bin_us(self) -> int:
+        return self.window.bin_us
+
+    @property
+    def period_us(self) -> int:
+        """Time between ANN initialisations, ``reinit_every * bin_us``."""
+        return self.reinit_every * self.bin_us
+
+    @property
+    def next_bin_end_us(self) -> int | None:
+        """The end of the bin that closes next (None before the stream has a time origin)."""
+        if self.origin_us is None:
+            return None
+        return self.origin_us + (self._index + 1) * self.bin_us
+
+    def _set_origin(self, t_us: int) -> None:
+        if self.origin_us is None:
+            self.origin_us = (t_us // self.period_us) * self.period_us
+
+    def push(self, events: Events, stream: int = 0) -> list[StreamPose]:
+        """Add events of one camera stream (time order, at or after its previous events);
+        returns the poses of the bins this closes (possibly none)."""
+        check_event_array(events)
+        if not 0 <= stream < self.streams:
+            raise StreamError(f"stream {stream} does not exist (this predictor has {self.streams})")
+        if len(events):
+            t = events["t"]
+            if np.any(np.diff(t) < 0):
+                raise StreamError(f"stream {stream}: events out of time order within a chunk")
+            first, clock = int(t[0]), self._clock[stream]
+            if clock is not None and first < clock:
+                raise StreamError(
+                    f"stream {stream}: an event at t={first} us arrives after t={clock} us "
+                    "(events must come in time order)"
+                )
+            self._set_origin(first)
+            self._pending[stream].append(events)
+            self._clock[stream] = int(t[-1])
+        return self._close_bins()
+
+    def advance(self, t_us: int, stream: int | None = None) -> list[StreamPose]:
+        """Declare that every event with ``t < t_us`` has been pushed (on ``stream``, or on all
+        streams); returns the poses of the bins this closes."""
+        targets = range(self.streams) if stream is None else [stream]
+        self._set_origin(int(t_us))
+        for s in targets:
+            clock = self._clock[s]
+            self._clock[s] = int(t_us) if clock is None else max(clock, int(t_us))
+        return self._close_bins()
+
+    def feed(self, t_end_us: int, per_stream: Sequence[Events]) -> list[StreamPose]:
+        """Push one chunk: for every stream, its events not yet pushed with ``t < t_end_us``
+        (a source's chunk, :mod:`hybridpose.sources`); returns the poses it completes."""
+        if len(per_stream) != self.streams:
+            raise StreamError(f"a chunk of {len(per_stream)} streams for {self.streams} streams")
+        poses: list[StreamPose] = []
+        for s, events in enumerate(per_stream):
+            poses += self.push(events, s)
+        return poses + self.advance(t_end_us)
+
+    def run(self, chunks: Iterable[tuple[int, Sequence[Events]]]) -> Iterator[StreamPose]:
+        """:meth:`feed` every chunk of a source and yield the poses as they come."""
+        for t_end, per_stream in chunks:
+            yield from self.feed(t_end, per_stream)
+
+    # -------------------------------------------------------------------- stepping
+
+    def _close_bins(self) -> list[StreamPose]:
+        poses: list[StreamPose] = []
+        if self.origin_us is None or any(c is None for c in self._clock):
+            return poses
+        watermark = min(c for c in self._clock if c is not None)
+        while self.origin_us + (self._index + 1) * self.bin_us <= watermark:
+            poses.append(self._step())
+        return poses
+
+    def _frames(self) -> Tensor:
+        """(S, C, H, W) ANN frames of the events held (those before the current time)."""
+        cfg = self.window
+        frames = [
+            stacked_histogram(
+                ring.events(), self.sensor_size, cfg.ann_bins, crop=cfg.crop,
+                downsample=cfg.downsample,
+            )
+            for ring in self._rings
+        ]  # fmt: skip
+        return torch.from_numpy(np.stack(frames).astype(np.float32)).to(self.device)
+
+    @torch.inference_mode()
+    def _step(self) -> StreamPose:
+        start = time.perf_counter()
+        cfg = self.window
+        assert self.origin_us is not None
+        t0 = self.origin_us + self._index * self.bin_us
+        t1 = t0 + self.bin_us
+        step = self._index % self.reinit_every
+        starts_window = step == 0
+        for ring, pending in zip(self._rings, self._pending, strict=True):
+            ring.extend(pending.take_before(t0))  # events before the grid's origin
+        if starts_window and self.mode in ("hybrid", "ann_low_held"):
+            assert self.ann is not None
+            heatmaps, state = self.ann(self._frames())  # frames of the events before t0
+            if self.mode == "ann_low_held":
+                self._held = heatmaps
+            else:
+                assert self.runner is not None
+                if not self.state_init:
+                    zero = SNNState._make(torch.zeros_like(v) for v in state)
+                    state = zero._replace(readout=state.readout)
+                self.runner.set_state(state)
+        taken = [p.take_before(t1) for p in self._pending]
+        for ring, events in zip(self._rings, taken, strict=True):
+            ring.extend(events)
+        n_events = sum(len(e) for e in taken)
+        if self.mode == "ann_high":
+            assert self.ann is not None
+            out, _ = self.ann(self._frames())  # the events before t1
+        elif self.mode == "ann_low_held":
+            assert self._held is not None
+            out = self._held
+        else:
+            bins = np.zeros((self.streams, *self._counter.shape), dtype=np.float32)
+            for s, events in enumerate(taken):
+                self._counter.add(events, bins[s])
+            assert self.runner is not None
+            out = self.runner.step(torch.from_numpy(bins).to(self.device))
+        uv_model = decode_array(out.detach().cpu().numpy())  # (S, J, 2)
+        uv = to_sensor_pixels(uv_model, cfg.crop, cfg.downsample).astype(np.float32)
+        xyz = None
+        if self._triangulate is not None:
+            xyz = self._triangulate(uv[0].astype(np.float64), uv[1].astype(np.float64))
+        self._index += 1
+        latency = time.perf_counter() - start
+        self.latency.add(latency)
+        return StreamPose(t1, self._index - 1, step + 1, uv, xyz, n_events, latency)
+
+
+__all__ = [
+    "MODES",
+    "DenseRunner",
+    "EventRing",
+    "LatencyStats",
+    "SNNRunner",
+    "StreamError",
+    "StreamPose",
+    "StreamingPredictor",
+    "make_runner",
+]

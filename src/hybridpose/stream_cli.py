@@ -1,0 +1,228 @@
+"""``hybridpose stream``: a trained model on a replayed recording or a live camera.
+
+A live status line shows the stream time, the poses, the step latency (p50/p99) and, when
+the recording has labels, the running 2D error; at the end a summary: latency, throughput
+against real time, the lag behind the source in a real-time replay, and the errors.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from hybridpose.data import interpolate_joints
+from hybridpose.errors import HybridPoseError
+from hybridpose.evaluate import _Errors
+from hybridpose.geometry import project
+from hybridpose.io.recording import Labels
+from hybridpose.sources import LiveCamera, RecordingReplay
+from hybridpose.stream import Engine, LatencyStats, Mode, StreamingPredictor, StreamPose
+from hybridpose.viz import StreamFrame, save_stream_gif
+
+STATUS_EVERY_S = 0.25
+"""Seconds between updates of the status line."""
+ANIMATION_S = 5.0
+"""Stream time the ``--animate`` GIF covers (from the start)."""
+
+
+def stream_command(
+    checkpoints: Path,
+    *,
+    recording: Path | None,
+    live: bool,
+    mode: Mode,
+    cameras: tuple[int, ...],
+    realtime: bool,
+    speed: float,
+    reinit_every: int | None,
+    engine: Engine,
+    animate: Path | None,
+    duration_s: float | None,
+    quiet: bool,
+) -> int:
+    """Run the stream; prints the summary; returns the exit status."""
+    from hybridpose.demo import PoseScorer
+
+    probe = StreamingPredictor.from_checkpoints(checkpoints, mode, streams=1)
+    window, sensor = probe.window, probe.sensor_size
+    labels: Labels | None = None
+    if live:
+        source: RecordingReplay | LiveCamera = LiveCamera(sensor)
+        projections: list[np.ndarray | None] = [None]
+    else:
+        assert recording is not None
+        if len(cameras) > 2:
+            raise HybridPoseError("--cameras: at most two cameras (two give 3D poses)")
+        replay = RecordingReplay(
+            recording, cameras, chunk_us=min(1000, window.bin_us), realtime=realtime, speed=speed
+        )
+        if replay.sensor_size != sensor:
+            raise HybridPoseError(
+                f"{recording}: sensor {replay.sensor_size[0]}x{replay.sensor_size[1]}, but the "
+                f"model expects {sensor[0]}x{sensor[1]}"
+            )
+        source, projections = replay, list(replay.projections)
+        labels = replay.labels if replay.labels.count else None
+    predictor = StreamingPredictor.from_checkpoints(
+        checkpoints, mode, projections=projections, reinit_every=reinit_every, engine=engine
+    )
+    scorer = None
+    if labels is not None:
+        scorer = PoseScorer(
+            labels,
+            [p for p in projections if p is not None],
+            window,
+            (predictor.height, predictor.width),
+        )
+    errors = _Errors(predictor.reinit_every)
+    lag = LatencyStats()
+    frames: list[StreamFrame] = []
+    total = None if live else replay.duration_us / 1e6
+    if duration_s is not None and total is not None:
+        total = min(total, duration_s)
+    bar = tqdm(
+        total=total,
+        unit="s",
+        desc=f"{mode}",
+        disable=quiet,
+        file=sys.stderr,
+        bar_format="{desc} {n:.2f}/{total:.2f} s stream time [{elapsed}] {postfix}",
+    )
+    poses_seen = 0
+    first_t: int | None = None
+    last_t = 0
+    wall0 = shown = time.perf_counter()
+    # the chunks that can hold the last bin's events, for --animate
+    chunk_us = replay.chunk_us if not live else window.bin_us
+    recent: deque[list[np.ndarray]] = deque(maxlen=2 + window.bin_us // chunk_us)
+    try:
+        for t_end, chunk in source:
+            poses = predictor.feed(t_end, chunk)
+            now = time.perf_counter()
+            if animate is not None:
+                recent.append(chunk)
+            for p in poses:
+                first_t = p.t_us - window.bin_us if first_t is None else first_t
+                last_t = p.t_us
+                if realtime and isinstance(source, RecordingReplay):
+                    lag.add(max(0.0, now - source.release_time(p.t_us)))
+                if animate is not None and p.t_us - first_t <= ANIMATION_S * 1e6:
+                    frames.append(
+                        _frame(p, _bin_events(recent, p.t_us, window.bin_us), labels, projections)
+                    )
+            if scorer is not None and poses:
+                scorer.add(errors, mode, poses)
+            poses_seen += len(poses)
+            if poses and first_t is not None and now - shown >= STATUS_EVERY_S:
+                shown = now
+                bar.n = (last_t - first_t) / 1e6
+                bar.set_postfix_str(_status(predictor, errors, mode, poses_seen), refresh=False)
+                bar.refresh()
+            if (
+                duration_s is not None
+                and first_t is not None
+                and (last_t - first_t >= duration_s * 1e6)
+            ):
+                break
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    bar.close()
+    wall = time.perf_counter() - wall0
+    stream_s = (last_t - (first_t or 0)) / 1e6
+    print(_summary(predictor, errors, mode, poses_seen, stream_s, wall, lag, realtime))
+    if animate is not None and frames:
+        save_stream_gif(frames, animate, sensor, title=mode, fps=1e6 / window.bin_us / 2)
+        print(f"wrote {animate}")
+    return 0
+
+
+def _bin_events(recent: deque[list[np.ndarray]], t_us: int, bin_us: int) -> list[np.ndarray]:
+    """Per stream, the events of the bin ``[t_us - bin_us, t_us)`` among the recent chunks."""
+    out = []
+    for s in range(len(recent[0])):
+        events = np.concatenate([chunk[s] for chunk in recent])
+        t = events["t"]
+        out.append(events[(t >= t_us - bin_us) & (t < t_us)])
+    return out
+
+
+def _frame(
+    pose: StreamPose,
+    chunk: list[np.ndarray],
+    labels: Labels | None,
+    projections: list[np.ndarray | None],
+) -> StreamFrame:
+    truth: list[np.ndarray] = []
+    joints = None
+    if labels is not None:
+        joints = interpolate_joints(labels.t_us, labels.joints_mm, [pose.t_us])[0]
+    for P in projections:
+        nan = np.full((pose.uv.shape[1], 2), np.nan)
+        truth.append(nan if joints is None or P is None else project(P, joints))
+    return StreamFrame(
+        pose.t_us,
+        pose.step,
+        chunk,
+        [pose.uv[s].astype(np.float64) for s in range(len(chunk))],
+        truth,
+    )
+
+
+def _mean_error(errors: _Errors, mode: str, kind: str) -> float | None:
+    total = errors.sum2d[mode] if kind == "2d" else errors.sum3d[mode]
+    count = errors.n2d[mode] if kind == "2d" else errors.n3d[mode]
+    return float(total.sum() / count.sum()) if count.sum() else None
+
+
+def _status(predictor: StreamingPredictor, errors: _Errors, mode: str, poses: int) -> str:
+    lat = predictor.latency.summary()
+    parts = [f"{poses} poses", f"step p50 {lat['p50_ms']:.2f} ms p99 {lat['p99_ms']:.2f} ms"]
+    err = _mean_error(errors, mode, "2d")
+    if err is not None:
+        parts.append(f"2D error {err:.2f} px")
+    return ", ".join(parts)
+
+
+def _summary(
+    predictor: StreamingPredictor,
+    errors: _Errors,
+    mode: str,
+    poses: int,
+    stream_s: float,
+    wall_s: float,
+    lag: LatencyStats,
+    realtime: bool,
+) -> str:
+    lat = predictor.latency.summary()
+    lines = [
+        f"{mode}: {poses} poses over {stream_s:.2f} s of stream in {wall_s:.2f} s "
+        f"({stream_s / wall_s if wall_s > 0 else math.inf:.2f}x real time), "
+        f"{predictor.streams} camera stream(s), {1e6 / predictor.bin_us:g} Hz output, ANN every "
+        f"{predictor.reinit_every} steps",
+    ]
+    if lat["count"]:
+        lines.append(
+            f"step latency (both cameras, wall time): p50 {lat['p50_ms']:.3f} ms, p99 "
+            f"{lat['p99_ms']:.3f} ms, mean {lat['mean_ms']:.3f} ms, max {lat['max_ms']:.3f} ms"
+        )
+    if realtime and lag.count:
+        lines.append(
+            f"lag behind the replayed camera: p50 {1e3 * (lag.quantile(0.5) or 0):.2f} ms, "
+            f"p99 {1e3 * (lag.quantile(0.99) or 0):.2f} ms"
+        )
+    e2, e3 = _mean_error(errors, mode, "2d"), _mean_error(errors, mode, "3d")
+    if e2 is not None:
+        lines.append(
+            f"error against the labels: 2D {e2:.2f} px"
+            + (f", 3D {e3:.1f} mm" if e3 is not None else "")
+        )
+    return "\n".join(lines)
+
+
+__all__ = ["stream_command"]

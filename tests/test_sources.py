@@ -1,0 +1,98 @@
+"""Tests of hybridpose.sources: recording replay and the live camera's conversion and errors."""
+
+from __future__ import annotations
+
+import builtins
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from tiny_run import DURATION_US, write_recording
+
+from hybridpose.io.recording import Recording
+from hybridpose.sources import LiveCamera, RecordingReplay, SourceError, dv_to_events
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_recording(
+        tmp_path_factory.mktemp("sources") / "r.h5", 13, gap_us=(200_000, 250_000)
+    )
+
+
+@pytest.mark.parametrize("chunk_us", [1_000, 7_000, 300_000])
+def test_replay_delivers_every_event_once_in_aligned_chunks(recording: Path, chunk_us: int) -> None:
+    replay = RecordingReplay(recording, (2, 3), chunk_us=chunk_us)
+    chunks = list(replay)
+    ends = [t for t, _ in chunks]
+    assert ends == sorted(ends) and len(set(ends)) == len(ends)
+    # chunk ends on the grid of multiples of chunk_us (blocks hold whole chunks), but the last
+    assert all(t % chunk_us == 0 for t in ends[:-1]) and ends[-1] == replay.end_us
+    previous = replay.start_us
+    with Recording(recording) as rec:
+        for s, cam in enumerate((2, 3)):
+            got = np.concatenate([c[s] for _, c in chunks])
+            np.testing.assert_array_equal(got, rec.events(cam, 0, 10**12))
+    for t_end, chunk in chunks:
+        for events in chunk:  # each chunk holds the events before its end, after the previous
+            assert np.all(events["t"] < t_end) and np.all(events["t"] >= previous - chunk_us)
+        previous = t_end
+    assert replay.projections[0].shape == (3, 4) and replay.sensor_size == (24, 24)
+    assert replay.labels.count > 0 and replay.end_us == DURATION_US - 500 + 1
+
+
+def test_replay_part_and_realtime_pacing(recording: Path) -> None:
+    replay = RecordingReplay(recording, (3,), chunk_us=10_000, realtime=True, speed=4.0,
+                             start_us=100_000, end_us=300_000)  # fmt: skip
+    t = time.perf_counter()
+    chunks = list(replay)
+    elapsed = time.perf_counter() - t
+    assert elapsed >= 0.2 / 4.0 - 1e-3  # 200 ms of stream at 4x: at least 50 ms
+    assert elapsed < 1.0
+    events = np.concatenate([c[0] for _, c in chunks])
+    assert events["t"].min() >= 100_000 and events["t"].max() < 300_000
+    assert replay.release_time(300_000) == pytest.approx(replay.wall0 + 0.05)
+
+
+def test_replay_errors(recording: Path, tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="no camera \\[7\\]; the file has cameras 0-3"):
+        RecordingReplay(recording, (2, 7))
+    with pytest.raises(SourceError, match="chunk_us"):
+        RecordingReplay(recording, (2,), chunk_us=0)
+    with pytest.raises(SourceError, match="speed"):
+        RecordingReplay(recording, (2,), speed=0.0)
+    with pytest.raises(FileNotFoundError):
+        RecordingReplay(tmp_path / "missing.h5")
+
+
+def test_dv_events_are_converted_and_rescaled() -> None:
+    dv_dtype = np.dtype([("timestamp", "<i8"), ("x", "<i2"), ("y", "<i2"), ("polarity", "i1")])
+    raw = np.array([(10, 0, 0, 1), (11, 345, 259, 0), (12, 172, 130, 1)], dtype=dv_dtype)
+    ev = dv_to_events(raw, (346, 260), (87, 65))
+    assert ev["t"].tolist() == [10, 11, 12]
+    assert ev["p"].tolist() == [1, -1, 1]
+    # x * 87 // 346 and y * 65 // 260: the last pixel maps to the last pixel
+    assert ev["x"].tolist() == [0, 86, 43] and ev["y"].tolist() == [0, 64, 32]
+
+
+def test_live_camera_without_the_driver_or_a_camera(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_import = builtins.__import__
+
+    def no_dv(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "dv_processing":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_dv)
+    with pytest.raises(SourceError, match=r"pip install 'hybridpose\[live\]'"):
+        LiveCamera((87, 65))
+    monkeypatch.setattr(builtins, "__import__", real_import)
+    pytest.importorskip("dv_processing")
+    import dv_processing
+
+    if dv_processing.io.camera.discover():
+        pytest.skip("a camera is attached")
+    with pytest.raises(SourceError, match="no DAVIS or DVXplorer camera is attached"):
+        LiveCamera((87, 65))

@@ -1,0 +1,272 @@
+"""Tests of hybridpose.stream: the streaming predictor against the offline evaluation.
+
+The known answer for every mode is :func:`hybridpose.evaluate._predict`, the batch evaluation
+(itself checked against direct network calls in test_evaluate.py): the same recording, pushed
+in chunks of any size, with a gap and with bursts, must give the same poses at the same times.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tiny_run import DURATION_US, WINDOW, write_checkpoints, write_recording
+
+from hybridpose.data import to_sensor_pixels
+from hybridpose.evaluate import Segment, _load_segment, _predict, load_models
+from hybridpose.events import EVENT_DTYPE, Events, make_events
+from hybridpose.geometry import triangulate_two_views
+from hybridpose.io.recording import Recording
+from hybridpose.stream import (
+    MODES,
+    EventRing,
+    LatencyStats,
+    StreamError,
+    StreamingPredictor,
+    StreamPose,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+CAMS = (2, 3)
+GAP = (420_000, 780_000)  # no events of any camera: 36 bins with empty input
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("stream")
+    checkpoints = write_checkpoints(root / "checkpoints")
+    recording = write_recording(root / "gap.h5", 13, gap_us=GAP)
+    return checkpoints, recording
+
+
+def _camera_events(recording: Path) -> tuple[list[Events], list[npt.NDArray[np.float64]]]:
+    with Recording(recording) as rec:
+        events = [rec.events(c, 0, 10**12) for c in CAMS]
+        projections = [rec.cameras[c].calibration.P for c in CAMS]
+    return events, projections
+
+
+def _offline(checkpoints: Path, recording: Path, n_windows: int) -> dict[str, np.ndarray]:
+    """``_predict`` on one segment from t = 0: sensor pixels (2, W * T, J, 2) per model."""
+    models = load_models(checkpoints)
+    for m in (models.ann, models.snn, models.hybrid, models.no_state_init):
+        m.eval()
+    seg = Segment(str(recording), tuple(i * WINDOW.stride_us for i in range(n_windows)), 0)
+    per_cam: dict[str, list[np.ndarray]] = {}
+    with Recording(recording) as rec:
+        labels = rec.labels()
+        for cam in CAMS:
+            data = _load_segment(rec, labels, cam, seg, WINDOW)
+            for name, uv in _predict(models, [data], WINDOW.steps).items():
+                sensor = to_sensor_pixels(uv[0].double().numpy(), WINDOW.crop, WINDOW.downsample)
+                per_cam.setdefault(name, []).append(sensor)
+    return {name: np.stack(v) for name, v in per_cam.items()}
+
+
+def _predictor(checkpoints: Path, mode: str, **kwargs: object) -> StreamingPredictor:
+    name = {"hybrid_no_state_init": "hybrid"}.get(mode, mode)
+    sp = StreamingPredictor.from_checkpoints(checkpoints, name, **kwargs)  # type: ignore[arg-type]
+    if mode == "hybrid_no_state_init":
+        sp.state_init = False
+    return sp
+
+
+def _stream(sp: StreamingPredictor, events: list[Events], cuts: list[int]) -> list[StreamPose]:
+    """Push each camera's events cut at the given event counts, cameras interleaved."""
+    poses: list[StreamPose] = []
+    bounds = [0, *cuts, 10**12]
+    for lo, hi in itertools.pairwise(bounds):
+        for s, ev in enumerate(events):
+            poses += sp.push(ev[lo:hi], s)
+    poses += sp.advance(DURATION_US)
+    return poses
+
+
+@pytest.mark.parametrize("mode", [*MODES, "hybrid_no_state_init"])
+def test_stream_equals_the_offline_evaluation(run: tuple[Path, Path], mode: str) -> None:
+    checkpoints, recording = run
+    events, projections = _camera_events(recording)
+    n_windows = DURATION_US // WINDOW.stride_us
+    expected = _offline(checkpoints, recording, n_windows)[mode]  # (2, W * T, J, 2)
+    rng = np.random.default_rng(7)
+    cuts = sorted(set(rng.integers(1, 3000, 40).tolist()))  # chunks of 1 to ~300 events
+    sp = _predictor(checkpoints, mode, projections=projections)
+    poses = _stream(sp, events, cuts)
+    assert len(poses) == n_windows * WINDOW.steps == expected.shape[1]
+    assert [p.t_us for p in poses] == [(i + 1) * WINDOW.bin_us for i in range(len(poses))]
+    assert [p.step for p in poses] == [i % WINDOW.steps + 1 for i in range(len(poses))]
+    got = np.stack([p.uv for p in poses], axis=1)  # (2, N, J, 2)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    # the gap's bins had no events and still gave poses
+    in_gap = [p for p in poses if GAP[0] < p.t_us <= GAP[1]]
+    assert len(in_gap) == (GAP[1] - GAP[0]) // WINDOW.bin_us
+    assert all(p.events == 0 for p in in_gap)
+    assert sum(p.events for p in poses) == sum(len(e) for e in events)
+
+
+def test_chunking_does_not_change_the_poses(run: tuple[Path, Path]) -> None:
+    """One event at a time, random chunks, and the whole recording in one burst agree."""
+    checkpoints, recording = run
+    events, projections = _camera_events(recording)
+    n = len(events[0])
+
+    def uvs(cuts: list[int]) -> np.ndarray:
+        sp = _predictor(checkpoints, "hybrid", projections=projections)
+        return np.stack([p.uv for p in _stream(sp, events, cuts)])
+
+    burst = uvs([])
+    np.testing.assert_array_equal(uvs(list(range(1, 400))), burst)  # single events at first
+    np.testing.assert_array_equal(uvs(list(range(0, n, 997))), burst)
+
+
+def test_three_d_poses_are_the_triangulated_streams(run: tuple[Path, Path]) -> None:
+    checkpoints, recording = run
+    events, projections = _camera_events(recording)
+    sp = _predictor(checkpoints, "hybrid", projections=projections)
+    poses = _stream(sp, events, [1000, 2000])
+    for p in poses[::17]:
+        assert p.xyz is not None
+        want = triangulate_two_views(
+            projections[0], projections[1], p.uv[0].astype(np.float64), p.uv[1].astype(np.float64)
+        )
+        np.testing.assert_allclose(p.xyz, want, rtol=1e-12)
+    single = _predictor(checkpoints, "hybrid", projections=[projections[0]])
+    one = _stream(single, events[:1], [500])
+    assert all(p.xyz is None and p.uv.shape == (1, 13, 2) for p in one)
+    # a single stream is the first row of the two-stream run
+    np.testing.assert_allclose(np.stack([p.uv[0] for p in one]),
+                               np.stack([p.uv[0] for p in poses]), atol=1e-3)  # fmt: skip
+
+
+def test_reinit_every_is_configurable(run: tuple[Path, Path]) -> None:
+    checkpoints, recording = run
+    events, projections = _camera_events(recording)
+    sp = _predictor(checkpoints, "ann_low_held", projections=projections, reinit_every=5)
+    poses = _stream(sp, events, [])
+    assert [p.step for p in poses[:11]] == [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1]
+    for k in range(0, len(poses) - 5, 5):  # held for 5 bins, then a new ANN pose
+        for j in range(1, 5):
+            np.testing.assert_array_equal(poses[k + j].uv, poses[k].uv)
+    with pytest.raises(StreamError, match="reinit_every"):
+        _predictor(checkpoints, "hybrid", reinit_every=0)
+
+
+def test_time_advances_without_events_and_waits_for_the_slowest_stream(
+    run: tuple[Path, Path],
+) -> None:
+    checkpoints, recording = run
+    events, projections = _camera_events(recording)
+    sp = _predictor(checkpoints, "snn", projections=projections)
+    assert sp.advance(0) == [] and sp.next_bin_end_us == WINDOW.bin_us
+    poses = sp.advance(55_000)  # no events at all: 5 bins close with empty input
+    assert [p.t_us for p in poses] == [10_000, 20_000, 30_000, 40_000, 50_000]
+    assert all(p.events == 0 for p in poses)
+    # stream 0 runs ahead: nothing closes until stream 1 catches up
+    late = events[0][(events[0]["t"] >= 60_000) & (events[0]["t"] < 200_000)]
+    assert sp.push(late, 0) == []
+    assert [p.t_us for p in sp.advance(95_000, stream=1)] == [60_000, 70_000, 80_000, 90_000]
+
+
+def test_origin_follows_the_first_event_on_the_reinit_grid(run: tuple[Path, Path]) -> None:
+    """A live camera's clock starts anywhere: the grid starts at the multiple of
+    reinit_every * bin_us at or before the first event."""
+    checkpoints, _ = run
+    sp = _predictor(checkpoints, "ann_low_held", streams=1)
+    t_first = 1_700_000_123_456
+    ev = make_events([3, 4], [5, 6], [t_first, t_first + 50_000], [1, -1])
+    poses = sp.push(ev, 0)
+    period = WINDOW.steps * WINDOW.bin_us
+    assert sp.origin_us == (t_first // period) * period
+    assert poses and poses[0].t_us == sp.origin_us + WINDOW.bin_us
+    assert poses[-1].t_us <= t_first + 50_000
+
+
+def test_bad_input_is_refused_clearly(run: tuple[Path, Path]) -> None:
+    checkpoints, _ = run
+    sp = _predictor(checkpoints, "hybrid", streams=2)
+    sp.push(make_events([1], [1], [5_000], [1]), 0)
+    with pytest.raises(StreamError, match="stream 0: an event at t=4000 us arrives after"):
+        sp.push(make_events([1], [1], [4_000], [1]), 0)
+    with pytest.raises(StreamError, match="out of time order within a chunk"):
+        sp.push(make_events([1, 1], [1, 1], [9_000, 8_000], [1, 1]), 1)
+    with pytest.raises(StreamError, match="stream 2 does not exist"):
+        sp.push(make_events([1], [1], [9_000], [1]), 2)
+    with pytest.raises(StreamError, match="unknown mode"):
+        StreamingPredictor("cnn", WINDOW, (24, 24))  # type: ignore[arg-type]
+    with pytest.raises(StreamError, match="needs the ANN"):
+        StreamingPredictor("hybrid", WINDOW, (24, 24))
+    with pytest.raises(StreamError, match="unknown engine"):
+        _predictor(checkpoints, "snn", engine="gpu")
+    with pytest.raises(FileNotFoundError):
+        StreamingPredictor.from_checkpoints(checkpoints / "nowhere", "hybrid")
+
+
+def test_memory_stays_bounded_on_a_long_stream(run: tuple[Path, Path]) -> None:
+    """An hour of 1 kHz events would be 3.6 M events; 200 s here, and nothing grows."""
+    checkpoints, _ = run
+    cfg = replace(WINDOW, bin_us=100_000)  # coarse bins: the test is about buffers, not steps
+    sp = StreamingPredictor("ann_low_held", cfg, (24, 24), ann=load_models(checkpoints).ann)
+    rng = np.random.default_rng(0)
+    n_poses = 0
+    for second in range(200):
+        t = second * 1_000_000 + np.sort(rng.integers(0, 1_000_000, 1000))
+        ev = make_events(rng.integers(0, 24, 1000), rng.integers(0, 24, 1000), t,
+                         np.ones(1000))  # fmt: skip
+        n_poses += len(sp.push(ev, 0))
+        assert len(sp._rings[0]) == cfg.ann_events
+        assert len(sp._pending[0]._chunks) <= 1
+        assert sum(len(c) for c in sp._pending[0]._chunks) <= 1000
+    assert n_poses == 200 * 10 - 1  # the last bin waits for the next event
+    assert sp.latency.count == n_poses and sp.latency.counts.nbytes < 20_000
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 40), max_size=30), st.integers(1, 16))
+def test_event_ring_keeps_the_last_events(sizes: list[int], capacity: int) -> None:
+    ring = EventRing(capacity)
+    seen = np.empty(0, dtype=EVENT_DTYPE)
+    t = 0
+    for n in sizes:
+        ev = make_events(np.arange(n) % 7, np.arange(n) % 5, t + np.arange(n), np.ones(n))
+        t += n
+        ring.extend(ev)
+        seen = np.concatenate([seen, ev])
+        np.testing.assert_array_equal(ring.events(), seen[max(0, len(seen) - capacity) :])
+        assert len(ring) == min(capacity, len(seen))
+
+
+def test_latency_quantiles_against_numpy() -> None:
+    rng = np.random.default_rng(1)
+    samples = np.exp(rng.normal(np.log(2e-3), 0.6, 20_000))  # ~2 ms, long tail
+    stats = LatencyStats()
+    for s in samples:
+        stats.add(float(s))
+    for q in (0.5, 0.9, 0.99):
+        got = stats.quantile(q)
+        assert got is not None
+        want = float(np.quantile(samples, q))
+        assert abs(got / want - 1) < 0.012 + 1e-9  # one bin: 10 ** (1 / 200) - 1
+    assert stats.mean_s == pytest.approx(samples.mean(), rel=1e-12)
+    assert stats.max_s == samples.max() and stats.count == len(samples)
+    summary = stats.summary()
+    assert summary["p50_ms"] == pytest.approx(1e3 * np.quantile(samples, 0.5), rel=0.012)
+    assert LatencyStats().quantile(0.5) is None
+    with pytest.raises(ValueError, match="q must lie"):
+        stats.quantile(1.5)
+
+
+def test_empty_pushes_and_torch_free_input(run: tuple[Path, Path]) -> None:
+    checkpoints, _ = run
+    sp = _predictor(checkpoints, "snn", streams=1)
+    assert sp.push(np.empty(0, dtype=EVENT_DTYPE), 0) == []
+    assert sp.origin_us is None  # no time yet
+    with pytest.raises(Exception, match=r"EVENT_DTYPE|structured|dtype"):
+        sp.push(torch.zeros(3), 0)  # type: ignore[arg-type]
