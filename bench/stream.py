@@ -2,15 +2,16 @@
 
 Run from the repository root::
 
-    python bench/stream.py [--seconds 6] [--bins-us 10000,1000] [--threads 1,2]
-                           [--engines dense,event] [--profile] [--data DIR]
+    python bench/stream.py [--seconds 6] [--bins-us 10000,1000] [--threads 1] [--cameras 1,2]
+                           [--engines dense,event] [--modes snn,hybrid] [--profile] [--data DIR]
 
 The shipped ``cpu`` models (87x65 sensor, 64x64 crop) stream one held-out synthetic recording
-(subject 18, star jumps: the demo's; simulated once into ``--data``) on cameras 2 and 3, as
-fast as possible, in chunks of one bin. For each bin length (10 ms: the paper's 100 Hz; 1 ms:
-1 kHz), torch thread count and SNN engine, it runs
+(subject 18, star jumps: the demo's; simulated once into ``--data``) on camera 3 alone and on
+cameras 2 and 3 (one batch of two), as fast as possible, in chunks of one bin. For each bin
+length (10 ms: the paper's 100 Hz; 1 ms: 1 kHz), torch thread count, number of cameras and SNN
+engine, it runs
 
-* ``snn``: the SNN alone, one step per bin (both cameras in one batch);
+* ``snn``: the SNN alone, one step per bin;
 * ``hybrid``: the same with the ANN re-initialising the SNN at 10 Hz (every 10 bins at 10 ms,
   every 100 at 1 ms), the models trained for 10 ms bins (at 1 ms the poses are not meant to be
   accurate: the benchmark measures speed);
@@ -31,6 +32,7 @@ The target (issue 6): faster than real time with 1 ms bins on 2 cores, p99 step 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import tempfile
@@ -60,14 +62,20 @@ def recording(data: Path) -> Path:
 
 
 def run_once(
-    path: Path, mode: Mode, bin_us: int, engine: Engine, seconds: float, skip_s: float
+    path: Path,
+    mode: Mode,
+    bin_us: int,
+    engine: Engine,
+    seconds: float,
+    skip_s: float,
+    cameras: tuple[int, ...] = (2, 3),
 ) -> dict[str, Any]:
     models = load_models(pretrained_dir("cpu"))
     window = replace(models.window, bin_us=bin_us)
     reinit = 100_000 // bin_us  # the ANN at 10 Hz
-    replay = RecordingReplay(path, (2, 3), chunk_us=bin_us)
+    replay = RecordingReplay(path, cameras, chunk_us=bin_us)
     end = replay.start_us + int((skip_s + seconds) * 1e6)
-    replay = RecordingReplay(path, (2, 3), chunk_us=bin_us, end_us=min(end, replay.end_us))
+    replay = RecordingReplay(path, cameras, chunk_us=bin_us, end_us=min(end, replay.end_us))
     chunks = list(replay)  # read before timing: the benchmark is about the predictor
     predictor = StreamingPredictor(
         mode,
@@ -107,6 +115,7 @@ def run_once(
         "bin_us": bin_us,
         "engine": engine,
         "threads": torch.get_num_threads(),
+        "cameras": len(cameras),
         "steps": steps,
         "snn_p50_ms": q(snn_steps, 0.5),
         "snn_p99_ms": q(snn_steps, 0.99),
@@ -127,7 +136,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--bins-us", default="10000,1000")
-    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--threads", default="1")
+    parser.add_argument("--cameras", default="1,2", help="camera streams: 1 (camera 3) or 2")
     parser.add_argument("--engines", default="dense,event")
     parser.add_argument("--modes", default="snn,hybrid")
     parser.add_argument("--profile", action="store_true")
@@ -143,13 +153,17 @@ def main() -> None:
     for bin_us in (int(b) for b in args.bins_us.split(",")):
         for threads in (int(t) for t in args.threads.split(",")):
             torch.set_num_threads(threads)
-            for mode in cast(list[Mode], args.modes.split(",")):
-                order = engines if (bin_us + threads) % 2 else engines[::-1]
+            for n_cams, mode in itertools.product(
+                (int(c) for c in args.cameras.split(",")), cast(list[Mode], args.modes.split(","))
+            ):
+                cams = (2, 3) if n_cams == 2 else (3,)
+                order = engines if (bin_us + n_cams) % 2 else engines[::-1]
                 for engine in order:
-                    row = run_once(path, mode, bin_us, engine, args.seconds, 1.0)
+                    row = run_once(path, mode, bin_us, engine, args.seconds, 1.0, cams)
                     rows.append(row)
                     print(
-                        f"bin {bin_us / 1000:g} ms  threads {threads}  {mode:6s}  {engine:5s}  "
+                        f"bin {bin_us / 1000:g} ms  threads {threads}  cams {n_cams}  {mode:6s}  "
+                        f"{engine:5s}  "
                         f"SNN step p50 {_fmt(row['snn_p50_ms'])} p99 {_fmt(row['snn_p99_ms'])} ms"
                         f"  ANN step p50 {_fmt(row['ann_p50_ms'], 2)} ms  all p99 "
                         f"{_fmt(row['all_p99_ms'])} ms  {row['steps_per_s']:.0f} steps/s  "

@@ -45,7 +45,8 @@ def _frames(gif: Path) -> int:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("demo")
-    spec = DemoSpec(out_dir=out, movements=(22,), repetitions=1, workers=1, gif_seconds=0.5,
+    spec = DemoSpec(out_dir=out, subjects=(18,), movements=(22,), repetitions=1, workers=1,
+                    gif_seconds=0.5,
                     energy_windows=2)  # fmt: skip
     return out, run_demo(spec, progress=False)
 

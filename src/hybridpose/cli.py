@@ -329,7 +329,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(demo_table(report))
     s = report["setup"]
     print(
-        f"{s['recordings']} recordings of subject(s) held out, {s['scored_windows_per_camera']} "
+        f"{s['recordings']} held-out recordings, {s['scored_windows_per_camera']} "
         f"scored windows per camera; 2D px of the {s['sensor_size'][0]}x{s['sensor_size'][1]} "
         f"sensor, power at {s['output_rate_hz']:g} Hz from counted operations, latency per "
         f"step (both cameras); {s['total_s']:.0f} s in all"
@@ -642,8 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--engine",
         choices=("dense", "event"),
-        default="dense",
-        help="the SNN's engine: PyTorch, or event-driven (default dense)",
+        default="event",
+        help="the SNN's engine: event-driven (CPU, the default) or PyTorch",
     )
     p.add_argument(
         "--seed",
@@ -705,8 +705,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--engine",
         choices=("dense", "event"),
-        default="dense",
-        help="the SNN's engine: PyTorch, or event-driven (default dense)",
+        default="event",
+        help="the SNN's engine: event-driven (CPU, the default) or PyTorch",
     )
     p.add_argument(
         "--animate",
