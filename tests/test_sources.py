@@ -96,3 +96,107 @@ def test_live_camera_without_the_driver_or_a_camera(monkeypatch: pytest.MonkeyPa
         pytest.skip("a camera is attached")
     with pytest.raises(SourceError, match="no DAVIS or DVXplorer camera is attached"):
         LiveCamera((87, 65))
+
+
+class _FakeStore:
+    """What dv-processing's ``getNextEventBatch`` returns (``isEmpty``, ``numpy``)."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self._array = array
+
+    def isEmpty(self) -> bool:
+        return len(self._array) == 0
+
+    def numpy(self) -> np.ndarray:
+        return self._array
+
+
+class _FakeCamera:
+    """A DAVIS346 that gives ``batches`` event batches (None: nothing ready yet), then stops."""
+
+    def __init__(self, batches: list[np.ndarray | None]) -> None:
+        self._batches = list(batches)
+
+    def isRunning(self) -> bool:
+        return bool(self._batches)
+
+    def getNextEventBatch(self) -> _FakeStore | None:
+        batch = self._batches.pop(0)
+        return None if batch is None else _FakeStore(batch)
+
+    def isEventStreamAvailable(self) -> bool:
+        return True
+
+    def getEventResolution(self) -> tuple[int, int]:
+        return (346, 260)
+
+    def getCameraName(self) -> str:
+        return "DAVIS346_fake"
+
+
+DV_DTYPE = np.dtype([("timestamp", "<i8"), ("x", "<i2"), ("y", "<i2"), ("polarity", "i1")])
+
+
+def _fake_dv(camera: _FakeCamera) -> Any:
+    class _Io:
+        class camera:
+            @staticmethod
+            def discover() -> list[str]:
+                return ["DAVIS346_fake"]
+
+            @staticmethod
+            def open(*args: Any) -> _FakeCamera:
+                return camera
+
+    class _Dv:
+        io = _Io
+
+    return _Dv
+
+
+def _davis_batches(
+    start_us: int, seconds: float, per_ms: int, seed: int
+) -> list[np.ndarray | None]:
+    rng = np.random.default_rng(seed)
+    out: list[np.ndarray | None] = [None]  # the first poll finds nothing
+    for ms in range(int(seconds * 1000)):
+        t = start_us + ms * 1000 + np.sort(rng.integers(0, 1000, per_ms))
+        batch = np.zeros(per_ms, dtype=DV_DTYPE)
+        batch["timestamp"] = t
+        batch["x"] = rng.integers(0, 346, per_ms)
+        batch["y"] = rng.integers(0, 260, per_ms)
+        batch["polarity"] = rng.integers(0, 2, per_ms)
+        out.append(batch)
+    return out
+
+
+def test_live_camera_streams_batches_rescaled(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hybridpose.sources as sources
+
+    batches = _davis_batches(1_700_000_000_000, 0.05, 20, 0)
+    monkeypatch.setattr(sources, "_import_dv", lambda: _fake_dv(_FakeCamera(batches)))
+    live = LiveCamera((87, 65))
+    assert live.camera_size == (346, 260) and live.name == "DAVIS346_fake"
+    chunks = list(live)
+    assert len(chunks) == 50
+    for (t_end, [events]), raw in zip(chunks, batches[1:], strict=True):
+        assert raw is not None and t_end == int(raw["timestamp"][-1])
+        assert events["x"].max() < 87 and events["y"].max() < 65
+        np.testing.assert_array_equal(events["t"], raw["timestamp"])
+
+
+def test_stream_command_live(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``hybridpose stream --live`` with the shipped weights on a fake DAVIS346 (0.3 s)."""
+    import hybridpose.sources as sources
+    from hybridpose.cli import main
+
+    batches = _davis_batches(5_000_000_123, 0.3, 30, 1)
+    monkeypatch.setattr(sources, "_import_dv", lambda: _fake_dv(_FakeCamera(batches)))
+    assert main(["stream", "--live", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    # the grid starts at the 100 ms multiple before the first event: 5.0 s; the last event is
+    # at ~5.3001 s, so 30 bins of 10 ms close
+    assert "hybrid: 30 poses" in out and "1 camera stream(s)" in out
+    assert "error against the labels" not in out

@@ -58,7 +58,7 @@ from hybridpose.nn.snn import (
     fold_batchnorm,
 )
 
-LAYERS = ("enc", "down1", "down2", "down3", "res1", "res2", "up1", "up2", "up3")
+LAYERS = tuple(spec.name for spec in SNNConfig().layer_specs())
 """The spiking layers in :class:`SNNState` order (also their order of computation)."""
 
 INPUT = len(LAYERS)
