@@ -112,6 +112,17 @@ def test_stream_equals_the_offline_evaluation(run: tuple[Path, Path], mode: str)
     assert sum(p.events for p in poses) == sum(len(e) for e in events)
 
 
+@pytest.mark.parametrize("mode", ["hybrid", "snn"])
+def test_event_driven_engine_streams_the_same_poses(run: tuple[Path, Path], mode: str) -> None:
+    """The event-driven SNN engine against the offline evaluation (dense PyTorch)."""
+    checkpoints, recording = run
+    events, projections = _camera_events(recording)
+    expected = _offline(checkpoints, recording, DURATION_US // WINDOW.stride_us)[mode]
+    sp = _predictor(checkpoints, mode, projections=projections, engine="event")
+    got = np.stack([p.uv for p in _stream(sp, events, [777, 1500])], axis=1)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
 def test_chunking_does_not_change_the_poses(run: tuple[Path, Path]) -> None:
     """One event at a time, random chunks, and the whole recording in one burst agree."""
     checkpoints, recording = run
