@@ -351,7 +351,7 @@ class StreamingPredictor:
         if mode in ("hybrid", "snn"):
             assert snn is not None
             self.runner = make_runner(snn, engine, self.device)
-            self.runner.reset(len(self.projections), self.height, self.width)
+        self._warm_up()
         self.latency = LatencyStats()
         self._counter = EventCounter(self.sensor_size, window.crop, window.downsample)
         self._pending = [_Pending() for _ in self.projections]
@@ -360,6 +360,20 @@ class StreamingPredictor:
         self._clock: list[int | None] = [None] * len(self.projections)
         self._index = 0  # the next bin to close
         self._held: Tensor | None = None  # ann_low_held: the last ANN heatmaps
+
+    @torch.inference_mode()
+    def _warm_up(self) -> None:
+        """Run each network once on empty input, so that the first real step does not pay for
+        loading compiled code or allocating buffers (hundreds of milliseconds)."""
+        batch = len(self.projections)
+        if self.ann is not None:
+            cfg = self.window
+            self.ann(torch.zeros(batch, 2 * cfg.ann_bins, self.height, self.width,
+                                 device=self.device))  # fmt: skip
+        if self.runner is not None:
+            self.runner.reset(batch, self.height, self.width)
+            self.runner.step(torch.zeros(batch, 2, self.height, self.width, device=self.device))
+            self.runner.reset(batch, self.height, self.width)
 
     @classmethod
     def from_checkpoints(

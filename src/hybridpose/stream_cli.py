@@ -203,8 +203,12 @@ def _summary(
     lines = [
         f"{mode}: {poses} poses over {stream_s:.2f} s of stream in {wall_s:.2f} s "
         f"({stream_s / wall_s if wall_s > 0 else math.inf:.2f}x real time), "
-        f"{predictor.streams} camera stream(s), {1e6 / predictor.bin_us:g} Hz output, ANN every "
-        f"{predictor.reinit_every} steps",
+        f"{predictor.streams} camera stream(s), {1e6 / predictor.bin_us:g} Hz output"
+        + (
+            f", ANN every {predictor.reinit_every} steps"
+            if mode in ("hybrid", "ann_low_held")
+            else ""
+        ),
     ]
     if lat["count"]:
         lines.append(
