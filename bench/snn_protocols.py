@@ -19,7 +19,7 @@ import numpy.typing as npt
 import torch
 
 from hybridpose.data import split_by_subject
-from hybridpose.evaluate import _load_segment, _pose_errors, load_models, select_segments
+from hybridpose.evaluate import load_models, load_segment, pose_errors, select_segments
 from hybridpose.heatmaps import decode_heatmaps
 from hybridpose.io.recording import Recording
 from hybridpose.pretrained import pretrained_dir
@@ -43,7 +43,7 @@ def main() -> None:
     moving: list[npt.NDArray[np.bool_]] = []
     for seg in segments:
         with Recording(seg.path) as rec:
-            d = _load_segment(rec, rec.labels(), 3, seg, cfg)
+            d = load_segment(rec, rec.labels(), 3, seg, cfg)
         n_win = len(seg.t0s)
         h, w = d.bins.shape[-2:]
         windows = d.bins.reshape(n_win, steps, *d.bins.shape[1:]).transpose(0, 1)
@@ -57,7 +57,7 @@ def main() -> None:
         keep = slice(seg.warmup * steps, n_win * steps)
         for name, uv in preds.items():
             pred = uv.double().numpy()[keep]
-            errors[name].append(_pose_errors(pred, d.joints2d[keep], d.valid[keep]))
+            errors[name].append(pose_errors(pred, d.joints2d[keep], d.valid[keep]))
         speed = np.linalg.norm(np.diff(d.joints3d, axis=0), axis=-1).mean(axis=-1)  # mm/bin
         moving.append((np.concatenate([speed[:1], speed]) > 1.0)[keep])
     mv = np.concatenate(moving)

@@ -21,7 +21,7 @@ from tiny_run import WINDOW, write_checkpoints, write_recording
 from hybridpose.cli import main
 from hybridpose.data import interpolate_joints, to_model_pixels
 from hybridpose.demo import DEMO_MODELS, DemoSpec, PoseScorer, demo_table, run_demo
-from hybridpose.evaluate import _Errors
+from hybridpose.evaluate import StepErrors
 from hybridpose.events import make_events
 from hybridpose.geometry import project
 from hybridpose.io.recording import Recording
@@ -102,11 +102,11 @@ def test_pose_scorer_against_a_hand_computation(tmp_path: Path) -> None:
             [0.6, 0.8], np.float32), None, 0, 0.0) for i, ti in enumerate(t)]  # fmt: skip
 
     scorer = PoseScorer(labels, Ps, WINDOW, (16, 16), scored_t0s={90_000, 120_000})
-    errors = _Errors(3)
+    errors = StepErrors(3)
     scorer.add(errors, "hybrid", poses(0.0))
     assert errors.n2d["hybrid"].sum() == 2 * 6  # 2 windows of 3 steps, 2 cameras
     assert errors.sum2d["hybrid"].sum() == pytest.approx(0.0, abs=1e-4)
-    errors = _Errors(3)
+    errors = StepErrors(3)
     scorer.add(errors, "snn", poses(5.0))
     np.testing.assert_allclose(errors.sum2d["snn"] / errors.n2d["snn"], 5.0, atol=1e-4)
     model_px = to_model_pixels(uv[:, 0], WINDOW.crop, WINDOW.downsample)

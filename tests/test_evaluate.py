@@ -49,14 +49,14 @@ from hybridpose.evaluate import (
     EvalSpec,
     EvaluationError,
     Segment,
-    _Errors,
-    _load_segment,
-    _pose_errors,
+    SegmentData,
+    StepErrors,
     _predict,
     _score,
-    _SegmentData,
     evaluate,
     load_models,
+    load_segment,
+    pose_errors,
     select_segments,
 )
 from hybridpose.geometry import project
@@ -303,22 +303,22 @@ def test_pose_errors_by_hand() -> None:
     target[:, :, 0] += 7.0  # a common shift changes nothing
     pred[:, :, 0] += 7.0
     mask = np.array([[True, True, True], [True, False, True], [False, False, False]])
-    out = _pose_errors(pred, target, mask)
+    out = pose_errors(pred, target, mask)
     assert out.shape == (3,)
     assert out[0] == pytest.approx(5.0)
     assert out[1] == pytest.approx(2.5)
     assert np.isnan(out[2])
     # a masked-out joint may be NaN (unlabelled) without touching the mean
     target[1, 1] = np.nan
-    assert _pose_errors(pred, target, mask)[1] == pytest.approx(2.5)
+    assert pose_errors(pred, target, mask)[1] == pytest.approx(2.5)
     # 3D works the same way: (3, 4, 12) has length 13
-    out3 = _pose_errors(np.array([[[3.0, 4.0, 12.0]]]), np.zeros((1, 1, 3)), np.ones((1, 1), bool))
+    out3 = pose_errors(np.array([[[3.0, 4.0, 12.0]]]), np.zeros((1, 1, 3)), np.ones((1, 1), bool))
     assert out3.tolist() == [13.0]
 
 
 def test_pose_errors_nan_prediction_is_not_a_zero_error() -> None:
     pred = np.array([[[4.0, 3.0], [np.nan, np.nan]]])
-    out = _pose_errors(pred, np.zeros((1, 2, 2)), np.ones((1, 2), dtype=bool))
+    out = pose_errors(pred, np.zeros((1, 2, 2)), np.ones((1, 2), dtype=bool))
     # either the pose is unusable (NaN) or the NaN joint is left out (mean 5), never 2.5
     assert np.isnan(out[0]) or out[0] == pytest.approx(5.0)
 
@@ -329,13 +329,13 @@ SCORE_DOWN = 2
 
 def _hand_segment_data(
     n: int, camera: int, valid: npt.NDArray[np.bool_]
-) -> tuple[_SegmentData, FloatArray]:
-    """A camera's :class:`_SegmentData` for ``n`` poses of 3 joints, and its 3D truth."""
+) -> tuple[SegmentData, FloatArray]:
+    """A camera's :class:`SegmentData` for ``n`` poses of 3 joints, and its 3D truth."""
     joints3d = joints_at(10_000 * np.arange(1, n + 1))[:, :3]
     P = CAMERAS[camera][0]
     joints2d = to_model_pixels(project(P, joints3d), SCORE_CROP, SCORE_DOWN)
     empty = torch.zeros(0)
-    return _SegmentData(empty, empty, joints2d, valid, joints3d, np.asarray(P)), joints3d
+    return SegmentData(empty, empty, joints2d, valid, joints3d, np.asarray(P)), joints3d
 
 
 def test_score_known_answers_with_warmup_and_masks() -> None:
@@ -370,7 +370,7 @@ def test_score_known_answers_with_warmup_and_masks() -> None:
                 exact[3, 2] = [-500.0, 900.0]  # the unlabelled joint: also left out
             per_cam.append(torch.from_numpy(exact)[None])  # (S=1, W*T, J, 2) float64
         preds[name] = per_cam
-    errors = _Errors(steps)
+    errors = StepErrors(steps)
     _score(errors, preds, [[d2], [d3]], [seg], cfg)
     for name in MODELS:
         # poses with a valid joint per step: step 0: poses 2 (both cameras), 4 (camera 2 only)
@@ -395,7 +395,7 @@ def test_score_3d_error_is_that_of_the_triangulated_offset_predictions() -> None
     preds = {
         m: [torch.from_numpy(d2.joints2d)[None], torch.from_numpy(shifted)[None]] for m in MODELS
     }
-    errors = _Errors(1)
+    errors = StepErrors(1)
     _score(errors, preds, [[d2], [d3]], [Segment("hand", (0,), 0)], cfg)
     # independently: the midpoint of the two rays through the sensor pixels
     uv2 = (d2.joints2d + 0.5) * 2 - 0.5 + np.array(SCORE_CROP[:2])
@@ -468,7 +468,7 @@ def test_predict_bookkeeping_against_direct_calls(setup: Setup) -> None:
     with Recording(setup.recording) as rec:
         labels = rec.labels()
         # two segments in one batch: camera 2 and camera 3 of the same windows
-        data = [_load_segment(rec, labels, cam, seg, WINDOW) for cam in (2, 3)]
+        data = [load_segment(rec, labels, cam, seg, WINDOW) for cam in (2, 3)]
         frames = {
             cam: [
                 torch.from_numpy(ann_frame(rec, cam, seg.t0s[0] + k * WINDOW.bin_us, WINDOW))

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from tiny_run import DURATION_US, WINDOW, write_checkpoints, write_recording
 
 from hybridpose.data import to_sensor_pixels
-from hybridpose.evaluate import Segment, _load_segment, _predict, load_models
+from hybridpose.evaluate import Segment, _predict, load_models, load_segment
 from hybridpose.events import EVENT_DTYPE, Events, make_events
 from hybridpose.geometry import triangulate_two_views
 from hybridpose.io.recording import Recording
@@ -64,7 +64,7 @@ def _offline(checkpoints: Path, recording: Path, n_windows: int) -> dict[str, np
     with Recording(recording) as rec:
         labels = rec.labels()
         for cam in CAMS:
-            data = _load_segment(rec, labels, cam, seg, WINDOW)
+            data = load_segment(rec, labels, cam, seg, WINDOW)
             for name, uv in _predict(models, [data], WINDOW.steps).items():
                 sensor = to_sensor_pixels(uv[0].double().numpy(), WINDOW.crop, WINDOW.downsample)
                 per_cam.setdefault(name, []).append(sensor)

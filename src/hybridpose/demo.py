@@ -46,14 +46,14 @@ from hybridpose.data import (
 from hybridpose.energy import EnergyModel
 from hybridpose.errors import HybridPoseError
 from hybridpose.evaluate import (
-    _Errors,
-    _load_segment,
-    _measure_energy,
-    _pose_errors,
-    _SegmentData,
+    SegmentData,
+    StepErrors,
     build_report,
     load_models,
+    load_segment,
+    measure_energy,
     plot_report,
+    pose_errors,
     report_markdown,
     select_segments,
 )
@@ -163,16 +163,16 @@ class PoseScorer:
             masks.append(valid)
             pred = np.stack([p.uv[s] for p in poses]).astype(np.float64)
             target = to_sensor_pixels(model_px, cfg.crop, cfg.downsample)
-            err2d[:, s] = _pose_errors(pred, target, valid)
+            err2d[:, s] = pose_errors(pred, target, valid)
         err3d = np.full(len(poses), np.nan)
         if len(self.projections) == 2 and all(p.xyz is not None for p in poses):
             xyz = np.stack([p.xyz for p in poses if p.xyz is not None])
             mask3 = masks[0] & masks[1] & np.all(np.isfinite(truth), axis=-1)
-            err3d = _pose_errors(xyz, truth, mask3)
+            err3d = pose_errors(xyz, truth, mask3)
         steps = np.array([p.step - 1 for p in poses], dtype=np.int64)
         return err2d, err3d, steps
 
-    def add(self, errors: _Errors, model: str, poses: Sequence[StreamPose]) -> None:
+    def add(self, errors: StepErrors, model: str, poses: Sequence[StreamPose]) -> None:
         kept = [p for p in poses if self.keep(p)]
         if not kept:
             return
@@ -224,7 +224,7 @@ def run_demo(spec: DemoSpec, *, progress: bool = True) -> dict[str, Any]:
     files = [str(out / "data" / name) for name in names]
     sim_s = time.perf_counter() - started
 
-    errors = _Errors(cfg.steps)
+    errors = StepErrors(cfg.steps)
     latency: dict[str, dict[str, Any]] = {}
     frames: list[StreamFrame] = []
     realtime: dict[str, float] = {}
@@ -271,11 +271,11 @@ def run_demo(spec: DemoSpec, *, progress: bool = True) -> dict[str, Any]:
 
     # power from counted operations on the demo's own data, as the evaluation does
     segments = select_segments(files, cfg, spec.cameras, 4, 1, spec.seed)
-    energy_data: list[_SegmentData] = []
+    energy_data: list[SegmentData] = []
     for seg in segments[: max(1, math.ceil(spec.energy_windows / 5))]:
         with Recording(seg.path) as rec:
-            energy_data.append(_load_segment(rec, rec.labels(), spec.cameras[0], seg, cfg))
-    energy = _measure_energy(models, energy_data, cfg, EnergyModel())
+            energy_data.append(load_segment(rec, rec.labels(), spec.cameras[0], seg, cfg))
+    energy = measure_energy(models, energy_data, cfg, EnergyModel())
 
     report = build_report(
         DEMO_MODELS,

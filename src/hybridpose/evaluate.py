@@ -132,7 +132,10 @@ class EvalSpec:
 
 
 @dataclass
-class _Models:
+class TrainedModels:
+    """The networks of a training run (:func:`load_models`), their configurations, and which
+    ablations were derived from the hybrid rather than read from their own checkpoints."""
+
     ann: ANN
     snn: SNN
     hybrid: HybridPose
@@ -159,7 +162,7 @@ def _load(path: Path, kind: type[Model]) -> tuple[Any, dict[str, Any]]:
     return model, data
 
 
-def load_models(directory: Path) -> _Models:
+def load_models(directory: Path) -> TrainedModels:
     """The checkpoints of a training run (``ann.pt``, ``snn.pt``, ``hybrid.pt``, ablations)."""
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: no such checkpoint directory")
@@ -188,7 +191,7 @@ def load_models(directory: Path) -> _Models:
     window = window_from_dict(ann_data["window_config"])
     if window_from_dict(hdata["window_config"]) != window:
         raise EvaluationError(f"{directory}: ann.pt and hybrid.pt were trained on other windows")
-    return _Models(
+    return TrainedModels(
         ann,
         snn,
         hybrid,
@@ -255,7 +258,7 @@ def _consecutive_runs(t0s: Sequence[int], stride: int) -> list[list[int]]:
 
 
 @dataclass
-class _SegmentData:
+class SegmentData:
     """Inputs and labels of one segment on one camera."""
 
     frames: Tensor  # (E, C, H, W): ANN frames at every bin edge
@@ -266,9 +269,10 @@ class _SegmentData:
     P: npt.NDArray[np.float64]
 
 
-def _load_segment(
+def load_segment(
     rec: Recording, labels: Any, camera: int, seg: Segment, cfg: WindowConfig
-) -> _SegmentData:
+) -> SegmentData:
+    """The ANN frames at every bin edge, the SNN bins and the labels of ``seg`` on ``camera``."""
     n_win = len(seg.t0s)
     edges = seg.t0s[0] + np.arange(n_win * cfg.steps + 1, dtype=np.int64) * cfg.bin_us
     frames = np.stack([ann_frame(rec, camera, int(t), cfg) for t in edges])
@@ -278,7 +282,7 @@ def _load_segment(
     joints2d = to_model_pixels(project(P, joints3d), cfg.crop, cfg.downsample)
     h, w = frames.shape[-2:]
     valid = joint_mask_2d(joints2d, (w, h), rule="image")
-    return _SegmentData(
+    return SegmentData(
         torch.from_numpy(frames), torch.from_numpy(bins), joints2d, valid, joints3d, np.asarray(P)
     )
 
@@ -296,7 +300,7 @@ def _check_sensor(rec: Recording, config: ModelConfig) -> None:
 
 
 @torch.no_grad()
-def _predict(models: _Models, data: list[_SegmentData], steps: int) -> dict[str, Tensor]:
+def _predict(models: TrainedModels, data: list[SegmentData], steps: int) -> dict[str, Tensor]:
     """Heatmap predictions decoded to model pixels, per model: (S, W * T, J, 2)."""
     s = len(data)
     frames = torch.stack([d.frames for d in data])  # (S, E, C, H, W)
@@ -326,7 +330,7 @@ def _predict(models: _Models, data: list[_SegmentData], steps: int) -> dict[str,
 
 
 @dataclass
-class _Errors:
+class StepErrors:
     """Per-step sums of per-pose mean errors (2D) and the 3D errors, per model."""
 
     steps: int
@@ -355,7 +359,7 @@ class _Errors:
         np.add.at(count, step_index[ok], 1)
 
 
-def _pose_errors(
+def pose_errors(
     pred: npt.NDArray[np.float64], target: npt.NDArray[np.float64], mask: npt.NDArray[np.bool_]
 ) -> npt.NDArray[np.float64]:
     """Mean error over each pose's masked joints (NaN for a pose without any, or with a NaN
@@ -369,9 +373,9 @@ def _pose_errors(
 
 
 def _score(
-    errors: _Errors,
+    errors: StepErrors,
     preds: dict[str, list[Tensor]],
-    data: list[list[_SegmentData]],
+    data: list[list[SegmentData]],
     segments: Sequence[Segment],
     cfg: WindowConfig,
 ) -> None:
@@ -387,14 +391,14 @@ def _score(
                 pred = preds[name][c][s].double().numpy()[keep]
                 pred_s = to_sensor_pixels(pred, cfg.crop, cfg.downsample)
                 target_s = to_sensor_pixels(d.joints2d[keep], cfg.crop, cfg.downsample)
-                per_pose = _pose_errors(pred_s, target_s, d.valid[keep])
+                per_pose = pose_errors(pred_s, target_s, d.valid[keep])
                 errors.add("2d", name, per_pose, step_index)
                 uv_sensor.append(pred_s)
             d0, d1 = data[0][s], data[1][s]
             xyz = triangulate_two_views(d0.P, d1.P, uv_sensor[0], uv_sensor[1])
             truth = d0.joints3d[keep]
             mask3 = d0.valid[keep] & d1.valid[keep] & np.all(np.isfinite(truth), axis=-1)
-            per_pose3 = _pose_errors(xyz, truth, mask3)
+            per_pose3 = pose_errors(xyz, truth, mask3)
             errors.add("3d", name, per_pose3, step_index)
 
 
@@ -402,7 +406,10 @@ def _score(
 
 
 @dataclass(frozen=True)
-class _Energy:
+class EnergyFigures:
+    """Power per model at the output rate (W), the SNNs' mean firing rates, and the operation
+    counts per inference behind them."""
+
     power_w: dict[str, float]
     firing_rate: dict[str, float | None]
     counts: dict[str, dict[str, float]]
@@ -418,9 +425,9 @@ def _per_inference(counts: OpCounts) -> dict[str, float]:
 
 
 @torch.no_grad()
-def _measure_energy(
-    models: _Models, data: list[_SegmentData], cfg: WindowConfig, energy: EnergyModel
-) -> _Energy:
+def measure_energy(
+    models: TrainedModels, data: list[SegmentData], cfg: WindowConfig, energy: EnergyModel
+) -> EnergyFigures:
     """Operation counts on the given segments (one camera), power at the output rate."""
     steps = cfg.steps
     high = 1e6 / cfg.bin_us
@@ -467,7 +474,7 @@ def _measure_energy(
         rates[name] = spikes.firing_rate
         counts[f"{name}_snn_step"] = _per_inference(step_counts)
     counts["state_heads"] = _per_inference(heads.counts(n_frames))
-    return _Energy(power, rates, counts)
+    return EnergyFigures(power, rates, counts)
 
 
 # ------------------------------------------------------------------------------ the run
@@ -494,9 +501,9 @@ def evaluate(spec: EvalSpec, *, progress: bool = True) -> dict[str, Any]:
         raise EvaluationError(f"{spec.data_dir}: no test windows on cameras {spec.cameras}")
     for m in (models.ann, models.snn, models.hybrid, models.no_state_init, models.no_delta):
         m.to(spec.device).eval()
-    errors = _Errors(cfg.steps)
+    errors = StepErrors(cfg.steps)
     energy_model = EnergyModel()
-    energy: _Energy | None = None
+    energy: EnergyFigures | None = None
     energy_windows = 0
     scored = sum(len(s.t0s) - s.warmup for s in segments)
     bar = tqdm(total=scored, desc="evaluate", unit="window", disable=not progress)
@@ -505,13 +512,13 @@ def evaluate(spec: EvalSpec, *, progress: bool = True) -> dict[str, Any]:
         # segments of one batch must have equal length to be stacked
         for length in sorted({len(s.t0s) for s in group}):
             same = [s for s in group if len(s.t0s) == length]
-            data: list[list[_SegmentData]] = [[], []]
+            data: list[list[SegmentData]] = [[], []]
             for seg in same:
                 with Recording(seg.path) as rec:
                     _check_sensor(rec, models.config)
                     labels = rec.labels()
                     for c, cam in enumerate(spec.cameras):
-                        data[c].append(_load_segment(rec, labels, cam, seg, cfg))
+                        data[c].append(load_segment(rec, labels, cam, seg, cfg))
             preds: dict[str, list[Tensor]] = {m: [] for m in MODELS}
             for c in range(2):
                 for name, value in _predict(models, data[c], cfg.steps).items():
@@ -519,7 +526,7 @@ def evaluate(spec: EvalSpec, *, progress: bool = True) -> dict[str, Any]:
             _score(errors, preds, data, same, cfg)
             if energy is None:
                 k = max(1, math.ceil(spec.energy_windows / length))
-                energy = _measure_energy(models, data[0][:k], cfg, energy_model)
+                energy = measure_energy(models, data[0][:k], cfg, energy_model)
                 energy_windows = k * length
             bar.update(sum(len(s.t0s) - s.warmup for s in same))
     bar.close()
@@ -553,9 +560,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def build_report(
     names: Sequence[str],
-    models: _Models,
-    errors: _Errors,
-    energy: _Energy,
+    models: TrainedModels,
+    errors: StepErrors,
+    energy: EnergyFigures,
     *,
     cameras: Sequence[int],
     recordings: int,
@@ -752,13 +759,20 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
 __all__ = [
     "MODELS",
     "PAPER",
+    "EnergyFigures",
     "EvalSpec",
     "EvaluationError",
     "Segment",
+    "SegmentData",
+    "StepErrors",
+    "TrainedModels",
     "build_report",
     "evaluate",
     "load_models",
+    "load_segment",
+    "measure_energy",
     "plot_report",
+    "pose_errors",
     "report_markdown",
     "select_segments",
 ]

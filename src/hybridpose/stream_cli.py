@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from hybridpose.data import interpolate_joints
 from hybridpose.errors import HybridPoseError
-from hybridpose.evaluate import _Errors
+from hybridpose.evaluate import StepErrors
 from hybridpose.geometry import project
 from hybridpose.io.recording import Labels
 from hybridpose.sources import LiveCamera, RecordingReplay
@@ -80,7 +80,7 @@ def stream_command(
             window,
             (predictor.height, predictor.width),
         )
-    errors = _Errors(predictor.reinit_every)
+    errors = StepErrors(predictor.reinit_every)
     lag = LatencyStats()
     frames: list[StreamFrame] = []
     total = None if live else replay.duration_us / 1e6
@@ -174,13 +174,13 @@ def _frame(
     )
 
 
-def _mean_error(errors: _Errors, mode: str, kind: str) -> float | None:
+def _mean_error(errors: StepErrors, mode: str, kind: str) -> float | None:
     total = errors.sum2d[mode] if kind == "2d" else errors.sum3d[mode]
     count = errors.n2d[mode] if kind == "2d" else errors.n3d[mode]
     return float(total.sum() / count.sum()) if count.sum() else None
 
 
-def _status(predictor: StreamingPredictor, errors: _Errors, mode: str, poses: int) -> str:
+def _status(predictor: StreamingPredictor, errors: StepErrors, mode: str, poses: int) -> str:
     lat = predictor.latency.summary()
     parts = [f"{poses} poses", f"step p50 {lat['p50_ms']:.2f} ms p99 {lat['p99_ms']:.2f} ms"]
     err = _mean_error(errors, mode, "2d")
@@ -191,7 +191,7 @@ def _status(predictor: StreamingPredictor, errors: _Errors, mode: str, poses: in
 
 def _summary(
     predictor: StreamingPredictor,
-    errors: _Errors,
+    errors: StepErrors,
     mode: str,
     poses: int,
     stream_s: float,
