@@ -142,6 +142,10 @@ def test_stream_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["stream", "--recording", str(tmp_path / "none.h5"),
                  "--checkpoint", str(checkpoints)]) == 2  # fmt: skip
     assert "no such file" in capsys.readouterr().err
+    good = write_recording(tmp_path / "good.h5", 13)
+    assert main(["stream", "--recording", str(good), "--checkpoint", str(checkpoints),
+                 "--device", "cuda"]) == 2  # fmt: skip
+    assert "event-driven engine runs on the CPU only, not on cuda" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["stream", "--checkpoint", str(checkpoints)])  # neither --recording nor --live
 

@@ -356,6 +356,7 @@ def _cmd_stream(args: argparse.Namespace) -> int:
         engine=args.engine,
         animate=args.animate,
         duration_s=args.duration,
+        device=args.device,
         quiet=args.quiet,
     )
 
@@ -719,6 +720,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=_float_above(0.0),
         metavar="S",
         help="stop after S seconds of stream time",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device of the networks (default cpu; a GPU needs --engine dense)",
     )
     p.add_argument("--quiet", action="store_true", help="no status line")
 

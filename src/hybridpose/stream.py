@@ -43,7 +43,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from hybridpose.checkpoint import load_model
+from hybridpose.checkpoint import load_checkpoint, load_model
 from hybridpose.data import WindowConfig, to_sensor_pixels
 from hybridpose.errors import HybridPoseError
 from hybridpose.events import EVENT_DTYPE, Events, check_event_array
@@ -244,7 +244,10 @@ def make_runner(snn: SNN, engine: Engine, device: torch.device) -> SNNRunner:
         return DenseRunner(snn, device)
     if engine == "event":
         if device.type != "cpu":
-            raise StreamError("the event-driven engine runs on the CPU only")
+            raise StreamError(
+                f"the event-driven engine runs on the CPU only, not on {device}; use the dense "
+                "engine there"
+            )
         from hybridpose.nn.event_driven import EventDrivenSNN
 
         return EventDrivenSNN(snn)
@@ -252,6 +255,20 @@ def make_runner(snn: SNN, engine: Engine, device: torch.device) -> SNNRunner:
 
 
 # ------------------------------------------------------------------------------ predictor
+
+
+def checkpoint_path(directory: str | Path, mode: Mode) -> Path:
+    """The checkpoint a mode runs from a training run's directory: ``hybrid.pt`` for the
+    hybrid, ``snn.pt`` for the SNN alone, ``ann.pt`` for the ANN modes."""
+    name = {"hybrid": "hybrid", "snn": "snn"}.get(mode, "ann")
+    return Path(directory) / f"{name}.pt"
+
+
+def checkpoint_geometry(directory: str | Path, mode: Mode) -> tuple[WindowConfig, tuple[int, int]]:
+    """The window settings and the sensor size a mode's checkpoint expects (weights not built)."""
+    data = load_checkpoint(checkpoint_path(directory, mode))
+    config = ModelConfig.from_dict(data["model_config"])
+    return window_from_dict(data["window_config"]), config.sensor_size
 
 
 @dataclass(frozen=True)
@@ -338,6 +355,11 @@ class StreamingPredictor:
         self.reinit_every = k
         self.origin_us = None if origin_us is None else int(origin_us)
         self.device = torch.device(device)
+        if engine == "event" and mode in ("hybrid", "snn") and self.device.type != "cpu":
+            raise StreamError(
+                f"the event-driven engine runs on the CPU only, not on {self.device}; use the "
+                "dense engine there"
+            )
         self.projections = [None if p is None else np.asarray(p, np.float64) for p in projections]
         self.width, self.height = frame_size(self.sensor_size, window.crop, window.downsample)
         p0, p1 = [*self.projections, None, None][:2]
@@ -389,9 +411,7 @@ class StreamingPredictor:
         window settings and the sensor size come from the checkpoint. Other keyword
         arguments go to the constructor.
         """
-        directory = Path(directory)
-        name = {"hybrid": "hybrid", "snn": "snn"}.get(mode, "ann")
-        model, data = load_model(directory / f"{name}.pt")
+        model, data = load_model(checkpoint_path(directory, mode))
         window = window_from_dict(data["window_config"])
         config = ModelConfig.from_dict(data["model_config"])
         size = config.sensor_size if sensor_size is None else sensor_size
@@ -557,5 +577,7 @@ __all__ = [
     "StreamError",
     "StreamPose",
     "StreamingPredictor",
+    "checkpoint_geometry",
+    "checkpoint_path",
     "make_runner",
 ]

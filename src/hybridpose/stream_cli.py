@@ -22,7 +22,14 @@ from hybridpose.evaluate import StepErrors
 from hybridpose.geometry import project
 from hybridpose.io.recording import Labels
 from hybridpose.sources import LiveCamera, RecordingReplay
-from hybridpose.stream import Engine, LatencyStats, Mode, StreamingPredictor, StreamPose
+from hybridpose.stream import (
+    Engine,
+    LatencyStats,
+    Mode,
+    StreamingPredictor,
+    StreamPose,
+    checkpoint_geometry,
+)
 from hybridpose.viz import StreamFrame, save_stream_gif
 
 STATUS_EVERY_S = 0.25
@@ -45,12 +52,12 @@ def stream_command(
     animate: Path | None,
     duration_s: float | None,
     quiet: bool,
+    device: str = "cpu",
 ) -> int:
     """Run the stream; prints the summary; returns the exit status."""
     from hybridpose.demo import PoseScorer
 
-    probe = StreamingPredictor.from_checkpoints(checkpoints, mode, streams=1)
-    window, sensor = probe.window, probe.sensor_size
+    window, sensor = checkpoint_geometry(checkpoints, mode)
     labels: Labels | None = None
     if live:
         source: RecordingReplay | LiveCamera = LiveCamera(sensor)
@@ -70,7 +77,12 @@ def stream_command(
         source, projections = replay, list(replay.projections)
         labels = replay.labels if replay.labels.count else None
     predictor = StreamingPredictor.from_checkpoints(
-        checkpoints, mode, projections=projections, reinit_every=reinit_every, engine=engine
+        checkpoints,
+        mode,
+        projections=projections,
+        reinit_every=reinit_every,
+        engine=engine,
+        device=device,
     )
     scorer = None
     if labels is not None:
