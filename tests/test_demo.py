@@ -123,7 +123,7 @@ def test_stream_command_replays_a_recording(
                  "--animate", str(gif), "--duration", "0.5", "--quiet"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "hybrid: 50 poses over 0.50 s of stream" in out
-    assert "step latency (both cameras, wall time): p50" in out
+    assert "step latency (all cameras together, wall time): p50" in out
     assert "error against the labels: 2D" in out and "3D" in out
     assert _frames(gif) == 25
     assert main(["stream", "--recording", str(path), "--checkpoint", str(checkpoints),

@@ -200,3 +200,23 @@ def test_stream_command_live(
     # at ~5.3001 s, so 30 bins of 10 ms close
     assert "hybrid: 30 poses" in out and "1 camera stream(s)" in out
     assert "error against the labels" not in out
+
+
+def test_live_clock_going_back_drops_the_old_events(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import hybridpose.sources as sources
+    from hybridpose.cli import main
+
+    batches = _davis_batches(5_000_000_000, 0.2, 30, 2)
+    back = batches[100]
+    assert back is not None
+    back["timestamp"] -= 500  # this batch starts ~0.5 ms before the previous one ended
+    monkeypatch.setattr(sources, "_import_dv", lambda: _fake_dv(_FakeCamera(batches)))
+    assert main(["stream", "--live", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    dropped = int(np.count_nonzero(back["timestamp"] < batches[99]["timestamp"][-1]))  # type: ignore[index]
+    assert 0 < dropped < 30
+    assert f"dropped {dropped} events older than events already delivered" in captured.err
+    # events from 5.0 s to just before 5.2 s: the bin ending at 5.2 s waits for a later event
+    assert "hybrid: 19 poses" in captured.out

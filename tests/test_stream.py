@@ -210,6 +210,8 @@ def test_bad_input_is_refused_clearly(run: tuple[Path, Path]) -> None:
         sp.push(make_events([1, 1], [1, 1], [9_000, 8_000], [1, 1]), 1)
     with pytest.raises(StreamError, match="stream 2 does not exist"):
         sp.push(make_events([1], [1], [9_000], [1]), 2)
+    with pytest.raises(StreamError, match="stream -1 does not exist"):
+        sp.advance(20_000, stream=-1)
     with pytest.raises(StreamError, match="unknown mode"):
         StreamingPredictor("cnn", WINDOW, (24, 24))  # type: ignore[arg-type]
     with pytest.raises(StreamError, match="needs the ANN"):
@@ -270,6 +272,14 @@ def test_latency_quantiles_against_numpy() -> None:
     summary = stats.summary()
     assert summary["p50_ms"] == pytest.approx(1e3 * np.quantile(samples, 0.5), rel=0.012)
     assert LatencyStats().quantile(0.5) is None
+    # beyond the histogram's range: the exact extremes bound the quantiles
+    huge = LatencyStats()
+    for x in (500.0, 700.0):
+        huge.add(x)
+    assert huge.quantile(0.5) == 700.0
+    tiny = LatencyStats()
+    tiny.add(3e-8)
+    assert tiny.quantile(0.5) == 3e-8
     with pytest.raises(ValueError, match="q must lie"):
         stats.quantile(1.5)
 
@@ -281,3 +291,25 @@ def test_empty_pushes_and_torch_free_input(run: tuple[Path, Path]) -> None:
     assert sp.origin_us is None  # no time yet
     with pytest.raises(Exception, match=r"EVENT_DTYPE|structured|dtype"):
         sp.push(torch.zeros(3), 0)  # type: ignore[arg-type]
+
+
+def test_the_caller_may_reuse_its_buffer_after_a_push(run: tuple[Path, Path]) -> None:
+    """Events are copied on push: overwriting the pushed array before its bins close changes
+    nothing."""
+    checkpoints, recording = run
+    events, projections = _camera_events(recording)
+
+    def poses(scribble: bool) -> np.ndarray:
+        sp = _predictor(checkpoints, "hybrid", projections=projections)
+        out = []
+        for lo in range(0, len(events[0]), 500):
+            for s, ev in enumerate(events):
+                buffer = ev[lo : lo + 500].copy()
+                out += sp.push(buffer, s)
+                if scribble:
+                    buffer["x"] = 0  # the caller refills its buffer
+                    buffer["y"] = 0
+        out += sp.advance(DURATION_US)
+        return np.stack([p.uv for p in out])
+
+    np.testing.assert_array_equal(poses(True), poses(False))

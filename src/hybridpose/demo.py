@@ -271,8 +271,15 @@ def run_demo(spec: DemoSpec, *, progress: bool = True) -> dict[str, Any]:
 
     # power from counted operations on the demo's own data, as the evaluation does
     segments = select_segments(files, cfg, spec.cameras, 4, 1, spec.seed)
+    if not segments:
+        raise DemoError(
+            f"{out / 'data'}: no recording has 2 consecutive windows on both cameras to count "
+            "operations on (are the recordings too short?)"
+        )
+    # segments are stacked: take those of the first one's length
+    same = [seg for seg in segments if len(seg.t0s) == len(segments[0].t0s)]
     energy_data: list[SegmentData] = []
-    for seg in segments[: max(1, math.ceil(spec.energy_windows / 5))]:
+    for seg in same[: max(1, math.ceil(spec.energy_windows / len(same[0].t0s)))]:
         with Recording(seg.path) as rec:
             energy_data.append(load_segment(rec, rec.labels(), spec.cameras[0], seg, cfg))
     energy = measure_energy(models, energy_data, cfg, EnergyModel())

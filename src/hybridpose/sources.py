@@ -176,16 +176,26 @@ class LiveCamera:
         self.sensor_size = sensor_size
         self.projections: list[npt.NDArray[np.float64] | None] = [None]
         self.name = str(self._camera.getCameraName())
+        self.dropped = 0  # events older than those already delivered (a clock reset)
 
     def __iter__(self) -> Iterator[Chunk]:
+        last = None
         while self._camera.isRunning():
             batch = self._camera.getNextEventBatch()
             if batch is None or batch.isEmpty():
                 time.sleep(0.0005)
                 continue
             events = dv_to_events(batch.numpy(), self.camera_size, self.sensor_size)
+            if last is not None and events["t"][0] < last:
+                # the device's clock went back (a reset): a stream must stay in time order
+                keep = events["t"] >= last
+                self.dropped += int(len(events) - keep.sum())
+                events = events[keep]
+                if not len(events):
+                    continue
+            last = int(events["t"][-1])
             # a later batch may still hold events at the last timestamp: close before it
-            yield int(events["t"][-1]), [events]
+            yield last, [events]
 
 
 __all__ = ["LiveCamera", "RecordingReplay", "SourceError", "dv_to_events"]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,8 +108,10 @@ class LatencyStats:
             raise ValueError(f"q must lie in [0, 1], got {q}")
         rank = max(1, math.ceil(q * self.count))
         i = int(np.searchsorted(np.cumsum(self.counts), rank))
-        if i == 0:
-            return self.LOW_S
+        if i == 0:  # below the first bin: at most LOW_S
+            return min(self.LOW_S, self.max_s)
+        if i == len(self.counts) - 1:  # above the last bin: the maximum is the best bound
+            return self.max_s
         centre = self.LOW_S * 10 ** ((i - 0.5) / self.per_decade)
         return float(min(centre, self.max_s))
 
@@ -178,28 +181,36 @@ class EventRing:
 
 
 class _Pending:
-    """Events of one camera received but not yet binned (time order)."""
+    """Events of one camera received but not yet binned (time order), as the pushed chunks:
+    taking a bin's events splits at most one chunk, so a stream pushed far ahead of another
+    costs nothing per step."""
 
     def __init__(self) -> None:
-        self._chunks: list[Events] = []
+        self._chunks: deque[Events] = deque()
         self.last_t: int | None = None
 
     def append(self, events: Events) -> None:
         if len(events):
-            self._chunks.append(events)
+            # a copy: the caller may reuse its buffer before the bins close
+            self._chunks.append(events.copy())
             self.last_t = int(events["t"][-1])
 
     def take_before(self, t_us: int) -> Events:
         """Remove and return the events with ``t < t_us``."""
-        if not self._chunks:
+        taken: list[Events] = []
+        while self._chunks:
+            chunk = self._chunks[0]
+            if int(chunk["t"][-1]) < t_us:
+                taken.append(self._chunks.popleft())
+                continue
+            k = int(np.searchsorted(chunk["t"], t_us, side="left"))
+            if k:
+                taken.append(chunk[:k])
+                self._chunks[0] = chunk[k:]
+            break
+        if not taken:
             return np.empty(0, dtype=EVENT_DTYPE)
-        if len(self._chunks) > 1:
-            self._chunks = [np.concatenate(self._chunks)]
-        chunk = self._chunks[0]
-        k = int(np.searchsorted(chunk["t"], t_us, side="left"))
-        taken, rest = chunk[:k], chunk[k:]
-        self._chunks = [rest] if len(rest) else []
-        return taken
+        return taken[0] if len(taken) == 1 else np.concatenate(taken)
 
 
 # ------------------------------------------------------------------------------ SNN runners
@@ -396,6 +407,10 @@ class StreamingPredictor:
             self.runner.reset(batch, self.height, self.width)
             self.runner.step(torch.zeros(batch, 2, self.height, self.width, device=self.device))
             self.runner.reset(batch, self.height, self.width)
+        # the compiled helpers of a step (decoding, triangulation) load on their first call
+        decode_array(np.zeros((batch, 1, self.height, self.width), dtype=np.float32))
+        if self._triangulate is not None:
+            self._triangulate(np.zeros((1, 2)), np.zeros((1, 2)))
 
     @classmethod
     def from_checkpoints(
@@ -474,6 +489,8 @@ class StreamingPredictor:
     def advance(self, t_us: int, stream: int | None = None) -> list[StreamPose]:
         """Declare that every event with ``t < t_us`` has been pushed (on ``stream``, or on all
         streams); returns the poses of the bins this closes."""
+        if stream is not None and not 0 <= stream < self.streams:
+            raise StreamError(f"stream {stream} does not exist (this predictor has {self.streams})")
         targets = range(self.streams) if stream is None else [stream]
         self._set_origin(int(t_us))
         for s in targets:

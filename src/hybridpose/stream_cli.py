@@ -110,24 +110,31 @@ def stream_command(
     first_t: int | None = None
     last_t = 0
     wall0 = shown = time.perf_counter()
-    # the chunks that can hold the last bin's events, for --animate
-    chunk_us = replay.chunk_us if not live else window.bin_us
-    recent: deque[list[np.ndarray]] = deque(maxlen=2 + window.bin_us // chunk_us)
+    # for --animate: the chunks (with their ends) that may still hold events of open bins
+    recent: deque[tuple[int, list[np.ndarray]]] = deque()
+    first_release: int | None = None  # the end of the first chunk: no bin is known before it
     try:
         for t_end, chunk in source:
+            first_release = t_end if first_release is None else first_release
             poses = predictor.feed(t_end, chunk)
             now = time.perf_counter()
             if animate is not None:
-                recent.append(chunk)
+                recent.append((t_end, chunk))
             for p in poses:
-                first_t = p.t_us - window.bin_us if first_t is None else first_t
+                if first_t is None:  # the stream starts at the first bin that holds events
+                    first_t = max(p.t_us - window.bin_us, getattr(source, "start_us", 0))
                 last_t = p.t_us
                 if realtime and isinstance(source, RecordingReplay):
-                    lag.add(max(0.0, now - source.release_time(p.t_us)))
+                    # bins that end before the replay starts are released with its first chunk
+                    release = source.release_time(max(p.t_us, first_release))
+                    lag.add(max(0.0, now - release))
                 if animate is not None and p.t_us - first_t <= ANIMATION_S * 1e6:
                     frames.append(
                         _frame(p, _bin_events(recent, p.t_us, window.bin_us), labels, projections)
                     )
+            next_start = predictor.next_bin_end_us
+            while recent and next_start is not None and recent[0][0] <= next_start - window.bin_us:
+                recent.popleft()  # only events before the next open bin: not needed any more
             if scorer is not None and poses:
                 scorer.add(errors, mode, poses)
             poses_seen += len(poses)
@@ -146,7 +153,10 @@ def stream_command(
         print("stopped", file=sys.stderr)
     bar.close()
     wall = time.perf_counter() - wall0
-    stream_s = (last_t - (first_t or 0)) / 1e6
+    stream_s = max(0, last_t - (first_t or 0)) / 1e6
+    if isinstance(source, LiveCamera) and source.dropped:
+        print(f"dropped {source.dropped} events older than events already delivered (the "
+              "camera's clock went back)", file=sys.stderr)  # fmt: skip
     print(_summary(predictor, errors, mode, poses_seen, stream_s, wall, lag, realtime))
     if animate is not None and frames:
         save_stream_gif(frames, animate, sensor, title=mode, fps=1e6 / window.bin_us / 2)
@@ -154,11 +164,13 @@ def stream_command(
     return 0
 
 
-def _bin_events(recent: deque[list[np.ndarray]], t_us: int, bin_us: int) -> list[np.ndarray]:
+def _bin_events(
+    recent: deque[tuple[int, list[np.ndarray]]], t_us: int, bin_us: int
+) -> list[np.ndarray]:
     """Per stream, the events of the bin ``[t_us - bin_us, t_us)`` among the recent chunks."""
     out = []
-    for s in range(len(recent[0])):
-        events = np.concatenate([chunk[s] for chunk in recent])
+    for s in range(len(recent[0][1])):
+        events = np.concatenate([chunk[s] for _, chunk in recent])
         t = events["t"]
         out.append(events[(t >= t_us - bin_us) & (t < t_us)])
     return out
@@ -224,7 +236,7 @@ def _summary(
     ]
     if lat["count"]:
         lines.append(
-            f"step latency (both cameras, wall time): p50 {lat['p50_ms']:.3f} ms, p99 "
+            f"step latency (all cameras together, wall time): p50 {lat['p50_ms']:.3f} ms, p99 "
             f"{lat['p99_ms']:.3f} ms, mean {lat['mean_ms']:.3f} ms, max {lat['max_ms']:.3f} ms"
         )
     if realtime and lag.count:
