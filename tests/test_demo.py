@@ -20,8 +20,8 @@ from tiny_run import WINDOW, write_checkpoints, write_recording
 
 from hybridpose.cli import main
 from hybridpose.data import interpolate_joints, to_model_pixels
-from hybridpose.demo import DEMO_MODELS, DemoSpec, PoseScorer, demo_table, run_demo
-from hybridpose.evaluate import StepErrors
+from hybridpose.demo import DEMO_MODELS, DemoSpec, demo_table, run_demo
+from hybridpose.evaluate import PoseScorer, StepErrors
 from hybridpose.events import make_events
 from hybridpose.geometry import project
 from hybridpose.io.recording import Recording

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from tiny_run import MODEL  # tests/tiny_run.py: the tiny networks' configuration
 from torch import Tensor
 
 import hybridpose.train as train_module
@@ -60,14 +61,6 @@ EVENTS_PER_CAMERA = 3000
 SUBJECTS = {"S1_mov1.h5": 1, "S2_mov1.h5": 2, "S13_mov1.h5": 13}
 TRAIN_SUBJECTS = (1, 2)
 
-MODEL = ModelConfig(
-    name="test",
-    sensor_size=SENSOR,
-    input_size=(16, 16),
-    # 4 down blocks: the ANN's state heads need a decoder scale of 8
-    ann=ANNConfig(in_channels=4, stem=4, widths=(4, 4, 4, 4)),
-    snn=SNNConfig(widths=(2, 2, 2, 2)),
-)
 WINDOW = WindowConfig(
     ann_events=100,
     ann_bins=2,

@@ -378,6 +378,26 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_checkpoint_option(p: argparse.ArgumentParser) -> None:
+    """``--checkpoint DIR`` of the commands that run trained models (default: shipped)."""
+    p.add_argument(
+        "--checkpoint",
+        type=_path,
+        metavar="DIR",
+        help="a training run's checkpoints (default: the shipped cpu weights)",
+    )
+
+
+def _add_engine_option(p: argparse.ArgumentParser) -> None:
+    """``--engine`` of the commands that stream (hybridpose.stream's SNN engines)."""
+    p.add_argument(
+        "--engine",
+        choices=("dense", "event"),
+        default="event",
+        help="the SNN's engine: event-driven (CPU, the default) or PyTorch",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hybridpose",
@@ -627,12 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", type=_path, default=Path("demo"), help="output directory (default demo)"
     )
-    p.add_argument(
-        "--checkpoint",
-        type=_path,
-        metavar="DIR",
-        help="a training run's checkpoints (default: the shipped cpu weights)",
-    )
+    _add_checkpoint_option(p)
     p.add_argument(
         "--workers",
         type=_int_at_least(1),
@@ -640,12 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="simulation processes (default 2)",
     )
-    p.add_argument(
-        "--engine",
-        choices=("dense", "event"),
-        default="event",
-        help="the SNN's engine: event-driven (CPU, the default) or PyTorch",
-    )
+    _add_engine_option(p)
     p.add_argument(
         "--seed",
         type=_int_at_least(0),
@@ -665,12 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--live", action="store_true", help="a live DAVIS or DVXplorer (needs the live extra)"
     )
-    p.add_argument(
-        "--checkpoint",
-        type=_path,
-        metavar="DIR",
-        help="a training run's checkpoints (default: the shipped cpu weights)",
-    )
+    _add_checkpoint_option(p)
     p.add_argument(
         "--model",
         choices=("hybrid", "snn", "ann_high", "ann_low_held"),
@@ -703,12 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="bins between ANN initialisations (default: the checkpoint's window)",
     )
-    p.add_argument(
-        "--engine",
-        choices=("dense", "event"),
-        default="event",
-        help="the SNN's engine: event-driven (CPU, the default) or PyTorch",
-    )
+    _add_engine_option(p)
     p.add_argument(
         "--animate",
         type=_path,

@@ -286,6 +286,29 @@ def gaussian_heatmaps(uv: npt.ArrayLike, size: tuple[int, int], sigma: float) ->
     return maps
 
 
+def project_labels(
+    P: npt.ArrayLike, joints3d: npt.ArrayLike, config: WindowConfig, size: tuple[int, int]
+) -> tuple[FloatArray, BoolArray]:
+    """3D labels seen by one camera in model-input pixels, and which joints count.
+
+    Args:
+        P: the camera's (3, 4) projection matrix.
+        joints3d: joints in world mm (NaN = missing).
+        config: the crop and downsampling.
+        size: ``(width, height)`` of the model input.
+
+    Returns:
+        ``joints2d`` (projected, then :func:`to_model_pixels`; NaN where the projection is
+        undefined) and ``valid`` (finite and inside the model image,
+        :func:`hybridpose.metrics.joint_mask_2d` with ``rule="image"``).
+
+    Shape:
+        joints3d (..., J, 3) -> joints2d (..., J, 2), valid (..., J)
+    """
+    joints2d = to_model_pixels(project(P, joints3d), config.crop, config.downsample)
+    return joints2d, joint_mask_2d(joints2d, size, rule="image")
+
+
 # ----------------------------------------------------------------------------- index
 
 
@@ -576,9 +599,8 @@ class WindowDataset(Dataset[Item]):
         edges = cfg.bin_edges(win.t0_us)
         times = edges[1:] if self.labels_at == "bins" else edges[:1]
         joints3d = interpolate_joints(entry.labels.t_us, entry.labels.joints_mm, times)
-        uv = project(rec.cameras[win.camera].calibration.P, joints3d)
-        joints2d = to_model_pixels(uv, cfg.crop, cfg.downsample)
-        valid = joint_mask_2d(joints2d, (width, height), rule="image")
+        P = rec.cameras[win.camera].calibration.P
+        joints2d, valid = project_labels(P, joints3d, cfg, (width, height))
         heatmaps = gaussian_heatmaps(joints2d, (height, width), cfg.sigma_px)
         item: Item = {"frame": torch.from_numpy(ann_frame(rec, win.camera, win.t0_us, cfg))}
         if self.with_bins:
@@ -626,6 +648,7 @@ __all__ = [
     "index_windows",
     "index_windows_cached",
     "interpolate_joints",
+    "project_labels",
     "shuffled",
     "shuffled_by_file",
     "snn_bins",

@@ -32,20 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from tqdm import tqdm
 
 from hybridpose.atomic import write_text_atomic
-from hybridpose.data import (
-    WindowConfig,
-    index_windows,
-    interpolate_joints,
-    to_model_pixels,
-    to_sensor_pixels,
-)
 from hybridpose.energy import EnergyModel
 from hybridpose.errors import HybridPoseError
 from hybridpose.evaluate import (
+    PoseScorer,
     SegmentData,
     StepErrors,
     build_report,
@@ -53,20 +46,18 @@ from hybridpose.evaluate import (
     load_segment,
     measure_energy,
     plot_report,
-    pose_errors,
     report_markdown,
+    scored_windows,
     select_segments,
 )
-from hybridpose.geometry import project
-from hybridpose.io.recording import Labels, Recording
-from hybridpose.metrics import joint_mask_2d
+from hybridpose.io.recording import Recording
 from hybridpose.pretrained import pretrained_dir
 from hybridpose.sources import RecordingReplay
 from hybridpose.stream import Engine, LatencyStats, Mode, StreamingPredictor, StreamPose
 from hybridpose.synth.generate import PRESETS as SIM_PRESETS
 from hybridpose.synth.generate import SimulationConfig, recording_name, simulate_dataset
 from hybridpose.synth.motions import PerformanceSettings
-from hybridpose.viz import StreamFrame, save_stream_gif
+from hybridpose.viz import StreamFrame, save_stream_gif, stream_frame
 
 DEMO_MODELS: tuple[Mode, ...] = ("ann_high", "ann_low_held", "snn", "hybrid")
 DEMO_SUBJECTS = (18, 19)
@@ -118,93 +109,7 @@ def demo_simulation(spec: DemoSpec, sensor_size: tuple[int, int]) -> SimulationC
     )
 
 
-# ------------------------------------------------------------------------------ scoring
-
-
-class PoseScorer:
-    """Scores streamed poses of one recording against its labels, as the evaluation does.
-
-    2D: each stream's joints in sensor pixels against the labels projected through its
-    camera, joints outside the model's crop or unlabelled left out; 3D: the triangulated
-    pose against the labels, joints valid in both views. Only bins of ``scored_t0s`` windows
-    count; errors are added to ``errors`` under ``model`` by step since initialisation.
-    """
-
-    def __init__(
-        self,
-        labels: Labels,
-        projections: Sequence[npt.NDArray[np.float64]],
-        window: WindowConfig,
-        input_size: tuple[int, int],
-        scored_t0s: set[int] | None = None,
-    ) -> None:
-        self.labels = labels
-        self.projections = list(projections)
-        self.window = window
-        self.input_size = input_size  # (height, width)
-        self.scored_t0s = scored_t0s
-
-    def keep(self, pose: StreamPose) -> bool:
-        t0 = pose.t_us - pose.step * self.window.bin_us
-        return self.scored_t0s is None or t0 in self.scored_t0s
-
-    def errors(self, poses: Sequence[StreamPose]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per pose: 2D error per stream (N, S), 3D error (N,) (NaN where unscorable), step
-        index 0..K-1 (N,)."""
-        cfg = self.window
-        t = np.array([p.t_us for p in poses], dtype=np.int64)
-        truth = interpolate_joints(self.labels.t_us, self.labels.joints_mm, t)  # (N, J, 3)
-        h, w = self.input_size
-        err2d = np.full((len(poses), len(self.projections)), np.nan)
-        masks = []
-        for s, P in enumerate(self.projections):
-            model_px = to_model_pixels(project(P, truth), cfg.crop, cfg.downsample)
-            valid = joint_mask_2d(model_px, (w, h), rule="image")
-            masks.append(valid)
-            pred = np.stack([p.uv[s] for p in poses]).astype(np.float64)
-            target = to_sensor_pixels(model_px, cfg.crop, cfg.downsample)
-            err2d[:, s] = pose_errors(pred, target, valid)
-        err3d = np.full(len(poses), np.nan)
-        if len(self.projections) == 2 and all(p.xyz is not None for p in poses):
-            xyz = np.stack([p.xyz for p in poses if p.xyz is not None])
-            mask3 = masks[0] & masks[1] & np.all(np.isfinite(truth), axis=-1)
-            err3d = pose_errors(xyz, truth, mask3)
-        steps = np.array([p.step - 1 for p in poses], dtype=np.int64)
-        return err2d, err3d, steps
-
-    def add(self, errors: StepErrors, model: str, poses: Sequence[StreamPose]) -> None:
-        kept = [p for p in poses if self.keep(p)]
-        if not kept:
-            return
-        err2d, err3d, steps = self.errors(kept)
-        for s in range(err2d.shape[1]):
-            errors.add("2d", model, err2d[:, s], steps)
-        errors.add("3d", model, err3d, steps)
-
-
-def scored_windows(path: str, window: WindowConfig, cameras: tuple[int, int]) -> set[int]:
-    """The window starts the evaluation would score in ``path`` on both cameras, without the
-    first (the SNN's warm-up)."""
-    both = dataclasses.replace(window, cameras=cameras)
-    per_cam: dict[int, set[int]] = {c: set() for c in cameras}
-    for win in index_windows([path], both):
-        per_cam[win.camera].add(win.t0_us)
-    common = sorted(per_cam[cameras[0]] & per_cam[cameras[1]])
-    return set(common[1:])
-
-
 # ------------------------------------------------------------------------------ the run
-
-
-def _frame_for(pose: StreamPose, scorer: PoseScorer, events: list[Any]) -> StreamFrame:
-    truth = interpolate_joints(scorer.labels.t_us, scorer.labels.joints_mm, [pose.t_us])[0]
-    return StreamFrame(
-        t_us=pose.t_us,
-        step=pose.step,
-        events=events,
-        predicted=[pose.uv[s].astype(np.float64) for s in range(len(events))],
-        truth=[project(P, truth) for P in scorer.projections],
-    )
 
 
 def run_demo(spec: DemoSpec, *, progress: bool = True) -> dict[str, Any]:
@@ -228,19 +133,21 @@ def run_demo(spec: DemoSpec, *, progress: bool = True) -> dict[str, Any]:
     latency: dict[str, dict[str, Any]] = {}
     frames: list[StreamFrame] = []
     realtime: dict[str, float] = {}
-    scored = 0
     replays = [RecordingReplay(f, spec.cameras, chunk_us=cfg.bin_us) for f in files]
+    scored_t0s = [scored_windows(f, cfg, spec.cameras) for f in files]
+    scored = sum(len(t0s) for t0s in scored_t0s)
+    scorers = [
+        PoseScorer(r.labels, r.projections, cfg, models.config.input_size, t0s)
+        for r, t0s in zip(replays, scored_t0s, strict=True)
+    ]
+    shown = _gif_recording(spec, files)
+    gif_from = _busiest_start(replays[shown], scored_t0s[shown], spec.gif_seconds)
     total_bins = sum(r.duration_us // cfg.bin_us for r in replays)
     for mode in DEMO_MODELS:
         bar = tqdm(total=total_bins, desc=f"stream {mode}", unit="step", disable=not progress)
         wall = 0.0
         stats = LatencyStats()
-        for replay in replays:
-            scored_t0s = scored_windows(str(replay.path), cfg, spec.cameras)
-            if mode == DEMO_MODELS[0]:
-                scored += len(scored_t0s)
-            scorer = PoseScorer(replay.labels, replay.projections, cfg,
-                                models.config.input_size, scored_t0s)  # fmt: skip
+        for replay, scorer in zip(replays, scorers, strict=True):
             predictor = StreamingPredictor(
                 mode,
                 cfg,
@@ -250,8 +157,7 @@ def run_demo(spec: DemoSpec, *, progress: bool = True) -> dict[str, Any]:
                 projections=replay.projections,
                 engine=spec.engine,
             )
-            gif = mode == "hybrid" and replay is replays[_gif_recording(spec, files)]
-            gif_from = _busiest_start(replay, scored_t0s, spec.gif_seconds) if gif else None
+            gif = mode == "hybrid" and replay is replays[shown]
             poses: list[StreamPose] = []
             t = time.perf_counter()
             for t_end, chunk in replay:
@@ -259,7 +165,7 @@ def run_demo(spec: DemoSpec, *, progress: bool = True) -> dict[str, Any]:
                 if gif and gif_from is not None:
                     for p in new:
                         if gif_from < p.t_us <= gif_from + spec.gif_seconds * 1e6:
-                            frames.append(_frame_for(p, scorer, chunk))
+                            frames.append(stream_frame(p, chunk, scorer.labels, scorer.projections))
                 poses += new
                 bar.update(len(new))
             wall += time.perf_counter() - t
@@ -373,4 +279,4 @@ def _fmt(x: float | None, digits: int = 2) -> str:
     return "—" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
-__all__ = ["DEMO_MODELS", "DemoError", "DemoSpec", "PoseScorer", "demo_table", "run_demo"]
+__all__ = ["DEMO_MODELS", "DemoError", "DemoSpec", "demo_table", "run_demo"]

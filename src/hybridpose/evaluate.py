@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from copy import deepcopy
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -58,9 +58,9 @@ from hybridpose.data import (
     ann_frame,
     index_windows,
     interpolate_joints,
+    project_labels,
     snn_bins,
     split_by_subject,
-    to_model_pixels,
     to_sensor_pixels,
 )
 from hybridpose.energy import (
@@ -73,10 +73,9 @@ from hybridpose.energy import (
     state_head_targets,
 )
 from hybridpose.errors import HybridPoseError
-from hybridpose.geometry import project, triangulate_two_views
+from hybridpose.geometry import triangulate_two_views
 from hybridpose.heatmaps import decode_heatmaps
-from hybridpose.io.recording import Recording
-from hybridpose.metrics import joint_mask_2d
+from hybridpose.io.recording import Labels, Recording
 from hybridpose.nn.ann import ANN
 from hybridpose.nn.hybrid import HybridPose
 from hybridpose.nn.presets import ModelConfig
@@ -84,6 +83,9 @@ from hybridpose.nn.snn import SNN
 from hybridpose.recipes import RECIPES, window_from_dict
 from hybridpose.synth.generate import TEST_SUBJECTS
 from hybridpose.train import recording_files
+
+if TYPE_CHECKING:
+    from hybridpose.stream import StreamPose
 
 MODELS = (
     "ann_high",
@@ -216,6 +218,15 @@ class Segment:
     warmup: int
 
 
+def common_windows(path: str, config: WindowConfig, cameras: tuple[int, int]) -> list[int]:
+    """The window starts of ``path`` (:func:`~hybridpose.data.index_windows`) present on both
+    cameras, in time order."""
+    per_cam: dict[int, set[int]] = {c: set() for c in cameras}
+    for win in index_windows([path], replace(config, cameras=cameras)):
+        per_cam[win.camera].add(win.t0_us)
+    return sorted(per_cam[cameras[0]] & per_cam[cameras[1]])
+
+
 def select_segments(
     paths: Sequence[str],
     config: WindowConfig,
@@ -225,16 +236,10 @@ def select_segments(
     seed: int,
 ) -> list[Segment]:
     """One segment per recording: consecutive grid windows present on both cameras."""
-    both = replace(config, cameras=cameras)
     out: list[Segment] = []
     rng = np.random.default_rng(seed)
     for path in paths:
-        windows = index_windows([path], both)
-        per_cam: dict[int, set[int]] = {c: set() for c in cameras}
-        for w in windows:
-            per_cam[w.camera].add(w.t0_us)
-        common = sorted(per_cam[cameras[0]] & per_cam[cameras[1]])
-        runs = _consecutive_runs(common, config.stride_us)
+        runs = _consecutive_runs(common_windows(path, config, cameras), config.stride_us)
         if not runs:
             continue
         longest = max(runs, key=len)
@@ -279,9 +284,8 @@ def load_segment(
     bins = snn_bins(rec, camera, edges, cfg)
     joints3d = interpolate_joints(labels.t_us, labels.joints_mm, edges[1:])
     P = rec.cameras[camera].calibration.P
-    joints2d = to_model_pixels(project(P, joints3d), cfg.crop, cfg.downsample)
     h, w = frames.shape[-2:]
-    valid = joint_mask_2d(joints2d, (w, h), rule="image")
+    joints2d, valid = project_labels(P, joints3d, cfg, (w, h))
     return SegmentData(
         torch.from_numpy(frames), torch.from_numpy(bins), joints2d, valid, joints3d, np.asarray(P)
     )
@@ -400,6 +404,75 @@ def _score(
             mask3 = d0.valid[keep] & d1.valid[keep] & np.all(np.isfinite(truth), axis=-1)
             per_pose3 = pose_errors(xyz, truth, mask3)
             errors.add("3d", name, per_pose3, step_index)
+
+
+# ------------------------------------------------------------------------------ streamed poses
+
+
+class PoseScorer:
+    """Scores streamed poses of one recording against its labels, as the evaluation does.
+
+    2D: each stream's joints in sensor pixels against the labels projected through its
+    camera, joints outside the model's crop or unlabelled left out; 3D: the triangulated
+    pose against the labels, joints valid in both views. Only bins of ``scored_t0s`` windows
+    count; errors are added to ``errors`` under ``model`` by step since initialisation.
+    """
+
+    def __init__(
+        self,
+        labels: Labels,
+        projections: Sequence[npt.NDArray[np.float64]],
+        window: WindowConfig,
+        input_size: tuple[int, int],
+        scored_t0s: set[int] | None = None,
+    ) -> None:
+        self.labels = labels
+        self.projections = list(projections)
+        self.window = window
+        self.input_size = input_size  # (height, width)
+        self.scored_t0s = scored_t0s
+
+    def keep(self, pose: StreamPose) -> bool:
+        t0 = pose.t_us - pose.step * self.window.bin_us
+        return self.scored_t0s is None or t0 in self.scored_t0s
+
+    def errors(self, poses: Sequence[StreamPose]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per pose: 2D error per stream (N, S), 3D error (N,) (NaN where unscorable), step
+        index 0..K-1 (N,)."""
+        cfg = self.window
+        t = np.array([p.t_us for p in poses], dtype=np.int64)
+        truth = interpolate_joints(self.labels.t_us, self.labels.joints_mm, t)  # (N, J, 3)
+        h, w = self.input_size
+        err2d = np.full((len(poses), len(self.projections)), np.nan)
+        masks = []
+        for s, P in enumerate(self.projections):
+            model_px, valid = project_labels(P, truth, cfg, (w, h))
+            masks.append(valid)
+            pred = np.stack([p.uv[s] for p in poses]).astype(np.float64)
+            target = to_sensor_pixels(model_px, cfg.crop, cfg.downsample)
+            err2d[:, s] = pose_errors(pred, target, valid)
+        err3d = np.full(len(poses), np.nan)
+        if len(self.projections) == 2 and all(p.xyz is not None for p in poses):
+            xyz = np.stack([p.xyz for p in poses if p.xyz is not None])
+            mask3 = masks[0] & masks[1] & np.all(np.isfinite(truth), axis=-1)
+            err3d = pose_errors(xyz, truth, mask3)
+        steps = np.array([p.step - 1 for p in poses], dtype=np.int64)
+        return err2d, err3d, steps
+
+    def add(self, errors: StepErrors, model: str, poses: Sequence[StreamPose]) -> None:
+        kept = [p for p in poses if self.keep(p)]
+        if not kept:
+            return
+        err2d, err3d, steps = self.errors(kept)
+        for s in range(err2d.shape[1]):
+            errors.add("2d", model, err2d[:, s], steps)
+        errors.add("3d", model, err3d, steps)
+
+
+def scored_windows(path: str, window: WindowConfig, cameras: tuple[int, int]) -> set[int]:
+    """The window starts the evaluation would score in ``path`` on both cameras, without the
+    first (the SNN's warm-up)."""
+    return set(common_windows(path, window, cameras)[1:])
 
 
 # ------------------------------------------------------------------------------ energy
@@ -762,11 +835,13 @@ __all__ = [
     "EnergyFigures",
     "EvalSpec",
     "EvaluationError",
+    "PoseScorer",
     "Segment",
     "SegmentData",
     "StepErrors",
     "TrainedModels",
     "build_report",
+    "common_windows",
     "evaluate",
     "load_models",
     "load_segment",
@@ -774,5 +849,6 @@ __all__ = [
     "plot_report",
     "pose_errors",
     "report_markdown",
+    "scored_windows",
     "select_segments",
 ]

@@ -33,7 +33,7 @@ from hybridpose.nn.presets import preset
 from hybridpose.recipes import STAGES, recipe
 from hybridpose.synth.generate import PRESETS as SIM_PRESETS
 from hybridpose.synth.generate import simulate_dataset
-from hybridpose.train import make_spec, train
+from hybridpose.train import TrainSpec, make_spec, train
 
 T = TypeVar("T")
 
@@ -98,18 +98,19 @@ def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[s
     if summary.failed:
         raise ReproduceError(f"{data}: {len(summary.failed)} recordings failed; run again")
 
+    def train_once(tspec: TrainSpec, step: str, name: str, what: str) -> None:
+        """Train one checkpoint unless it is complete (resuming a partial one), timed as
+        ``train_{name}``."""
+        if _complete(tspec.checkpoint_path):
+            log(f"{step} {name}: already trained ({tspec.checkpoint_path})")
+            return
+        log(f"{step} training {what}")
+        _timed(timings, f"train_{name}", lambda: train(tspec, resume=True, progress=spec.progress))
+
     for i, stage in enumerate(STAGES):
         init = ckpt / "snn.pt" if stage == "hybrid" and rec.hybrid_from_snn else None
         tspec = make_spec(stage, spec.preset, data, ckpt, seed=spec.seed, init_snn=init)
-        if _complete(tspec.checkpoint_path):
-            log(f"[{i + 2}/5] {stage}: already trained ({tspec.checkpoint_path})")
-            continue
-        log(f"[{i + 2}/5] training the {stage} stage")
-        _timed(
-            timings,
-            f"train_{stage}",
-            lambda t=tspec: train(t, resume=True, progress=spec.progress),  # type: ignore[misc]
-        )
+        train_once(tspec, f"[{i + 2}/5]", stage, f"the {stage} stage")
 
     trained = [ckpt / f"{s}.pt" for s in STAGES]
     if spec.ablations:  # the paper's ablations, trained like the hybrid
@@ -120,15 +121,7 @@ def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[s
                 state_init=state_init, delta_readout=delta,
             )  # fmt: skip
             trained.append(tspec.checkpoint_path)
-            if _complete(tspec.checkpoint_path):
-                log(f"[ablation] {name}: already trained")
-                continue
-            log(f"[ablation] training {name}")
-            _timed(
-                timings,
-                f"train_{name}",
-                lambda t=tspec: train(t, resume=True, progress=spec.progress),  # type: ignore[misc]
-            )
+            train_once(tspec, "[ablation]", name, name)
 
     report_json = report_dir / "report.json"
     newest = max(p.stat().st_mtime for p in trained)

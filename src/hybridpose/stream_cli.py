@@ -16,10 +16,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from hybridpose.data import interpolate_joints
 from hybridpose.errors import HybridPoseError
-from hybridpose.evaluate import StepErrors
-from hybridpose.geometry import project
+from hybridpose.evaluate import PoseScorer, StepErrors
 from hybridpose.io.recording import Labels
 from hybridpose.sources import LiveCamera, RecordingReplay
 from hybridpose.stream import (
@@ -27,10 +25,9 @@ from hybridpose.stream import (
     LatencyStats,
     Mode,
     StreamingPredictor,
-    StreamPose,
     checkpoint_geometry,
 )
-from hybridpose.viz import StreamFrame, save_stream_gif
+from hybridpose.viz import StreamFrame, save_stream_gif, stream_frame
 
 STATUS_EVERY_S = 0.25
 """Seconds between updates of the status line."""
@@ -55,8 +52,6 @@ def stream_command(
     device: str = "cpu",
 ) -> int:
     """Run the stream; prints the summary; returns the exit status."""
-    from hybridpose.demo import PoseScorer
-
     window, sensor = checkpoint_geometry(checkpoints, mode)
     labels: Labels | None = None
     if live:
@@ -130,7 +125,9 @@ def stream_command(
                     lag.add(max(0.0, now - release))
                 if animate is not None and p.t_us - first_t <= ANIMATION_S * 1e6:
                     frames.append(
-                        _frame(p, _bin_events(recent, p.t_us, window.bin_us), labels, projections)
+                        stream_frame(
+                            p, _bin_events(recent, p.t_us, window.bin_us), labels, projections
+                        )
                     )
             next_start = predictor.next_bin_end_us
             while recent and next_start is not None and recent[0][0] <= next_start - window.bin_us:
@@ -174,28 +171,6 @@ def _bin_events(
         t = events["t"]
         out.append(events[(t >= t_us - bin_us) & (t < t_us)])
     return out
-
-
-def _frame(
-    pose: StreamPose,
-    chunk: list[np.ndarray],
-    labels: Labels | None,
-    projections: list[np.ndarray | None],
-) -> StreamFrame:
-    truth: list[np.ndarray] = []
-    joints = None
-    if labels is not None:
-        joints = interpolate_joints(labels.t_us, labels.joints_mm, [pose.t_us])[0]
-    for P in projections:
-        nan = np.full((pose.uv.shape[1], 2), np.nan)
-        truth.append(nan if joints is None or P is None else project(P, joints))
-    return StreamFrame(
-        pose.t_us,
-        pose.step,
-        chunk,
-        [pose.uv[s].astype(np.float64) for s in range(len(chunk))],
-        truth,
-    )
 
 
 def _mean_error(errors: StepErrors, mode: str, kind: str) -> float | None:

@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,11 +18,15 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from hybridpose.atomic import atomic_write
+from hybridpose.data import interpolate_joints
 from hybridpose.errors import HybridPoseError
 from hybridpose.events import Events
 from hybridpose.geometry import project
-from hybridpose.io.recording import Recording
+from hybridpose.io.recording import Labels, Recording
 from hybridpose.joints import BONES
+
+if TYPE_CHECKING:
+    from hybridpose.stream import StreamPose
 
 ON_COLOUR = np.array([0.85, 0.15, 0.1])
 OFF_COLOUR = np.array([0.1, 0.35, 0.9])
@@ -132,6 +136,24 @@ class StreamFrame:
     events: list[Events]
     predicted: list[npt.NDArray[np.float64]]
     truth: list[npt.NDArray[np.float64]]
+
+
+def stream_frame(
+    pose: StreamPose,
+    events: list[Events],
+    labels: Labels | None,
+    projections: Sequence[npt.NDArray[np.float64] | None],
+) -> StreamFrame:
+    """The frame of one streamed pose: its events per stream, the predicted joints and the
+    labels at the pose's time projected through each stream's camera (NaN without labels or
+    calibration)."""
+    joints = None
+    if labels is not None:
+        joints = interpolate_joints(labels.t_us, labels.joints_mm, [pose.t_us])[0]
+    missing = np.full((pose.uv.shape[1], 2), np.nan)
+    truth = [missing if joints is None or P is None else project(P, joints) for P in projections]
+    predicted = [pose.uv[s].astype(np.float64) for s in range(len(events))]
+    return StreamFrame(pose.t_us, pose.step, events, predicted, truth)
 
 
 PREDICTED_RGB = (220, 30, 160)
