@@ -23,7 +23,7 @@ from hybridpose.evaluate import load_models, load_segment, pose_errors, select_s
 from hybridpose.heatmaps import decode_heatmaps
 from hybridpose.io.recording import Recording
 from hybridpose.pretrained import pretrained_dir
-from hybridpose.synth.generate import TEST_SUBJECTS
+from hybridpose.subjects import TEST_SUBJECTS
 
 
 def main() -> None:

@@ -77,12 +77,11 @@ def run_once(
     end = replay.start_us + int((skip_s + seconds) * 1e6)
     replay = RecordingReplay(path, cameras, chunk_us=bin_us, end_us=min(end, replay.end_us))
     chunks = list(replay)  # read before timing: the benchmark is about the predictor
-    predictor = StreamingPredictor(
+    predictor = StreamingPredictor.from_network(
         mode,
+        models.networks[mode],
         window,
         replay.sensor_size,
-        ann=models.hybrid.ann,
-        snn=models.snn if mode == "snn" else models.hybrid.snn,
         projections=replay.projections,
         reinit_every=reinit,
         engine=engine,

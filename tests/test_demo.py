@@ -20,12 +20,13 @@ from tiny_run import WINDOW, write_checkpoints, write_recording
 
 from hybridpose.cli import main
 from hybridpose.data import interpolate_joints, to_model_pixels
-from hybridpose.demo import DEMO_MODELS, DemoSpec, demo_table, run_demo
+from hybridpose.demo import DemoSpec, demo_table, run_demo
 from hybridpose.evaluate import PoseScorer, StepErrors
 from hybridpose.events import make_events
 from hybridpose.geometry import project
 from hybridpose.io.recording import Recording
 from hybridpose.stream import StreamingPredictor, StreamPose
+from hybridpose.variants import demo_variants
 from hybridpose.viz import StreamFrame, save_stream_gif
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -57,7 +58,7 @@ def test_demo_writes_the_report_plots_and_gif(demo: tuple[Path, dict[str, Any]])
                  "hybrid.gif"):  # fmt: skip
         assert (out / name).stat().st_size > 0
     assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(report))
-    assert set(report["models"]) == set(DEMO_MODELS)
+    assert set(report["models"]) == {v.name for v in demo_variants()}
     for name, m in report["models"].items():
         assert set(m) >= EVALUATE_MODEL_KEYS, name
         assert m["latency_ms"]["count"] > 0 and m["latency_ms"]["p99_ms"] >= m["latency_ms"][
@@ -84,7 +85,7 @@ def test_demo_numbers_are_those_of_the_trained_models(demo: tuple[Path, dict[str
     assert m["snn"]["power_w"] < m["hybrid"]["power_w"]
     table = demo_table(report)
     assert table.splitlines()[0].split()[:2] == ["model", "2D"]
-    assert len(table.splitlines()) == 2 + len(DEMO_MODELS)
+    assert len(table.splitlines()) == 2 + len(demo_variants())
 
 
 def test_pose_scorer_against_a_hand_computation(tmp_path: Path) -> None:

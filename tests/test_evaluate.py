@@ -45,18 +45,17 @@ from hybridpose.checkpoint import save_checkpoint
 from hybridpose.data import WindowConfig, ann_frame, index_windows, snn_bins, to_model_pixels
 from hybridpose.energy import SpikeRecorder
 from hybridpose.evaluate import (
-    MODELS,
     EvalSpec,
     EvaluationError,
     Segment,
     SegmentData,
     StepErrors,
-    _predict,
-    _score,
     evaluate,
     load_models,
     load_segment,
     pose_errors,
+    predict,
+    score,
     select_segments,
 )
 from hybridpose.geometry import project
@@ -64,6 +63,9 @@ from hybridpose.heatmaps import decode_heatmaps
 from hybridpose.io.recording import Recording
 from hybridpose.nn.hybrid import HybridConfig
 from hybridpose.nn.snn import SNN, SNNConfig
+from hybridpose.variants import names
+
+MODELS = names()
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -371,7 +373,7 @@ def test_score_known_answers_with_warmup_and_masks() -> None:
             per_cam.append(torch.from_numpy(exact)[None])  # (S=1, W*T, J, 2) float64
         preds[name] = per_cam
     errors = StepErrors(steps)
-    _score(errors, preds, [[d2], [d3]], [seg], cfg)
+    score(errors, preds, [[d2], [d3]], [seg], cfg)
     for name in MODELS:
         # poses with a valid joint per step: step 0: poses 2 (both cameras), 4 (camera 2 only)
         np.testing.assert_array_equal(errors.n2d[name], [3, 4])
@@ -396,7 +398,7 @@ def test_score_3d_error_is_that_of_the_triangulated_offset_predictions() -> None
         m: [torch.from_numpy(d2.joints2d)[None], torch.from_numpy(shifted)[None]] for m in MODELS
     }
     errors = StepErrors(1)
-    _score(errors, preds, [[d2], [d3]], [Segment("hand", (0,), 0)], cfg)
+    score(errors, preds, [[d2], [d3]], [Segment("hand", (0,), 0)], cfg)
     # independently: the midpoint of the two rays through the sensor pixels
     uv2 = (d2.joints2d + 0.5) * 2 - 0.5 + np.array(SCORE_CROP[:2])
     uv3 = (shifted + 0.5) * 2 - 0.5 + np.array(SCORE_CROP[:2])
@@ -476,7 +478,7 @@ def test_predict_bookkeeping_against_direct_calls(setup: Setup) -> None:
             ]
             for cam in (2, 3)
         }
-    out = _predict(models, data, steps)
+    out = predict(models, data, steps)
     assert set(out) == set(MODELS)
     for name in MODELS:
         assert out[name].shape == (2, n, N_JOINTS, 2), name
@@ -501,8 +503,8 @@ def test_predict_bookkeeping_against_direct_calls(setup: Setup) -> None:
         # the hybrids: every window from the ANN at its start
         for name, model in (
             ("hybrid", models.hybrid),
-            ("hybrid_no_state_init", models.no_state_init),
-            ("hybrid_no_delta", models.no_delta),
+            ("hybrid_no_state_init", models.networks["hybrid_no_state_init"]),
+            ("hybrid_no_delta", models.networks["hybrid_no_delta"]),
         ):
             for w in range(len(seg.t0s)):
                 window = data[s].bins[w * steps : (w + 1) * steps, None]
@@ -532,10 +534,12 @@ def test_load_models_derives_ablations_without_touching_the_hybrid(
     assert models.derived == {"hybrid_no_state_init": True, "hybrid_no_delta": True}
     assert models.window == WINDOW and models.config == MODEL and models.preset == "test"
     assert models.hybrid.config.state_init and models.hybrid.snn.config.delta_readout
-    assert not models.no_state_init.config.state_init
-    assert models.no_state_init.snn.config.delta_readout
-    assert models.no_delta.config.state_init and not models.no_delta.snn.config.delta_readout
-    assert models.no_delta is not models.hybrid and models.no_delta.snn is not models.hybrid.snn
+    hybrids = models.hybrids()
+    no_state_init, no_delta = hybrids["hybrid_no_state_init"], hybrids["hybrid_no_delta"]
+    assert not no_state_init.config.state_init
+    assert no_state_init.snn.config.delta_readout
+    assert no_delta.config.state_init and not no_delta.snn.config.delta_readout
+    assert no_delta is not models.hybrid and no_delta.snn is not models.hybrid.snn
     # an ablation checkpoint of its own is used as it is
     own = tmp_path / "ckpt"
     shutil.copytree(setup.checkpoints, own)
@@ -548,9 +552,10 @@ def test_load_models_derives_ablations_without_touching_the_hybrid(
     )
     loaded = load_models(own)
     assert loaded.derived == {"hybrid_no_state_init": False, "hybrid_no_delta": True}
-    assert not loaded.no_state_init.config.state_init
+    own_no_state_init = loaded.hybrids()["hybrid_no_state_init"]
+    assert not own_no_state_init.config.state_init
     for key, value in hybrid.state_dict().items():
-        assert torch.equal(loaded.no_state_init.state_dict()[key], value), key
+        assert torch.equal(own_no_state_init.state_dict()[key], value), key
 
 
 def test_checkpoint_errors(setup: Setup, tmp_path: Path) -> None:

@@ -19,12 +19,12 @@ import hybridpose.synth.generate as generate
 from hybridpose.checkpoint import load_checkpoint
 from hybridpose.cli import main
 from hybridpose.data import WindowConfig
-from hybridpose.evaluate import MODELS
 from hybridpose.nn.ann import ANNConfig
 from hybridpose.nn.presets import ModelConfig
 from hybridpose.nn.snn import SNNConfig
 from hybridpose.recipes import Recipe, StageConfig
 from hybridpose.reproduce import ReproduceSpec, reproduce
+from hybridpose.variants import names as variant_names
 
 MODEL = ModelConfig(
     name="test",
@@ -79,7 +79,7 @@ def test_reproduce_end_to_end_and_resume(test_preset: None, tmp_path: Path) -> N
         assert data["complete"] is True and data["stage"] == stage
         assert data["model_config"] == MODEL.to_dict()
     # the report: every model, written to disk as returned
-    assert set(report["models"]) == set(MODELS)
+    assert set(report["models"]) == set(variant_names())
     on_disk = json.loads((out / "report" / "report.json").read_text())
     assert on_disk == json.loads(json.dumps(report))
     assert report["setup"]["recordings"] == 1  # the test subject only

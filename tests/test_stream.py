@@ -1,6 +1,6 @@
 """Tests of hybridpose.stream: the streaming predictor against the offline evaluation.
 
-The known answer for every mode is :func:`hybridpose.evaluate._predict`, the batch evaluation
+The known answer for every mode is :func:`hybridpose.evaluate.predict`, the batch evaluation
 (itself checked against direct network calls in test_evaluate.py): the same recording, pushed
 in chunks of any size, with a gap and with bursts, must give the same poses at the same times.
 """
@@ -20,18 +20,18 @@ from hypothesis import strategies as st
 from tiny_run import DURATION_US, WINDOW, write_checkpoints, write_recording
 
 from hybridpose.data import to_sensor_pixels
-from hybridpose.evaluate import Segment, _predict, load_models, load_segment
+from hybridpose.evaluate import Segment, load_models, load_segment, predict
 from hybridpose.events import EVENT_DTYPE, Events, make_events
 from hybridpose.geometry import triangulate_two_views
 from hybridpose.io.recording import Recording
 from hybridpose.stream import (
-    MODES,
     EventRing,
     LatencyStats,
     StreamError,
     StreamingPredictor,
     StreamPose,
 )
+from hybridpose.variants import names
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -55,9 +55,9 @@ def _camera_events(recording: Path) -> tuple[list[Events], list[npt.NDArray[np.f
 
 
 def _offline(checkpoints: Path, recording: Path, n_windows: int) -> dict[str, np.ndarray]:
-    """``_predict`` on one segment from t = 0: sensor pixels (2, W * T, J, 2) per model."""
+    """``predict`` on one segment from t = 0: sensor pixels (2, W * T, J, 2) per model."""
     models = load_models(checkpoints)
-    for m in (models.ann, models.snn, models.hybrid, models.no_state_init):
+    for m in models.modules():
         m.eval()
     seg = Segment(str(recording), tuple(i * WINDOW.stride_us for i in range(n_windows)), 0)
     per_cam: dict[str, list[np.ndarray]] = {}
@@ -65,18 +65,14 @@ def _offline(checkpoints: Path, recording: Path, n_windows: int) -> dict[str, np
         labels = rec.labels()
         for cam in CAMS:
             data = load_segment(rec, labels, cam, seg, WINDOW)
-            for name, uv in _predict(models, [data], WINDOW.steps).items():
+            for name, uv in predict(models, [data], WINDOW.steps).items():
                 sensor = to_sensor_pixels(uv[0].double().numpy(), WINDOW.crop, WINDOW.downsample)
                 per_cam.setdefault(name, []).append(sensor)
     return {name: np.stack(v) for name, v in per_cam.items()}
 
 
 def _predictor(checkpoints: Path, mode: str, **kwargs: object) -> StreamingPredictor:
-    name = {"hybrid_no_state_init": "hybrid"}.get(mode, mode)
-    sp = StreamingPredictor.from_checkpoints(checkpoints, name, **kwargs)  # type: ignore[arg-type]
-    if mode == "hybrid_no_state_init":
-        sp.state_init = False
-    return sp
+    return StreamingPredictor.from_checkpoints(checkpoints, mode, **kwargs)  # type: ignore[arg-type]
 
 
 def _stream(sp: StreamingPredictor, events: list[Events], cuts: list[int]) -> list[StreamPose]:
@@ -90,7 +86,7 @@ def _stream(sp: StreamingPredictor, events: list[Events], cuts: list[int]) -> li
     return poses
 
 
-@pytest.mark.parametrize("mode", [*MODES, "hybrid_no_state_init"])
+@pytest.mark.parametrize("mode", names())
 def test_stream_equals_the_offline_evaluation(run: tuple[Path, Path], mode: str) -> None:
     checkpoints, recording = run
     events, projections = _camera_events(recording)

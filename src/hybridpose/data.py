@@ -464,6 +464,18 @@ def split_by_subject(paths: Sequence[str | os.PathLike[str]], subjects: Sequence
     return out
 
 
+def recording_files(data_dir: Path) -> list[Path]:
+    """The recording files (``*.h5``, not hidden temporaries) of a data directory, sorted by
+    name; empty when it holds none.
+
+    Raises:
+        FileNotFoundError: the directory does not exist.
+    """
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"{data_dir}: no such data directory")
+    return sorted(p for p in data_dir.glob("*.h5") if not p.name.startswith("."))
+
+
 # ----------------------------------------------------------------------------- dataset
 
 
@@ -649,6 +661,7 @@ __all__ = [
     "index_windows_cached",
     "interpolate_joints",
     "project_labels",
+    "recording_files",
     "shuffled",
     "shuffled_by_file",
     "snn_bins",

@@ -7,8 +7,9 @@ CPU:
    never saw, four movements; the ``cpu`` preset's 87x65 sensor) into ``OUT/data``;
 2. loads the shipped ``cpu`` checkpoints (:mod:`hybridpose.pretrained`);
 3. replays every recording's cameras 2 and 3 through a :class:`~hybridpose.stream.
-   StreamingPredictor` per model (``ann_high``, ``ann_low_held``, ``snn``, ``hybrid``),
-   scoring each pose against the labels (2D per camera, 3D triangulated) as
+   StreamingPredictor` per model (the registry's demo variants: the ANN at every step, the
+   ANN held, the SNN alone and the hybrid; :mod:`hybridpose.variants`), scoring each pose
+   against the labels (2D per camera, 3D triangulated) as
    :mod:`hybridpose.evaluate` does, and timing every step;
 4. counts operations for the power figures (as the evaluation does, on the demo's data);
 5. prints the table and writes ``report.json`` (the evaluation's keys plus each model's
@@ -53,13 +54,13 @@ from hybridpose.evaluate import (
 from hybridpose.io.recording import Recording
 from hybridpose.pretrained import pretrained_dir
 from hybridpose.sources import RecordingReplay
-from hybridpose.stream import Engine, LatencyStats, Mode, StreamingPredictor, StreamPose
+from hybridpose.stream import Engine, LatencyStats, StreamingPredictor, StreamPose
 from hybridpose.synth.generate import PRESETS as SIM_PRESETS
 from hybridpose.synth.generate import SimulationConfig, recording_name, simulate_dataset
 from hybridpose.synth.motions import PerformanceSettings
+from hybridpose.variants import MAIN, REFERENCE, demo_variants, variant
 from hybridpose.viz import StreamFrame, save_stream_gif, stream_frame
 
-DEMO_MODELS: tuple[Mode, ...] = ("ann_high", "ann_low_held", "snn", "hybrid")
 DEMO_SUBJECTS = (18, 19)
 """Bodies the shipped models never saw (they trained on 1-12 and were evaluated on 13-17)."""
 STAR_JUMPS = 22
@@ -116,7 +117,8 @@ def run_demo(spec: DemoSpec, *, progress: bool = True) -> dict[str, Any]:
     """Run the demo (see the module docstring); returns the report."""
     started = time.perf_counter()
     checkpoints = pretrained_dir("cpu") if spec.checkpoints is None else spec.checkpoints
-    models = load_models(checkpoints)
+    shown_models = [v.name for v in demo_variants()]
+    models = load_models(checkpoints, shown_models)
     cfg = models.window
     out = spec.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -143,21 +145,20 @@ def run_demo(spec: DemoSpec, *, progress: bool = True) -> dict[str, Any]:
     shown = _gif_recording(spec, files)
     gif_from = _busiest_start(replays[shown], scored_t0s[shown], spec.gif_seconds)
     total_bins = sum(r.duration_us // cfg.bin_us for r in replays)
-    for mode in DEMO_MODELS:
+    for mode in shown_models:
         bar = tqdm(total=total_bins, desc=f"stream {mode}", unit="step", disable=not progress)
         wall = 0.0
         stats = LatencyStats()
         for replay, scorer in zip(replays, scorers, strict=True):
-            predictor = StreamingPredictor(
+            predictor = StreamingPredictor.from_network(
                 mode,
+                models.networks[mode],
                 cfg,
                 replay.sensor_size,
-                ann=models.hybrid.ann if mode == "hybrid" else models.ann,
-                snn=models.snn if mode == "snn" else models.hybrid.snn,
                 projections=replay.projections,
                 engine=spec.engine,
             )
-            gif = mode == "hybrid" and replay is replays[shown]
+            gif = mode == MAIN and replay is replays[shown]
             poses: list[StreamPose] = []
             t = time.perf_counter()
             for t_end, chunk in replay:
@@ -191,7 +192,7 @@ def run_demo(spec: DemoSpec, *, progress: bool = True) -> dict[str, Any]:
     energy = measure_energy(models, energy_data, cfg, EnergyModel())
 
     report = build_report(
-        DEMO_MODELS,
+        shown_models,
         models,
         errors,
         energy,
@@ -200,7 +201,7 @@ def run_demo(spec: DemoSpec, *, progress: bool = True) -> dict[str, Any]:
         scored_windows=scored,
         warmup_windows=1,
     )
-    for mode in DEMO_MODELS:
+    for mode in shown_models:
         report["models"][mode]["latency_ms"] = latency[mode]
         report["models"][mode]["realtime_factor"] = realtime[mode]
     report["setup"].update(
@@ -216,8 +217,8 @@ def run_demo(spec: DemoSpec, *, progress: bool = True) -> dict[str, Any]:
     write_text_atomic(out / "report.md", report_markdown(report))
     plot_report(report, out)
     if frames:
-        save_stream_gif(frames, out / "hybrid.gif", models.config.sensor_size,
-                        title="hybrid", fps=1e6 / cfg.bin_us / 2, every=2)  # fmt: skip
+        save_stream_gif(frames, out / f"{MAIN}.gif", models.config.sensor_size,
+                        title=variant(MAIN).label, fps=1e6 / cfg.bin_us / 2, every=2)  # fmt: skip
     report["setup"]["total_s"] = time.perf_counter() - started
     write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
@@ -252,7 +253,7 @@ def _gif_recording(spec: DemoSpec, files: Sequence[str]) -> int:
 def demo_table(report: dict[str, Any]) -> str:
     """The console table: errors, power and latency per model."""
     models = report["models"]
-    ann_power = models["ann_high"]["power_w"]
+    ann_power = models[REFERENCE]["power_w"]
     rows = [("model", "2D px", "first→last", "3D mm", "power mW", "/ANN", "p50 ms", "p99 ms")]
     for name, m in models.items():
         steps = m["mpjpe2d_px_per_step"]
@@ -279,4 +280,4 @@ def _fmt(x: float | None, digits: int = 2) -> str:
     return "—" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
-__all__ = ["DEMO_MODELS", "DemoError", "DemoSpec", "demo_table", "run_demo"]
+__all__ = ["DemoError", "DemoSpec", "demo_table", "run_demo"]

@@ -39,9 +39,10 @@ spiking layer's convolution output (its BatchNorm and LIF neurons have the same 
 with the 45 nm fp32 constants of Horowitz (ISSCC 2014) by default: E_MAC = 4.6 pJ,
 E_AC = 0.9 pJ, and E_MEM = 4.6 pJ (one multiply-accumulate per LIF update; see
 :class:`EnergyModel`). Power at an output rate is the energy per prediction interval divided
-by the interval (DESIGN.md), e.g. ``P = E_inference * rate``; :func:`scenario_power` gives the
+by the interval, e.g. ``P = E_inference * rate``; :func:`scenario_power` gives the
 four scenarios of the paper (ANN at the high rate, ANN held at the low rate, SNN alone, the
-hybrid).
+hybrid), and :func:`schedule_power` the power of any model variant from what it runs
+(:mod:`hybridpose.variants`): the evaluation's figures come from it.
 
 :func:`model_info` gives parameter and dense MAC counts per layer of a preset's networks without
 any data (shapes only, on PyTorch's ``meta`` device): the engine of ``hybridpose model-info``.
@@ -65,6 +66,7 @@ from hybridpose.nn.ann import ANN
 from hybridpose.nn.hybrid import HybridPose
 from hybridpose.nn.presets import ModelConfig
 from hybridpose.nn.snn import SNN, SNNState, SpikingConv
+from hybridpose.variants import Schedule
 
 Kind = Literal["dense", "synaptic"]
 """How a layer is counted: dense MACs, or synaptic operations (accumulates)."""
@@ -565,7 +567,7 @@ def power_snn(model: EnergyModel, snn: OpCounts, rate_hz: float) -> float:
 def power_hybrid(
     model: EnergyModel,
     ann: OpCounts,
-    state_heads: OpCounts,
+    state_heads: OpCounts | None,
     snn: OpCounts,
     low_rate_hz: float,
     high_rate_hz: float,
@@ -573,16 +575,51 @@ def power_hybrid(
     """The hybrid: ANN and state heads at ``low_rate_hz``, the SNN at ``high_rate_hz``.
 
     Per ANN period ``1 / low`` the energy is ``E_ANN + E_heads + (high / low) * E_step``;
-    divided by the period: ``P = (E_ANN + E_heads) * low + E_step * high``.
+    divided by the period: ``P = (E_ANN + E_heads) * low + E_step * high``. ``state_heads``
+    is None when the heads do not set the SNN's membranes (the ``state_init=False`` ablation:
+    they are not run).
     """
     _check_rate(low_rate_hz, "low_rate_hz")
     _check_rate(high_rate_hz, "high_rate_hz")
     if high_rate_hz < low_rate_hz:
         raise ValueError(f"high rate {high_rate_hz} Hz is below the low rate {low_rate_hz} Hz")
-    return (
-        model.power_w(ann, low_rate_hz)
-        + model.power_w(state_heads, low_rate_hz)
-        + model.power_w(snn, high_rate_hz)
+    e_frame = model.energy_pj(ann).per_inference_pj
+    if state_heads is not None:
+        e_frame += model.energy_pj(state_heads).per_inference_pj
+    e_step = model.energy_pj(snn).per_inference_pj
+    return (e_frame * low_rate_hz + e_step * high_rate_hz) * 1e-12
+
+
+def schedule_power(
+    model: EnergyModel,
+    schedule: Schedule,
+    *,
+    ann: OpCounts | None = None,
+    state_heads: OpCounts | None = None,
+    snn: OpCounts | None = None,
+    high_rate_hz: float,
+    low_rate_hz: float,
+) -> float:
+    """Power of a model variant from what its behaviour runs (:mod:`hybridpose.variants`).
+
+    The ANN alone: at the output rate (``every_step``) or once per window (``window_start``,
+    its prediction held); the SNN alone: one step per output; the hybrid: the ANN (and the
+    state heads, when given) once per window, the SNN at every step. Counts are per inference
+    (per frame for the ANN and its heads, per step for the SNN), measured as the variant runs.
+    """
+
+    def need(counts: OpCounts | None, what: str) -> OpCounts:
+        if counts is None:
+            raise ValueError(f"a {schedule} variant needs the {what} counts")
+        return counts
+
+    if schedule.snn == "none":
+        rate = high_rate_hz if schedule.ann == "every_step" else low_rate_hz
+        return power_ann(model, need(ann, "ANN"), rate)
+    if schedule.ann == "never":
+        return power_snn(model, need(snn, "SNN"), high_rate_hz)
+    return power_hybrid(
+        model, need(ann, "ANN"), state_heads, need(snn, "SNN"), low_rate_hz, high_rate_hz
     )
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from hybridpose.data import WindowConfig
-from hybridpose.synth.generate import TEST_SUBJECTS, TRAIN_SUBJECTS
+from hybridpose.subjects import TEST_SUBJECTS, TRAIN_SUBJECTS
 
 Stage = Literal["ann", "snn", "hybrid"]
 STAGES: tuple[Stage, ...] = ("ann", "snn", "hybrid")

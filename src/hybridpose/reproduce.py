@@ -34,11 +34,9 @@ from hybridpose.recipes import STAGES, recipe
 from hybridpose.synth.generate import PRESETS as SIM_PRESETS
 from hybridpose.synth.generate import simulate_dataset
 from hybridpose.train import TrainSpec, make_spec, train
+from hybridpose.variants import ablations
 
 T = TypeVar("T")
-
-ABLATIONS = {"hybrid_no_state_init": (False, True), "hybrid_no_delta": (True, False)}
-"""The hybrid's ablations: (state_init, delta_readout)."""
 
 
 class ReproduceError(HybridPoseError, RuntimeError):
@@ -115,13 +113,13 @@ def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[s
     trained = [ckpt / f"{s}.pt" for s in STAGES]
     if spec.ablations:  # the paper's ablations, trained like the hybrid
         init = ckpt / "snn.pt" if rec.hybrid_from_snn else None
-        for name, (state_init, delta) in ABLATIONS.items():
+        for v in ablations():
             tspec = make_spec(
                 "hybrid", spec.preset, data, ckpt, seed=spec.seed, init_snn=init,
-                state_init=state_init, delta_readout=delta,
+                state_init=v.state_init, delta_readout=v.delta_readout,
             )  # fmt: skip
             trained.append(tspec.checkpoint_path)
-            train_once(tspec, "[ablation]", name, name)
+            train_once(tspec, "[ablation]", v.name, v.name)
 
     report_json = report_dir / "report.json"
     newest = max(p.stat().st_mtime for p in trained)

@@ -2,15 +2,19 @@
 
 :class:`StreamingPredictor` is the one object of hybridpose that holds mutable state. It cuts
 the incoming events of one or more cameras into the SNN's time bins on an absolute grid
-(``origin_us + k * bin_us``), and at the end of every bin it predicts one pose per camera:
+(``origin_us + k * bin_us``), and at the end of every bin it predicts one pose per camera, as
+the model variant's behaviour says (:mod:`hybridpose.variants`; a window is ``reinit_every``
+bins, the ANN's frame the last ``ann_events`` events before the window or the bin):
 
-``hybrid``        the ANN re-initialises the SNN every ``reinit_every`` bins (the frame of the
-                  last ``ann_events`` events before the bin start), the SNN steps every bin
-``snn``           the SNN alone, from an empty state at the stream's start, never re-initialised
-``ann_high``      the ANN at every bin end on the last ``ann_events`` events (the costly baseline)
-``ann_low_held``  the ANN every ``reinit_every`` bins, its pose held until the next one
+``ann_every_step``  the ANN at every bin end (the costly baseline)
+``ann_held``        the ANN at every window start, its pose held until the next one
+``snn_carried``     the SNN alone, from an empty state at the stream's start, never re-initialised
+``snn_from_zero``   the SNN alone, restarted from an empty state at every window start
+``hybrid``          the ANN initialises the SNN at every window start
+                    (:meth:`~hybridpose.nn.hybrid.HybridPose.initial_state`), the SNN steps
+                    every bin
 
-These are the models of :mod:`hybridpose.evaluate`, computed step by step: on the same events
+These are the variants of :mod:`hybridpose.evaluate`, computed step by step: on the same events
 the predictions equal the offline batch evaluation's (tested).
 
 Time: a bin ``[s, e)`` closes once every camera has delivered all its events with ``t < e``:
@@ -37,28 +41,30 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from hybridpose.checkpoint import load_checkpoint, load_model
+from hybridpose.checkpoint import Model, load_checkpoint
 from hybridpose.data import WindowConfig, to_sensor_pixels
 from hybridpose.errors import HybridPoseError
 from hybridpose.events import EVENT_DTYPE, Events, check_event_array
 from hybridpose.geometry import TwoViewTriangulator
 from hybridpose.heatmaps import decode_array
 from hybridpose.nn.ann import ANN
-from hybridpose.nn.hybrid import HybridPose
+from hybridpose.nn.hybrid import HybridConfig, HybridPose
 from hybridpose.nn.presets import ModelConfig
 from hybridpose.nn.snn import SNN, SNNState, fold_snn_batchnorm, plain_snn_step
 from hybridpose.recipes import window_from_dict
 from hybridpose.representations import EventCounter, frame_size, stacked_histogram
+from hybridpose.trained import checkpoint_file, load_models
+from hybridpose.variants import MAIN, UnknownVariantError, Variant, variant
 
-Mode = Literal["hybrid", "snn", "ann_high", "ann_low_held"]
-MODES: tuple[Mode, ...] = ("hybrid", "snn", "ann_high", "ann_low_held")
+Mode: TypeAlias = str
+"""A model variant's name (:mod:`hybridpose.variants`)."""
 Engine = Literal["dense", "event"]
 FloatArray = npt.NDArray[np.float64]
 
@@ -268,16 +274,19 @@ def make_runner(snn: SNN, engine: Engine, device: torch.device) -> SNNRunner:
 # ------------------------------------------------------------------------------ predictor
 
 
-def checkpoint_path(directory: str | Path, mode: Mode) -> Path:
-    """The checkpoint a mode runs from a training run's directory: ``hybrid.pt`` for the
-    hybrid, ``snn.pt`` for the SNN alone, ``ann.pt`` for the ANN modes."""
-    name = {"hybrid": "hybrid", "snn": "snn"}.get(mode, "ann")
-    return Path(directory) / f"{name}.pt"
+def stream_variant(mode: Mode | Variant) -> Variant:
+    """The variant a stream runs, by name (a :class:`StreamError` naming the choices)."""
+    if isinstance(mode, Variant):
+        return mode
+    try:
+        return variant(mode)
+    except UnknownVariantError as err:
+        raise StreamError(f"unknown mode {mode!r}: {err}") from None
 
 
 def checkpoint_geometry(directory: str | Path, mode: Mode) -> tuple[WindowConfig, tuple[int, int]]:
     """The window settings and the sensor size a mode's checkpoint expects (weights not built)."""
-    data = load_checkpoint(checkpoint_path(directory, mode))
+    data = load_checkpoint(checkpoint_file(directory, stream_variant(mode)))
     config = ModelConfig.from_dict(data["model_config"])
     return window_from_dict(data["window_config"]), config.sensor_size
 
@@ -309,13 +318,13 @@ class StreamingPredictor:
     """Events of ``streams`` cameras in, one pose per bin out (see the module docstring).
 
     Args:
-        mode: ``hybrid``, ``snn``, ``ann_high`` or ``ann_low_held``.
+        mode: the model variant, or its name (:mod:`hybridpose.variants`).
         window: the checkpoint's window settings (ANN frame, bin length, crop, downsampling).
         sensor_size: ``(width, height)`` of the cameras.
-        ann: the ANN (``hybrid``, ``ann_high``, ``ann_low_held``).
-        snn: the SNN (``hybrid``, ``snn``).
-        state_init: the ANN sets the SNN's membranes (False: zeros, readout only; the
-            ``hybrid_no_state_init`` ablation).
+        ann: the ANN (variants that run one).
+        snn: the SNN (variants that run one).
+        state_init: the ANN sets the SNN's membranes (False: zeros, readout only); None: as
+            the variant says.
         projections: one (3, 4) ``P`` per stream, or None; two give 3D poses.
         streams: the number of camera streams when ``projections`` is None.
         reinit_every: bins between ANN initialisations (default ``window.steps``).
@@ -336,7 +345,7 @@ class StreamingPredictor:
         *,
         ann: ANN | None = None,
         snn: SNN | None = None,
-        state_init: bool = True,
+        state_init: bool | None = None,
         projections: Sequence[npt.ArrayLike | None] | None = None,
         streams: int | None = None,
         reinit_every: int | None = None,
@@ -344,12 +353,11 @@ class StreamingPredictor:
         engine: Engine = "dense",
         device: str | torch.device = "cpu",
     ) -> None:
-        if mode not in MODES:
-            raise StreamError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-        if mode != "snn" and ann is None:
-            raise StreamError(f"mode {mode!r} needs the ANN")
-        if mode in ("hybrid", "snn") and snn is None:
-            raise StreamError(f"mode {mode!r} needs the SNN")
+        self.variant = stream_variant(mode)
+        if self.variant.runs_ann and ann is None:
+            raise StreamError(f"mode {self.variant.name!r} needs the ANN")
+        if self.variant.runs_snn and snn is None:
+            raise StreamError(f"mode {self.variant.name!r} needs the SNN")
         if projections is None:
             projections = [None] * (1 if streams is None else streams)
         elif streams is not None and streams != len(projections):
@@ -359,14 +367,14 @@ class StreamingPredictor:
         k = window.steps if reinit_every is None else reinit_every
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise StreamError(f"reinit_every must be an integer >= 1, got {k!r}")
-        self.mode: Mode = mode
+        self.mode: Mode = self.variant.name
         self.window = window
         self.sensor_size = (int(sensor_size[0]), int(sensor_size[1]))
-        self.state_init = state_init
+        self.state_init = self.variant.state_init if state_init is None else state_init
         self.reinit_every = k
         self.origin_us = None if origin_us is None else int(origin_us)
         self.device = torch.device(device)
-        if engine == "event" and mode in ("hybrid", "snn") and self.device.type != "cpu":
+        if engine == "event" and self.variant.runs_snn and self.device.type != "cpu":
             raise StreamError(
                 f"the event-driven engine runs on the CPU only, not on {self.device}; use the "
                 "dense engine there"
@@ -381,9 +389,14 @@ class StreamingPredictor:
         )
         self.ann = None if ann is None else copy.deepcopy(ann).eval().to(self.device)
         self.runner: SNNRunner | None = None
-        if mode in ("hybrid", "snn"):
+        # the hybrid's initialisation (HybridPose.initial_state) around the same ANN
+        self._initialiser: HybridPose | None = None
+        if self.variant.runs_snn:
             assert snn is not None
             self.runner = make_runner(snn, engine, self.device)
+            if self.variant.schedule.snn == "from_ann":
+                assert self.ann is not None
+                self._initialiser = HybridPose(self.ann, snn, HybridConfig(self.state_init))
         self._warm_up()
         self.latency = LatencyStats()
         self._counter = EventCounter(self.sensor_size, window.crop, window.downsample)
@@ -392,7 +405,7 @@ class StreamingPredictor:
         # per stream: every event with t < clock has been pushed (None: nothing yet)
         self._clock: list[int | None] = [None] * len(self.projections)
         self._index = 0  # the next bin to close
-        self._held: Tensor | None = None  # ann_low_held: the last ANN heatmaps
+        self._held: Tensor | None = None  # ann_held: the last ANN heatmaps
 
     @torch.inference_mode()
     def _warm_up(self) -> None:
@@ -413,31 +426,44 @@ class StreamingPredictor:
             self._triangulate(np.zeros((1, 2)), np.zeros((1, 2)))
 
     @classmethod
+    def from_network(
+        cls,
+        mode: Mode | Variant,
+        network: Model,
+        window: WindowConfig,
+        sensor_size: tuple[int, int],
+        **kwargs: object,
+    ) -> StreamingPredictor:
+        """A predictor running ``network`` (the ANN, the SNN or a hybrid, as
+        :func:`hybridpose.trained.load_models` gives it) as the variant ``mode``; other
+        keyword arguments go to the constructor."""
+        nets: dict[str, object] = {}
+        if isinstance(network, HybridPose):
+            nets = {"ann": network.ann, "snn": network.snn, "state_init": network.config.state_init}
+        elif isinstance(network, SNN):
+            nets = {"snn": network}
+        elif isinstance(network, ANN):
+            nets = {"ann": network}
+        return cls(mode, window, sensor_size, **nets, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
     def from_checkpoints(
         cls,
         directory: str | Path,
-        mode: Mode = "hybrid",
+        mode: Mode | Variant = MAIN,
         sensor_size: tuple[int, int] | None = None,
         **kwargs: object,
     ) -> StreamingPredictor:
         """A predictor from a training run's checkpoints (``ann.pt``, ``snn.pt``, ``hybrid.pt``).
 
-        ``hybrid`` reads ``hybrid.pt``, ``snn`` ``snn.pt``, the ANN modes ``ann.pt``; the
-        window settings and the sensor size come from the checkpoint. Other keyword
-        arguments go to the constructor.
+        The variant's checkpoint is read (:func:`hybridpose.trained.load_models`: an ablation
+        without its own is derived from the hybrid); the window settings and the sensor size
+        come from the checkpoint. Other keyword arguments go to the constructor.
         """
-        model, data = load_model(checkpoint_path(directory, mode))
-        window = window_from_dict(data["window_config"])
-        config = ModelConfig.from_dict(data["model_config"])
-        size = config.sensor_size if sensor_size is None else sensor_size
-        nets: dict[str, object] = {}
-        if isinstance(model, HybridPose):
-            nets = {"ann": model.ann, "snn": model.snn, "state_init": model.config.state_init}
-        elif isinstance(model, SNN):
-            nets = {"snn": model}
-        elif isinstance(model, ANN):
-            nets = {"ann": model}
-        return cls(mode, window, size, **nets, **kwargs)  # type: ignore[arg-type]
+        v = stream_variant(mode)
+        models = load_models(Path(directory), [v.name])
+        size = models.config.sensor_size if sensor_size is None else sensor_size
+        return cls.from_network(v, models.networks[v.name], models.window, size, **kwargs)
 
     # -------------------------------------------------------------------- feeding
 
@@ -544,28 +570,19 @@ class StreamingPredictor:
         t0 = self.origin_us + self._index * self.bin_us
         t1 = t0 + self.bin_us
         step = self._index % self.reinit_every
-        starts_window = step == 0
         for ring, pending in zip(self._rings, self._pending, strict=True):
             ring.extend(pending.take_before(t0))  # events before the grid's origin
-        if starts_window and self.mode in ("hybrid", "ann_low_held"):
-            assert self.ann is not None
-            heatmaps, state = self.ann(self._frames())  # frames of the events before t0
-            if self.mode == "ann_low_held":
-                self._held = heatmaps
-            else:
-                assert self.runner is not None
-                if not self.state_init:
-                    zero = SNNState._make(torch.zeros_like(v) for v in state)
-                    state = zero._replace(readout=state.readout)
-                self.runner.set_state(state)
+        if step == 0:
+            self._start_window()
         taken = [p.take_before(t1) for p in self._pending]
         for ring, events in zip(self._rings, taken, strict=True):
             ring.extend(events)
         n_events = sum(len(e) for e in taken)
-        if self.mode == "ann_high":
+        schedule = self.variant.schedule
+        if schedule.ann == "every_step":
             assert self.ann is not None
             out, _ = self.ann(self._frames())  # the events before t1
-        elif self.mode == "ann_low_held":
+        elif schedule.snn == "none":
             assert self._held is not None
             out = self._held
         else:
@@ -584,9 +601,23 @@ class StreamingPredictor:
         self.latency.add(latency)
         return StreamPose(t1, self._index - 1, step + 1, uv, xyz, n_events, latency)
 
+    def _start_window(self) -> None:
+        """What the variant does at a window start, on the frames of the events before it."""
+        schedule = self.variant.schedule
+        if schedule.ann == "window_start":
+            if self._initialiser is not None:  # the hybrid
+                assert self.runner is not None
+                _, state = self._initialiser.initial_state(self._frames())
+                self.runner.set_state(state)
+            else:
+                assert self.ann is not None
+                self._held, _ = self.ann(self._frames())
+        elif schedule.snn == "from_zero":
+            assert self.runner is not None
+            self.runner.reset(self.streams, self.height, self.width)
+
 
 __all__ = [
-    "MODES",
     "DenseRunner",
     "EventRing",
     "LatencyStats",
@@ -595,6 +626,6 @@ __all__ = [
     "StreamPose",
     "StreamingPredictor",
     "checkpoint_geometry",
-    "checkpoint_path",
     "make_runner",
+    "stream_variant",
 ]

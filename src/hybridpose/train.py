@@ -59,6 +59,7 @@ from hybridpose.data import (
     WindowIndex,
     collate_windows,
     index_windows_cached,
+    recording_files,
     shuffled,
     shuffled_by_file,
     split_by_subject,
@@ -70,6 +71,7 @@ from hybridpose.nn.hybrid import HybridPose
 from hybridpose.nn.presets import ModelConfig, preset
 from hybridpose.nn.snn import SNN, SNNState
 from hybridpose.recipes import Stage, StageConfig, recipe, window_to_dict
+from hybridpose.variants import hybrid_checkpoint_name
 
 LOG_EVERY = 10
 """Optimiser steps between rows of the CSV log (and an epoch's last step always)."""
@@ -173,8 +175,7 @@ def make_spec(
     if not state_init:
         optim = replace(optim, state_loss_weight=0.0)  # no state heads to train
     if name is None:
-        suffix = ("" if state_init else "_no_state_init") + ("" if delta_readout else "_no_delta")
-        name = stage + suffix
+        name = hybrid_checkpoint_name(state_init, delta_readout) if stage == "hybrid" else stage
     out = Path(out_dir)
     return TrainSpec(
         stage=stage,
@@ -198,24 +199,12 @@ def make_spec(
 # ------------------------------------------------------------------------------ data
 
 
-def recording_files(data_dir: Path) -> list[Path]:
-    """The recording files of a data directory, sorted by name.
-
-    Raises:
-        FileNotFoundError: the directory does not exist.
-        TrainingError: it holds no ``.h5`` files.
-    """
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"{data_dir}: no such data directory")
-    files = sorted(p for p in data_dir.glob("*.h5") if not p.name.startswith("."))
-    if not files:
-        raise TrainingError(f"{data_dir}: no recording files (*.h5)")
-    return files
-
-
 def training_windows(spec: TrainSpec) -> list[WindowIndex]:
     """The windows of the training subjects (a deterministic sample of ``max_windows``)."""
-    files = split_by_subject(recording_files(spec.data_dir), spec.subjects)
+    every = recording_files(spec.data_dir)
+    if not every:
+        raise TrainingError(f"{spec.data_dir}: no recording files (*.h5)")
+    files = split_by_subject(every, spec.subjects)
     if not files:
         raise TrainingError(
             f"{spec.data_dir}: no recordings of the training subjects {list(spec.subjects)}"
@@ -774,7 +763,6 @@ __all__ = [
     "checkpoint_summary",
     "epoch_windows",
     "make_spec",
-    "recording_files",
     "state_consistency_loss",
     "train",
     "training_windows",

@@ -10,9 +10,9 @@ layer's input current is built by scattering one weight column per nonzero input
 exactly the cross-correlation ``nn.Conv2d`` computes (zero padding ``pad``), then the LIF step of
 :mod:`hybridpose.nn.lif` runs densely over all neurons (every membrane leaks) in the same
 float32 arithmetic, and the positions that spike become the next layer's sparse input. The
-layers and their inputs are those of :meth:`SNN.forward`; the residual ``res2 + down3`` is
-scattered as its two spike lists with the same weights (the sum of the scatters is the
-scatter of the sum).
+layers and their inputs are the SNN's declared wiring (:meth:`SNNConfig.layer_specs`); the
+residual ``res2 + down3`` is scattered as its two spike lists with the same weights (the sum of
+the scatters is the scatter of the sum).
 
 Nearest x2 upsampling before a stride-1 convolution needs no upsampled map: one low-resolution
 input at ``(iy, ix)`` is the four inputs ``(2 iy + a, 2 ix + b)``, ``a, b in {0, 1}``, with the
@@ -57,6 +57,9 @@ from hybridpose.nn.snn import (
     SpikingConv,
     fold_batchnorm,
 )
+from hybridpose.nn.snn import (
+    INPUT as INPUT_NAME,
+)
 
 LAYERS = tuple(spec.name for spec in SNNConfig().layer_specs())
 """The spiking layers in :class:`SNNState` order (also their order of computation)."""
@@ -64,19 +67,20 @@ LAYERS = tuple(spec.name for spec in SNNConfig().layer_specs())
 INPUT = len(LAYERS)
 """Source id of the input events in the synapse table (the layers are 0..8)."""
 
-# Each spiking layer's input as in SNN.forward: the blocks of its concatenation, each a tuple
-# of sources summed (the residual res2 + down3) and whether it is upsampled x2 first.
-_INPUTS: dict[str, tuple[tuple[tuple[int, ...], bool], ...]] = {
-    "enc": (((INPUT,), False),),
-    "down1": (((0,), False),),
-    "down2": (((1,), False),),
-    "down3": (((2,), False),),
-    "res1": (((3,), False),),
-    "res2": (((4,), False),),
-    "up1": (((5, 3), True), ((2,), False)),  # [up(res2 + down3), down2]
-    "up2": (((6,), True), ((1,), False)),  # [up(up1), down1]
-    "up3": (((7,), True), ((0,), False)),  # [up(up2), enc]
-}
+
+def _inputs(config: SNNConfig) -> dict[str, tuple[tuple[tuple[int, ...], bool], ...]]:
+    """Each spiking layer's input as the SNN's wiring declares it
+    (:meth:`SNNConfig.layer_specs`): the blocks of its concatenation, each the source ids
+    summed (the residual res2 + down3; :data:`INPUT` for the events) and whether it is
+    upsampled x2 first."""
+    ids = {name: i for i, name in enumerate(LAYERS)} | {INPUT_NAME: INPUT}
+    return {
+        spec.name: tuple(
+            (tuple(ids[s] for s in block.sources), block.upsample) for block in spec.inputs
+        )
+        for spec in config.layer_specs()
+    }
+
 
 # Columns of the layer table (one row per layer, row INPUT for the input events).
 _C, _H, _W, _V_OFF, _BIAS_OFF, _TILE, _SP_OFF, _G0, _G1 = range(9)
@@ -174,6 +178,7 @@ class EventDrivenSNN:
             return start
 
         channels = [layers[name].conv.out_channels for name in LAYERS]
+        wiring = _inputs(self.config)
         groups: list[list[int]] = []
         bias_offsets: list[int] = []
         tiles: list[int] = []
@@ -190,7 +195,7 @@ class EventDrivenSNN:
             ):  # fmt: skip
                 raise ValueError(f"{name}: unsupported convolution {conv}")
             first = 0
-            for sources, upsampled in _INPUTS[name]:
+            for sources, upsampled in wiring[name]:
                 c_in = self.config.in_channels if sources[0] == INPUT else channels[sources[0]]
                 part = w[:, first : first + c_in]
                 first += c_in

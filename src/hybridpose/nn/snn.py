@@ -1,6 +1,7 @@
 """The spiking network: an encoder-decoder of 9 LIF layers with a decaying "delta" readout.
 
-Structure (PAPER.md; widths ``w0..w3`` from :class:`SNNConfig`, ``s`` = downsampling)::
+Structure (the paper's encoder-decoder; widths ``w0..w3`` from :class:`SNNConfig`, ``s`` =
+downsampling)::
 
     enc    5x5 conv  C_in -> w0          s=1     (input: 2-polarity event counts of one bin)
     down1  5x5 conv  stride 2  w0 -> w1   s=2
@@ -24,12 +25,17 @@ Readout: with ``delta_readout`` the output accumulates, ``out_t = decay * out_{t
 
 State: :class:`SNNState`, one membrane tensor per spiking layer plus ``readout``. The module
 stores no state: ``step`` and ``forward`` take it and return the next one.
+
+The wiring is declared once, in :meth:`SNNConfig.layer_specs` (each layer's input blocks,
+kernel and stride) and :func:`readout_step`; :class:`SNN` builds its layers from it,
+:func:`run_layers` runs it for ``SNN.forward`` and :func:`plain_snn_step`, and the
+event-driven engine (:mod:`hybridpose.nn.event_driven`) lays out its scatters from it.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -58,13 +64,31 @@ class SNNState(NamedTuple):
         return SNNState(*(t.detach() for t in self))
 
 
+INPUT = "input"
+"""The source name of the bin's event counts in :attr:`LayerInput.sources`."""
+
+
+@dataclass(frozen=True)
+class LayerInput:
+    """One block of a spiking layer's input (blocks are concatenated along the channels): the
+    sum of the outputs of ``sources`` (layer names, or :data:`INPUT`), upsampled x2 by nearest
+    neighbour first when ``upsample``."""
+
+    sources: tuple[str, ...]
+    upsample: bool = False
+
+
 @dataclass(frozen=True)
 class LayerSpec:
-    """One spiking layer as the state contract sees it: name, channels, downsampling."""
+    """One spiking layer: as the state contract sees it (name, channels, downsampling ``scale``)
+    and as it is wired (its input blocks, kernel size and stride)."""
 
     name: str
     channels: int
     scale: int
+    inputs: tuple[LayerInput, ...] = ()
+    kernel: int = 5
+    stride: int = 1
 
 
 @dataclass(frozen=True)
@@ -92,19 +116,31 @@ class SNNConfig:
             raise ValueError(f"readout_decay must lie in [0, 1], got {self.readout_decay}")
 
     def layer_specs(self) -> tuple[LayerSpec, ...]:
-        """The spiking layers in :class:`SNNState` order (the state contract)."""
+        """The spiking layers in :class:`SNNState` order (the state contract), which is also
+        their order of computation, with their wiring (the module docstring's table)."""
         w0, w1, w2, w3 = self.widths
+        k, rk = self.kernel, self.res_kernel
+
+        def after(*sources: str, up: bool = False) -> LayerInput:
+            return LayerInput(sources, up)
+
         return (
-            LayerSpec("enc", w0, 1),
-            LayerSpec("down1", w1, 2),
-            LayerSpec("down2", w2, 4),
-            LayerSpec("down3", w3, 8),
-            LayerSpec("res1", w3, 8),
-            LayerSpec("res2", w3, 8),
-            LayerSpec("up1", w2, 4),
-            LayerSpec("up2", w1, 2),
-            LayerSpec("up3", w0, 1),
+            LayerSpec("enc", w0, 1, (after(INPUT),), k),
+            LayerSpec("down1", w1, 2, (after("enc"),), k, stride=2),
+            LayerSpec("down2", w2, 4, (after("down1"),), k, stride=2),
+            LayerSpec("down3", w3, 8, (after("down2"),), k, stride=2),
+            LayerSpec("res1", w3, 8, (after("down3"),), rk),
+            LayerSpec("res2", w3, 8, (after("res1"),), rk),
+            # the residual sum res2 + down3 (spike counts 0..2), upsampled, beside down2
+            LayerSpec("up1", w2, 4, (after("res2", "down3", up=True), after("down2")), k),
+            LayerSpec("up2", w1, 2, (after("up1", up=True), after("down1")), k),
+            LayerSpec("up3", w0, 1, (after("up2", up=True), after("enc")), k),
         )
+
+    def input_channels(self, spec: LayerSpec) -> int:
+        """The channels of a layer's concatenated input (a block's sources have equal widths)."""
+        widths = {s.name: s.channels for s in self.layer_specs()} | {INPUT: self.in_channels}
+        return sum(widths[block.sources[0]] for block in spec.inputs)
 
 
 DOWNSAMPLING = 8
@@ -136,6 +172,47 @@ class SpikingConv(nn.Module):
         return lif_multistep(z.reshape(t, b, *z.shape[1:]), v, self.tau, self.v_th, self.alpha)
 
 
+def readout_step(previous: Tensor, delta: Tensor, config: SNNConfig) -> Tensor:
+    """One step of the readout: ``decay * previous + delta`` with the delta readout, else the
+    head's ``delta`` alone."""
+    return config.readout_decay * previous + delta if config.delta_readout else delta
+
+
+LIFLayer = Callable[[str, Tensor, Tensor], tuple[Tensor, Tensor]]
+"""``(layer name, input, v) -> (spikes, v)``: one spiking layer applied to its input."""
+
+
+def run_layers(
+    specs: Sequence[LayerSpec], x: Tensor, state: SNNState, layer: LIFLayer, channel_dim: int
+) -> tuple[Tensor, list[Tensor]]:
+    """Every spiking layer in order, each on its wired input (:meth:`SNNConfig.layer_specs`).
+
+    Args:
+        specs: the layers, in order of computation.
+        x: the input events, with channels at ``channel_dim``.
+        state: the membranes before (by layer name).
+        layer: applies one layer (the sequence or the single-step form).
+        channel_dim: 2 for sequences (T, B, C, H, W), 1 for one step (B, C, H, W).
+
+    Returns:
+        the last layer's spikes and every layer's new membranes, in ``specs`` order.
+    """
+    outputs = {INPUT: x}
+    membranes: list[Tensor] = []
+    for spec in specs:
+        blocks = []
+        for block in spec.inputs:
+            total = outputs[block.sources[0]]
+            for source in block.sources[1:]:
+                total = total + outputs[source]
+            blocks.append(_up(total) if block.upsample else total)
+        joined = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=channel_dim)
+        spikes, v = layer(spec.name, joined, getattr(state, spec.name))
+        outputs[spec.name] = spikes
+        membranes.append(v)
+    return outputs[specs[-1].name], membranes
+
+
 def _up(x: Tensor) -> Tensor:
     """Nearest-neighbour x2 upsampling of a sequence (T, B, C, H, W): spikes stay binary.
 
@@ -152,18 +229,12 @@ class SNN(nn.Module):
     def __init__(self, config: SNNConfig = SNNConfig()) -> None:
         super().__init__()
         self.config = config
-        w0, w1, w2, w3 = config.widths
-        k, rk = config.kernel, config.res_kernel
-        self.enc = SpikingConv(config.in_channels, w0, k, 1, config)
-        self.down1 = SpikingConv(w0, w1, k, 2, config)
-        self.down2 = SpikingConv(w1, w2, k, 2, config)
-        self.down3 = SpikingConv(w2, w3, k, 2, config)
-        self.res1 = SpikingConv(w3, w3, rk, 1, config)
-        self.res2 = SpikingConv(w3, w3, rk, 1, config)
-        self.up1 = SpikingConv(w3 + w2, w2, k, 1, config)
-        self.up2 = SpikingConv(w2 + w1, w1, k, 1, config)
-        self.up3 = SpikingConv(w1 + w0, w0, k, 1, config)
-        self.head = nn.Conv2d(w0, config.joints, 1)
+        for spec in config.layer_specs():
+            c_in = config.input_channels(spec)
+            self.add_module(
+                spec.name, SpikingConv(c_in, spec.channels, spec.kernel, spec.stride, config)
+            )
+        self.head = nn.Conv2d(config.widths[0], config.joints, 1)
         # The readout sums the head's output with gain 1 / (1 - decay) (5 at decay 0.8): a
         # randomly initialised head would start with heatmaps of order 1 everywhere, and the
         # first hundreds of steps would go into cancelling them. Starting at zero output, the
@@ -199,21 +270,16 @@ class SNN(nn.Module):
         """
         if x.dim() != 5:
             raise ValueError(f"x must be (T, B, C, H, W), got {tuple(x.shape)}")
-        e, v_enc = self.enc(x, state.enc)
-        d1, v_d1 = self.down1(e, state.down1)
-        d2, v_d2 = self.down2(d1, state.down2)
-        d3, v_d3 = self.down3(d2, state.down3)
-        r1, v_r1 = self.res1(d3, state.res1)
-        r2, v_r2 = self.res2(r1, state.res2)
-        res = r2 + d3  # residual: spike counts 0..2
-        u1, v_u1 = self.up1(torch.cat([_up(res), d2], dim=2), state.up1)
-        u2, v_u2 = self.up2(torch.cat([_up(u1), d1], dim=2), state.up2)
-        u3, v_u3 = self.up3(torch.cat([_up(u2), e], dim=2), state.up3)
-        t, b = u3.shape[:2]
-        delta = self.head(u3.flatten(0, 1))
+        layers = self.spiking_layers()
+        last, membranes = run_layers(
+            self.config.layer_specs(), x, state,
+            lambda name, inp, v: layers[name](inp, v), channel_dim=2,
+        )  # fmt: skip
+        t, b = last.shape[:2]
+        delta = self.head(last.flatten(0, 1))
         delta = delta.reshape(t, b, *delta.shape[1:])  # (T, B, J, H, W)
         out, readout = self._readout(delta, state.readout)
-        return out, SNNState(v_enc, v_d1, v_d2, v_d3, v_r1, v_r2, v_u1, v_u2, v_u3, readout)
+        return out, SNNState._make([*membranes, readout])
 
     def step(self, x: Tensor, state: SNNState) -> tuple[Tensor, SNNState]:
         """One bin ``x`` (B, C_in, H, W) -> heatmaps (B, joints, H, W) and the next state."""
@@ -223,13 +289,12 @@ class SNN(nn.Module):
     def _readout(self, delta: Tensor, previous: Tensor) -> tuple[Tensor, Tensor]:
         if not self.config.delta_readout:
             return delta, delta[-1]
-        decay = self.config.readout_decay
         outs = []
         out = previous
         # unbind, not delta[t]: indexing a tensor that requires grad in a loop makes the
         # backward pass quadratic in T (each index's gradient is a full-size zero tensor)
         for delta_t in delta.unbind(0):
-            out = decay * out + delta_t
+            out = readout_step(out, delta_t, self.config)
             outs.append(out)
         return torch.stack(outs), out
 
@@ -252,8 +317,8 @@ def plain_snn_step(
 ) -> tuple[Tensor, SNNState]:
     """:meth:`SNN.step` in eval mode, with the LIF written as plain torch operations.
 
-    The same layers, residual sum, nearest x2 upsampling and readout as ``SNN.forward``, in
-    the same order, so the result equals ``snn.step(bins, state)`` bitwise; unlike the fused
+    The same wiring (:func:`run_layers`) and readout (:func:`readout_step`) as
+    ``SNN.forward``, so the result equals ``snn.step(bins, state)`` bitwise; unlike the fused
     LIF it can be exported. ``snn`` must be in eval mode (BatchNorm uses its running
     statistics).
 
@@ -279,20 +344,10 @@ def plain_snn_step(
         s = spike_rule(name, h, layer.v_th)
         return s, h - s * layer.v_th
 
-    e, v_enc = lif("enc", bins, state.enc)
-    d1, v_d1 = lif("down1", e, state.down1)
-    d2, v_d2 = lif("down2", d1, state.down2)
-    d3, v_d3 = lif("down3", d2, state.down3)
-    r1, v_r1 = lif("res1", d3, state.res1)
-    r2, v_r2 = lif("res2", r1, state.res2)
-    res = r2 + d3  # residual: spike counts 0..2
-    u1, v_u1 = lif("up1", torch.cat([_up(res), d2], dim=1), state.up1)
-    u2, v_u2 = lif("up2", torch.cat([_up(u1), d1], dim=1), state.up2)
-    u3, v_u3 = lif("up3", torch.cat([_up(u2), e], dim=1), state.up3)
-    delta: Tensor = snn.head(u3)  # (B, J, H, W)
-    decay = snn.config.readout_decay
-    out = decay * state.readout + delta if snn.config.delta_readout else delta  # SNN._readout
-    return out, SNNState(v_enc, v_d1, v_d2, v_d3, v_r1, v_r2, v_u1, v_u2, v_u3, out)
+    last, membranes = run_layers(snn.config.layer_specs(), bins, state, lif, channel_dim=1)
+    delta: Tensor = snn.head(last)  # (B, J, H, W)
+    out = readout_step(state.readout, delta, snn.config)
+    return out, SNNState._make([*membranes, out])
 
 
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:

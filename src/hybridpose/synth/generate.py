@@ -53,6 +53,7 @@ from hybridpose.io.recording import (
     remove_stale_temp_files,
 )
 from hybridpose.parallel import map_in_processes
+from hybridpose.subjects import TEST_SUBJECTS, TRAIN_SUBJECTS
 from hybridpose.synth.body import CAPSULE_PARTS, body_capsules
 from hybridpose.synth.esim import (
     EsimConfig,
@@ -84,8 +85,6 @@ MAX_FRAME_VALUES = 20_000_000
 APPEND_EVENTS = 200_000
 """Events gathered before one append to the file (memory stays bounded by this)."""
 
-TRAIN_SUBJECTS = tuple(range(1, 13))
-TEST_SUBJECTS = tuple(range(13, 18))
 US = 1e6
 
 
@@ -598,8 +597,6 @@ def simulate_dataset(
 __all__ = [
     "GENERATOR_VERSION",
     "PRESETS",
-    "TEST_SUBJECTS",
-    "TRAIN_SUBJECTS",
     "CameraStats",
     "RecordingResult",
     "SimulationConfig",

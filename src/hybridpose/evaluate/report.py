@@ -1,0 +1,216 @@
+"""The evaluation's report: ``report.json``'s content, ``report.md`` and the two plots.
+
+Labels, colours and the paper's reference figures come from :mod:`hybridpose.variants`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hybridpose.energy import EnergyModel
+from hybridpose.variants import MAIN, PAPER_RATIOS, REFERENCE, SNN_ALONE, VARIANTS, variant
+
+if TYPE_CHECKING:
+    from hybridpose.evaluate.run import EnergyFigures
+    from hybridpose.evaluate.scoring import StepErrors
+    from hybridpose.trained import TrainedModels
+
+
+def _mean(total: float, count: float) -> float | None:
+    """``total / count``; None (JSON null) when nothing was scored."""
+    return float(total / count) if count > 0 else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def build_report(
+    names: Sequence[str],
+    models: TrainedModels,
+    errors: StepErrors,
+    energy: EnergyFigures,
+    *,
+    cameras: Sequence[int],
+    recordings: int,
+    scored_windows: int,
+    warmup_windows: int,
+) -> dict[str, Any]:
+    """The report (``report.json``'s content) for the variants ``names`` (they include the
+    reference ANN, the SNN alone and the main hybrid of :mod:`hybridpose.variants`)."""
+    cfg = models.window
+    out: dict[str, Any] = {}
+    for name in names:
+        n2, n3 = errors.n2d[name], errors.n3d[name]
+        out[name] = {
+            "mpjpe2d_px": _mean(errors.sum2d[name].sum(), n2.sum()),
+            "mpjpe2d_px_per_step": [
+                _mean(v, n) for v, n in zip(errors.sum2d[name], n2, strict=True)
+            ],
+            "mpjpe3d_mm": _mean(errors.sum3d[name].sum(), n3.sum()),
+            "mpjpe3d_mm_per_step": [
+                _mean(v, n) for v, n in zip(errors.sum3d[name], n3, strict=True)
+            ],
+            "energy_mj_per_s": energy.power_w[name] * 1e3,
+            "power_w": energy.power_w[name],
+            "firing_rate": energy.firing_rate[name],
+            "derived_from_hybrid": models.derived.get(name, False),
+        }
+    ann, hyb, snn = out[REFERENCE], out[MAIN], out[SNN_ALONE]
+    ratios = {
+        "hybrid_over_ann_error": _ratio(hyb["mpjpe2d_px"], ann["mpjpe2d_px"]),
+        "hybrid_over_ann_power": _ratio(hyb["power_w"], ann["power_w"]),
+        "snn_over_hybrid_error": _ratio(snn["mpjpe2d_px"], hyb["mpjpe2d_px"]),
+    }
+    return {
+        "models": out,
+        "ratios": ratios,
+        "paper": {
+            "models": {v.name: asdict(v.paper) for v in VARIANTS.values()},
+            "ratios": PAPER_RATIOS,
+        },
+        "setup": {
+            "preset": models.preset,
+            "sensor_size": list(models.config.sensor_size),
+            "input_size": list(models.config.input_size),
+            "cameras": list(cameras),
+            "output_rate_hz": 1e6 / cfg.bin_us,
+            "ann_rate_hz": 1e6 / cfg.bin_us / cfg.steps,
+            "steps_per_window": cfg.steps,
+            "ann_events": cfg.ann_events,
+            "recordings": recordings,
+            "scored_windows_per_camera": scored_windows,
+            "warmup_windows": warmup_windows,
+            "energy_model_pj": asdict(EnergyModel()),
+            "counts_per_inference": energy.counts,
+        },
+    }
+
+
+# ------------------------------------------------------------------------------ markdown, plots
+
+
+def _names(report: dict[str, Any]) -> list[str]:
+    """The report's models in the registry's order."""
+    return [name for name in VARIANTS if name in report["models"]]
+
+
+def _f(x: float | None, digits: int = 2) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _latency(latency: dict[str, Any] | None) -> str:
+    if not latency or latency.get("p50_ms") is None:
+        return "—"
+    return f"{latency['p50_ms']:.2f} / {latency['p99_ms']:.2f}"
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown table, the paper's numbers beside ours."""
+    setup = report["setup"]
+    models = report["models"]
+    ann_power = models[REFERENCE]["power_w"]
+    w, h = setup["sensor_size"]
+    timed = any("latency_ms" in models[n] for n in _names(report))
+    lines = [
+        f"# {setup.get('title', 'Evaluation')}: preset `{setup['preset']}`",
+        "",
+        f"{setup.get('data', 'Test subjects')}, cameras {setup['cameras'][0]} and "
+        f"{setup['cameras'][1]}, "
+        f"{setup['recordings']} recordings, {setup['scored_windows_per_camera']} scored "
+        f"windows per camera; output {setup['output_rate_hz']:g} Hz, ANN "
+        f"{setup['ann_rate_hz']:g} Hz. 2D errors in pixels of the {w}x{h} sensor (the "
+        f"paper's are in 346x260 pixels), 3D in mm.",
+        "",
+        "| model | 2D MPJPE px | first → last step | 3D MPJPE mm | power W | / ANN power "
+        "| firing rate | paper 2D px | paper first → last | paper power W |"
+        + (" latency p50 / p99 ms |" if timed else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if timed else ""),
+    ]
+    for name in _names(report):
+        m = models[name]
+        v = variant(name)
+        p = asdict(v.paper)
+        steps = m["mpjpe2d_px_per_step"]
+        fl = p["first_last"]
+        label = v.label + (" (derived)" if m["derived_from_hybrid"] else "")
+        rate = m["firing_rate"]
+        lines.append(
+            f"| {label} | {_f(m['mpjpe2d_px'])} | {_f(steps[0])} → {_f(steps[-1])} "
+            f"| {_f(m['mpjpe3d_mm'], 1)} | {m['power_w']:.4g} | {m['power_w'] / ann_power:.3f} "
+            f"| {'—' if rate is None else f'{100 * rate:.2f}%'} | {_f(p['mpjpe2d_px'])} "
+            f"| {'—' if fl is None else f'{fl[0]:.2f} → {fl[1]:.2f}'} "
+            f"| {'—' if p['power_w'] is None else p['power_w']} |"
+            + (f" {_latency(m.get('latency_ms'))} |" if timed else "")
+        )
+    r = report["ratios"]
+    pr = report["paper"]["ratios"]
+    lines += [
+        "",
+        "| ratio | ours | paper |",
+        "|---|---|---|",
+        f"| hybrid / ANN error | {_f(r['hybrid_over_ann_error'], 3)} "
+        f"| {pr['hybrid_over_ann_error']:.3f} |",
+        f"| hybrid / ANN power | {_f(r['hybrid_over_ann_power'], 3)} "
+        f"| {pr['hybrid_over_ann_power']:.3f} |",
+        f"| SNN / hybrid error | {_f(r['snn_over_hybrid_error'])} "
+        f"| {pr['snn_over_hybrid_error']:.2f} |",
+        "",
+    ]
+    if any(models[n]["derived_from_hybrid"] for n in _names(report)):
+        lines += [
+            "(derived): the ablation is the trained hybrid with the option switched off at "
+            "evaluation, not a model trained that way.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    """``error_vs_step.png`` and ``error_vs_power.png`` from a report."""
+    from matplotlib.figure import Figure
+
+    from hybridpose.viz import save_figure
+
+    models = report["models"]
+    fig = Figure(figsize=(7.0, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    for name in _names(report):
+        steps = [np.nan if v is None else v for v in models[name]["mpjpe2d_px_per_step"]]
+        ax.plot(range(1, len(steps) + 1), steps, marker="o", ms=3, color=variant(name).color,
+                label=variant(name).label)  # fmt: skip
+    ax.set_xlabel("step since the ANN initialisation")
+    ax.set_ylabel("2D MPJPE (px)")
+    ax.set_title("Error against time since initialisation")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    paths = [out_dir / "error_vs_step.png", out_dir / "error_vs_power.png"]
+    save_figure(fig, paths[0])
+    fig = Figure(figsize=(7.0, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    plotted = False
+    for name in _names(report):
+        m = models[name]
+        if m["mpjpe2d_px"] is None or not m["power_w"] > 0:
+            continue
+        ax.scatter(m["power_w"] * 1e3, m["mpjpe2d_px"], s=40, color=variant(name).color,
+                   label=variant(name).label)  # fmt: skip
+        plotted = True
+    if plotted:
+        ax.set_xscale("log")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("power at the output rate (mW, from counted operations)")
+    ax.set_ylabel("2D MPJPE (px)")
+    ax.set_title("Error against power")
+    ax.grid(True, alpha=0.3, which="both")
+    save_figure(fig, paths[1])
+    return paths
+
+
+__all__ = ["build_report", "plot_report", "report_markdown"]

@@ -1,0 +1,300 @@
+"""The evaluation run: every model variant's predictions on the test segments, scored, with
+power from counted operations.
+
+Predictions are made per behaviour (:mod:`hybridpose.variants`), windows batched:
+
+* ``ann_every_step``: the ANN at every bin end, on the last ``ann_events`` events;
+* ``ann_held``: the ANN at each window start, its prediction repeated over the window;
+* ``snn_carried``: the SNN from an empty state, run continuously over the whole segment;
+* ``snn_from_zero``: the SNN from an empty state at every window start;
+* ``hybrid``: every window from the state the hybrid's ANN gives at its start.
+
+Energy (:mod:`hybridpose.energy`): operations counted on the first segments, at least
+``energy_windows`` windows of real data (camera ``cameras[0]``), each variant run as it runs
+in the evaluation; power at the output rate from :func:`hybridpose.energy.schedule_power`; the
+SNNs' mean firing rate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from hybridpose.atomic import write_text_atomic
+from hybridpose.data import WindowConfig, recording_files, split_by_subject
+from hybridpose.energy import (
+    AnnCounts,
+    EnergyModel,
+    OpCounts,
+    SpikeRecorder,
+    count_ann,
+    count_hybrid,
+    count_snn,
+    schedule_power,
+)
+from hybridpose.evaluate.report import build_report, plot_report, report_markdown
+from hybridpose.evaluate.scoring import StepErrors, score
+from hybridpose.evaluate.segments import (
+    Segment,
+    SegmentData,
+    check_sensor,
+    load_segment,
+    select_segments,
+)
+from hybridpose.heatmaps import decode_heatmaps
+from hybridpose.io.recording import Recording
+from hybridpose.nn.ann import ANN
+from hybridpose.nn.hybrid import HybridPose
+from hybridpose.nn.snn import SNN
+from hybridpose.recipes import RECIPES
+from hybridpose.subjects import TEST_SUBJECTS
+from hybridpose.trained import EvaluationError, TrainedModels, load_models
+from hybridpose.variants import variant
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """One evaluation run (defaults: the checkpoints' recipe)."""
+
+    checkpoints: Path
+    data_dir: Path
+    out_dir: Path
+    windows_per_recording: int | None = None
+    warmup_windows: int = 1
+    energy_windows: int = 16
+    cameras: tuple[int, int] = (2, 3)
+    segments_per_batch: int = 8
+    seed: int = 0
+    max_recordings: int | None = None
+    device: str = "cpu"
+
+
+# ------------------------------------------------------------------------------ predictions
+
+
+def _window_bins(bins: Tensor, steps: int) -> Tensor:
+    """(S, W*T, C, H, W) segment bins -> (T, S*W, C, H, W): every window a sample."""
+    s, n = bins.shape[:2]
+    return bins.reshape(s, n // steps, steps, *bins.shape[2:]).flatten(0, 1).transpose(0, 1)
+
+
+def _from_windows(uv: Tensor, segments: int) -> Tensor:
+    """(T, S*W, J, 2) per-window predictions -> (S, W*T, J, 2)."""
+    t, sw = uv.shape[:2]
+    return uv.transpose(0, 1).reshape(segments, sw // segments * t, *uv.shape[2:])
+
+
+@torch.no_grad()
+def predict(
+    models: TrainedModels, data: list[SegmentData], steps: int, names: Iterable[str] | None = None
+) -> dict[str, Tensor]:
+    """Heatmap predictions decoded to model pixels, per variant (default: every loaded one).
+
+    Shape:
+        each (S, W * T, J, 2) for S segments of W windows of T = ``steps`` bins.
+    """
+    s = len(data)
+    frames = torch.stack([d.frames for d in data])  # (S, E, C, H, W)
+    bins = torch.stack([d.bins for d in data])  # (S, W*T, 2, H, W)
+    n_edges = frames.shape[1]
+    start_frames = frames[:, 0:-1:steps].flatten(0, 1)  # (S*W, C, H, W)
+    window_bins = _window_bins(bins, steps)
+    ann_uv: dict[int, Tensor] = {}  # per ANN: its predictions at every bin edge
+
+    def ann_at_edges(ann: ANN) -> Tensor:
+        if id(ann) not in ann_uv:
+            flat = frames.flatten(0, 1)
+            hm = torch.cat([ann(flat[i : i + 64])[0] for i in range(0, len(flat), 64)])
+            ann_uv[id(ann)] = decode_heatmaps(hm).reshape(s, n_edges, *hm.shape[1:2], 2)
+        return ann_uv[id(ann)]
+
+    out: dict[str, Tensor] = {}
+    for v in models.variants if names is None else [variant(n) for n in names]:
+        net = models.networks[v.name]
+        behaviour = v.behaviour
+        if behaviour == "ann_every_step":
+            assert isinstance(net, ANN)
+            out[v.name] = ann_at_edges(net)[:, 1:]
+        elif behaviour == "ann_held":
+            assert isinstance(net, ANN)
+            out[v.name] = ann_at_edges(net)[:, 0:-1:steps].repeat_interleave(steps, dim=1)
+        elif behaviour == "snn_carried":  # the whole segment, time-first
+            assert isinstance(net, SNN)
+            x = bins.transpose(0, 1)
+            hm, _ = net(x, net.zero_state(s, *x.shape[-2:]))
+            out[v.name] = decode_heatmaps(hm).transpose(0, 1)
+        elif behaviour == "snn_from_zero":
+            assert isinstance(net, SNN)
+            hm, _ = net(window_bins, net.zero_state(window_bins.shape[1], *bins.shape[-2:]))
+            out[v.name] = _from_windows(decode_heatmaps(hm), s)
+        else:  # the hybrid: every window from the ANN's state at its start
+            assert isinstance(net, HybridPose)
+            _, hm, _ = net(start_frames, window_bins)  # (T, S*W, J, H, W)
+            out[v.name] = _from_windows(decode_heatmaps(hm), s)
+    return out
+
+
+# ------------------------------------------------------------------------------ energy
+
+
+@dataclass(frozen=True)
+class EnergyFigures:
+    """Power per model at the output rate (W), the SNNs' mean firing rates, and the operation
+    counts per inference behind them."""
+
+    power_w: dict[str, float]
+    firing_rate: dict[str, float | None]
+    counts: dict[str, dict[str, float]]
+
+
+def _per_inference(counts: OpCounts) -> dict[str, float]:
+    t = counts.totals
+    return {
+        "macs": t.macs / counts.samples,
+        "synops": t.synops / counts.samples,
+        "membrane_updates": t.membrane_updates / counts.samples,
+    }
+
+
+@torch.no_grad()
+def measure_energy(
+    models: TrainedModels, data: list[SegmentData], cfg: WindowConfig, energy: EnergyModel
+) -> EnergyFigures:
+    """Operation counts on the given segments (one camera), each variant run as in
+    :func:`predict`; power at the output rate (:func:`hybridpose.energy.schedule_power`)."""
+    steps = cfg.steps
+    rates = {"high_rate_hz": 1e6 / cfg.bin_us, "low_rate_hz": 1e6 / cfg.bin_us / steps}
+    frames = torch.stack([d.frames[0:-1:steps] for d in data]).flatten(0, 1)  # window starts
+    bins = torch.stack([d.bins for d in data])  # (S, W*T, ...)
+    power: dict[str, float] = {}
+    firing: dict[str, float | None] = {}
+    counts: dict[str, dict[str, float]] = {}
+    ann_counts: dict[int, AnnCounts] = {}
+    heads: OpCounts | None = None
+    for v in models.variants:
+        net = models.networks[v.name]
+        schedule = v.schedule
+        if isinstance(net, ANN):
+            if id(net) not in ann_counts:
+                ann_counts[id(net)] = count_ann(net, frames)
+                counts[v.checkpoint] = _per_inference(ann_counts[id(net)].ann)
+            heads = ann_counts[id(net)].state_heads
+            power[v.name] = schedule_power(energy, schedule, ann=ann_counts[id(net)].ann, **rates)
+            firing[v.name] = None
+            continue
+        if isinstance(net, SNN):
+            x = bins.transpose(0, 1) if schedule.snn == "carried" else _window_bins(bins, steps)
+            with SpikeRecorder(net) as spikes:
+                snn = count_snn(net, x)
+            power[v.name] = schedule_power(energy, schedule, snn=snn, **rates)
+            counts[v.name] = _per_inference(snn)
+        else:
+            assert isinstance(net, HybridPose)
+            with SpikeRecorder(net.snn) as spikes:
+                hybrid = count_hybrid(net, frames, _window_bins(bins, steps))
+            used_heads = hybrid.state_heads if net.config.state_init else None
+            power[v.name] = schedule_power(
+                energy, schedule, ann=hybrid.ann, state_heads=used_heads, snn=hybrid.snn, **rates
+            )
+            counts[f"{v.name}_snn_step"] = _per_inference(hybrid.snn)
+            heads = hybrid.state_heads
+        firing[v.name] = spikes.firing_rate
+    if heads is not None:
+        counts["state_heads"] = _per_inference(heads)
+    return EnergyFigures(power, firing, counts)
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+def _test_files(spec: EvalSpec, preset: str) -> list[str]:
+    """The test subjects' recordings of ``spec.data_dir`` (the recipe's split)."""
+    known = RECIPES.get(preset)
+    subjects = known.test_subjects if known is not None else TEST_SUBJECTS
+    files = recording_files(spec.data_dir)
+    if not files:
+        raise EvaluationError(f"{spec.data_dir}: no recording files (*.h5)")
+    test = split_by_subject(files, subjects)
+    if spec.max_recordings is not None:
+        test = test[: spec.max_recordings]
+    if not test:
+        raise EvaluationError(f"{spec.data_dir}: no recordings of the test subjects {subjects}")
+    return test
+
+
+def _load_batch(
+    segments: Sequence[Segment], models: TrainedModels, cameras: tuple[int, int]
+) -> list[list[SegmentData]]:
+    """The inputs and labels of ``segments``, per camera."""
+    data: list[list[SegmentData]] = [[], []]
+    for seg in segments:
+        with Recording(seg.path) as rec:
+            check_sensor(rec, models.config)
+            labels = rec.labels()
+            for c, cam in enumerate(cameras):
+                data[c].append(load_segment(rec, labels, cam, seg, models.window))
+    return data
+
+
+def evaluate(spec: EvalSpec, *, progress: bool = True) -> dict[str, Any]:
+    """Evaluate the checkpoints of ``spec.checkpoints`` on the test subjects of
+    ``spec.data_dir``; writes ``report.json``, ``report.md`` and the plots to ``spec.out_dir``
+    and returns the report."""
+    models = load_models(spec.checkpoints)
+    cfg = models.window
+    segments = select_segments(
+        _test_files(spec, models.preset), cfg, spec.cameras, spec.windows_per_recording,
+        spec.warmup_windows, spec.seed,
+    )  # fmt: skip
+    if not segments:
+        raise EvaluationError(f"{spec.data_dir}: no test windows on cameras {spec.cameras}")
+    for m in models.modules():
+        m.to(spec.device).eval()
+    errors = StepErrors(cfg.steps, [v.name for v in models.variants])
+    energy: EnergyFigures | None = None
+    energy_windows = 0
+    scored = sum(len(s.t0s) - s.warmup for s in segments)
+    bar = tqdm(total=scored, desc="evaluate", unit="window", disable=not progress)
+    for start in range(0, len(segments), spec.segments_per_batch):
+        group = segments[start : start + spec.segments_per_batch]
+        # segments of one batch must have equal length to be stacked
+        for length in sorted({len(s.t0s) for s in group}):
+            same = [s for s in group if len(s.t0s) == length]
+            data = _load_batch(same, models, spec.cameras)
+            per_camera = [predict(models, data[c], cfg.steps) for c in range(2)]
+            preds = {name: [p[name] for p in per_camera] for name in per_camera[0]}
+            score(errors, preds, data, same, cfg)
+            if energy is None:
+                k = max(1, math.ceil(spec.energy_windows / length))
+                energy = measure_energy(models, data[0][:k], cfg, EnergyModel())
+                energy_windows = k * length
+            bar.update(sum(len(s.t0s) - s.warmup for s in same))
+    bar.close()
+    assert energy is not None
+    report = build_report(
+        [v.name for v in models.variants],
+        models,
+        errors,
+        energy,
+        cameras=spec.cameras,
+        recordings=len(segments),
+        scored_windows=scored,
+        warmup_windows=spec.warmup_windows,
+    )
+    report["setup"]["energy_windows"] = energy_windows
+    spec.out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(spec.out_dir / "report.json", json.dumps(report, indent=2) + "\n")
+    write_text_atomic(spec.out_dir / "report.md", report_markdown(report))
+    plot_report(report, spec.out_dir)
+    return report
+
+
+__all__ = ["EnergyFigures", "EvalSpec", "evaluate", "measure_energy", "predict"]

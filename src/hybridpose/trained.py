@@ -1,0 +1,187 @@
+"""The networks of a training run, by model variant (:mod:`hybridpose.variants`).
+
+A training run's checkpoint directory holds ``ann.pt``, ``snn.pt``, ``hybrid.pt`` and possibly
+trained ablations; :func:`load_models` reads the checkpoints the chosen variants need (each file
+once) and derives an ablation whose own checkpoint is missing from the one it names
+(``Variant.derive_from``), switching its option off. The evaluation, the demo, the stream
+command and the benchmarks all load through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from copy import deepcopy
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from hybridpose.checkpoint import Model, load_model
+from hybridpose.data import WindowConfig
+from hybridpose.errors import HybridPoseError
+from hybridpose.nn.ann import ANN
+from hybridpose.nn.hybrid import HybridPose
+from hybridpose.nn.presets import ModelConfig
+from hybridpose.nn.snn import SNN
+from hybridpose.recipes import window_from_dict
+from hybridpose.variants import MAIN, REFERENCE, SNN_ALONE, VARIANTS, Variant, variant
+
+
+class EvaluationError(HybridPoseError, ValueError):
+    """The checkpoints or the data cannot be evaluated together."""
+
+
+def network_kind(v: Variant) -> type[Model]:
+    """The module a variant runs: the ANN, the SNN, or the hybrid (ANN + SNN)."""
+    schedule = v.schedule
+    if schedule.snn == "none":
+        return ANN
+    if schedule.ann == "never":
+        return SNN
+    return HybridPose
+
+
+@dataclass
+class TrainedModels:
+    """The networks of a training run (:func:`load_models`) and what they were trained for.
+
+    Attributes:
+        networks: per variant name, the module it runs (variants that share a checkpoint
+            share the module).
+        derived: per variant that could be derived, whether it was (True) or read from its
+            own checkpoint (False).
+        config: the model configuration (of the main hybrid).
+        window: the window settings the checkpoints were trained on.
+        preset: the recipe's name ("" when the checkpoint does not say).
+    """
+
+    networks: dict[str, Model]
+    derived: dict[str, bool]
+    config: ModelConfig
+    window: WindowConfig
+    preset: str
+
+    @property
+    def variants(self) -> tuple[Variant, ...]:
+        """The loaded variants, in report order."""
+        return tuple(VARIANTS[name] for name in self.networks)
+
+    @property
+    def ann(self) -> ANN:
+        """The ANN of the reference variant (the ANN at every step)."""
+        return _typed(self.networks[REFERENCE], ANN)
+
+    @property
+    def snn(self) -> SNN:
+        """The SNN trained alone."""
+        return _typed(self.networks[SNN_ALONE], SNN)
+
+    @property
+    def hybrid(self) -> HybridPose:
+        """The main hybrid."""
+        return _typed(self.networks[MAIN], HybridPose)
+
+    def hybrids(self) -> dict[str, HybridPose]:
+        """The loaded variants that run a :class:`HybridPose`, by name."""
+        return {n: m for n, m in self.networks.items() if isinstance(m, HybridPose)}
+
+    def modules(self) -> list[Model]:
+        """Every distinct module, once."""
+        out: dict[int, Model] = {}
+        for m in self.networks.values():
+            out.setdefault(id(m), m)
+        return list(out.values())
+
+
+def _typed(model: Model, kind: type[Any]) -> Any:
+    if not isinstance(model, kind):
+        raise TypeError(f"expected a {kind.__name__}, got a {type(model).__name__}")
+    return model
+
+
+def _load(path: Path, kind: type[Model]) -> tuple[Model, dict[str, Any]]:
+    model, data = load_model(path)
+    if not isinstance(model, kind):
+        raise EvaluationError(f"{path}: expected a {kind.__name__} checkpoint, got {data['stage']}")
+    return model, data
+
+
+def derive(base: HybridPose, v: Variant) -> HybridPose:
+    """A copy of the hybrid ``base`` with ``v``'s switches (an ablation without retraining)."""
+    copy = deepcopy(base)
+    copy.config = replace(copy.config, state_init=v.state_init)
+    copy.snn.config = replace(copy.snn.config, delta_readout=v.delta_readout)
+    copy.ann.snn_config = copy.snn.config  # the state heads' contract follows the SNN's
+    return copy
+
+
+def checkpoint_file(directory: str | Path, v: Variant) -> Path:
+    """The checkpoint file ``v``'s networks come from: its own, or, for an ablation whose own
+    file is missing, the one it is derived from."""
+    own = Path(directory) / f"{v.checkpoint}.pt"
+    if own.exists() or v.derive_from is None:
+        return own
+    return Path(directory) / f"{v.derive_from}.pt"
+
+
+def load_models(directory: Path, names: Iterable[str] | None = None) -> TrainedModels:
+    """The networks of the variants ``names`` (default: every variant) from a training run's
+    checkpoint directory; each checkpoint file is read once.
+
+    Raises:
+        FileNotFoundError: the directory or a needed checkpoint does not exist.
+        EvaluationError: a checkpoint holds another kind of network than its variant runs, or
+            the checkpoints were trained on other windows.
+    """
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no such checkpoint directory")
+    chosen = [variant(n) for n in (VARIANTS if names is None else names)]
+    chosen = sorted(chosen, key=lambda v: list(VARIANTS).index(v.name))
+    read: dict[str, tuple[Model, dict[str, Any]]] = {}  # by checkpoint stem
+    networks: dict[str, Model] = {}
+    derived: dict[str, bool] = {}
+    for v in chosen:
+        path = directory / f"{v.checkpoint}.pt"
+        if v.checkpoint in read:
+            networks[v.name] = read[v.checkpoint][0]
+        elif v.derive_from is not None and not path.exists():
+            if v.derive_from not in read:
+                read[v.derive_from] = _load(directory / f"{v.derive_from}.pt", HybridPose)
+            base = read[v.derive_from][0]
+            assert isinstance(base, HybridPose)
+            networks[v.name] = derive(base, v)
+        else:
+            read[v.checkpoint] = _load(path, network_kind(v))
+            networks[v.name] = read[v.checkpoint][0]
+        if v.derive_from is not None:
+            derived[v.name] = v.checkpoint not in read
+    config, window, preset = _settings(directory, read)
+    return TrainedModels(networks, derived, config, window, preset)
+
+
+def _settings(
+    directory: Path, read: dict[str, tuple[Model, dict[str, Any]]]
+) -> tuple[ModelConfig, WindowConfig, str]:
+    """The model configuration, window settings and preset of the checkpoints read: those of
+    the first hybrid (else the first checkpoint); every checkpoint with an ANN must have been
+    trained on the same windows."""
+    with_ann = [(stem, data) for stem, (m, data) in read.items() if not isinstance(m, SNN)]
+    hybrids = [data for _, (m, data) in read.items() if isinstance(m, HybridPose)]
+    main = hybrids[0] if hybrids else next(iter(read.values()))[1]
+    window = window_from_dict((with_ann[0][1] if with_ann else main)["window_config"])
+    for stem, data in with_ann[1:]:
+        if window_from_dict(data["window_config"]) != window:
+            raise EvaluationError(
+                f"{directory}: {with_ann[0][0]}.pt and {stem}.pt were trained on other windows"
+            )
+    config = ModelConfig.from_dict(main["model_config"])
+    return config, window, str(main.get("preset", ""))
+
+
+__all__ = [
+    "EvaluationError",
+    "TrainedModels",
+    "checkpoint_file",
+    "derive",
+    "load_models",
+    "network_kind",
+]
