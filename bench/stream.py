@@ -25,7 +25,7 @@ numba). Both engines are measured side by side in the same run, in alternating o
 warm-up stream of one second that is not timed. ``--profile`` prints torch.profiler's top
 operators of one dense 1 ms run.
 
-The target (issue 6): faster than real time with 1 ms bins on 2 cores, p99 step latency below
+The target: faster than real time with 1 ms bins on 2 cores, p99 step latency below
 1 ms.
 """
 

@@ -21,6 +21,7 @@ from tiny_run import WINDOW, write_checkpoints, write_recording
 from hybridpose.cli import main
 from hybridpose.data import interpolate_joints, to_model_pixels
 from hybridpose.demo import DemoSpec, demo_table, run_demo
+from hybridpose.errors import HybridPoseError
 from hybridpose.evaluate import PoseScorer, StepErrors
 from hybridpose.events import make_events
 from hybridpose.geometry import project
@@ -165,7 +166,7 @@ def test_stream_gif_frames_and_drawing(tmp_path: Path) -> None:
     assert _frames(out) == 4 and Image.open(out).size == (48, 32)
     rgb = np.asarray(Image.open(out).convert("RGB"))
     assert (rgb == (255, 255, 255)).all(axis=-1).mean() > 0.5  # mostly background
-    with pytest.raises(Exception, match="no frames"):
+    with pytest.raises(HybridPoseError, match=r"b\.gif: no frames to animate"):
         save_stream_gif([], tmp_path / "b.gif", (24, 16))
 
 

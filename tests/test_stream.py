@@ -21,7 +21,7 @@ from tiny_run import DURATION_US, WINDOW, write_checkpoints, write_recording
 
 from hybridpose.data import to_sensor_pixels
 from hybridpose.evaluate import Segment, load_models, load_segment, predict
-from hybridpose.events import EVENT_DTYPE, Events, make_events
+from hybridpose.events import EVENT_DTYPE, EventError, Events, make_events
 from hybridpose.geometry import triangulate_two_views
 from hybridpose.io.recording import Recording
 from hybridpose.stream import (
@@ -209,7 +209,7 @@ def test_bad_input_is_refused_clearly(run: tuple[Path, Path]) -> None:
     with pytest.raises(StreamError, match="stream -1 does not exist"):
         sp.advance(20_000, stream=-1)
     with pytest.raises(StreamError, match="unknown mode"):
-        StreamingPredictor("cnn", WINDOW, (24, 24))  # type: ignore[arg-type]
+        StreamingPredictor("cnn", WINDOW, (24, 24))
     with pytest.raises(StreamError, match="needs the ANN"):
         StreamingPredictor("hybrid", WINDOW, (24, 24))
     with pytest.raises(StreamError, match="unknown engine"):
@@ -285,7 +285,7 @@ def test_empty_pushes_and_torch_free_input(run: tuple[Path, Path]) -> None:
     sp = _predictor(checkpoints, "snn", streams=1)
     assert sp.push(np.empty(0, dtype=EVENT_DTYPE), 0) == []
     assert sp.origin_us is None  # no time yet
-    with pytest.raises(Exception, match=r"EVENT_DTYPE|structured|dtype"):
+    with pytest.raises(EventError, match=r"events: expected dtype .*, got torch\.float32"):
         sp.push(torch.zeros(3), 0)  # type: ignore[arg-type]
 
 

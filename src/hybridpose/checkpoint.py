@@ -1,6 +1,6 @@
 """Checkpoint files: save atomically, load safely, rebuild the model from the stored config.
 
-A checkpoint is a ``torch.save`` of a plain dict (DESIGN.md "Conventions")::
+A checkpoint is a ``torch.save`` of a plain dict, enough to rebuild the model::
 
     format, format_version, hybridpose_version
     name            "ann", "snn", "hybrid" or an ablation ("hybrid_no_delta", ...)

@@ -6,8 +6,8 @@ A *window* of one camera of one recording starts at ``t0`` (microseconds):
   ``ann_events`` events of the camera with ``t < t0``;
 * ``bins``: the SNN input, ``steps`` two-polarity count histograms of the half-open bins
   ``[t0 + s * bin_us, t0 + (s + 1) * bin_us)``;
-* labels at each bin's end ``t0 + (s + 1) * bin_us`` (the pose at the end of the bin, DESIGN.md
-  "Rates and windows"): 3D joints interpolated linearly from the recording's labels, their
+* labels at each bin's end ``t0 + (s + 1) * bin_us`` (a bin's prediction is for the time of its
+  last possible event): 3D joints interpolated linearly from the recording's labels, their
   projection through the camera's ``P`` into model-input pixels, Gaussian heatmaps and a
   validity mask.
 
@@ -634,7 +634,8 @@ class WindowDataset(Dataset[Item]):
 def collate_windows(items: Sequence[Mapping[str, torch.Tensor]]) -> Item:
     """Stack :class:`WindowDataset` items into a batch.
 
-    The keys of :data:`TIME_FIRST_KEYS` become time-first ``(T, B, ...)`` (DESIGN.md);
+    The keys of :data:`TIME_FIRST_KEYS` become time-first ``(T, B, ...)`` (the project's
+    tensor convention);
     ``frame`` and ``next_frame`` are ``(B, C, H, W)``; ``camera`` and ``t0_us`` are ``(B,)``.
     Other keys are stacked batch-first.
     """

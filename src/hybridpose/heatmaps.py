@@ -2,7 +2,7 @@
 
 :func:`decode_heatmaps` takes the integer argmax of each joint's map and refines it to
 sub-pixel precision with a parabola through the peak and its two neighbours, separately along
-x and y (PAPER.md: integer argmax decoding costs accuracy; sub-pixel decoding is allowed). For a
+x and y (integer argmax decoding, the paper's, costs accuracy; sub-pixel decoding is allowed). For a
 sampled Gaussian ``exp(-d^2 / (2 sigma^2))`` the parabola through the *log* of three samples is
 exact, so the log of the (clamped) maps is fitted: a Gaussian target centred anywhere between
 pixel centres decodes to its centre.

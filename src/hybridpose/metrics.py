@@ -35,9 +35,9 @@ and, in 2D, where the target passes the image rule (:func:`joint_mask_2d`):
 
 **Which matches the published DHP19 numbers:** ``mpjpe_2d(pred, target, rule="dhp19",
 integer_targets=True)`` with integer (argmax) predictions is the reference notebook's
-computation, the protocol behind the published 2D MPJPE values (DHP19.md, PAPER.md; Aydin et
-al. also decode by integer argmax). ``rule="dhp19"`` alone is the same protocol with sub-pixel
-targets (truncation moves a target by 0.5 px per axis on average; PAPER.md: sub-pixel decoding
+computation, the protocol behind the published 2D MPJPE values (Calabrese et al. 2019; Aydin et
+al. 2024 also decode by integer argmax). ``rule="dhp19"`` alone is the same protocol with
+sub-pixel targets (truncation moves a target by 0.5 px per axis on average; sub-pixel decoding
 is allowed and better); ``rule="image"`` is the geometric rule for everything else. The two
 rules keep different joints along the border (:func:`joint_mask_2d`), so always say which rule
 a number was computed with.

@@ -2,7 +2,7 @@
 
 A :class:`Recipe` completes a model preset (:mod:`hybridpose.nn.presets`) with everything a run
 needs besides the networks: how windows are cut (:class:`~hybridpose.data.WindowConfig`), the
-subject split, and one :class:`StageConfig` per training stage (PAPER.md "Training"):
+subject split, and one :class:`StageConfig` per training stage (the paper's three-stage training):
 
 1. ``ann``: the U-Net on its frames, MSE against Gaussian heatmaps at the frame's end.
 2. ``snn``: the SNN alone from an empty state, BPTT over one window, mean per-step MSE.

@@ -68,17 +68,26 @@ class TrainedModels:
     @property
     def ann(self) -> ANN:
         """The ANN of the reference variant (the ANN at every step)."""
-        return _typed(self.networks[REFERENCE], ANN)
+        net = self.networks[REFERENCE]
+        if not isinstance(net, ANN):
+            raise TypeError(f"{REFERENCE} runs a {type(net).__name__}, not an ANN")
+        return net
 
     @property
     def snn(self) -> SNN:
         """The SNN trained alone."""
-        return _typed(self.networks[SNN_ALONE], SNN)
+        net = self.networks[SNN_ALONE]
+        if not isinstance(net, SNN):
+            raise TypeError(f"{SNN_ALONE} runs a {type(net).__name__}, not an SNN")
+        return net
 
     @property
     def hybrid(self) -> HybridPose:
         """The main hybrid."""
-        return _typed(self.networks[MAIN], HybridPose)
+        net = self.networks[MAIN]
+        if not isinstance(net, HybridPose):
+            raise TypeError(f"{MAIN} runs a {type(net).__name__}, not a HybridPose")
+        return net
 
     def hybrids(self) -> dict[str, HybridPose]:
         """The loaded variants that run a :class:`HybridPose`, by name."""
@@ -90,12 +99,6 @@ class TrainedModels:
         for m in self.networks.values():
             out.setdefault(id(m), m)
         return list(out.values())
-
-
-def _typed(model: Model, kind: type[Any]) -> Any:
-    if not isinstance(model, kind):
-        raise TypeError(f"expected a {kind.__name__}, got a {type(model).__name__}")
-    return model
 
 
 def _load(path: Path, kind: type[Model]) -> tuple[Model, dict[str, Any]]:

@@ -171,7 +171,8 @@ def measure_energy(
     """Operation counts on the given segments (one camera), each variant run as in
     :func:`predict`; power at the output rate (:func:`hybridpose.energy.schedule_power`)."""
     steps = cfg.steps
-    rates = {"high_rate_hz": 1e6 / cfg.bin_us, "low_rate_hz": 1e6 / cfg.bin_us / steps}
+    high = 1e6 / cfg.bin_us
+    low = high / steps
     frames = torch.stack([d.frames[0:-1:steps] for d in data]).flatten(0, 1)  # window starts
     bins = torch.stack([d.bins for d in data])  # (S, W*T, ...)
     power: dict[str, float] = {}
@@ -187,14 +188,18 @@ def measure_energy(
                 ann_counts[id(net)] = count_ann(net, frames)
                 counts[v.checkpoint] = _per_inference(ann_counts[id(net)].ann)
             heads = ann_counts[id(net)].state_heads
-            power[v.name] = schedule_power(energy, schedule, ann=ann_counts[id(net)].ann, **rates)
+            power[v.name] = schedule_power(
+                energy, schedule, ann=ann_counts[id(net)].ann, high_rate_hz=high, low_rate_hz=low
+            )
             firing[v.name] = None
             continue
         if isinstance(net, SNN):
             x = bins.transpose(0, 1) if schedule.snn == "carried" else _window_bins(bins, steps)
             with SpikeRecorder(net) as spikes:
                 snn = count_snn(net, x)
-            power[v.name] = schedule_power(energy, schedule, snn=snn, **rates)
+            power[v.name] = schedule_power(
+                energy, schedule, snn=snn, high_rate_hz=high, low_rate_hz=low
+            )
             counts[v.name] = _per_inference(snn)
         else:
             assert isinstance(net, HybridPose)
@@ -202,8 +207,9 @@ def measure_energy(
                 hybrid = count_hybrid(net, frames, _window_bins(bins, steps))
             used_heads = hybrid.state_heads if net.config.state_init else None
             power[v.name] = schedule_power(
-                energy, schedule, ann=hybrid.ann, state_heads=used_heads, snn=hybrid.snn, **rates
-            )
+                energy, schedule, ann=hybrid.ann, state_heads=used_heads, snn=hybrid.snn,
+                high_rate_hz=high, low_rate_hz=low,
+            )  # fmt: skip
             counts[f"{v.name}_snn_step"] = _per_inference(hybrid.snn)
             heads = hybrid.state_heads
         firing[v.name] = spikes.firing_rate

@@ -1,6 +1,6 @@
 """The ANN: a U-Net on a stacked event histogram that predicts heatmaps and the SNN's state.
 
-U-Net (PAPER.md; widths from :class:`ANNConfig`, ``s`` = downsampling)::
+U-Net (the paper's; widths from :class:`ANNConfig`, ``s`` = downsampling)::
 
     stem   7x7 conv C_in -> c0, 7x7 conv c0 -> c0                    s=1
     down_i avg-pool 2, 3x3 conv, 3x3 conv -> widths[i]                s=2, 4, 8, 16, 32

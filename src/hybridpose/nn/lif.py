@@ -1,6 +1,6 @@
 """The leaky integrate-and-fire neuron of the paper: one step, and a fused multi-step version.
 
-Discrete LIF with soft reset (PAPER.md), per neuron and time step::
+Discrete LIF with soft reset (Aydin et al. 2024, Sec. 3), per neuron and time step::
 
     h_t = v_{t-1} + (x_t - v_{t-1}) / tau        (leaky integration of the input current x)
     s_t = H(h_t - v_th)                            (spike when h_t >= v_th)

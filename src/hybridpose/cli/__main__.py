@@ -1,0 +1,7 @@
+"""``python -m hybridpose.cli``: the ``hybridpose`` command."""
+
+import sys
+
+from hybridpose.cli import main
+
+sys.exit(main())

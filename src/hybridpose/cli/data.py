@@ -1,0 +1,324 @@
+"""The commands about recordings: inspect, convert-dhp19, video-to-events, plot-events, simulate.
+
+Each command is a pair: ``add_<command>`` adds its parser, ``run_<command>`` runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from hybridpose.cli.args import (
+    EXIT_SOME_FAILED,
+    Subparsers,
+    add_command,
+    float_above,
+    int_at_least,
+    path_arg,
+)
+
+
+# ------------------------------------------------------------------------------ inspect
+def add_inspect(subparsers: Subparsers) -> None:
+    p = add_command(subparsers, "inspect", "show what a recording file holds", run_inspect)
+    p.add_argument("file", type=Path, help="a native recording (.h5)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from hybridpose.summary import format_summary, recording_summary
+
+    summary = recording_summary(args.file)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+# ------------------------------------------------------------------------------ convert-dhp19
+def add_convert_dhp19(subparsers: Subparsers) -> None:
+    p = add_command(
+        subparsers,
+        "convert-dhp19",
+        "convert a raw DHP19 download to native recordings",
+        run_convert_dhp19,
+    )
+    p.add_argument(
+        "--root",
+        type=path_arg,
+        required=True,
+        help="DHP19 root with DVS_movies/, Vicon_data/, P_matrices/",
+    )
+    p.add_argument(
+        "--out", type=path_arg, required=True, help="output directory for the .h5 recordings"
+    )
+    p.add_argument(
+        "--workers", type=int_at_least(1), default=1, help="parallel processes (default 1)"
+    )
+    p.add_argument(
+        "--hot-pixel-filter", action="store_true", help="drop pixels with 10^4 or more events"
+    )
+    p.add_argument(
+        "--background-filter", action="store_true", help="background-activity filter (70 ms)"
+    )
+    p.add_argument(
+        "--max-stray-fraction",
+        type=_fraction,
+        default=0.01,
+        metavar="F",
+        help="reject a recording with more than this fraction of stray events (default 0.01)",
+    )
+    p.add_argument(
+        "--max-repairable-jump-us",
+        type=int_at_least(0),
+        default=1000,
+        metavar="N",
+        help="repair backward timestamp jumps up to N us, reject larger ones (default 1000)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_convert_dhp19(args: argparse.Namespace) -> int:
+    from hybridpose.io.dhp19 import convert_dhp19
+
+    summary = convert_dhp19(
+        args.root,
+        args.out,
+        workers=args.workers,
+        hot_pixel_filter=args.hot_pixel_filter,
+        background_filter=args.background_filter,
+        max_stray_fraction=args.max_stray_fraction,
+        max_repairable_jump_us=args.max_repairable_jump_us,
+        progress=not args.quiet,
+    )
+    print(summary.format())
+    # rejected recordings are listed above; a script sees them through the exit status
+    return EXIT_SOME_FAILED if summary.rejected else 0
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text}")
+    return value
+
+
+# ------------------------------------------------------------------------------ video-to-events
+def add_video_to_events(subparsers: Subparsers) -> None:
+    p = add_command(
+        subparsers,
+        "video-to-events",
+        "simulate an event camera watching a video (file, image folder or .npy)",
+        run_video_to_events,
+    )
+    p.add_argument(
+        "video", type=path_arg, help="a video file, a folder of PNG/JPEG images or a .npy"
+    )
+    p.add_argument("--out", type=path_arg, required=True, help="the recording to write (.h5)")
+    p.add_argument(
+        "--fps",
+        type=float_above(0.0),
+        metavar="F",
+        help="frame rate: overrides the video's timestamps; required for folders and .npy",
+    )
+    p.add_argument(
+        "--seed", type=int_at_least(0), default=0, metavar="N", help="random seed (default 0)"
+    )
+    p.add_argument(
+        "--threshold",
+        type=float_above(0.0),
+        metavar="C",
+        help="contrast threshold, ON and OFF, in log intensity (default 0.25)",
+    )
+    p.add_argument(
+        "--noise-rate",
+        type=float_above(0.0, inclusive=True),
+        metavar="HZ",
+        help="background-activity events per pixel per second (default 0.1)",
+    )
+    p.add_argument(
+        "--refractory-us",
+        type=float_above(0.0, inclusive=True),
+        metavar="US",
+        help="refractory period of a pixel in microseconds (default 500)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_video_to_events(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from hybridpose.synth.esim import EsimConfig
+    from hybridpose.synth.video import video_to_events
+
+    config = EsimConfig()  # the documented defaults, then what was given
+    if args.threshold is not None:
+        config = replace(
+            config,
+            threshold_pos=args.threshold,
+            threshold_neg=args.threshold,
+            threshold_min=min(config.threshold_min, args.threshold),
+        )
+    if args.noise_rate is not None:
+        config = replace(config, noise_rate_hz=args.noise_rate)
+    if args.refractory_us is not None:
+        config = replace(config, refractory_us=args.refractory_us)
+    summary = video_to_events(
+        args.video,
+        args.out,
+        fps=args.fps,
+        config=config,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    print(summary.format())
+    return 0
+
+
+# ------------------------------------------------------------------------------ plot-events
+def add_plot_events(subparsers: Subparsers) -> None:
+    p = add_command(
+        subparsers,
+        "plot-events",
+        "save a PNG of each camera's recent events with the labelled skeleton",
+        run_plot_events,
+    )
+    p.add_argument("file", type=Path, help="a native recording (.h5)")
+    p.add_argument("--out", type=path_arg, required=True, help="the PNG to write")
+    p.add_argument(
+        "--time", type=float_above(0.0, inclusive=True), default=1.0, metavar="S",
+        help="the instant to show, in seconds (default 1.0)",
+    )  # fmt: skip
+    p.add_argument(
+        "--window-ms", type=float_above(0.0), default=30.0, metavar="MS",
+        help="show the events of the last MS milliseconds (default 30)",
+    )  # fmt: skip
+    p.add_argument(
+        "--cameras", type=int_at_least(0), nargs="+", metavar="N",
+        help="cameras to show (default all)",
+    )  # fmt: skip
+
+
+def run_plot_events(args: argparse.Namespace) -> int:
+    from hybridpose.viz import plot_recording_frame
+
+    out = plot_recording_frame(
+        args.file, args.out, args.time, window_ms=args.window_ms, cameras=args.cameras
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ simulate
+def add_simulate(subparsers: Subparsers) -> None:
+    p = add_command(
+        subparsers, "simulate", "generate the synthetic DHP19-like dataset", run_simulate
+    )
+    p.add_argument(
+        "--out", type=path_arg, required=True, help="output directory for the recordings"
+    )
+    p.add_argument(
+        "--preset",
+        choices=("tiny", "default"),
+        default="default",
+        help="tiny: 2 subjects x 2 movements at 87x65, seconds; default: 17 x 33 at 346x260",
+    )
+    p.add_argument(
+        "--subjects",
+        type=_number_list(1, 999),
+        metavar="LIST",
+        help="subjects, e.g. 1-12 or 13,15 (default: the preset's; 1-12 train, 13-17 test)",
+    )
+    p.add_argument(
+        "--movements",
+        type=_number_list(1, 33),
+        metavar="LIST",
+        help="DHP19 movement numbers 1-33 in session order, e.g. 1-8 (default: the preset's)",
+    )
+    p.add_argument(
+        "--seed", type=int_at_least(0), default=0, metavar="N", help="dataset seed (default 0)"
+    )
+    p.add_argument(
+        "--workers", type=int_at_least(1), default=1, help="parallel processes (default 1)"
+    )
+    p.add_argument(
+        "--shard",
+        type=_shard,
+        default=(1, 1),
+        metavar="K/N",
+        help="make only the K-th of N equal shares (for several machines; default 1/1)",
+    )
+    p.add_argument(
+        "--resolution",
+        type=_resolution,
+        metavar="WxH",
+        help="sensor size, same field of view (default: the preset's; e.g. 87x65)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from hybridpose.synth.generate import PRESETS, simulate_dataset
+
+    config = PRESETS[args.preset]
+    changes: dict[str, object] = {"seed": args.seed}
+    if args.subjects is not None:
+        changes["subjects"] = tuple(args.subjects)
+    if args.movements is not None:
+        changes["movements"] = tuple(args.movements)
+    if args.resolution is not None:
+        changes["sensor_size"] = args.resolution
+    config = replace(config, **changes)  # type: ignore[arg-type]
+    summary = simulate_dataset(
+        args.out, config, workers=args.workers, shard=args.shard, progress=not args.quiet
+    )
+    print(summary.describe())
+    return EXIT_SOME_FAILED if summary.failed else 0
+
+
+def _number_list(low: int, high: int) -> Callable[[str], list[int]]:
+    """An argparse type: numbers and ranges like ``1-12,15`` within ``[low, high]``."""
+
+    def parse(text: str) -> list[int]:
+        numbers: list[int] = []
+        try:
+            for part in text.split(","):
+                first, _, last = part.strip().partition("-")
+                a, b = int(first), int(last or first)
+                numbers.extend(range(a, b + 1))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected numbers and ranges like 1-12,15, got {text!r}"
+            ) from None
+        bad = [n for n in numbers if not low <= n <= high]
+        if not numbers or bad:
+            raise argparse.ArgumentTypeError(f"numbers must lie in {low}-{high}, got {text!r}")
+        return sorted(set(numbers))
+
+    return parse
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT, e.g. 87x65, got {text!r}"
+        ) from None
+    if not (8 <= width <= 4096 and 8 <= height <= 4096):
+        raise argparse.ArgumentTypeError(f"both sides must lie in 8-4096, got {text}")
+    return width, height
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from hybridpose.synth.generate import SimulationError, parse_shard
+
+    try:
+        return parse_shard(text)
+    except SimulationError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
