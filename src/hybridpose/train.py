@@ -1,4 +1,4 @@
-"""The three training stages (PAPER.md "Training"; settings in :mod:`hybridpose.recipes`).
+"""The paper's three training stages (settings in :mod:`hybridpose.recipes`).
 
 * ``ann``: the U-Net's heatmaps against Gaussian targets at the frame's end (its state heads
   are not trained here).
@@ -54,6 +54,7 @@ from hybridpose.checkpoint import (
     save_checkpoint,
 )
 from hybridpose.data import (
+    Item,
     WindowConfig,
     WindowDataset,
     WindowIndex,
@@ -566,6 +567,63 @@ def _check_resumable(spec: TrainSpec, data: dict[str, Any]) -> None:
         raise TrainingError(f"{path}: a weights-only checkpoint cannot be resumed")
 
 
+@dataclass
+class _RunState:
+    """Where the run is and what it has summed so far: what a checkpoint records."""
+
+    epoch: int = 0
+    batch: int = 0  # batches of ``epoch`` done
+    step: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)  # shifted back by earlier runs
+    resumed_sums: dict[str, dict[str, Any]] | None = None  # a stopped run's, until used
+    running: _Running = field(default_factory=_Running)
+    epoch_sum: _Running = field(default_factory=_Running)
+
+    @classmethod
+    def restore(cls, existing: dict[str, Any] | None) -> _RunState:
+        """A fresh run's state, or the one ``existing`` (a checkpoint) records."""
+        if existing is None:
+            return cls()
+        batch = int(existing["batch"])
+        return cls(
+            epoch=int(existing["epoch"]),
+            batch=batch,
+            step=int(existing["step"]),
+            metrics=dict(existing["metrics"]),
+            started=time.perf_counter() - float(existing.get("elapsed_s", 0.0)),
+            resumed_sums=existing.get("sums") if batch > 0 else None,
+        )
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def start_epoch(self) -> None:
+        """Reset the sums, but continue those of a run stopped mid-epoch."""
+        if self.resumed_sums is not None:
+            self.running = _Running(**self.resumed_sums["running"])
+            self.epoch_sum = _Running(**self.resumed_sums["epoch"])
+            self.resumed_sums = None
+        else:
+            self.running, self.epoch_sum = _Running(), _Running()
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What stays fixed during a run."""
+
+    spec: TrainSpec
+    world: _World
+    device: torch.device
+    model: nn.Module
+    module: nn.Module  # the stage module, wrapped for DDP when distributed
+    params: list[nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    windows: list[WindowIndex]
+    log: _Log | None  # rank 0 only
+    progress: bool
+
+
 def train(
     spec: TrainSpec, *, resume: bool = False, progress: bool = True, tensorboard: bool = True
 ) -> Path:
@@ -579,6 +637,34 @@ def train(
     world = _init_distributed(spec.device)
     device = _device(spec.device, world)
     path = spec.checkpoint_path
+    existing = _existing_checkpoint(spec, world, resume)
+    if existing is not None and int(existing["epoch"]) >= spec.optim.epochs:
+        return path  # already trained this far
+    model, params, optimizer, windows = _prepare(spec, existing, device)
+    module = _distributed(_stage_module(model), world, device)
+    log = (
+        _Log(spec.log_path, int(existing["step"]) if existing is not None else None, tensorboard)
+        if world.main
+        else None
+    )
+    ctx = _Context(spec, world, device, model, module, params, optimizer, windows, log, progress)
+    run = _RunState.restore(existing)
+    stop = _StopFlag()
+    try:
+        with stop.installed():
+            while run.epoch < spec.optim.epochs:
+                _run_epoch(ctx, run, stop)
+    finally:
+        if log is not None:
+            log.close()
+    if world.size > 1:
+        dist.barrier()  # no process returns before rank 0's checkpoint is written
+    return path
+
+
+def _existing_checkpoint(spec: TrainSpec, world: _World, resume: bool) -> dict[str, Any] | None:
+    """The checkpoint to continue (None for a fresh run), once it is known to fit ``spec``."""
+    path = spec.checkpoint_path
     existing = load_checkpoint(path) if path.exists() else None
     if existing is not None and not resume:
         raise TrainingError(f"{path} exists: pass --resume to continue it, or remove it")
@@ -586,130 +672,143 @@ def train(
         raise TrainingError(
             f"batch size {spec.optim.batch_size} is not divisible by {world.size} processes"
         )
-
     if existing is not None:
         _check_resumable(spec, existing)
-        if int(existing["epoch"]) >= spec.optim.epochs:
-            return path  # already trained this far
+    return existing
+
+
+def _prepare(
+    spec: TrainSpec, existing: dict[str, Any] | None, device: torch.device
+) -> tuple[nn.Module, list[nn.Parameter], torch.optim.Optimizer, list[WindowIndex]]:
+    """The model (from the seed, then the checkpoint's weights), its trainable parameters,
+    their optimiser and the training windows."""
     model = _initial_model(spec)
     windows = training_windows(spec)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=spec.optim.lr)
-    epoch, batch, step = 0, 0, 0
     if existing is not None:
         model.load_state_dict(existing["model"])
         optimizer.load_state_dict(existing["optimizer"])
-        epoch, batch, step = int(existing["epoch"]), int(existing["batch"]), int(existing["step"])
     model.to(device)
     _set_modes(model)
-    module = _stage_module(model)
-    if world.size > 1:
-        if device.type == "cuda":  # BatchNorm statistics over the global batch
-            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)  # type: ignore[no-untyped-call]
-        module = DistributedDataParallel(
-            module, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    return model, params, optimizer, windows
 
-    log = (
-        _Log(spec.log_path, step if existing is not None else None, tensorboard)
-        if world.main
-        else None
+
+def _distributed(module: nn.Module, world: _World, device: torch.device) -> nn.Module:
+    """``module`` wrapped in DDP when several processes train it."""
+    if world.size <= 1:
+        return module
+    if device.type == "cuda":  # BatchNorm statistics over the global batch
+        module = nn.SyncBatchNorm.convert_sync_batchnorm(module)  # type: ignore[no-untyped-call]
+    return DistributedDataParallel(
+        module, device_ids=[device.index] if device.type == "cuda" else None
     )
-    started = time.perf_counter() - (float(existing.get("elapsed_s", 0.0)) if existing else 0.0)
-    metrics: dict[str, float] = dict(existing["metrics"]) if existing is not None else {}
-    resumed_sums = existing.get("sums") if existing is not None and batch > 0 else None
-    local = spec.optim.batch_size // world.size
-    stop = _StopFlag()
-    try:
-        with stop.installed():
-            while epoch < spec.optim.epochs:
-                order = epoch_windows(windows, spec.seed, epoch, spec.optim.samples_per_epoch)
-                n_batches = len(order) // spec.optim.batch_size
-                if n_batches == 0:
-                    raise TrainingError(
-                        f"{len(order)} training windows make no batch of {spec.optim.batch_size}"
-                    )
-                batches = [
-                    list(range(i * spec.optim.batch_size + world.rank * local,
-                               i * spec.optim.batch_size + (world.rank + 1) * local))
-                    for i in range(batch, n_batches)
-                ]  # fmt: skip
-                dataset = _dataset(spec, order)
-                loader = DataLoader(
-                    dataset,
-                    batch_sampler=batches,
-                    num_workers=spec.workers,
-                    collate_fn=collate_windows,
-                    multiprocessing_context="spawn" if spec.workers else None,
-                )
-                bar = tqdm(
-                    total=n_batches,
-                    initial=batch,
-                    desc=f"{spec.name} epoch {epoch + 1}/{spec.optim.epochs}",
-                    unit="batch",
-                    disable=not (progress and world.main),
-                    dynamic_ncols=True,
-                )
-                if resumed_sums is not None:  # continue the sums of the stopped run
-                    running = _Running(**resumed_sums["running"])
-                    epoch_sum = _Running(**resumed_sums["epoch"])
-                    resumed_sums = None
-                else:
-                    running, epoch_sum = _Running(), _Running()
-                for items in loader:
-                    losses = _train_step(spec, module, optimizer, params, items, device)
-                    batch += 1
-                    step += 1
-                    running.add(losses)
-                    epoch_sum.add(losses)
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{losses[0]:.3g}", px=f"{running.row()['mpjpe_px']:.2f}")
-                    if log is not None and (step % LOG_EVERY == 0 or batch == n_batches):
-                        log.add(
-                            {
-                                "epoch": epoch,
-                                "step": step,
-                                "samples": step * spec.optim.batch_size,
-                                **running.row(),
-                                "lr": spec.optim.lr,
-                                "elapsed_s": time.perf_counter() - started,
-                            }
-                        )
-                        running = _Running()
-                    if _any_rank(stop.requested, world, device) and batch < n_batches:
-                        if world.main:
-                            save_checkpoint(
-                                path,
-                                _payload(
-                                    spec, model, optimizer, epoch, batch, step, False, metrics,
-                                    len(windows),
-                                    {"running": asdict(running), "epoch": asdict(epoch_sum)},
-                                    time.perf_counter() - started,
-                                ),
-                            )  # fmt: skip
-                        bar.close()
-                        raise TrainingInterrupted(path)
-                bar.close()
-                dataset.close()
-                metrics = {f"train_{k}": v for k, v in epoch_sum.row().items()}
-                epoch, batch = epoch + 1, 0
-                if world.main:
-                    save_checkpoint(
-                        path,
-                        _payload(
-                            spec, model, optimizer, epoch, batch, step,
-                            epoch >= spec.optim.epochs, metrics, len(windows),
-                            None, time.perf_counter() - started,
-                        ),
-                    )  # fmt: skip
-                if _any_rank(stop.requested, world, device) and epoch < spec.optim.epochs:
-                    raise TrainingInterrupted(path)
-    finally:
-        if log is not None:
-            log.close()
-    if world.size > 1:
-        dist.barrier()  # no process returns before rank 0's checkpoint is written
-    return path
+
+
+def _run_epoch(ctx: _Context, run: _RunState, stop: _StopFlag) -> None:
+    """Train the rest of ``run.epoch`` and save the checkpoint.
+
+    Raises:
+        TrainingInterrupted: ``stop`` was requested (on any rank), after saving.
+    """
+    spec = ctx.spec
+    order = epoch_windows(ctx.windows, spec.seed, run.epoch, spec.optim.samples_per_epoch)
+    n_batches = len(order) // spec.optim.batch_size
+    if n_batches == 0:
+        raise TrainingError(
+            f"{len(order)} training windows make no batch of {spec.optim.batch_size}"
+        )
+    dataset = _dataset(spec, order)
+    loader = _epoch_loader(spec, dataset, ctx.world, run.batch, n_batches)
+    bar = tqdm(
+        total=n_batches,
+        initial=run.batch,
+        desc=f"{spec.name} epoch {run.epoch + 1}/{spec.optim.epochs}",
+        unit="batch",
+        disable=not (ctx.progress and ctx.world.main),
+        dynamic_ncols=True,
+    )
+    run.start_epoch()
+    if _run_batches(ctx, run, stop, loader, bar, n_batches):
+        _save_progress(ctx, run, mid_epoch=True)
+        bar.close()
+        raise TrainingInterrupted(spec.checkpoint_path)
+    bar.close()
+    dataset.close()
+    run.metrics = {f"train_{k}": v for k, v in run.epoch_sum.row().items()}
+    run.epoch, run.batch = run.epoch + 1, 0
+    _save_progress(ctx, run, mid_epoch=False)
+    if _any_rank(stop.requested, ctx.world, ctx.device) and run.epoch < spec.optim.epochs:
+        raise TrainingInterrupted(spec.checkpoint_path)
+
+
+def _epoch_loader(
+    spec: TrainSpec, dataset: WindowDataset, world: _World, first: int, n_batches: int
+) -> DataLoader[Item]:
+    """The loader of this process's share of the epoch's batches ``first..n_batches-1``."""
+    size = spec.optim.batch_size
+    local = size // world.size
+    batches = [
+        list(range(i * size + world.rank * local, i * size + (world.rank + 1) * local))
+        for i in range(first, n_batches)
+    ]
+    return DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=spec.workers,
+        collate_fn=collate_windows,
+        multiprocessing_context="spawn" if spec.workers else None,
+    )
+
+
+def _run_batches(
+    ctx: _Context,
+    run: _RunState,
+    stop: _StopFlag,
+    loader: DataLoader[Item],
+    bar: tqdm[Any],
+    n_batches: int,
+) -> bool:
+    """Train on the loader's batches; True when stopped before the epoch's last one."""
+    spec = ctx.spec
+    for items in loader:
+        losses = _train_step(spec, ctx.module, ctx.optimizer, ctx.params, items, ctx.device)
+        run.batch += 1
+        run.step += 1
+        run.running.add(losses)
+        run.epoch_sum.add(losses)
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[0]:.3g}", px=f"{run.running.row()['mpjpe_px']:.2f}")
+        if ctx.log is not None and (run.step % LOG_EVERY == 0 or run.batch == n_batches):
+            ctx.log.add(
+                {
+                    "epoch": run.epoch,
+                    "step": run.step,
+                    "samples": run.step * spec.optim.batch_size,
+                    **run.running.row(),
+                    "lr": spec.optim.lr,
+                    "elapsed_s": run.elapsed(),
+                }
+            )
+            run.running = _Running()
+        if _any_rank(stop.requested, ctx.world, ctx.device) and run.batch < n_batches:
+            return True
+    return False
+
+
+def _save_progress(ctx: _Context, run: _RunState, *, mid_epoch: bool) -> None:
+    """Write the checkpoint (rank 0 only); a mid-epoch one keeps the running sums."""
+    if not ctx.world.main:
+        return
+    sums = {"running": asdict(run.running), "epoch": asdict(run.epoch_sum)} if mid_epoch else None
+    complete = not mid_epoch and run.epoch >= ctx.spec.optim.epochs
+    save_checkpoint(
+        ctx.spec.checkpoint_path,
+        _payload(
+            ctx.spec, ctx.model, ctx.optimizer, run.epoch, run.batch, run.step, complete,
+            run.metrics, len(ctx.windows), sums, run.elapsed(),
+        ),
+    )  # fmt: skip
 
 
 def _train_step(
