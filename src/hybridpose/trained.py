@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from copy import deepcopy
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hybridpose.checkpoint import Model, load_model
 from hybridpose.data import WindowConfig
@@ -24,6 +24,8 @@ from hybridpose.nn.presets import ModelConfig
 from hybridpose.nn.snn import SNN
 from hybridpose.recipes import window_from_dict
 from hybridpose.variants import MAIN, REFERENCE, SNN_ALONE, VARIANTS, Variant, variant
+
+M = TypeVar("M", ANN, SNN, HybridPose)
 
 
 class EvaluationError(HybridPoseError, ValueError):
@@ -68,25 +70,22 @@ class TrainedModels:
     @property
     def ann(self) -> ANN:
         """The ANN of the reference variant (the ANN at every step)."""
-        net = self.networks[REFERENCE]
-        if not isinstance(net, ANN):
-            raise TypeError(f"{REFERENCE} runs a {type(net).__name__}, not an ANN")
-        return net
+        return self._network(REFERENCE, ANN)
 
     @property
     def snn(self) -> SNN:
         """The SNN trained alone."""
-        net = self.networks[SNN_ALONE]
-        if not isinstance(net, SNN):
-            raise TypeError(f"{SNN_ALONE} runs a {type(net).__name__}, not an SNN")
-        return net
+        return self._network(SNN_ALONE, SNN)
 
     @property
     def hybrid(self) -> HybridPose:
         """The main hybrid."""
-        net = self.networks[MAIN]
-        if not isinstance(net, HybridPose):
-            raise TypeError(f"{MAIN} runs a {type(net).__name__}, not a HybridPose")
+        return self._network(MAIN, HybridPose)
+
+    def _network(self, name: str, kind: type[M]) -> M:
+        net = self.networks[name]
+        if not isinstance(net, kind):
+            raise TypeError(f"{name} runs a {type(net).__name__}, not a {kind.__name__}")
         return net
 
     def hybrids(self) -> dict[str, HybridPose]:
