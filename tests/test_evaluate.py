@@ -596,6 +596,10 @@ def test_evaluate_errors(setup: Setup, tmp_path: Path) -> None:
     shutil.copy(setup.data / "s01.h5", train_only / "s01.h5")
     with pytest.raises(EvaluationError, match="no recordings of the test subjects"):
         evaluate(EvalSpec(setup.checkpoints, train_only, out), progress=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EvaluationError, match=r"empty: no recording files \(\*\.h5\)"):
+        evaluate(EvalSpec(setup.checkpoints, empty, out), progress=False)
     assert not out.exists()
 
 

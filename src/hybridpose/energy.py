@@ -66,7 +66,7 @@ from hybridpose.nn.ann import ANN
 from hybridpose.nn.hybrid import HybridPose
 from hybridpose.nn.presets import ModelConfig
 from hybridpose.nn.snn import SNN, SNNState, SpikingConv
-from hybridpose.variants import Schedule
+from hybridpose.variants import SCHEDULES, Behaviour, Schedule
 
 Kind = Literal["dense", "synaptic"]
 """How a layer is counted: dense MACs, or synaptic operations (accumulates)."""
@@ -654,11 +654,18 @@ def scenario_power(
     ``snn`` is the SNN as run in the hybrid (started from the ANN's states); ``snn_alone`` the
     SNN run from an empty state (its activity differs); it defaults to ``snn``.
     """
+
+    def power(behaviour: Behaviour, **counts: OpCounts | None) -> float:
+        return schedule_power(
+            model, SCHEDULES[behaviour], high_rate_hz=high_rate_hz, low_rate_hz=low_rate_hz,
+            **counts,
+        )  # fmt: skip
+
     return ScenarioPower(
-        ann_high_rate_w=power_ann(model, ann, high_rate_hz),
-        ann_low_rate_held_w=power_ann(model, ann, low_rate_hz),
-        snn_w=power_snn(model, snn if snn_alone is None else snn_alone, high_rate_hz),
-        hybrid_w=power_hybrid(model, ann, state_heads, snn, low_rate_hz, high_rate_hz),
+        ann_high_rate_w=power("ann_every_step", ann=ann),
+        ann_low_rate_held_w=power("ann_held", ann=ann),
+        snn_w=power("snn_carried", snn=snn if snn_alone is None else snn_alone),
+        hybrid_w=power("hybrid", ann=ann, state_heads=state_heads, snn=snn),
         high_rate_hz=high_rate_hz,
         low_rate_hz=low_rate_hz,
     )
