@@ -404,7 +404,7 @@ RAISE_FOR_RECORDING = "HYBRIDPOSE_TEST_RAISE_FOR_RECORDING"
 
 
 def worker_task_that_dies(task: Any) -> str | None:
-    """Replaces ``hybridpose.io.dhp19._run_task`` in spawned worker processes (picklable).
+    """Replaces ``hybridpose.io.dhp19.batch._run_task`` in spawned worker processes (picklable).
 
     For the recording named by :data:`DIE_FOR_RECORDING` (read in the child, which inherits the
     environment) it opens a real recording writer on the output, which creates its hidden
@@ -413,7 +413,7 @@ def worker_task_that_dies(task: Any) -> str | None:
     recording is converted by the real task.
     """
     # in the child: the real modules, not the test's patched ones
-    from hybridpose.io import dhp19
+    from hybridpose.io.dhp19 import batch
     from hybridpose.io.recording import CameraCalibration, RecordingMeta, RecordingWriter
 
     name: str = task.recording.name
@@ -424,7 +424,7 @@ def worker_task_that_dies(task: Any) -> str | None:
         os.kill(os.getpid(), signal.SIGKILL)
     if name == os.environ.get(RAISE_FOR_RECORDING):
         raise ZeroDivisionError(f"a bug while converting {name}")
-    reason: str | None = dhp19._run_task(task)
+    reason: str | None = batch._run_task(task)
     return reason
 
 

@@ -61,6 +61,8 @@ from hybridpose.io.dhp19 import (
     repair_timestamp_order,
     unwrap_timestamps,
 )
+from hybridpose.io.dhp19 import batch as dhp19_batch
+from hybridpose.io.dhp19 import common as dhp19_common
 from hybridpose.io.mat5 import MatFileError
 from hybridpose.io.recording import CameraCalibration, Recording, RecordingMeta, RecordingWriter
 
@@ -1444,14 +1446,14 @@ def test_converter_version_is_part_of_the_settings(
     with Recording(out / names[0]) as r:
         assert r.meta.extra["converter_version"] == 2 == dhp19.CONVERTER_VERSION
     # a later converter version does not take these files for its own
-    monkeypatch.setattr(dhp19, "CONVERTER_VERSION", 3)
+    monkeypatch.setattr(dhp19_common, "CONVERTER_VERSION", 3)
     summary = convert_dhp19(fake.root, out, progress=False)
     assert summary.skipped == [] and summary.converted == []
     assert summary.rejected[0][1] == (
         f"{out / names[0]} exists with different settings (stored: converter version 2; "
         "requested: converter version 3); delete it or use another --out"
     )
-    monkeypatch.setattr(dhp19, "CONVERTER_VERSION", 2)
+    monkeypatch.setattr(dhp19_common, "CONVERTER_VERSION", 2)
     # same settings as asked for, but written by version 1, or with no version at all
     settings: dict[str, object] = {
         "hot_pixel_filter": None,
@@ -1619,7 +1621,7 @@ def test_a_killed_worker_rejects_only_its_recording(
     root = tmp_path / "root"
     make_fake_dhp19(root, movements=(1, 2, 3, 4), events_per_camera=50)
     monkeypatch.setenv(DIE_FOR_RECORDING, "S1_session1_mov3")
-    monkeypatch.setattr(dhp19, "_run_task", worker_task_that_dies)  # pickled by reference
+    monkeypatch.setattr(dhp19_batch, "_run_task", worker_task_that_dies)  # pickled by reference
     out = tmp_path / "out"
     summary = convert_dhp19(root, out, workers=2, progress=False)
     names = [f"S1_session1_mov{k}.h5" for k in (1, 2, 4)]
@@ -1637,6 +1639,6 @@ def test_a_bug_in_a_worker_is_not_a_rejection(
     root = tmp_path / "root"
     make_fake_dhp19(root, movements=(1, 2), events_per_camera=50)
     monkeypatch.setenv(RAISE_FOR_RECORDING, "S1_session1_mov2")
-    monkeypatch.setattr(dhp19, "_run_task", worker_task_that_dies)
+    monkeypatch.setattr(dhp19_batch, "_run_task", worker_task_that_dies)
     with pytest.raises(ZeroDivisionError, match="a bug while converting S1_session1_mov2"):
         convert_dhp19(root, tmp_path / "out", workers=2, progress=False)

@@ -226,6 +226,17 @@ def _up(x: Tensor) -> Tensor:
 class SNN(nn.Module):
     """The spiking pose network; see the module docstring for its layers and state."""
 
+    # the spiking layers, built from SNNConfig.layer_specs() (declared here for type checkers)
+    enc: SpikingConv
+    down1: SpikingConv
+    down2: SpikingConv
+    down3: SpikingConv
+    res1: SpikingConv
+    res2: SpikingConv
+    up1: SpikingConv
+    up2: SpikingConv
+    up3: SpikingConv
+
     def __init__(self, config: SNNConfig = SNNConfig()) -> None:
         super().__init__()
         self.config = config

@@ -287,12 +287,7 @@ def _crossings(
     if l1 >= ref + c_pos:
         while l1 >= ref + c_pos:
             ref += c_pos
-            frac = (ref - l0) / dl
-            if not frac >= 0.0:  # NaN too (only for a state that breaks the invariant)
-                frac = 0.0
-            elif frac > 1.0:
-                frac = 1.0
-            t = t0 + frac * dt
+            t = _crossing_time(ref, l0, dl, t0, dt)
             if not t - last_event < refractory:
                 if cursor >= 0:
                     out_t[cursor + n] = np.int64(math.floor(t))
@@ -302,12 +297,7 @@ def _crossings(
     elif l1 <= ref - c_neg:
         while l1 <= ref - c_neg:
             ref -= c_neg
-            frac = (ref - l0) / dl
-            if not frac >= 0.0:
-                frac = 0.0
-            elif frac > 1.0:
-                frac = 1.0
-            t = t0 + frac * dt
+            t = _crossing_time(ref, l0, dl, t0, dt)
             if not t - last_event < refractory:
                 if cursor >= 0:
                     out_t[cursor + n] = np.int64(math.floor(t))
@@ -315,6 +305,21 @@ def _crossings(
                 n += 1
                 last_event = t
     return ref, last_event, n
+
+
+@jit
+def _crossing_time(level: float, l0: float, dl: float, t0: float, dt: float) -> float:
+    """The time at which one pixel's log intensity meets ``level`` within one interval.
+
+    The log intensity is linear from ``l0`` at ``t0`` to ``l0 + dl`` at ``t0 + dt``; the time is
+    clipped to the interval.
+    """
+    frac = (level - l0) / dl
+    if not frac >= 0.0:  # NaN too (only for a state that breaks the invariant)
+        frac = 0.0
+    elif frac > 1.0:
+        frac = 1.0
+    return t0 + frac * dt
 
 
 @jit

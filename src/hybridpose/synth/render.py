@@ -369,13 +369,18 @@ def _render_kernel(
     y0: int,
     out: npt.NDArray[np.float32],
 ) -> None:
+    """Render ``out`` (K, h, w), the box at ``(x0, y0)``, for each of the K poses of the capsules.
+
+    Per frame, every pixel of each capsule's box that the capsule covers gets a layer (depth,
+    coverage, shade; :func:`_coverage`, :func:`_shade`) in its depth-sorted list, and the
+    layers are then composited over the background (:func:`_composite_frame`).
+    """
     n_frames, h, w = out.shape
     n_caps = radius.shape[0]
     depth = np.empty((h, w, MAX_LAYERS))
     alpha = np.empty((h, w, MAX_LAYERS))
     shade = np.empty((h, w, MAX_LAYERS))
     count = np.zeros((h, w), dtype=np.int64)
-    two_pi = 2.0 * np.pi
     for k in range(n_frames):
         count[:, :] = 0
         for c in range(n_caps):
@@ -410,28 +415,17 @@ def _render_kernel(
                     reach = r + 0.5 * s * pixel_angle
                     if dist2 >= reach * reach:
                         continue
-                    dist = np.sqrt(dist2)
-                    s, nx, ny, nz, y = _surface(
-                        dx, dy, dz, mx, my, mz, bax, bay, baz, length2, r, s, u, dist
+                    cover, s, nx, ny, nz, y = _coverage(
+                        dx, dy, dz, mx, my, mz, bax, bay, baz, length2, r, s, u, dist2, pixel_angle
                     )
-                    if s <= 0.0:
-                        continue
-                    cover = 0.5 + (r - dist) / (s * pixel_angle)
                     if cover <= 0.0:
                         continue
-                    cover = min(cover, 1.0)
-                    lambert = nx * light[0] + ny * light[1] + nz * light[2]
-                    lambert = max(lambert, 0.0)
-                    tint = nx * forward[k, 0] + ny * forward[k, 1] + nz * forward[k, 2]
-                    # The pixel integrates over its footprint: a stripe period spanning few
-                    # pixels is attenuated like a Gaussian pixel response (sigma STRIPE_BLUR
-                    # px) would attenuate it, instead of aliasing into false events.
-                    cycles = s * pixel_angle / stripe_period[c]  # periods per pixel
-                    fade = np.exp(-2.0 * (np.pi * STRIPE_BLUR * cycles) ** 2)
-                    stripe = np.sin(two_pi * y / stripe_period[c] + stripe_phase[c])
-                    colour = albedo[c] * (1.0 + fade * stripe_amplitude[c] * stripe)
-                    colour *= 1.0 + tint_amplitude[c] * tint
-                    value = max(colour, 0.005) * (ambient + (1.0 - ambient) * lambert)
+                    value = _shade(
+                        nx, ny, nz, y, s, pixel_angle, light,
+                        forward[k, 0], forward[k, 1], forward[k, 2],
+                        albedo[c], stripe_amplitude[c], stripe_period[c], stripe_phase[c],
+                        tint_amplitude[c], ambient,
+                    )  # fmt: skip
                     # insert into the pixel's depth-sorted layer list (nearest first)
                     n = count[i, j]
                     if n == MAX_LAYERS:
@@ -448,21 +442,115 @@ def _render_kernel(
                     alpha[i, j, m] = cover
                     shade[i, j, m] = value
                     count[i, j] = n + 1
-        for i in range(h):
-            for j in range(w):
-                if count[i, j] == 0:
-                    out[k, i, j] = background[y0 + i, x0 + j]
-                else:
-                    out[k, i, j] = _composite(
-                        depth,
-                        alpha,
-                        shade,
-                        i,
-                        j,
-                        count[i, j],
-                        background[y0 + i, x0 + j],
-                        pixel_angle,
-                    )
+        _composite_frame(depth, alpha, shade, count, background, pixel_angle, x0, y0, out[k])
+
+
+@jit
+def _coverage(
+    dx: float,
+    dy: float,
+    dz: float,
+    mx: float,
+    my: float,
+    mz: float,
+    bax: float,
+    bay: float,
+    baz: float,
+    length2: float,
+    r: float,
+    s: float,
+    u: float,
+    dist2: float,
+    pixel_angle: float,
+) -> tuple[float, float, float, float, float, float]:
+    """How much of a pixel one capsule covers, and the surface seen there.
+
+    ``(dx, dy, dz)`` is the pixel's ray, ``(s, u, dist2)`` its closest approach to the
+    capsule's axis (:func:`_closest_approach`, with the capsule's constants). Returns
+    ``(cover, s, nx, ny, nz, y)``: the anti-aliased coverage in ``(0, 1]`` and the surface of
+    :func:`_surface`, or a coverage of 0 where the surface lies behind the camera or the
+    capsule does not reach the pixel.
+    """
+    dist = np.sqrt(dist2)
+    s, nx, ny, nz, y = _surface(dx, dy, dz, mx, my, mz, bax, bay, baz, length2, r, s, u, dist)
+    if s <= 0.0:
+        return 0.0, s, nx, ny, nz, y
+    cover = 0.5 + (r - dist) / (s * pixel_angle)
+    if cover <= 0.0:
+        return 0.0, s, nx, ny, nz, y
+    return min(cover, 1.0), s, nx, ny, nz, y
+
+
+@jit
+def _shade(
+    nx: float,
+    ny: float,
+    nz: float,
+    y: float,
+    s: float,
+    pixel_angle: float,
+    light: FloatArray,
+    fx: float,
+    fy: float,
+    fz: float,
+    albedo: float,
+    stripe_amplitude: float,
+    stripe_period: float,
+    stripe_phase: float,
+    tint_amplitude: float,
+    ambient: float,
+) -> float:
+    """Intensity of a capsule's surface point: striped, tinted clothing under Lambertian light.
+
+    ``(nx, ny, nz)`` is the unit normal, ``y`` the axial coordinate (mm from ``a``), ``s`` the
+    ray parameter (depth along the unit ray), ``(fx, fy, fz)`` the body's facing direction;
+    the others are the capsule's clothing and the light.
+    """
+    two_pi = 2.0 * np.pi
+    lambert = nx * light[0] + ny * light[1] + nz * light[2]
+    lambert = max(lambert, 0.0)
+    tint = nx * fx + ny * fy + nz * fz
+    # The pixel integrates over its footprint: a stripe period spanning few pixels is
+    # attenuated like a Gaussian pixel response (sigma STRIPE_BLUR px) would attenuate it,
+    # instead of aliasing into false events.
+    cycles = s * pixel_angle / stripe_period  # periods per pixel
+    fade = np.exp(-2.0 * (np.pi * STRIPE_BLUR * cycles) ** 2)
+    stripe = np.sin(two_pi * y / stripe_period + stripe_phase)
+    colour = albedo * (1.0 + fade * stripe_amplitude * stripe)
+    colour *= 1.0 + tint_amplitude * tint
+    value: float = max(colour, 0.005) * (ambient + (1.0 - ambient) * lambert)
+    return value
+
+
+@jit
+def _composite_frame(
+    depth: FloatArray,
+    alpha: FloatArray,
+    shade: FloatArray,
+    count: npt.NDArray[np.int64],
+    background: npt.NDArray[np.float32],
+    pixel_angle: float,
+    x0: int,
+    y0: int,
+    out: npt.NDArray[np.float32],
+) -> None:
+    """One frame ``out`` (h, w) from the layers: :func:`_composite`, or the background alone."""
+    h, w = out.shape
+    for i in range(h):
+        for j in range(w):
+            if count[i, j] == 0:
+                out[i, j] = background[y0 + i, x0 + j]
+            else:
+                out[i, j] = _composite(
+                    depth,
+                    alpha,
+                    shade,
+                    i,
+                    j,
+                    count[i, j],
+                    background[y0 + i, x0 + j],
+                    pixel_angle,
+                )
 
 
 @jit

@@ -16,7 +16,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +33,9 @@ from hybridpose.synth.esim import (
     esim_init,
     log_intensity,
 )
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 Float32Array = npt.NDArray[np.float32]
 Frame = tuple[float, Float32Array]
@@ -212,19 +215,7 @@ def _read_image_folder(folder: Path, fps: float) -> FrameSource:
         try:
             with Image.open(file) as image:
                 image.load()
-                if image.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
-                    array = np.asarray(image).astype(np.uint16)
-                elif image.mode == "I":
-                    array = np.asarray(image)
-                    if array.min() < 0 or array.max() > 65535:
-                        raise VideoError(f"{file}: 32-bit image values outside 0..65535")
-                    array = array.astype(np.uint16)
-                elif image.mode in ("F", "L", "RGB"):
-                    array = np.asarray(image)
-                elif image.mode in ("1", "LA", "La"):
-                    array = np.asarray(image.convert("L"))
-                else:
-                    array = np.asarray(image.convert("RGB"))
+                array = _image_array(image, file)
         except (UnidentifiedImageError, OSError, ValueError) as err:
             if isinstance(err, VideoError):
                 raise
@@ -245,6 +236,30 @@ def _read_image_folder(folder: Path, fps: float) -> FrameSource:
             yield i * 1e6 / fps, image
 
     return FrameSource(folder, (width, height), len(files), fps, frames)
+
+
+def _image_array(image: PIL.Image.Image, file: Path) -> npt.NDArray[Any]:
+    """The pixels of a loaded image as an array :func:`to_luminance` takes (by image mode).
+
+    16-bit and 32-bit integer images become uint16 (32-bit values must fit), float, 8-bit grey
+    and RGB images are taken as they are, 1-bit and grey-with-alpha images become 8-bit grey,
+    and every other mode (palette, RGBA, CMYK, ...) becomes RGB.
+
+    Raises:
+        VideoError: a 32-bit image with values outside 0..65535.
+    """
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(image).astype(np.uint16)
+    if image.mode == "I":
+        array = np.asarray(image)
+        if array.min() < 0 or array.max() > 65535:
+            raise VideoError(f"{file}: 32-bit image values outside 0..65535")
+        return array.astype(np.uint16)
+    if image.mode in ("F", "L", "RGB"):
+        return np.asarray(image)
+    if image.mode in ("1", "LA", "La"):
+        return np.asarray(image.convert("L"))
+    return np.asarray(image.convert("RGB"))
 
 
 def _read_npy(path: Path, fps: float) -> FrameSource:
@@ -282,17 +297,7 @@ def _read_video(path: Path, fps: float | None) -> FrameSource:
     except (av.FFmpegError, OSError, ValueError) as err:
         raise VideoError(f"{path}: not a readable video ({first_line(err)})") from None
     try:
-        if not container.streams.video:
-            raise VideoError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        width, height = int(stream.codec_context.width), int(stream.codec_context.height)
-        if width <= 0 or height <= 0:
-            raise VideoError(f"{path}: video stream has no frame size")
-        nominal = float(stream.average_rate) if stream.average_rate else None
-        count: int | None = int(stream.frames) or None
-        if count is None and nominal and container.duration:
-            count = round(container.duration / 1e6 * nominal)  # container.duration is in us
+        stream, (width, height), nominal, count = _video_stream(container, path)
     except BaseException:
         container.close()
         raise
@@ -306,16 +311,7 @@ def _read_video(path: Path, fps: float | None) -> FrameSource:
                 if fps is not None:
                     t_us = index * 1e6 / fps
                 else:
-                    frame_time: float | None = frame.time  # None in some containers
-                    if frame_time is None:
-                        if nominal is None:
-                            raise VideoError(
-                                f"{path}: frame {index} has no timestamp; give the frame rate "
-                                "(--fps)"
-                            )
-                        seconds = index / nominal
-                    else:
-                        seconds = float(frame_time)
+                    seconds = _frame_seconds(frame, index, nominal, path)
                     if first_time is None:
                         first_time = seconds
                     t_us = (seconds - first_time) * 1e6
@@ -323,12 +319,7 @@ def _read_video(path: Path, fps: float | None) -> FrameSource:
                 if t_us <= last_t:
                     src.skipped += 1
                     continue
-                image = frame.to_ndarray(format="rgb24")
-                if image.shape[:2] != (height, width):
-                    raise VideoError(
-                        f"{path}: frame {index - 1} is {image.shape[1]}x{image.shape[0]}, "
-                        f"the stream is {width}x{height}"
-                    )
+                image = _frame_image(frame, index - 1, (width, height), path)
                 last_t = t_us
                 yield t_us, to_luminance(image, f"{path} frame {index - 1}")
         except av.FFmpegError as err:
@@ -339,6 +330,63 @@ def _read_video(path: Path, fps: float | None) -> FrameSource:
             container.close()
 
     return FrameSource(path, (width, height), count, fps or nominal, frames, container.close)
+
+
+def _video_stream(
+    container: Any, path: Path
+) -> tuple[Any, tuple[int, int], float | None, int | None]:
+    """The first video stream of an open PyAV container, made ready for decoding.
+
+    Returns:
+        ``(stream, (width, height), nominal, count)``: the stream (decoding on threads), its
+        frame size, its nominal frame rate (None if unknown) and its frame count (from the
+        stream, else estimated from the container's duration; None if unknown).
+
+    Raises:
+        VideoError: no video stream, or one without a frame size.
+    """
+    if not container.streams.video:
+        raise VideoError(f"{path}: no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+    if width <= 0 or height <= 0:
+        raise VideoError(f"{path}: video stream has no frame size")
+    nominal = float(stream.average_rate) if stream.average_rate else None
+    count: int | None = int(stream.frames) or None
+    if count is None and nominal and container.duration:
+        count = round(container.duration / 1e6 * nominal)  # container.duration is in us
+    return stream, (width, height), nominal, count
+
+
+def _frame_seconds(frame: Any, index: int, nominal: float | None, path: Path) -> float:
+    """A decoded frame's container time in seconds; ``index / nominal`` where it has none.
+
+    Raises:
+        VideoError: the frame has no timestamp and the stream no nominal frame rate.
+    """
+    frame_time: float | None = frame.time  # None in some containers
+    if frame_time is None:
+        if nominal is None:
+            raise VideoError(f"{path}: frame {index} has no timestamp; give the frame rate (--fps)")
+        return index / nominal
+    return float(frame_time)
+
+
+def _frame_image(frame: Any, index: int, size: tuple[int, int], path: Path) -> npt.NDArray[Any]:
+    """Frame ``index`` as an RGB array, checked against the stream's ``size = (width, height)``.
+
+    Raises:
+        VideoError: the frame's size is not the stream's.
+    """
+    width, height = size
+    image: npt.NDArray[Any] = frame.to_ndarray(format="rgb24")
+    if image.shape[:2] != (height, width):
+        raise VideoError(
+            f"{path}: frame {index} is {image.shape[1]}x{image.shape[0]}, "
+            f"the stream is {width}x{height}"
+        )
+    return image
 
 
 # ------------------------------------------------------------------------------ conversion
