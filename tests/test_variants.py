@@ -6,7 +6,9 @@ count, the report and the streaming predictor."""
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from hybridpose.data import to_sensor_pixels
 from hybridpose.energy import EnergyModel, count_snn
 from hybridpose.evaluate import (
     EvalSpec,
+    EvaluationError,
     Segment,
     evaluate,
     load_models,
@@ -28,6 +31,7 @@ from hybridpose.evaluate import (
 )
 from hybridpose.heatmaps import decode_heatmaps
 from hybridpose.io.recording import Recording
+from hybridpose.nn.snn import SNN
 from hybridpose.recipes import STAGES
 from hybridpose.stream import StreamError, StreamingPredictor
 from hybridpose.variants import (
@@ -188,5 +192,62 @@ def test_new_variant_in_the_report(registered: Variant, run: tuple[Path, Path, P
 
 
 def test_stream_refuses_an_unknown_variant() -> None:
-    with pytest.raises(StreamError, match="unknown mode 'cnn'"):
+    with pytest.raises(StreamError, match="unknown mode 'cnn'; choose one of ann_high, "):
         StreamingPredictor("cnn", WINDOW, (24, 24))
+
+
+def _stream_poses(sp: StreamingPredictor, recording: Path) -> np.ndarray:
+    with Recording(recording) as rec:
+        events = rec.events(CAMS[0], 0, 10**12)
+    return np.stack([p.uv[0] for p in [*sp.push(events, 0), *sp.advance(DURATION_US)]])
+
+
+def test_stream_switches_follow_the_variant(run: tuple[Path, Path, Path]) -> None:
+    """The variant sets the hybrid's switches; an explicit ``state_init`` overrides it; a
+    network built with other switches is refused rather than run under the variant's name."""
+    checkpoints, recording, _ = run
+    models = load_models(checkpoints)
+    no_init = StreamingPredictor.from_checkpoints(checkpoints, "hybrid_no_state_init", streams=1)
+    assert not no_init.state_init
+    overridden = StreamingPredictor.from_checkpoints(
+        checkpoints, "hybrid", streams=1, state_init=False
+    )
+    assert not overridden.state_init and overridden.mode == "hybrid"
+    plain = StreamingPredictor.from_checkpoints(checkpoints, "hybrid", streams=1)
+    assert plain.state_init
+    expected = _stream_poses(no_init, recording)
+    np.testing.assert_array_equal(_stream_poses(overridden, recording), expected)
+    assert not np.array_equal(_stream_poses(plain, recording), expected)
+    with pytest.raises(AttributeError):
+        plain.state_init = False  # type: ignore[misc]
+    with pytest.raises(StreamError, match="'hybrid' initialises the membranes with state_init=Tru"):
+        StreamingPredictor.from_network(
+            "hybrid", models.networks["hybrid_no_state_init"], WINDOW, (24, 24)
+        )
+    with pytest.raises(StreamError, match="'hybrid_no_delta' runs the SNN with delta_readout=F"):
+        StreamingPredictor("hybrid_no_delta", WINDOW, (24, 24), ann=models.hybrid.ann,
+                           snn=models.hybrid.snn)  # fmt: skip
+    other = SNN(replace(models.snn.config, readout_decay=0.5))
+    with pytest.raises(StreamError, match="'hybrid': the ANN's state heads were built for another"):
+        StreamingPredictor("hybrid", WINDOW, (24, 24), ann=models.hybrid.ann, snn=other)
+
+
+def test_load_models_reads_what_the_variants_need(
+    run: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    checkpoints, _, _ = run
+    only_hybrid = tmp_path / "only_hybrid"
+    only_hybrid.mkdir()
+    shutil.copy(checkpoints / "hybrid.pt", only_hybrid / "hybrid.pt")
+    models = load_models(only_hybrid, ["hybrid_no_delta", "hybrid"])
+    assert list(models.networks) == ["hybrid", "hybrid_no_delta"]  # report order
+    assert models.derived == {"hybrid_no_delta": True}
+    assert not models.networks["hybrid_no_delta"].snn.config.delta_readout  # type: ignore[union-attr]
+    with pytest.raises(KeyError, match="snn was not loaded"):
+        _ = models.snn
+    with pytest.raises(FileNotFoundError, match=r"ann\.pt"):
+        load_models(only_hybrid, ["ann_low_held"])
+    with pytest.raises(EvaluationError, match="no model variant to load"):
+        load_models(only_hybrid, [])
+    with pytest.raises(UnknownVariantError, match="unknown model 'cnn'"):
+        load_models(only_hybrid, ["cnn"])

@@ -610,7 +610,10 @@ def schedule_power(
 
     def need(counts: OpCounts | None, what: str) -> OpCounts:
         if counts is None:
-            raise ValueError(f"a {schedule} variant needs the {what} counts")
+            raise ValueError(
+                f"a variant with the ANN {schedule.ann} and the SNN {schedule.snn} needs the "
+                f"{what} counts"
+            )
         return counts
 
     if schedule.snn == "none":

@@ -116,7 +116,7 @@ def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[s
         for v in ablations():
             tspec = make_spec(
                 "hybrid", spec.preset, data, ckpt, seed=spec.seed, init_snn=init,
-                state_init=v.state_init, delta_readout=v.delta_readout,
+                state_init=v.state_init, delta_readout=v.delta_readout, name=v.checkpoint,
             )  # fmt: skip
             trained.append(tspec.checkpoint_path)
             train_once(tspec, "[ablation]", v.name, v.name)

@@ -61,7 +61,7 @@ from hybridpose.nn.snn import SNN, SNNState, fold_snn_batchnorm, plain_snn_step
 from hybridpose.recipes import window_from_dict
 from hybridpose.representations import EventCounter, frame_size, stacked_histogram
 from hybridpose.trained import checkpoint_file, load_models
-from hybridpose.variants import MAIN, UnknownVariantError, Variant, variant
+from hybridpose.variants import MAIN, VARIANTS, UnknownVariantError, Variant, variant
 
 Mode: TypeAlias = str
 """A model variant's name (:mod:`hybridpose.variants`)."""
@@ -280,8 +280,8 @@ def stream_variant(mode: Mode | Variant) -> Variant:
         return mode
     try:
         return variant(mode)
-    except UnknownVariantError as err:
-        raise StreamError(f"unknown mode {mode!r}: {err}") from None
+    except UnknownVariantError:
+        raise StreamError(f"unknown mode {mode!r}; choose one of {', '.join(VARIANTS)}") from None
 
 
 def checkpoint_geometry(directory: str | Path, mode: Mode) -> tuple[WindowConfig, tuple[int, int]]:
@@ -370,7 +370,7 @@ class StreamingPredictor:
         self.mode: Mode = self.variant.name
         self.window = window
         self.sensor_size = (int(sensor_size[0]), int(sensor_size[1]))
-        self.state_init = self.variant.state_init if state_init is None else state_init
+        init = self.variant.state_init if state_init is None else state_init
         self.reinit_every = k
         self.origin_us = None if origin_us is None else int(origin_us)
         self.device = torch.device(device)
@@ -393,10 +393,20 @@ class StreamingPredictor:
         self._initialiser: HybridPose | None = None
         if self.variant.runs_snn:
             assert snn is not None
+            if snn.config.delta_readout != self.variant.delta_readout:
+                raise StreamError(
+                    f"mode {self.mode!r} runs the SNN with delta_readout="
+                    f"{self.variant.delta_readout}, but this SNN has "
+                    f"{snn.config.delta_readout}"
+                )
             self.runner = make_runner(snn, engine, self.device)
             if self.variant.schedule.snn == "from_ann":
                 assert self.ann is not None
-                self._initialiser = HybridPose(self.ann, snn, HybridConfig(self.state_init))
+                try:  # zero_state's shapes only: a copy, like the runner's
+                    self._initialiser = HybridPose(self.ann, copy.deepcopy(snn), HybridConfig(init))
+                except ValueError as err:
+                    raise StreamError(f"mode {self.mode!r}: {err}") from None
+        self._state_init = init
         self._warm_up()
         self.latency = LatencyStats()
         self._counter = EventCounter(self.sensor_size, window.crop, window.downsample)
@@ -436,15 +446,27 @@ class StreamingPredictor:
     ) -> StreamingPredictor:
         """A predictor running ``network`` (the ANN, the SNN or a hybrid, as
         :func:`hybridpose.trained.load_models` gives it) as the variant ``mode``; other
-        keyword arguments go to the constructor."""
+        keyword arguments go to the constructor.
+
+        Raises:
+            StreamError: a hybrid whose switches are not the variant's (its ``state_init``,
+                unless ``state_init`` is given; its SNN's ``delta_readout``).
+        """
+        v = stream_variant(mode)
         nets: dict[str, object] = {}
         if isinstance(network, HybridPose):
-            nets = {"ann": network.ann, "snn": network.snn, "state_init": network.config.state_init}
+            if "state_init" not in kwargs and network.config.state_init != v.state_init:
+                raise StreamError(
+                    f"mode {v.name!r} initialises the membranes with state_init="
+                    f"{v.state_init}, but this hybrid was built with "
+                    f"{network.config.state_init}"
+                )
+            nets = {"ann": network.ann, "snn": network.snn}
         elif isinstance(network, SNN):
             nets = {"snn": network}
         elif isinstance(network, ANN):
             nets = {"ann": network}
-        return cls(mode, window, sensor_size, **nets, **kwargs)  # type: ignore[arg-type]
+        return cls(v, window, sensor_size, **nets, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
     def from_checkpoints(
@@ -466,6 +488,12 @@ class StreamingPredictor:
         return cls.from_network(v, models.networks[v.name], models.window, size, **kwargs)
 
     # -------------------------------------------------------------------- feeding
+
+    @property
+    def state_init(self) -> bool:
+        """Whether the ANN sets the SNN's membranes at an initialisation (False: zeros, the
+        ANN sets the readout only); fixed at construction."""
+        return self._state_init
 
     @property
     def streams(self) -> int:

@@ -83,6 +83,8 @@ class TrainedModels:
         return self._network(MAIN, HybridPose)
 
     def _network(self, name: str, kind: type[M]) -> M:
+        if name not in self.networks:
+            raise KeyError(f"{name} was not loaded (load_models(..., names) left it out)")
         net = self.networks[name]
         if not isinstance(net, kind):
             raise TypeError(f"{name} runs a {type(net).__name__}, not a {kind.__name__}")
@@ -108,7 +110,8 @@ def _load(path: Path, kind: type[Model]) -> tuple[Model, dict[str, Any]]:
 
 
 def derive(base: HybridPose, v: Variant) -> HybridPose:
-    """A copy of the hybrid ``base`` with ``v``'s switches (an ablation without retraining)."""
+    """A copy of the hybrid ``base`` with ``v``'s switches, ``state_init`` and the SNN's
+    ``delta_readout`` (an ablation without retraining)."""
     copy = deepcopy(base)
     copy.config = replace(copy.config, state_init=v.state_init)
     copy.snn.config = replace(copy.snn.config, delta_readout=v.delta_readout)
@@ -125,18 +128,22 @@ def checkpoint_file(directory: str | Path, v: Variant) -> Path:
     return Path(directory) / f"{v.derive_from}.pt"
 
 
-def load_models(directory: Path, names: Iterable[str] | None = None) -> TrainedModels:
+def load_models(directory: str | Path, names: Iterable[str] | None = None) -> TrainedModels:
     """The networks of the variants ``names`` (default: every variant) from a training run's
-    checkpoint directory; each checkpoint file is read once.
+    checkpoint directory; variants that run the same checkpoint share one module.
 
     Raises:
         FileNotFoundError: the directory or a needed checkpoint does not exist.
-        EvaluationError: a checkpoint holds another kind of network than its variant runs, or
-            the checkpoints were trained on other windows.
+        UnknownVariantError: a name is not a registered variant.
+        EvaluationError: no variant chosen, a checkpoint holds another kind of network than
+            its variant runs, or the checkpoints were trained on other windows.
     """
+    directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: no such checkpoint directory")
     chosen = [variant(n) for n in (VARIANTS if names is None else names)]
+    if not chosen:
+        raise EvaluationError(f"{directory}: no model variant to load")
     chosen = sorted(chosen, key=lambda v: list(VARIANTS).index(v.name))
     read: dict[str, tuple[Model, dict[str, Any]]] = {}  # by checkpoint stem
     networks: dict[str, Model] = {}

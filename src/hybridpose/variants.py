@@ -2,9 +2,10 @@
 
 A *variant* is one way of turning trained networks into a pose per SNN bin. The evaluation,
 the report and its plots, the demo, the streaming predictor, ``reproduce`` and the command
-line's choices all read :data:`VARIANTS`; adding a variant means adding one entry here (and,
-for a new kind of network, its behaviour where predictions are made: ``evaluate/run.py`` for
-the batch evaluation and ``stream.py`` for the step-by-step one).
+line's choices all read :data:`VARIANTS`; adding a variant means adding one entry here. A new
+*behaviour* (a new kind of network, say) also needs its entry in :data:`SCHEDULES` and its
+code where predictions are made and counted: ``evaluate/run.py`` (``predict``,
+``measure_energy``) for the batch evaluation and ``stream.py`` for the step-by-step one.
 
 Each variant has a **behaviour**, what runs at every step of a window of ``K`` bins:
 
@@ -16,7 +17,7 @@ Each variant has a **behaviour**, what runs at every step of a window of ``K`` b
 ``hybrid``          the ANN at the window start sets the SNN's state, the SNN steps every bin
 =================  =================================================================================
 
-and its **energy** follows from the behaviour (:func:`hybridpose.energy.variant_power`): the
+and its **energy** follows from the behaviour (:func:`hybridpose.energy.schedule_power`): the
 ANN's dense MACs at the rate it runs (every step, or once per window), plus its state heads
 when they set the SNN's membranes (a hybrid with ``state_init``), plus the SNN's counted
 synaptic operations and membrane updates at every step, counted as the SNN runs in that
@@ -173,12 +174,24 @@ MAIN = "hybrid"
 SNN_ALONE = "snn"
 """The SNN baseline of the ``snn_over_hybrid_error`` ratio."""
 
+
+def _paper_ratio(a: float | None, b: float | None) -> float:
+    assert a is not None and b is not None
+    return a / b
+
+
 PAPER_RATIOS = {
-    "hybrid_over_ann_error": 5.19 / 5.03,
-    "hybrid_over_ann_power": 0.424 / 3.718,
-    "snn_over_hybrid_error": 21.4 / 5.19,
+    "hybrid_over_ann_error": _paper_ratio(
+        VARIANTS[MAIN].paper.mpjpe2d_px, VARIANTS[REFERENCE].paper.mpjpe2d_px
+    ),
+    "hybrid_over_ann_power": _paper_ratio(
+        VARIANTS[MAIN].paper.power_w, VARIANTS[REFERENCE].paper.power_w
+    ),
+    "snn_over_hybrid_error": _paper_ratio(
+        VARIANTS[SNN_ALONE].paper.mpjpe2d_px, VARIANTS[MAIN].paper.mpjpe2d_px
+    ),
 }
-"""The paper's headline ratios (its Table 1)."""
+"""The paper's headline ratios (its Table 1), from the variants' figures."""
 
 
 class UnknownVariantError(HybridPoseError, ValueError):
@@ -223,7 +236,8 @@ def hybrid_checkpoint_name(state_init: bool, delta_readout: bool) -> str:
             delta_readout,
         ):
             return v.checkpoint
-    return MAIN + ("" if state_init else "_no_state_init") + ("" if delta_readout else "_no_delta")
+    stem = VARIANTS[MAIN].checkpoint
+    return stem + ("" if state_init else "_no_state_init") + ("" if delta_readout else "_no_delta")
 
 
 __all__ = [

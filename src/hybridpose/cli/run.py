@@ -105,7 +105,7 @@ def run_demo(args: argparse.Namespace) -> int:
         f"step (both cameras); {s['total_s']:.0f} s in all"
     )
     print(f"wrote {args.out / 'report.md'}, report.json, error_vs_step.png, "
-          f"error_vs_power.png, hybrid.gif")  # fmt: skip
+          f"error_vs_power.png, {MAIN}.gif")  # fmt: skip
     return 0
 
 

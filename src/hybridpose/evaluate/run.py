@@ -135,10 +135,12 @@ def predict(
             assert isinstance(net, SNN)
             hm, _ = net(window_bins, net.zero_state(window_bins.shape[1], *bins.shape[-2:]))
             out[v.name] = _from_windows(decode_heatmaps(hm), s)
-        else:  # the hybrid: every window from the ANN's state at its start
+        elif behaviour == "hybrid":  # every window from the ANN's state at its start
             assert isinstance(net, HybridPose)
             _, hm, _ = net(start_frames, window_bins)  # (T, S*W, J, H, W)
             out[v.name] = _from_windows(decode_heatmaps(hm), s)
+        else:
+            raise ValueError(f"{v.name}: no batch prediction for behaviour {behaviour!r}")
     return out
 
 
@@ -169,7 +171,11 @@ def measure_energy(
     models: TrainedModels, data: list[SegmentData], cfg: WindowConfig, energy: EnergyModel
 ) -> EnergyFigures:
     """Operation counts on the given segments (one camera), each variant run as in
-    :func:`predict`; power at the output rate (:func:`hybridpose.energy.schedule_power`)."""
+    :func:`predict`; power at the output rate (:func:`hybridpose.energy.schedule_power`).
+
+    ``counts`` holds the counts per inference behind the figures: the ANN's per frame (under
+    its checkpoint's name, once however many variants run it), each SNN variant's per step
+    (under its name), each hybrid's SNN per step (``NAME_snn_step``) and the state heads'."""
     steps = cfg.steps
     high = 1e6 / cfg.bin_us
     low = high / steps

@@ -112,6 +112,7 @@ def load_segment(
 
 
 def check_sensor(rec: Recording, config: ModelConfig) -> None:
+    """Raise an :class:`EvaluationError` when ``rec``'s sensor is not the models'."""
     if tuple(rec.sensor_size) != tuple(config.sensor_size):
         w, h = config.sensor_size
         raise EvaluationError(

@@ -57,9 +57,7 @@ from hybridpose.nn.snn import (
     SpikingConv,
     fold_batchnorm,
 )
-from hybridpose.nn.snn import (
-    INPUT as INPUT_NAME,
-)
+from hybridpose.nn.snn import INPUT as INPUT_NAME
 
 LAYERS = tuple(spec.name for spec in SNNConfig().layer_specs())
 """The spiking layers in :class:`SNNState` order (also their order of computation)."""

@@ -35,6 +35,7 @@ event-driven engine (:mod:`hybridpose.nn.event_driven`) lays out its scatters fr
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -86,8 +87,8 @@ class LayerSpec:
     name: str
     channels: int
     scale: int
-    inputs: tuple[LayerInput, ...] = ()
-    kernel: int = 5
+    inputs: tuple[LayerInput, ...]
+    kernel: int
     stride: int = 1
 
 
@@ -118,29 +119,36 @@ class SNNConfig:
     def layer_specs(self) -> tuple[LayerSpec, ...]:
         """The spiking layers in :class:`SNNState` order (the state contract), which is also
         their order of computation, with their wiring (the module docstring's table)."""
-        w0, w1, w2, w3 = self.widths
-        k, rk = self.kernel, self.res_kernel
-
-        def after(*sources: str, up: bool = False) -> LayerInput:
-            return LayerInput(sources, up)
-
-        return (
-            LayerSpec("enc", w0, 1, (after(INPUT),), k),
-            LayerSpec("down1", w1, 2, (after("enc"),), k, stride=2),
-            LayerSpec("down2", w2, 4, (after("down1"),), k, stride=2),
-            LayerSpec("down3", w3, 8, (after("down2"),), k, stride=2),
-            LayerSpec("res1", w3, 8, (after("down3"),), rk),
-            LayerSpec("res2", w3, 8, (after("res1"),), rk),
-            # the residual sum res2 + down3 (spike counts 0..2), upsampled, beside down2
-            LayerSpec("up1", w2, 4, (after("res2", "down3", up=True), after("down2")), k),
-            LayerSpec("up2", w1, 2, (after("up1", up=True), after("down1")), k),
-            LayerSpec("up3", w0, 1, (after("up2", up=True), after("enc")), k),
-        )
+        return _layer_specs(self)
 
     def input_channels(self, spec: LayerSpec) -> int:
         """The channels of a layer's concatenated input (a block's sources have equal widths)."""
         widths = {s.name: s.channels for s in self.layer_specs()} | {INPUT: self.in_channels}
         return sum(widths[block.sources[0]] for block in spec.inputs)
+
+
+@functools.lru_cache(maxsize=32)
+def _layer_specs(config: SNNConfig) -> tuple[LayerSpec, ...]:
+    """:meth:`SNNConfig.layer_specs`, built once per configuration (the forward pass and
+    every streamed step read it)."""
+    w0, w1, w2, w3 = config.widths
+    k, rk = config.kernel, config.res_kernel
+
+    def after(*sources: str, up: bool = False) -> LayerInput:
+        return LayerInput(sources, up)
+
+    return (
+        LayerSpec("enc", w0, 1, (after(INPUT),), k),
+        LayerSpec("down1", w1, 2, (after("enc"),), k, stride=2),
+        LayerSpec("down2", w2, 4, (after("down1"),), k, stride=2),
+        LayerSpec("down3", w3, 8, (after("down2"),), k, stride=2),
+        LayerSpec("res1", w3, 8, (after("down3"),), rk),
+        LayerSpec("res2", w3, 8, (after("res1"),), rk),
+        # the residual sum res2 + down3 (spike counts 0..2), upsampled, beside down2
+        LayerSpec("up1", w2, 4, (after("res2", "down3", up=True), after("down2")), k),
+        LayerSpec("up2", w1, 2, (after("up1", up=True), after("down1")), k),
+        LayerSpec("up3", w0, 1, (after("up2", up=True), after("enc")), k),
+    )
 
 
 DOWNSAMPLING = 8
