@@ -24,12 +24,14 @@ from hybridpose.evaluate import Segment, load_models, load_segment, predict
 from hybridpose.events import EVENT_DTYPE, EventError, Events, make_events
 from hybridpose.geometry import triangulate_two_views
 from hybridpose.io.recording import Recording
+from hybridpose.sources import RecordingReplay
 from hybridpose.stream import (
     EventRing,
     LatencyStats,
     StreamError,
     StreamingPredictor,
     StreamPose,
+    poses_between,
 )
 from hybridpose.variants import names
 
@@ -309,3 +311,18 @@ def test_the_caller_may_reuse_its_buffer_after_a_push(run: tuple[Path, Path]) ->
         return np.stack([p.uv for p in out])
 
     np.testing.assert_array_equal(poses(True), poses(False))
+
+
+def test_poses_between_counts_the_bins_a_replay_closes(run: tuple[Path, Path]) -> None:
+    """The demo's progress bar total: by hand, then against a predictor on a replay that starts
+    between two initialisations."""
+    # bins start at 0 (the period's multiple before 25 ms) and end by 1.000001 s: 100 bins
+    assert poses_between(25_000, 1_000_001, 10_000, 100_000) == 100
+    assert poses_between(100_000, 100_000, 10_000, 100_000) == 0
+    checkpoints, recording = run
+    replay = RecordingReplay(recording, CAMS, chunk_us=WINDOW.bin_us, start_us=135_000)
+    sp = _predictor(checkpoints, "ann_low_held", streams=2)
+    poses = sum(len(sp.feed(t, chunk)) for t, chunk in replay)
+    period = WINDOW.bin_us * WINDOW.steps
+    assert poses == poses_between(replay.start_us, replay.end_us, WINDOW.bin_us, period)
+    assert poses != replay.duration_us // WINDOW.bin_us  # the demo's count before: one short

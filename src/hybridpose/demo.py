@@ -54,7 +54,13 @@ from hybridpose.evaluate import (
 from hybridpose.io.recording import Recording
 from hybridpose.pretrained import pretrained_dir
 from hybridpose.sources import RecordingReplay
-from hybridpose.stream import Engine, LatencyStats, StreamingPredictor, StreamPose
+from hybridpose.stream import (
+    Engine,
+    LatencyStats,
+    StreamingPredictor,
+    StreamPose,
+    poses_between,
+)
 from hybridpose.synth.generate import PRESETS as SIM_PRESETS
 from hybridpose.synth.generate import SimulationConfig, recording_name, simulate_dataset
 from hybridpose.synth.motions import PerformanceSettings
@@ -144,7 +150,8 @@ def run_demo(spec: DemoSpec, *, progress: bool = True) -> dict[str, Any]:
     ]
     shown = _gif_recording(spec, files)
     gif_from = _busiest_start(replays[shown], scored_t0s[shown], spec.gif_seconds)
-    total_bins = sum(r.duration_us // cfg.bin_us for r in replays)
+    period = cfg.bin_us * cfg.steps
+    total_bins = sum(poses_between(r.start_us, r.end_us, cfg.bin_us, period) for r in replays)
     for mode in shown_models:
         bar = tqdm(total=total_bins, desc=f"stream {mode}", unit="step", disable=not progress)
         wall = 0.0

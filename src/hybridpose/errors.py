@@ -9,6 +9,12 @@ class HybridPoseError(Exception):
     """Bad input: the message names the file or argument and the problem."""
 
 
+def install_hint(extra: str) -> str:
+    """How to install an optional extra, the same in every message: from the package index,
+    or into a clone's editable install."""
+    return f"pip install 'hybridpose[{extra}]' (in a clone: pip install -e '.[{extra}]')"
+
+
 def first_line(err: BaseException) -> str:
     """The first line of an exception's message (its type name if the message is empty).
 

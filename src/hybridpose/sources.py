@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hybridpose.errors import HybridPoseError
+from hybridpose.errors import HybridPoseError, install_hint
 from hybridpose.events import EVENT_DTYPE, Events
 from hybridpose.io.recording import Labels, Recording
 
@@ -128,7 +128,7 @@ def _import_dv() -> Any:
         import dv_processing
     except ImportError:
         raise SourceError(
-            "a live camera needs iniVation's dv-processing: pip install 'hybridpose[live]'"
+            f"a live camera needs iniVation's dv-processing: {install_hint('live')}"
         ) from None
     return dv_processing
 

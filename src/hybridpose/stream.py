@@ -291,6 +291,15 @@ def checkpoint_geometry(directory: str | Path, mode: Mode) -> tuple[WindowConfig
     return window_from_dict(data["window_config"]), config.sensor_size
 
 
+def poses_between(start_us: int, end_us: int, bin_us: int, period_us: int) -> int:
+    """How many poses a predictor gives for a stream whose first event is at ``start_us`` when
+    it is advanced to ``end_us``: its bins start at the multiple of ``period_us`` (the time
+    between initialisations) at or before the first event, and every bin that ends by
+    ``end_us`` closes."""
+    origin = start_us // period_us * period_us
+    return max(0, (end_us - origin) // bin_us)
+
+
 @dataclass(frozen=True)
 class StreamPose:
     """One prediction of a stream.
@@ -655,5 +664,6 @@ __all__ = [
     "StreamingPredictor",
     "checkpoint_geometry",
     "make_runner",
+    "poses_between",
     "stream_variant",
 ]

@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, NoReturn
 
 from hybridpose.cli.args import Subparsers, add_command, float_above, int_at_least, path_arg
 from hybridpose.errors import HybridPoseError
+from hybridpose.paths import check_output_dir, check_output_file
 from hybridpose.variants import MAIN
 from hybridpose.variants import names as variant_names
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
     from tqdm import tqdm
 
     from hybridpose.data import WindowConfig
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
     from hybridpose.stream import LatencyStats, Mode, StreamingPredictor, StreamPose
     from hybridpose.viz import StreamFrame
 
+STREAM_THREADS = 1
+"""The streaming commands' torch and numba threads (hybridpose.threads says why)."""
 STATUS_EVERY_S = 0.25
 """Seconds between updates of the status line."""
 ANIMATION_S = 5.0
@@ -47,6 +51,18 @@ def _add_checkpoint_option(p: argparse.ArgumentParser) -> None:
         type=path_arg,
         metavar="DIR",
         help="a training run's checkpoints (default: the shipped cpu weights)",
+    )
+
+
+def _add_threads_option(p: argparse.ArgumentParser) -> None:
+    """``--threads`` of the commands that stream (hybridpose.threads)."""
+    p.add_argument(
+        "--threads",
+        type=int_at_least(1),
+        default=STREAM_THREADS,
+        metavar="N",
+        help=f"torch and numba threads while streaming (default {STREAM_THREADS}: steady "
+        "latency when other processes share the cores)",
     )
 
 
@@ -80,6 +96,7 @@ def add_demo(subparsers: Subparsers) -> None:
         help="simulation processes (default 2)",
     )
     _add_engine_option(p)
+    _add_threads_option(p)
     p.add_argument(
         "--seed",
         type=int_at_least(0),
@@ -92,10 +109,13 @@ def add_demo(subparsers: Subparsers) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     from hybridpose import demo
+    from hybridpose.threads import limited_threads
 
+    check_output_dir(args.out)
     spec = demo.DemoSpec(out_dir=args.out, checkpoints=args.checkpoint, workers=args.workers,
                          engine=args.engine, seed=args.seed)  # fmt: skip
-    report = demo.run_demo(spec, progress=not args.quiet)
+    with limited_threads(args.threads):
+        report = demo.run_demo(spec, progress=not args.quiet)
     print(demo.demo_table(report))
     s = report["setup"]
     print(
@@ -145,9 +165,8 @@ def add_stream(subparsers: Subparsers) -> None:
     p.add_argument(
         "--speed",
         type=float_above(0.0),
-        default=1.0,
         metavar="X",
-        help="with --realtime: replay X times faster (default 1)",
+        help="replay in real time, X times faster (implies --realtime)",
     )
     p.add_argument(
         "--reinit-every",
@@ -173,19 +192,43 @@ def add_stream(subparsers: Subparsers) -> None:
         default="cpu",
         help="torch device of the networks (default cpu; a GPU needs --engine dense)",
     )
+    _add_threads_option(p)
     p.add_argument("--quiet", action="store_true", help="no status line")
 
 
 def run_stream(args: argparse.Namespace) -> int:
     """Run the stream; prints the summary; returns the exit status."""
+    from hybridpose.devices import resolve_device
     from hybridpose.pretrained import pretrained_dir
-    from hybridpose.sources import LiveCamera
-    from hybridpose.stream import StreamingPredictor, checkpoint_geometry
-    from hybridpose.viz import save_stream_gif
+    from hybridpose.stream import checkpoint_geometry
+    from hybridpose.threads import limited_threads
 
+    # every argument is checked before any work
+    device = resolve_device(args.device)
+    if args.animate is not None:
+        check_output_file(args.animate, (".gif",))
+    if args.speed is not None:
+        args.realtime = True  # a replay speed is a real-time replay
     checkpoints = args.checkpoint if args.checkpoint is not None else pretrained_dir("cpu")
     mode: Mode = args.model
     window, sensor = checkpoint_geometry(checkpoints, mode)
+    with limited_threads(args.threads):
+        return _stream(args, checkpoints, mode, window, sensor, device)
+
+
+def _stream(
+    args: argparse.Namespace,
+    checkpoints: Path,
+    mode: Mode,
+    window: WindowConfig,
+    sensor: tuple[int, int],
+    device: torch.device,
+) -> int:
+    """The stream itself, the arguments checked (:func:`run_stream`)."""
+    from hybridpose.sources import LiveCamera
+    from hybridpose.stream import StreamingPredictor
+    from hybridpose.viz import save_stream_gif
+
     source, projections, labels = _open_source(args, window.bin_us, sensor)
     predictor = StreamingPredictor.from_checkpoints(
         checkpoints,
@@ -193,7 +236,7 @@ def run_stream(args: argparse.Namespace) -> int:
         projections=projections,
         reinit_every=args.reinit_every,
         engine=args.engine,
-        device=args.device,
+        device=device,
     )
     run = _StreamRun(
         predictor, source, mode, window, labels, projections,
@@ -228,8 +271,14 @@ def _open_source(
     cameras = tuple(args.cameras)
     if len(cameras) > 2:
         raise HybridPoseError("--cameras: at most two cameras (two give 3D poses)")
+    if len(set(cameras)) < len(cameras):
+        raise HybridPoseError(
+            f"--cameras {' '.join(map(str, cameras))}: the same camera twice (two different "
+            "cameras give 3D poses)"
+        )
+    speed = 1.0 if args.speed is None else args.speed
     replay = RecordingReplay(
-        recording, cameras, chunk_us=min(1000, bin_us), realtime=args.realtime, speed=args.speed
+        recording, cameras, chunk_us=min(1000, bin_us), realtime=args.realtime, speed=speed
     )
     if replay.sensor_size != sensor:
         raise HybridPoseError(
@@ -454,9 +503,8 @@ def add_export(subparsers: Subparsers) -> None:
     p.add_argument(
         "--checkpoint",
         type=path_arg,
-        required=True,
         metavar="DIR",
-        help="directory with hybrid.pt (and the ann.pt it reads)",
+        help="directory with hybrid.pt and the ann.pt it reads (default: the shipped cpu weights)",
     )
     p.add_argument("--format", choices=("onnx",), default="onnx", help="default onnx")
     p.add_argument("--out", type=path_arg, required=True, metavar="DIR", help="output directory")
@@ -465,8 +513,10 @@ def add_export(subparsers: Subparsers) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from hybridpose.export import export_onnx
+    from hybridpose.pretrained import pretrained_dir
 
-    result = export_onnx(args.checkpoint, args.out, progress=not args.quiet)
+    checkpoints = args.checkpoint if args.checkpoint is not None else pretrained_dir("cpu")
+    result = export_onnx(checkpoints, args.out, progress=not args.quiet)
     for path in (result.ann, result.snn_step, result.manifest):
         print(f"wrote {path}")
     v = result.verification

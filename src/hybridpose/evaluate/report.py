@@ -128,8 +128,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"{setup['ann_rate_hz']:g} Hz. 2D errors in pixels of the {w}x{h} sensor (the "
         f"paper's are in 346x260 pixels), 3D in mm.",
         "",
-        "| model | 2D MPJPE px | first → last step | 3D MPJPE mm | power W | / ANN power "
-        "| firing rate | paper 2D px | paper first → last | paper power W |"
+        "| model | 2D MPJPE px | first → last step | 3D MPJPE mm | power mW | / ANN power "
+        "| firing rate | paper 2D px | paper first → last | paper power mW |"
         + (" latency p50 / p99 ms |" if timed else ""),
         "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if timed else ""),
     ]
@@ -141,12 +141,14 @@ def report_markdown(report: dict[str, Any]) -> str:
         fl = p["first_last"]
         label = v.label + (" (derived)" if m["derived_from_hybrid"] else "")
         rate = m["firing_rate"]
+        paper_mw = None if p["power_w"] is None else 1e3 * p["power_w"]
         lines.append(
             f"| {label} | {_f(m['mpjpe2d_px'])} | {_f(steps[0])} → {_f(steps[-1])} "
-            f"| {_f(m['mpjpe3d_mm'], 1)} | {m['power_w']:.4g} | {m['power_w'] / ann_power:.3f} "
+            f"| {_f(m['mpjpe3d_mm'], 1)} | {1e3 * m['power_w']:.4g} "
+            f"| {m['power_w'] / ann_power:.3f} "
             f"| {'—' if rate is None else f'{100 * rate:.2f}%'} | {_f(p['mpjpe2d_px'])} "
             f"| {'—' if fl is None else f'{fl[0]:.2f} → {fl[1]:.2f}'} "
-            f"| {'—' if p['power_w'] is None else p['power_w']} |"
+            f"| {'—' if paper_mw is None else f'{paper_mw:g}'} |"
             + (f" {_latency(m.get('latency_ms'))} |" if timed else "")
         )
     r = report["ratios"]

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from hybridpose.paths import check_output_dir
 from hybridpose.atomic import atomic_write, write_text_atomic
 from hybridpose.export.graphs import (
     _BATCH_FIRST,
@@ -118,9 +119,9 @@ def export_onnx(
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
+    out = check_output_dir(out_dir)  # before a minute of work, not after
     require_onnx()
     hybrid, config, window, data = _load_hybrid(Path(checkpoint_dir))
-    out = Path(out_dir)
     height, width = config.input_size
     frame = torch.zeros(_EXAMPLE_BATCH, config.ann.in_channels, height, width)
     state = hybrid.snn.zero_state(_EXAMPLE_BATCH, height, width)

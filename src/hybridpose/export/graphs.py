@@ -17,6 +17,7 @@ bake the example's batch size into the graph. It costs seconds per graph, not a 
 from __future__ import annotations
 
 import importlib
+import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,7 +29,7 @@ from torch import Tensor, nn
 from hybridpose import __version__
 from hybridpose.checkpoint import CheckpointError, load_model
 from hybridpose.data import WindowConfig
-from hybridpose.errors import HybridPoseError, first_line
+from hybridpose.errors import HybridPoseError, first_line, install_hint
 from hybridpose.joints import JOINT_NAMES
 from hybridpose.nn.hybrid import HybridPose
 from hybridpose.nn.presets import ModelConfig
@@ -111,8 +112,7 @@ def require_onnx() -> None:
             missing.append(name)
     if missing:
         raise ExportError(
-            f"ONNX export needs {', '.join(missing)} (the onnx extra): "
-            "pip install 'hybridpose[onnx]'"
+            f"ONNX export needs {', '.join(missing)} (the onnx extra): {install_hint('onnx')}"
         )
 
 
@@ -237,6 +237,26 @@ def _to_onnx(
     parameter is one tuple), as ``torch.export`` wants it.
     """
     module.eval()
+    # the exporter logs a warning per torchvision operator it cannot register when torchvision
+    # is not installed (it is not needed: our graphs use none of them)
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        return _export_program(module, args, dynamic_shapes, input_names, output_names, opset)
+    finally:
+        registration.setLevel(level)
+
+
+def _export_program(
+    module: nn.Module,
+    args: tuple[Tensor, ...],
+    dynamic_shapes: tuple[Any, ...],
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    opset: int | None,
+) -> tuple[bytes, int]:
+    """:func:`_to_onnx` without the logging setting."""
     with warnings.catch_warnings():
         # torch's own notices, not about this model: a deprecated pytree check inside
         # torch.export, and that the inputs' batch dimensions share one name

@@ -1,0 +1,170 @@
+"""Regression tests for bad input to the commands that run trained models (demo, stream,
+export): every argument is checked before any work, in one line; nothing is silently ignored."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numba
+import pytest
+import torch
+from tiny_run import write_checkpoints, write_recording
+
+import hybridpose.demo as demo_module
+import hybridpose.export as export_module
+import hybridpose.stream as stream_module
+from hybridpose.cli import main
+from hybridpose.evaluate import report_markdown
+from hybridpose.export.graphs import _to_onnx
+from hybridpose.pretrained import pretrained_dir
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("run_commands")
+    return write_checkpoints(root / "ck"), write_recording(root / "r.h5", 13)
+
+
+def _stream(tiny: tuple[Path, Path], *extra: str) -> list[str]:
+    checkpoints, recording = tiny
+    return ["stream", "--recording", str(recording), "--checkpoint", str(checkpoints),
+            "--duration", "0.1", "--quiet", *extra]  # fmt: skip
+
+
+def _never(*args: object, **kwargs: object) -> Any:
+    raise AssertionError("work started before the arguments were checked")
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("cuda", "--device cuda: this machine has no such device (it has: cpu)"),
+        ("bogus", "--device bogus: not a torch device (this machine has: cpu)"),
+    ],
+)
+def test_stream_refuses_a_device_the_machine_lacks(
+    tiny: tuple[Path, Path],
+    device: str,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    monkeypatch.setattr(stream_module, "checkpoint_geometry", _never)
+    assert main(_stream(tiny, "--device", device)) == 2
+    err = capsys.readouterr().err
+    assert err == f"hybridpose stream: error: {message}\n"
+
+
+def test_stream_checks_the_animation_path_before_streaming(
+    tiny: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stream_module, "checkpoint_geometry", _never)
+    png = tmp_path / "a.png"
+    assert main(_stream(tiny, "--animate", str(png))) == 2
+    assert capsys.readouterr().err.endswith(f"{png}: the file name must end in .gif\n")
+    assert not png.exists()
+
+
+def test_stream_refuses_the_same_camera_twice(
+    tiny: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_stream(tiny, "--cameras", "2", "2")) == 2
+    assert "--cameras 2 2: the same camera twice" in capsys.readouterr().err
+
+
+def test_stream_speed_means_a_real_time_replay(
+    tiny: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_stream(tiny, "--speed", "20")) == 0
+    # the lag behind the source is reported for real-time replays only
+    assert "lag behind the replayed camera" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("extra", "threads"), [((), 1), (("--threads", "2"), 2)])
+def test_stream_runs_on_the_threads_it_chooses(
+    tiny: tuple[Path, Path],
+    extra: tuple[str, ...],
+    threads: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[tuple[int, int]] = []
+    original = stream_module.StreamingPredictor.from_checkpoints
+
+    def spy(*args: Any, **kwargs: Any) -> stream_module.StreamingPredictor:
+        seen.append((torch.get_num_threads(), numba.get_num_threads()))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(stream_module.StreamingPredictor, "from_checkpoints", spy)
+    before = torch.get_num_threads(), numba.get_num_threads()
+    assert main(_stream(tiny, *extra)) == 0
+    expected_numba = min(threads, numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+    assert seen == [(threads, expected_numba)]
+    assert (torch.get_num_threads(), numba.get_num_threads()) == before  # restored
+
+
+def test_demo_and_export_refuse_an_output_that_is_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(demo_module, "run_demo", _never)
+    monkeypatch.setattr(export_module, "require_onnx", _never)
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    assert main(["demo", "--out", str(taken), "--quiet"]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"hybridpose demo: error: {taken}: exists and is not a directory\n"
+    )
+    assert main(["export", "--out", str(taken), "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        f"hybridpose export: error: {taken}: exists and is not a directory\n"
+    )
+    assert taken.read_text() == "mine"
+
+
+def test_export_defaults_to_the_shipped_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[Path] = []
+
+    def fake(checkpoint_dir: Path, out_dir: Path, **kwargs: Any) -> Any:
+        calls.append(Path(checkpoint_dir))
+        raise KeyboardInterrupt  # stop here: the call is what is tested
+
+    monkeypatch.setattr(export_module, "export_onnx", fake)
+    assert main(["export", "--out", str(tmp_path / "onnx"), "--quiet"]) == 130
+    assert calls == [pretrained_dir("cpu")]
+
+
+def test_export_does_not_print_torchvision_notices(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without torchvision, torch's exporter logs one warning per torchvision operator."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+
+    def noisy(*args: Any, **kwargs: Any) -> Any:
+        registration.warning("torchvision is not installed. Skipping torchvision::nms")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.onnx, "export", noisy)
+    with caplog.at_level(logging.WARNING), pytest.raises(KeyboardInterrupt):
+        _to_onnx(torch.nn.Identity(), (torch.zeros(1),), ((),), ["x"], ["y"], None)
+    assert "torchvision" not in caplog.text
+    assert registration.level == logging.NOTSET  # restored
+
+
+def test_report_gives_power_in_milliwatts() -> None:
+    import json
+
+    report = json.loads((pretrained_dir("cpu") / "report.json").read_text())
+    md = report_markdown(report)
+    assert "| power mW |" in md and "| paper power mW |" in md
+    ann_mw = 1e3 * report["models"]["ann_high"]["power_w"]
+    assert f"| 105.6 | {ann_mw:.4g} | 1.000 |" in md
+    assert "| 3718 |" in md  # the paper's 3.718 W
