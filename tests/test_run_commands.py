@@ -16,6 +16,7 @@ import hybridpose.demo as demo_module
 import hybridpose.export as export_module
 import hybridpose.stream as stream_module
 from hybridpose.cli import main
+from hybridpose.errors import HybridPoseError
 from hybridpose.evaluate import report_markdown
 from hybridpose.export.graphs import _to_onnx
 from hybridpose.pretrained import pretrained_dir
@@ -168,3 +169,27 @@ def test_report_gives_power_in_milliwatts() -> None:
     ann_mw = 1e3 * report["models"]["ann_high"]["power_w"]
     assert f"| 105.6 | {ann_mw:.4g} | 1.000 |" in md
     assert "| 3718 |" in md  # the paper's 3.718 W
+
+
+def test_every_install_hint_says_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The onnx, live and video extras are named alike, for an installed package and a clone."""
+    import sys
+
+    from hybridpose.export import require_onnx
+    from hybridpose.sources import LiveCamera
+    from hybridpose.synth.video import read_frames
+
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"not read: PyAV is missing")
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # import fails
+    monkeypatch.setitem(sys.modules, "dv_processing", None)
+    monkeypatch.setitem(sys.modules, "av", None)
+    messages = []
+    for call in (require_onnx, lambda: LiveCamera((8, 8)), lambda: read_frames(video)):
+        with pytest.raises(HybridPoseError) as info:
+            call()
+        messages.append(str(info.value))
+    for extra, message in zip(("onnx", "live", "video"), messages, strict=True):
+        assert message.endswith(
+            f"pip install 'hybridpose[{extra}]' (in a clone: pip install -e '.[{extra}]')"
+        ), message

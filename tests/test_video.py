@@ -276,7 +276,8 @@ def test_missing_pyav_says_how_to_install(
     tmp_path: Path, video: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "av", None)  # import av now raises ImportError
-    with pytest.raises(VideoError, match=r'pip install -e "\.\[video\]"'):
+    hint = r"pip install 'hybridpose\[video\]' \(in a clone: pip install -e '\.\[video\]'\)"
+    with pytest.raises(VideoError, match=hint):
         read_frames(video)
 
 

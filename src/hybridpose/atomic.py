@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, NoReturn
 
 
 def umask() -> int:
@@ -38,8 +38,12 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     umask), not mkstemp's private 0600.
     """
     out = Path(path)
+    prefix = f".{out.name}."
     out.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        handle, name = tempfile.mkstemp(dir=out.parent, prefix=prefix, suffix=".tmp")
+    except OSError as err:
+        raise_naming_target(err, prefix, out)
     temp = Path(name)
     try:
         temp.chmod(0o666 & ~umask())
@@ -48,9 +52,27 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
             f.flush()
             os.fsync(f.fileno())
         temp.replace(out)
+    except OSError as err:
+        temp.unlink(missing_ok=True)
+        raise_naming_target(err, prefix, out)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+def raise_naming_target(err: OSError, prefix: str, out: Path) -> NoReturn:
+    """Raise ``err``, naming ``out`` where it names the hidden temporary file (same errno and
+    reason, so the same OSError subclass).
+
+    The temporary file is an implementation detail: "out.png: Is a directory" helps a user,
+    ".out.png.sq_gixyk.tmp: Is a directory" does not. Other errors are raised unchanged.
+    """
+    filename = err.filename
+    if err.errno is not None and isinstance(filename, str | bytes | os.PathLike):
+        name = Path(os.fsdecode(filename)).name
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            raise OSError(err.errno, err.strerror, str(out)) from err
+    raise err
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:

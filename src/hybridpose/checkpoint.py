@@ -21,6 +21,7 @@ It holds only tensors, numbers, strings, lists and dicts, so it loads with
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types on damaged or foreign files
-        raise CheckpointError(f"{p}: not a loadable checkpoint ({first_line(err)})") from None
+        raise CheckpointError(f"{p}: not a loadable checkpoint ({_why(err)})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{p}: not a hybridpose checkpoint")
     version = data.get("format_version")
@@ -78,6 +79,18 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         if key not in data:
             raise CheckpointError(f"{p}: checkpoint lacks {key!r}")
     return data
+
+
+def _why(err: Exception) -> str:
+    """A short reason why ``torch.load(weights_only=True)`` failed.
+
+    PyTorch's own messages are paragraphs that advise loading with ``weights_only=False``,
+    which would let the file run code: never quoted to a user.
+    """
+    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+    if unsafe:
+        return f"it refers to Python code, {unsafe[1]}, which is never loaded"
+    return "damaged, or another kind of file"
 
 
 def build_model(stage: str, config: ModelConfig) -> Model:

@@ -65,6 +65,7 @@ from hybridpose.data import (
     shuffled_by_file,
     split_by_subject,
 )
+from hybridpose.devices import resolve_device
 from hybridpose.errors import HybridPoseError
 from hybridpose.heatmaps import decode_heatmaps
 from hybridpose.nn.ann import ANN
@@ -633,7 +634,9 @@ def train(
         TrainingError: bad data, a checkpoint that exists without ``resume``, or one written
             with other settings.
         TrainingInterrupted: stopped by Ctrl-C or SIGTERM after saving the checkpoint.
+        DeviceError: ``spec.device`` is not a device of this machine.
     """
+    resolve_device(spec.device)  # a device this machine lacks: one clear line, before any work
     world = _init_distributed(spec.device)
     device = _device(spec.device, world)
     path = spec.checkpoint_path

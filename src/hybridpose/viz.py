@@ -24,6 +24,7 @@ from hybridpose.events import Events
 from hybridpose.geometry import project
 from hybridpose.io.recording import Labels, Recording
 from hybridpose.joints import BONES
+from hybridpose.paths import check_output_file
 
 if TYPE_CHECKING:
     from hybridpose.stream import StreamPose
@@ -69,6 +70,10 @@ def draw_skeleton(
     ax.plot(uv[ok, 0], uv[ok, 1], "o", color=colour, ms=2.5, alpha=0.8, label=label)
 
 
+PICTURE_SUFFIXES = (".png", ".pdf", ".svg")
+"""The formats :func:`plot_recording_frame` writes (matplotlib picks one by the suffix)."""
+
+
 def plot_recording_frame(
     recording: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -80,8 +85,12 @@ def plot_recording_frame(
 
     The 3D label nearest ``t`` is projected through each camera's ``P``. One panel per camera,
     side by side. Returns the written path.
+
+    Raises:
+        OutputPathError: ``out`` does not end in one of :data:`PICTURE_SUFFIXES`, is a
+            directory or lies in a file; checked first, so nothing is read or created then.
     """
-    out = Path(out)
+    out = check_output_file(out, PICTURE_SUFFIXES)
     with Recording(recording) as rec:
         cams = list(range(len(rec.cameras))) if cameras is None else list(cameras)
         labels = rec.labels()

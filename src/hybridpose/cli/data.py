@@ -145,15 +145,24 @@ def add_video_to_events(subparsers: Subparsers) -> None:
         metavar="US",
         help="refractory period of a pixel in microseconds (default 500)",
     )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it exists (default: refuse)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run_video_to_events(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from hybridpose.paths import OutputPathError, check_output_file
     from hybridpose.synth.esim import EsimConfig
     from hybridpose.synth.video import video_to_events
 
+    out = check_output_file(args.out, (".h5",))
+    if out.exists() and not args.overwrite:
+        raise OutputPathError(
+            f"{out}: exists; pass --overwrite to replace it, or use another --out"
+        )
     config = EsimConfig()  # the documented defaults, then what was given
     if args.threshold is not None:
         config = replace(
@@ -187,7 +196,10 @@ def add_plot_events(subparsers: Subparsers) -> None:
         run_plot_events,
     )
     p.add_argument("file", type=Path, help="a native recording (.h5)")
-    p.add_argument("--out", type=path_arg, required=True, help="the PNG to write")
+    p.add_argument(
+        "--out", type=path_arg, required=True,
+        help="the picture to write: .png (or .pdf, .svg)",
+    )  # fmt: skip
     p.add_argument(
         "--time", type=float_above(0.0, inclusive=True), default=1.0, metavar="S",
         help="the instant to show, in seconds (default 1.0)",

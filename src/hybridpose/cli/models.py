@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from hybridpose.cli.args import Subparsers, add_command, float_above, int_at_least, path_arg
@@ -98,8 +99,12 @@ def add_train(subparsers: Subparsers) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from hybridpose.devices import resolve_device
+    from hybridpose.paths import check_output_dir
     from hybridpose.train import TrainingInterrupted, checkpoint_summary, make_spec, train
 
+    resolve_device(args.device)  # a bad --device or --out is refused before any work
+    check_output_dir(args.out)
     spec = make_spec(
         args.stage,
         args.preset,
@@ -118,6 +123,13 @@ def run_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         samples_per_epoch=args.samples_per_epoch,
     )
+    if args.resume and not spec.checkpoint_path.exists() and os.environ.get("RANK", "0") == "0":
+        # the same command starts a run and continues it; say which one this is
+        print(
+            f"hybridpose train: nothing to resume ({spec.checkpoint_path} does not exist); "
+            "training starts from scratch",
+            file=sys.stderr,
+        )
     try:
         path = train(spec, resume=args.resume, progress=not args.quiet)
     except TrainingInterrupted as stop:
@@ -158,8 +170,12 @@ def add_evaluate(subparsers: Subparsers) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from hybridpose.devices import resolve_device
     from hybridpose.evaluate import EvalSpec, evaluate
+    from hybridpose.paths import check_output_dir
 
+    resolve_device(args.device)  # a bad --device or --out is refused before any work
+    check_output_dir(args.out)
     spec = EvalSpec(
         args.checkpoints,
         args.data,
@@ -200,9 +216,11 @@ def add_reproduce(subparsers: Subparsers) -> None:
 
 def run_reproduce(args: argparse.Namespace) -> int:
     from hybridpose.evaluate import report_markdown
+    from hybridpose.paths import check_output_dir
     from hybridpose.reproduce import ReproduceSpec, default_workers, reproduce
     from hybridpose.train import TrainingInterrupted
 
+    check_output_dir(args.out)
     workers = args.workers if args.workers is not None else default_workers()
     spec = ReproduceSpec(args.preset, args.out, workers=workers, seed=args.seed,
                          progress=not args.quiet, ablations=args.ablations)  # fmt: skip

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from hybridpose.atomic import write_text_atomic
 from hybridpose.data import WindowConfig, recording_files, split_by_subject
+from hybridpose.devices import resolve_device
 from hybridpose.energy import (
     AnnCounts,
     EnergyModel,
@@ -259,7 +260,12 @@ def _load_batch(
 def evaluate(spec: EvalSpec, *, progress: bool = True) -> dict[str, Any]:
     """Evaluate the checkpoints of ``spec.checkpoints`` on the test subjects of
     ``spec.data_dir``; writes ``report.json``, ``report.md`` and the plots to ``spec.out_dir``
-    and returns the report."""
+    and returns the report.
+
+    Raises:
+        DeviceError: ``spec.device`` is not a device of this machine (before any work).
+    """
+    resolve_device(spec.device)
     models = load_models(spec.checkpoints)
     cfg = models.window
     segments = select_segments(

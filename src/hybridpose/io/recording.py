@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from hybridpose.atomic import umask
+from hybridpose.atomic import raise_naming_target, umask
 from hybridpose.errors import HybridPoseError, first_line
 from hybridpose.events import (
     EVENT_DTYPE,
@@ -135,15 +135,33 @@ def _host() -> str:
 
 def _make_temp(path: Path) -> Path:
     """A new hidden temporary file beside ``path``: ``.NAME.HOST-PID.RANDOM.tmp``."""
-    fd, name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.{_host()}-{os.getpid()}.", suffix=".tmp"
-    )
+    try:
+        fd, name = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.{_host()}-{os.getpid()}.", suffix=".tmp"
+        )
+    except OSError as err:
+        raise_naming_target(err, f".{path.name}.", path)
     os.close(fd)
     # mkstemp makes the file private (0600); the finished file gets the usual permissions
     # (0666 less the umask), like any file the user creates
     temp = Path(name)
     temp.chmod(0o666 & ~umask())
     return temp
+
+
+def _naming_target(err: OSError, temp: Path, path: Path) -> OSError:
+    """``err`` as the user should see it: naming ``path`` where it names the temporary file
+    (h5py puts the name, errno and reason into its message rather than the exception's
+    fields)."""
+    text = str(err)
+    if str(temp) not in text and err.filename != str(temp):
+        return err
+    found = re.search(r"errno = (\d+), error message = '([^']*)'", text)
+    if found:
+        return OSError(int(found.group(1)), found.group(2), str(path))
+    if err.errno is not None and err.strerror:
+        return OSError(err.errno, err.strerror, str(path))
+    return OSError(text.replace(str(temp), str(path)))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -269,6 +287,9 @@ class RecordingWriter:
             # checksums. With the 1.8 format's unchecksummed chunk B-trees, a flipped bit could
             # silently turn a chunk of events into zeros (found by the fuzz tests).
             self._file = h5py.File(self._temp, "w", libver="v110")
+        except OSError as err:
+            self._temp.unlink(missing_ok=True)
+            raise _naming_target(err, self._temp, self.path) from err
         except BaseException:
             self._temp.unlink(missing_ok=True)
             raise
@@ -421,6 +442,9 @@ class RecordingWriter:
             self._file.close()
             _fsync(self._temp)  # the data is on disk before the name points at it
             self._temp.replace(self.path)
+        except OSError as err:
+            self.abort()
+            raise _naming_target(err, self._temp, self.path) from err
         except BaseException:
             self.abort()
             raise

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from hybridpose.errors import HybridPoseError, first_line
+from hybridpose.errors import HybridPoseError, first_line, install_hint
 from hybridpose.events import Events
 from hybridpose.io.recording import CameraCalibration, RecordingMeta, RecordingWriter
 from hybridpose.synth.esim import (
@@ -289,8 +289,7 @@ def _read_video(path: Path, fps: float | None) -> FrameSource:
         import av
     except ImportError:
         raise VideoError(
-            f"{path}: reading video files needs PyAV; install the video extra: "
-            'pip install -e ".[video]"'
+            f"{path}: reading video files needs PyAV (the video extra): {install_hint('video')}"
         ) from None
     try:
         container = av.open(str(path))
@@ -472,7 +471,7 @@ def video_to_events(
 
     Raises:
         FileNotFoundError: if the input does not exist.
-        VideoError: an unreadable input, no frames, or a bad argument.
+        VideoError: an unreadable input, fewer than 2 frames, or a bad argument.
     """
     if not isinstance(config, EsimConfig):
         raise VideoError(f"config must be an EsimConfig, got {type(config).__name__}")
@@ -529,6 +528,8 @@ def video_to_events(
                 w.append_events(0, events)
                 n_frames, n_events = n_frames + len(times), n_events + len(events)
                 bar.update(len(times))
+            if n_frames < 2:  # the first frame only sets the sensor: no time, no events
+                raise VideoError(f"{input_path}: needs at least 2 frames to make events, has 1")
         return VideoSummary(
             path=Path(out),
             frames=n_frames,
