@@ -107,6 +107,25 @@ def write_aedat2(
     return path
 
 
+def truncate_aedat2(path: Path, keep_records: int) -> int:
+    """Cut an AEDAT 2.0 file after its first ``keep_records`` records, on a record boundary.
+
+    What an interrupted download or copy leaves: the header and a whole number of 8-byte
+    records, so nothing in the file itself says it is incomplete. The header is skipped as the
+    format defines it ('#' lines ending in CR LF), without hybridpose's reader.
+
+    Returns:
+        The number of records left (``keep_records``, or fewer if the file had fewer).
+    """
+    data = path.read_bytes()
+    pos = 0
+    while data.startswith(b"#", pos):
+        pos = data.index(b"\r\n", pos) + 2
+    kept = min(keep_records, (len(data) - pos) // 8)
+    path.write_bytes(data[: pos + 8 * kept])
+    return kept
+
+
 # ----------------------------------------------------------------------------- Vicon, P
 def write_vicon_mat(
     path: Path,

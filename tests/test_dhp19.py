@@ -27,9 +27,11 @@ from dhp19_fixture import (
     encode_address,
     fake_cameras,
     make_fake_dhp19,
+    make_fake_recording,
     mat5_bytes_by_hand,
     project,
     skeleton,
+    truncate_aedat2,
     worker_task_that_dies,
     write_aedat2,
     write_p_matrices,
@@ -49,7 +51,9 @@ from hybridpose.io.dhp19 import (
     ConversionResult,
     ConversionSummary,
     Dhp19Error,
+    StartStop,
     background_activity_mask,
+    check_end_gap,
     convert_dhp19,
     convert_recording,
     decode_addresses,
@@ -102,6 +106,13 @@ def tiny(folder: Path, rows: list[tuple[int, int]], n_labels: int = 10) -> tuple
 
 
 def convert(aedat: Path, mat: Path, p_dir: Path, out: Path, **kw: object) -> ConversionResult:
+    """:func:`convert_recording` of S1 session1 mov1, by default without the end-gap check.
+
+    The hand-made recordings hold a few events at the start of a longer Vicon interval, which
+    the end-gap check (tested on its own below) would take for a truncated file.
+    """
+    kw.setdefault("max_end_gap_fraction", 1.0)
+    kw.setdefault("max_end_gap_us", 1 << 62)
     return convert_recording(
         aedat,
         mat,
@@ -976,6 +987,9 @@ def test_hot_pixel_filter_in_conversion(p_dir: Path, tmp_path: Path) -> None:
         ("max_stray_fraction", -0.1, r"max_stray_fraction must be in \[0, 1\], got -0.1"),
         ("max_stray_fraction", 1.5, r"max_stray_fraction must be in \[0, 1\], got 1.5"),
         ("max_stray_fraction", float("nan"), r"max_stray_fraction must be in \[0, 1\], got nan"),
+        ("max_end_gap_us", -1, "max_end_gap_us must be >= 0, got -1"),
+        ("max_end_gap_fraction", 1.5, r"max_end_gap_fraction must be in \[0, 1\], got 1.5"),
+        ("max_end_gap_fraction", float("nan"), r"max_end_gap_fraction must be in \[0, 1\]"),
     ],
 )
 def test_settings_out_of_range_are_rejected(
@@ -1079,8 +1093,8 @@ def write_foreign_output(path: Path, extra: dict[str, object]) -> None:
         (
             {},
             "stored: hot-pixel filter not recorded; background filter not recorded; max stray "
-            "fraction not recorded; max repairable jump not recorded; converter version not "
-            "recorded; requested: ",
+            "fraction not recorded; max repairable jump not recorded; max end gap not recorded; "
+            "converter version not recorded; requested: ",
         ),
     ],
 )
@@ -1191,6 +1205,140 @@ def test_rejections_do_not_stop_the_others(tmp_path: Path) -> None:
     text = summary.format()
     assert "2 converted, 0 skipped (already converted), 2 rejected" in text
     assert "rejected S1_session1_mov3: " in text
+
+
+def test_a_file_cut_on_a_record_boundary_is_rejected(tmp_path: Path) -> None:
+    # An interrupted download cut exactly between two 8-byte records is a whole number of
+    # records, so the reader cannot tell. Cut mov1 (1 s of labels) about halfway: its stop
+    # special is gone, the first special is still the start and the stop is derived from the
+    # labels (start + 1 s), but the events end about 0.5 s after the start. mov2 stays intact.
+    root = tmp_path / "root"
+    fake = make_fake_dhp19(root, movements=(1, 2), events_per_camera=600)
+    rec = fake.recordings[(1, 1, 1)]
+    kept = truncate_aedat2(rec.aedat, len(rec.t) // 2)
+    polarity = rec.kind[:kept] == 0
+    last = int(rec.t[:kept][polarity].max())  # the fixture's records are in time order
+    assert not np.any(rec.t[kept:][rec.kind[kept:] == 1] < rec.stop_raw_us)  # stop special cut
+    gap_s = (rec.stop_raw_us - last) / 1e6
+    assert 0.4 < gap_s < 0.6
+    out = tmp_path / "out"
+    summary = convert_dhp19(root, out, progress=False)
+    assert summary.converted == [out / "S1_session1_mov2.h5"]
+    assert [name for name, _ in summary.rejected] == ["S1_session1_mov1"]
+    reason = summary.rejected[0][1]
+    assert reason.startswith(f"{rec.aedat}: ")
+    end_s = (last - rec.start_raw_us) / 1e6
+    assert (
+        f"the events end {gap_s:.3f} s before the stop (last polarity event at {end_s:.3f} s"
+        in (reason)
+    )
+    assert "stop at 1.000 s after the start" in reason and "truncated" in reason
+    assert leftovers(out) == ["S1_session1_mov2.h5"]
+    assert "1 converted, 0 skipped (already converted), 1 rejected" in summary.format()
+
+
+def test_end_gap_limit_is_the_smaller_of_time_and_fraction() -> None:
+    one_second = StartStop(0, 1_000_000, "2 specials: first = start")
+    # 10 % of 1 s = 100 ms < 1 s: a gap of exactly 100 ms is accepted, 1 us more is not
+    assert check_end_gap(one_second, 900_000) == 100_000
+    assert check_end_gap(one_second, 1_000_000) == 0
+    with pytest.raises(Dhp19Error, match=r"^f\.aedat: the events end 0\.100 s before the stop"):
+        check_end_gap(one_second, 899_999, name="f.aedat")
+    # 10 % of 30 s = 3 s > 1 s: the 1 s limit applies
+    long = StartStop(5_000_000, 35_000_000, "3 specials: first = start, last = stop")
+    assert check_end_gap(long, 34_000_000) == 1_000_000
+    message = (
+        "r: the events end 1.000 s before the stop (last polarity event at 29.000 s, stop at "
+        "30.000 s after the start; 3 specials: first = start, last = stop); at most 1.000 s is "
+        "accepted (the smaller of 1 s and 10% of the interval): the file looks truncated"
+    )
+    with pytest.raises(Dhp19Error) as err:
+        check_end_gap(long, 33_999_999, name="r")
+    assert str(err.value) == message
+    # both limits are settings; the interval of 0 specials ends at the last event: no gap
+    assert check_end_gap(long, 30_000_000, max_gap_us=5_000_000, max_gap_fraction=0.2) == 5_000_000
+    assert check_end_gap(StartStop(2000, 5000, "0 specials: first and last event"), 5000) == 0
+
+
+def silence_the_end(rec: FakeRecording, silent_us: int) -> int:
+    """Rewrite ``rec``'s file without the polarity events of its last ``silent_us`` and after.
+
+    The special events stay. Returns the time of the last polarity event left.
+    """
+    keep = ~((rec.kind == 0) & (rec.t > rec.stop_raw_us - silent_us))
+    addresses = [a for a, k in zip(rec.addresses(), keep, strict=True) if k]
+    write_aedat2(rec.aedat, addresses, rec.t[keep].tolist())
+    return int(rec.t[keep & (rec.kind == 0)].max())
+
+
+@pytest.mark.parametrize("movement", [1, 2])  # 2 specials (stop derived), 3 (stop special)
+def test_events_ending_shortly_before_the_stop_still_convert(
+    p_dir: Path, tmp_path: Path, movement: int
+) -> None:
+    # the cameras fall silent 80 ms before the stop of a 1 s recording: below 10 % (100 ms);
+    # 120 ms is above it. With 3 specials the stop special is still in the file.
+    rec = make_fake_recording(
+        tmp_path / "mov.aedat",
+        tmp_path / "S1_1_1.mat",
+        fake_cameras(),
+        movement=movement,
+        events_per_camera=600,
+    )
+    kwargs: dict[str, Any] = {"subject": 1, "session": 1, "movement": movement}
+    last = silence_the_end(rec, 80_000)
+    result = convert_recording(rec.aedat, rec.vicon, p_dir, tmp_path / "o.h5", **kwargs)
+    assert (result.start_us, result.stop_us) == (rec.start_raw_us, rec.stop_raw_us)
+    assert 80_000 <= result.end_gap_us == rec.stop_raw_us - last < 100_000
+    with Recording(tmp_path / "o.h5") as r:
+        assert r.meta.extra["end_gap_us"] == result.end_gap_us
+        assert r.meta.extra["end_gap_limit"] == {"max_us": 1_000_000, "max_fraction": 0.1}
+    last = silence_the_end(rec, 120_000)
+    gap_s = (rec.stop_raw_us - last) / 1e6
+    with pytest.raises(Dhp19Error, match=rf"mov\.aedat: the events end {gap_s:.3f} s before"):
+        convert_recording(rec.aedat, rec.vicon, p_dir, tmp_path / "out" / "o.h5", **kwargs)
+    assert leftovers(tmp_path / "out") == []
+
+
+def test_an_intact_recording_has_a_short_end_gap(fake: FakeDhp19, fake_converted: Path) -> None:
+    for (s, n, k), rec in fake.recordings.items():
+        with Recording(fake_converted / f"S{s}_session{n}_mov{k}.h5") as r:
+            extra = r.meta.extra
+        inside = (rec.kind == 0) & (rec.t >= rec.start_raw_us) & (rec.t <= rec.stop_raw_us)
+        assert extra["end_gap_us"] == rec.stop_raw_us - rec.t[inside].max() < 5_000
+
+
+def test_end_gap_limit_is_a_setting(p_dir: Path, tmp_path: Path) -> None:
+    # the file cut halfway is accepted with a looser limit, which is stored; a batch run with
+    # the default limit does not take that output for its own
+    root = tmp_path / "root"
+    fake = make_fake_dhp19(root, movements=(1,), events_per_camera=600)
+    rec = fake.recordings[(1, 1, 1)]
+    truncate_aedat2(rec.aedat, len(rec.t) // 2)
+    out = tmp_path / "out" / "S1_session1_mov1.h5"
+    kwargs: dict[str, Any] = {"subject": 1, "session": 1, "movement": 1}
+    with pytest.raises(Dhp19Error, match="the file looks truncated"):
+        convert_recording(rec.aedat, rec.vicon, p_dir, out, **kwargs)
+    with pytest.raises(Dhp19Error, match=r"the smaller of 0\.3 s and 60% of the interval"):
+        convert_recording(
+            rec.aedat,
+            rec.vicon,
+            p_dir,
+            out,
+            max_end_gap_fraction=0.6,
+            max_end_gap_us=300_000,
+            **kwargs,
+        )
+    result = convert_recording(rec.aedat, rec.vicon, p_dir, out, max_end_gap_fraction=0.6, **kwargs)
+    assert 400_000 < result.end_gap_us < 600_000
+    with Recording(out) as r:
+        assert r.meta.extra["end_gap_limit"] == {"max_us": 1_000_000, "max_fraction": 0.6}
+    summary = convert_dhp19(root, out.parent, progress=False)
+    assert summary.skipped == [] and summary.converted == []
+    assert summary.rejected[0][1] == (
+        f"{out} exists with different settings (stored: max end gap max_fraction=0.6, "
+        "max_us=1000000; requested: max end gap max_fraction=0.1, max_us=1000000); delete it or "
+        "use another --out"
+    )
 
 
 def test_find_recordings_sorts_numerically_and_ignores_other_names(tmp_path: Path) -> None:
@@ -1444,35 +1592,48 @@ def test_converter_version_is_part_of_the_settings(
     names = ["S1_session1_mov1.h5", "S1_session1_mov2.h5"]
     assert len(convert_dhp19(fake.root, out, progress=False).converted) == 2
     with Recording(out / names[0]) as r:
-        assert r.meta.extra["converter_version"] == 2 == dhp19.CONVERTER_VERSION
+        assert r.meta.extra["converter_version"] == 3 == dhp19.CONVERTER_VERSION
     # a later converter version does not take these files for its own
-    monkeypatch.setattr(dhp19_common, "CONVERTER_VERSION", 3)
+    monkeypatch.setattr(dhp19_common, "CONVERTER_VERSION", 4)
     summary = convert_dhp19(fake.root, out, progress=False)
     assert summary.skipped == [] and summary.converted == []
     assert summary.rejected[0][1] == (
-        f"{out / names[0]} exists with different settings (stored: converter version 2; "
-        "requested: converter version 3); delete it or use another --out"
+        f"{out / names[0]} exists with different settings (stored: converter version 3; "
+        "requested: converter version 4); delete it or use another --out"
     )
-    monkeypatch.setattr(dhp19_common, "CONVERTER_VERSION", 2)
-    # same settings as asked for, but written by version 1, or with no version at all
+    monkeypatch.setattr(dhp19_common, "CONVERTER_VERSION", 3)
+    # same settings as asked for, but written by version 2, or with no version at all
     settings: dict[str, object] = {
         "hot_pixel_filter": None,
         "background_filter": None,
         "max_stray_fraction": 0.01,
         "max_repairable_jump_us": 1000,
+        "end_gap_limit": {"max_us": 1_000_000, "max_fraction": 0.1},
     }
-    write_foreign_output(out / names[0], {**settings, "converter_version": 1})
+    write_foreign_output(out / names[0], {**settings, "converter_version": 2})
     write_foreign_output(out / names[1], settings)
     summary = convert_dhp19(fake.root, out, progress=False)
     assert summary.skipped == [] and summary.converted == []
     assert [reason.split(" (", 1)[1] for _, reason in summary.rejected] == [
-        "stored: converter version 1; requested: converter version 2); delete it or use "
+        "stored: converter version 2; requested: converter version 3); delete it or use "
         "another --out",
-        "stored: converter version not recorded; requested: converter version 2); delete it or "
+        "stored: converter version not recorded; requested: converter version 3); delete it or "
         "use another --out",
     ]
-    # and with the current version stored they are skipped
-    write_foreign_output(out / names[0], {**settings, "converter_version": 2})
+    # a version-2 file (no end-gap limit stored) names both differences
+    del settings["end_gap_limit"]
+    write_foreign_output(out / names[1], {**settings, "converter_version": 2})
+    assert (
+        convert_dhp19(fake.root, out, progress=False)
+        .rejected[1][1]
+        .endswith(
+            "(stored: max end gap not recorded; converter version 2; requested: max end gap "
+            "max_fraction=0.1, max_us=1000000; converter version 3); delete it or use another --out"
+        )
+    )
+    # and with the current settings and version stored they are skipped
+    settings["end_gap_limit"] = {"max_us": 1_000_000, "max_fraction": 0.1}
+    write_foreign_output(out / names[0], {**settings, "converter_version": 3})
     assert convert_dhp19(fake.root, out, progress=False).skipped == [out / names[0]]
 
 
@@ -1481,9 +1642,10 @@ def thresholds_root(tmp_path: Path) -> Path:
     root = tmp_path / "root"
     make_fake_dhp19(root, movements=(1,), events_per_camera=50)  # 100 Vicon samples: 1 s
     # 96 good events + 2 off the sensor (2 % of 100 polarity events), and camera 0 jumps back
-    # from 5 000 to 3 500 us, all inside [1 000, 1 001 000]
-    rows = [sp(1000), *spread(96), ev(346, 0, 2100), ev(346, 0, 2101)]
-    rows += [ev(1, 1, 5000), ev(2, 2, 3500)]
+    # from 5 000 to 3 500 us, all inside [1 000, 1 001 000]; the last event, 1 ms before the
+    # stop, keeps the end gap short
+    rows = [sp(1000), *spread(95), ev(346, 0, 2100), ev(346, 0, 2101)]
+    rows += [ev(1, 1, 5000), ev(2, 2, 3500), ev(3, 3, 1_000_000, cam=1)]
     write_aedat2(
         root / "DVS_movies" / "S1" / "session1" / "mov1.aedat",
         [a for a, _ in rows],
@@ -1502,7 +1664,7 @@ def test_rejection_thresholds_from_the_command_line(
     assert "2 of 100 polarity events are stray" in capsys.readouterr().out
     assert cli.main([*base, "--max-stray-fraction", "0.05"]) == 1
     printed = capsys.readouterr().out
-    assert "back by 1500 us at event 100 (t=3500 us after t=5000 us); at most 1000 us" in printed
+    assert "back by 1500 us at event 99 (t=3500 us after t=5000 us); at most 1000 us" in printed
     loose = [*base, "--max-stray-fraction", "0.05", "--max-repairable-jump-us", "1500"]
     assert cli.main(loose) == 0
     assert "1 converted" in capsys.readouterr().out
@@ -1630,7 +1792,7 @@ def test_a_killed_worker_rejects_only_its_recording(
     assert leftovers(out) == names
     for n in names:
         with Recording(out / n) as r:
-            assert r.meta.extra["converter_version"] == 2
+            assert r.meta.extra["converter_version"] == dhp19.CONVERTER_VERSION
 
 
 def test_a_bug_in_a_worker_is_not_a_rejection(

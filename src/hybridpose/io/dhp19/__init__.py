@@ -40,6 +40,16 @@ What the converter does to one recording, in order:
    recorded (``max_backward_jump_us``). So a glitch in events that are dropped anyway costs
    nothing. Times are rebased so that ``start = 0`` and Vicon sample ``k`` is at
    ``k * 10 000 us``.
+   **Truncation at a record boundary.** A file cut between two records reads as a whole number
+   of records; its stop special is gone, so the stop is derived from the Vicon length and the
+   labels run on past the last event. The *end gap*, from the latest polarity event inside
+   ``[start, stop]`` (any camera, before the filters) to the stop, is therefore checked
+   (:func:`check_end_gap`): longer than the smaller of :data:`MAX_END_GAP_US` (1 s,
+   ``max_end_gap_us``) and :data:`MAX_END_GAP_FRACTION` (10 % of ``stop - start``,
+   ``max_end_gap_fraction``) rejects the recording, naming the gap and the times. Four cameras
+   together fire thousands of events per second even on a still scene, so a genuine recording's
+   gap is far below that. The gap is stored in ``extra["end_gap_us"]``, the limit in
+   ``extra["end_gap_limit"]``.
 5. **Pixels.** Events are stored as ``x = 345 - x_raw``, ``y = 259 - y_raw`` and each camera's
    matrix as ``P = A @ P_raw`` with ``A = [[1, 0, 0], [0, -1, 260], [0, 0, 1]]``, so that
    projecting a label with the stored ``P`` gives the reference's flipped label (``v -> 260 - v``,
@@ -56,7 +66,7 @@ What the converter does to one recording, in order:
 6. **Filters** (off unless asked), per camera and after the crop: hot pixels (``10^4`` or more
    events in the recording, :func:`hot_pixel_mask`), then the background-activity filter of the
    DHP19 reference (:func:`background_activity_mask`) on what the hot-pixel filter kept. The
-   filter settings, the two rejection thresholds and :data:`CONVERTER_VERSION` are stored in
+   filter settings, the rejection thresholds and :data:`CONVERTER_VERSION` are stored in
    ``extra``; :func:`convert_dhp19` skips an existing output only if all of them are the ones
    of the current run.
 7. **Vicon labels** (struct ``XYZPOS``, 13 fields of (N, 3) mm, NaN = missing) are read by the
@@ -99,6 +109,8 @@ and extract_from_aedat.m of DHP19), all known ones:
   ``max_stray_fraction`` of them is rejected: a threshold of our own (the reference has none).
 - **Timestamp disorder.** The reference neither sorts nor checks the order; the repair of
   lags up to ``max_repairable_jump_us`` and the rejection beyond it are ours.
+- **End gap.** The reference converts a recording whose events end long before its stop; the
+  rejection as truncated (``max_end_gap_us``, ``max_end_gap_fraction``) is ours.
 - **Output.** Raw events and the 100 Hz labels are stored; the reference's constant-count
   frames and per-frame mean labels are not made.
 
@@ -129,6 +141,8 @@ from hybridpose.io.dhp19.common import (
     HOT_PIXEL_RULE,
     HOT_PIXEL_THRESHOLD,
     MAX_CAMERA_ID,
+    MAX_END_GAP_FRACTION,
+    MAX_END_GAP_US,
     MAX_REPAIRABLE_JUMP_US,
     MAX_STRAY_FRACTION,
     SENSOR_SIZE,
@@ -142,6 +156,7 @@ from hybridpose.io.dhp19.labels import MAX_COORDINATE_MM, read_vicon_mat
 from hybridpose.io.dhp19.timing import (
     WRAP_US,
     StartStop,
+    check_end_gap,
     find_start_stop,
     repair_timestamp_order,
     unwrap_timestamps,
@@ -160,6 +175,8 @@ __all__ = [
     "KILLED_REASON",
     "MAX_CAMERA_ID",
     "MAX_COORDINATE_MM",
+    "MAX_END_GAP_FRACTION",
+    "MAX_END_GAP_US",
     "MAX_REPAIRABLE_JUMP_US",
     "MAX_STRAY_FRACTION",
     "SENSOR_SIZE",
@@ -174,6 +191,7 @@ __all__ = [
     "PMatrices",
     "StartStop",
     "background_activity_mask",
+    "check_end_gap",
     "convert_dhp19",
     "convert_recording",
     "decode_addresses",

@@ -188,6 +188,7 @@ _SETTING_LABELS = {
     "background_filter": "background filter",
     "max_stray_fraction": "max stray fraction",
     "max_repairable_jump_us": "max repairable jump",
+    "end_gap_limit": "max end gap",
     "converter_version": "converter version",
 }
 

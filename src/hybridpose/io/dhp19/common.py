@@ -32,10 +32,30 @@ MAX_STRAY_FRACTION = 0.01
 """Stray polarity events (off the sensor or camera id above 3) are dropped; a recording with
 more than this fraction of its polarity events stray is rejected as corrupt."""
 
-CONVERTER_VERSION = 2
+MAX_END_GAP_US = 1_000_000
+"""The longest end gap accepted, in us, whatever the length (see :data:`MAX_END_GAP_FRACTION`)."""
+MAX_END_GAP_FRACTION = 0.1
+"""A recording whose events end long before its stop is rejected as truncated.
+
+The end gap is the time from the latest polarity event inside ``[start, stop]`` (any camera,
+before the filters) to the stop. It may be at most the smaller of :data:`MAX_END_GAP_US`
+(1 s) and :data:`MAX_END_GAP_FRACTION` (10 %) of ``stop - start``. A file cut on a record
+boundary is a whole number of records, so nothing else shows the cut: its stop special is gone,
+the stop is then derived from the Vicon length and the labels run on past the last event (a cut
+halfway through a 1 s recording leaves a gap of about 0.5 s). In a genuine recording the gap is
+tiny: four DAVIS346 cameras together fire thousands of events per second even on a still scene
+(sensor noise alone), and the DHP19 subject moves throughout. Silence of all four cameras for a
+tenth of the recording, or for a second, is therefore taken as a cut, not as a still subject;
+10 % keeps short recordings checked (0.1 s of a 1 s one), 1 s keeps long ones checked (a
+30 s recording is not allowed 3 s of labels without events). Both are settings
+(``max_end_gap_us``, ``max_end_gap_fraction``), stored in ``extra["end_gap_limit"]``."""
+
+CONVERTER_VERSION = 3
 """Version of what the converter writes; bumped on every change that alters an output file.
 Stored in ``extra``; :func:`convert_dhp19` does not skip an output of another (or no) version.
-Version 2: start/stop from the file-order ends of the event stream, thresholds stored."""
+Version 2: start/stop from the file-order ends of the event stream, thresholds stored.
+Version 3: a recording whose events end long before its stop is rejected (a file cut on a
+record boundary); the limit and the measured gap are stored."""
 STREAM_ENDS_RULE = "first and last good polarity event in file order, unwrapped"
 """How the ends of the event stream that :func:`find_start_stop` uses are found."""
 
@@ -59,6 +79,8 @@ def output_settings(
     background_support_us: int | None,
     max_stray_fraction: float,
     max_repairable_jump_us: int,
+    max_end_gap_us: int = MAX_END_GAP_US,
+    max_end_gap_fraction: float = MAX_END_GAP_FRACTION,
 ) -> dict[str, Any]:
     """Everything that decides the output, as stored in ``extra`` (filters without counts).
 
@@ -73,5 +95,9 @@ def output_settings(
         else {"support_us": background_support_us, "rule": BACKGROUND_FILTER_RULE},
         "max_stray_fraction": float(max_stray_fraction),
         "max_repairable_jump_us": int(max_repairable_jump_us),
+        "end_gap_limit": {
+            "max_us": int(max_end_gap_us),
+            "max_fraction": float(max_end_gap_fraction),
+        },
         "converter_version": CONVERTER_VERSION,
     }

@@ -20,6 +20,8 @@ from hybridpose.io.dhp19.common import (
     CAMERA_TO_MATRIX,
     HOT_PIXEL_THRESHOLD,
     MAX_CAMERA_ID,
+    MAX_END_GAP_FRACTION,
+    MAX_END_GAP_US,
     MAX_REPAIRABLE_JUMP_US,
     MAX_STRAY_FRACTION,
     SENSOR_SIZE,
@@ -35,6 +37,7 @@ from hybridpose.io.dhp19.filters import background_activity_mask, hot_pixel_mask
 from hybridpose.io.dhp19.labels import read_vicon_mat
 from hybridpose.io.dhp19.timing import (
     StartStop,
+    check_end_gap,
     find_start_stop,
     repair_timestamp_order,
     unwrap_timestamps,
@@ -65,6 +68,8 @@ class ConversionResult:
         start_us: start of the Vicon interval in the file's (unwrapped) time.
         stop_us: its stop.
         num_labels: Vicon samples written.
+        end_gap_us: time from the latest polarity event inside the interval (any camera,
+            before the filters) to the stop (see :func:`~hybridpose.io.dhp19.check_end_gap`).
     """
 
     path: Path
@@ -81,12 +86,14 @@ class ConversionResult:
     start_us: int
     stop_us: int
     num_labels: int
+    end_gap_us: int
 
 
 @dataclass(frozen=True)
 class _CameraEvents:
     events: Events
     in_window: int
+    last_in_window_us: int | None  # latest timestamp inside [start, stop], before the filters
     dropped_outside: int
     hot_pixel_filtered: int
     background_filtered: int
@@ -126,6 +133,8 @@ def convert_recording(
     background_support_us: int = BACKGROUND_SUPPORT_US,
     max_repairable_jump_us: int = MAX_REPAIRABLE_JUMP_US,
     max_stray_fraction: float = MAX_STRAY_FRACTION,
+    max_end_gap_us: int = MAX_END_GAP_US,
+    max_end_gap_fraction: float = MAX_END_GAP_FRACTION,
 ) -> ConversionResult:
     """Convert one DHP19 recording into a native recording file (see :mod:`hybridpose.io.dhp19`).
 
@@ -145,6 +154,11 @@ def convert_recording(
         max_repairable_jump_us: the largest per-camera backward timestamp jump that is repaired.
         max_stray_fraction: the recording is rejected if more than this fraction of its
             polarity events are stray (in ``[0, 1]``).
+        max_end_gap_us: the longest end gap accepted, in us (``>= 0``).
+        max_end_gap_fraction: the longest end gap accepted, as a fraction of ``stop - start``
+            (in ``[0, 1]``). The recording is rejected as truncated if its latest polarity event
+            inside ``[start, stop]`` lies before the stop by more than the smaller of the two
+            limits (see :data:`~hybridpose.io.dhp19.MAX_END_GAP_FRACTION`).
 
     Returns:
         The counts of what was kept, dropped, filtered and repaired.
@@ -157,16 +171,14 @@ def convert_recording(
         MatFileError: the Vicon file is not a readable MAT-file (no file left).
         RecordingError: the output cannot be written in the native format.
     """
-    if hot_pixel_threshold < 1:
-        raise Dhp19Error(f"hot_pixel_threshold must be >= 1, got {hot_pixel_threshold}")
-    for arg, value in (
-        ("background_support_us", background_support_us),
-        ("max_repairable_jump_us", max_repairable_jump_us),
-    ):
-        if value < 0:
-            raise Dhp19Error(f"{arg} must be >= 0, got {value}")
-    if not 0.0 <= max_stray_fraction <= 1.0:
-        raise Dhp19Error(f"max_stray_fraction must be in [0, 1], got {max_stray_fraction}")
+    _check_settings(
+        hot_pixel_threshold=hot_pixel_threshold,
+        background_support_us=background_support_us,
+        max_repairable_jump_us=max_repairable_jump_us,
+        max_end_gap_us=max_end_gap_us,
+        max_stray_fraction=max_stray_fraction,
+        max_end_gap_fraction=max_end_gap_fraction,
+    )
     aedat, out = Path(aedat), Path(out)
     name = str(aedat)
     calibration = read_p_matrices(p_dir)
@@ -213,6 +225,14 @@ def convert_recording(
             f"{name}: no polarity event between start ({span.start_us} us) and stop "
             f"({span.stop_us} us)"
         )
+    last_event = max(c.last_in_window_us for c in per_camera if c.last_in_window_us is not None)
+    end_gap = check_end_gap(
+        span,
+        last_event,
+        max_gap_us=max_end_gap_us,
+        max_gap_fraction=max_end_gap_fraction,
+        name=name,
+    )
     if sum(len(c.events) for c in per_camera) == 0:
         raise Dhp19Error(
             f"{name}: the filters removed all {in_window} events between start and stop"
@@ -230,7 +250,15 @@ def convert_recording(
         ends,
         per_camera,
         strays,
-        output_settings(hot, background, max_stray_fraction, max_repairable_jump_us),
+        end_gap,
+        output_settings(
+            hot,
+            background,
+            max_stray_fraction,
+            max_repairable_jump_us,
+            max_end_gap_us,
+            max_end_gap_fraction,
+        ),
     )
     meta = RecordingMeta(
         source="dhp19", subject=subject, session=session, movement=movement, extra=extra
@@ -255,7 +283,35 @@ def convert_recording(
         start_us=span.start_us,
         stop_us=span.stop_us,
         num_labels=len(joints),
+        end_gap_us=end_gap,
     )
+
+
+def _check_settings(
+    *,
+    hot_pixel_threshold: int,
+    background_support_us: int,
+    max_repairable_jump_us: int,
+    max_end_gap_us: int,
+    max_stray_fraction: float,
+    max_end_gap_fraction: float,
+) -> None:
+    """Reject a setting of :func:`convert_recording` out of range (Dhp19Error)."""
+    if hot_pixel_threshold < 1:
+        raise Dhp19Error(f"hot_pixel_threshold must be >= 1, got {hot_pixel_threshold}")
+    for arg, value in (
+        ("background_support_us", background_support_us),
+        ("max_repairable_jump_us", max_repairable_jump_us),
+        ("max_end_gap_us", max_end_gap_us),
+    ):
+        if value < 0:
+            raise Dhp19Error(f"{arg} must be >= 0, got {value}")
+    for arg, fraction in (
+        ("max_stray_fraction", max_stray_fraction),
+        ("max_end_gap_fraction", max_end_gap_fraction),
+    ):
+        if not 0.0 <= fraction <= 1.0:
+            raise Dhp19Error(f"{arg} must be in [0, 1], got {fraction}")
 
 
 def _drop_strays(
@@ -300,6 +356,7 @@ def _camera_events(
     tc = t[records]
     inside = (tc >= span.start_us) & (tc <= span.stop_us)
     records = records[inside]
+    last_in_window = int(t[records].max()) if len(records) else None
     order, repaired, max_jump = repair_timestamp_order(
         t[records], tolerance_us=max_repairable_jump_us, name=name, record_index=records
     )
@@ -325,6 +382,7 @@ def _camera_events(
     return _CameraEvents(
         events=events,
         in_window=len(records),
+        last_in_window_us=last_in_window,
         dropped_outside=int(np.count_nonzero(~inside)),
         hot_pixel_filtered=hot,
         background_filtered=background,
@@ -344,6 +402,7 @@ def _metadata(
     ends: _StreamEnds,
     per_camera: list[_CameraEvents],
     strays: _Strays,
+    end_gap_us: int,
     settings: dict[str, Any],
 ) -> dict[str, Any]:
     """The JSON-serialisable facts kept in the recording's ``extra``."""
@@ -375,6 +434,8 @@ def _metadata(
         },
         "max_stray_fraction": settings["max_stray_fraction"],
         "max_repairable_jump_us": settings["max_repairable_jump_us"],
+        "end_gap_limit": settings["end_gap_limit"],
+        "end_gap_us": end_gap_us,
         "repaired_out_of_order": [c.repaired for c in per_camera],
         "max_backward_jump_us": [c.max_backward_jump_us for c in per_camera],
         "dropped_outside": [c.dropped_outside for c in per_camera],

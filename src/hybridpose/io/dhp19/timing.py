@@ -11,6 +11,8 @@ import numpy as np
 import numpy.typing as npt
 
 from hybridpose.io.dhp19.common import (
+    MAX_END_GAP_FRACTION,
+    MAX_END_GAP_US,
     MAX_REPAIRABLE_JUMP_US,
     VICON_PERIOD_US,
     Dhp19Error,
@@ -169,3 +171,50 @@ def find_start_stop(
             first - duration, first, f"{count} specials: first = stop (nearer the end)"
         )
     return StartStop(first, first + duration, f"{count} specials: first = start")
+
+
+def check_end_gap(
+    span: StartStop,
+    last_event_us: int,
+    *,
+    max_gap_us: int = MAX_END_GAP_US,
+    max_gap_fraction: float = MAX_END_GAP_FRACTION,
+    name: str = "recording",
+) -> int:
+    """The end gap of a recording: how long before the stop its events end; reject a long one.
+
+    A file cut on a record boundary reads as a whole number of records; what betrays it is that
+    its events stop long before the labels do (its stop special is gone, so the stop is the
+    start plus the Vicon length). See :data:`~hybridpose.io.dhp19.common.MAX_END_GAP_FRACTION`
+    for why the limit is the smaller of ``max_gap_us`` and ``max_gap_fraction`` of the interval.
+
+    Args:
+        span: the interval found by :func:`find_start_stop`.
+        last_event_us: the latest polarity event inside ``span`` (any camera, unwrapped).
+        max_gap_us: the longest gap accepted, in us.
+        max_gap_fraction: the longest gap accepted, as a fraction of ``stop - start``.
+        name: the file, for the error message.
+
+    Returns:
+        The gap ``stop - last_event_us`` in us (0 when the last event is at the stop).
+
+    Raises:
+        Dhp19Error: the gap is longer than both limits allow; names the gap, the times and the
+            rule that gave the stop.
+
+    Example:
+        >>> check_end_gap(StartStop(0, 1_000_000, "3 specials"), 950_000)
+        50000
+    """
+    duration = span.stop_us - span.start_us
+    gap = span.stop_us - int(last_event_us)
+    limit = min(float(max_gap_us), max_gap_fraction * duration)
+    if gap > limit:
+        raise Dhp19Error(
+            f"{name}: the events end {gap / 1e6:.3f} s before the stop (last polarity event at "
+            f"{(last_event_us - span.start_us) / 1e6:.3f} s, stop at {duration / 1e6:.3f} s "
+            f"after the start; {span.rule}); at most {limit / 1e6:.3f} s is accepted (the "
+            f"smaller of {max_gap_us / 1e6:g} s and {max_gap_fraction * 100:g}% of the interval): "
+            "the file looks truncated"
+        )
+    return gap
