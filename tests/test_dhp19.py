@@ -1804,3 +1804,21 @@ def test_a_bug_in_a_worker_is_not_a_rejection(
     monkeypatch.setattr(dhp19_batch, "_run_task", worker_task_that_dies)
     with pytest.raises(ZeroDivisionError, match="a bug while converting S1_session1_mov2"):
         convert_dhp19(root, tmp_path / "out", workers=2, progress=False)
+
+
+def test_end_gap_limit_from_the_command_line(tmp_path: Path) -> None:
+    """``convert-dhp19 --max-end-gap-us`` reaches the converter and is stored with the output."""
+    from hybridpose.cli import main
+
+    root = tmp_path / "root"
+    fake = make_fake_dhp19(root, movements=(1,), events_per_camera=600)
+    rec = fake.recordings[(1, 1, 1)]
+    truncate_aedat2(rec.aedat, len(rec.t) // 2)
+    out = tmp_path / "out"
+    assert main(["convert-dhp19", "--root", str(root), "--out", str(out), "--quiet"]) == 1
+    assert not (out / "S1_session1_mov1.h5").exists()
+    assert main(["convert-dhp19", "--root", str(root), "--out", str(out), "--quiet",
+                 "--max-end-gap-us", "2000000", "--max-end-gap-fraction", "1"]) == 0  # fmt: skip
+    with Recording(out / "S1_session1_mov1.h5") as converted:
+        limit = converted.meta.extra["end_gap_limit"]
+    assert limit == {"max_us": 2_000_000, "max_fraction": 1.0}

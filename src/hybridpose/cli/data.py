@@ -75,6 +75,21 @@ def add_convert_dhp19(subparsers: Subparsers) -> None:
         metavar="N",
         help="repair backward timestamp jumps up to N us, reject larger ones (default 1000)",
     )
+    p.add_argument(
+        "--max-end-gap-us",
+        type=int_at_least(0),
+        default=1_000_000,
+        metavar="N",
+        help="reject a recording whose events end more than N us before its stop (a cut "
+        "file; default 1000000, or --max-end-gap-fraction of the recording if smaller)",
+    )
+    p.add_argument(
+        "--max-end-gap-fraction",
+        type=_fraction,
+        default=0.1,
+        metavar="F",
+        help="the same limit as a fraction of the recording (default 0.1)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -89,6 +104,8 @@ def run_convert_dhp19(args: argparse.Namespace) -> int:
         background_filter=args.background_filter,
         max_stray_fraction=args.max_stray_fraction,
         max_repairable_jump_us=args.max_repairable_jump_us,
+        max_end_gap_us=args.max_end_gap_us,
+        max_end_gap_fraction=args.max_end_gap_fraction,
         progress=not args.quiet,
     )
     print(summary.format())

@@ -19,6 +19,8 @@ from hybridpose.io.dhp19.calibration import read_p_matrices
 from hybridpose.io.dhp19.common import (
     BACKGROUND_SUPPORT_US,
     HOT_PIXEL_THRESHOLD,
+    MAX_END_GAP_FRACTION,
+    MAX_END_GAP_US,
     MAX_REPAIRABLE_JUMP_US,
     MAX_STRAY_FRACTION,
     Dhp19Error,
@@ -147,6 +149,8 @@ class _Task:
     background_filter: bool
     max_stray_fraction: float = MAX_STRAY_FRACTION
     max_repairable_jump_us: int = MAX_REPAIRABLE_JUMP_US
+    max_end_gap_us: int = MAX_END_GAP_US
+    max_end_gap_fraction: float = MAX_END_GAP_FRACTION
 
 
 def _run_task(task: _Task) -> str | None:
@@ -172,6 +176,8 @@ def _run_task(task: _Task) -> str | None:
             background_filter=task.background_filter,
             max_stray_fraction=task.max_stray_fraction,
             max_repairable_jump_us=task.max_repairable_jump_us,
+            max_end_gap_us=task.max_end_gap_us,
+            max_end_gap_fraction=task.max_end_gap_fraction,
         )
     except HybridPoseError as err:
         return str(err)
@@ -258,6 +264,8 @@ def convert_dhp19(
     background_filter: bool = False,
     max_stray_fraction: float = MAX_STRAY_FRACTION,
     max_repairable_jump_us: int = MAX_REPAIRABLE_JUMP_US,
+    max_end_gap_us: int = MAX_END_GAP_US,
+    max_end_gap_fraction: float = MAX_END_GAP_FRACTION,
     progress: bool = True,
 ) -> ConversionSummary:
     """Convert every recording of a DHP19 root into ``out_dir/S{s}_session{n}_mov{k}.h5``.
@@ -289,6 +297,9 @@ def convert_dhp19(
             events (in ``[0, 1]``; see :func:`convert_recording`).
         max_repairable_jump_us: the largest per-camera backward timestamp jump that is
             repaired; a larger one rejects the recording (``>= 0``).
+        max_end_gap_us, max_end_gap_fraction: a recording whose events end more than the
+            smaller of these (us, and fraction of its interval) before its stop is rejected as
+            cut (see :func:`convert_recording`).
         progress: show a progress bar over the recordings.
 
     Returns:
@@ -302,6 +313,10 @@ def convert_dhp19(
             out of range.
     """
     _check_arguments(out_dir, workers, max_stray_fraction, max_repairable_jump_us)
+    if max_end_gap_us < 0:
+        raise Dhp19Error(f"max_end_gap_us must be >= 0, got {max_end_gap_us}")
+    if not 0.0 <= max_end_gap_fraction <= 1.0:
+        raise Dhp19Error(f"max_end_gap_fraction must be in [0, 1], got {max_end_gap_fraction}")
     recordings = find_recordings(root)
     root, out_dir = Path(root), Path(out_dir)
     p_dir = _check_root(root)
@@ -312,6 +327,8 @@ def convert_dhp19(
         BACKGROUND_SUPPORT_US if background_filter else None,
         max_stray_fraction,
         max_repairable_jump_us,
+        max_end_gap_us,
+        max_end_gap_fraction,
     )
 
     plan = _plan(recordings, out_dir, wanted)
@@ -324,6 +341,8 @@ def convert_dhp19(
             background_filter,
             max_stray_fraction,
             max_repairable_jump_us,
+            max_end_gap_us,
+            max_end_gap_fraction,
         )
         for i, out in plan.to_convert
     ]
