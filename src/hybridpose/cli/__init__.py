@@ -22,6 +22,7 @@ from hybridpose import __version__
 from hybridpose.cli import data, models, run
 from hybridpose.cli.args import EXIT_USER_ERROR, Handler, HelpFormatter, Parser, Subparsers
 from hybridpose.errors import HybridPoseError, describe_error
+from hybridpose.parallel import interrupt_on_sigterm
 
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     data.add_inspect,
@@ -59,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
-        return handler(args)
+        with interrupt_on_sigterm():  # SIGTERM stops a command as Ctrl-C does: exit 130
+            return handler(args)
     except (HybridPoseError, OSError) as err:
         # OSError: a path that is missing, a directory, not writable, a full disk...
         if os.environ.get("HYBRIDPOSE_DEBUG"):

@@ -29,7 +29,6 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from hybridpose.paths import check_output_dir
 from hybridpose.atomic import atomic_write, write_text_atomic
 from hybridpose.export.graphs import (
     _BATCH_FIRST,
@@ -68,6 +67,7 @@ from hybridpose.export.verify import _membranes as _membranes
 from hybridpose.export.verify import _Tally as _Tally
 from hybridpose.export.verify import _threshold_margin as _threshold_margin
 from hybridpose.nn.snn import heaviside, plain_snn_step
+from hybridpose.paths import check_output_dir
 
 
 @dataclass(frozen=True)

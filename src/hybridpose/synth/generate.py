@@ -577,14 +577,16 @@ def simulate_dataset(
                 results.append(_simulate_task(task))
                 bar.update(1)
         else:
-            results = map_in_processes(
-                _simulate_task,
-                tasks,
-                min(workers, len(tasks)),
-                bar,
-                RecordingResult(Path(), error=KILLED),
-            )
-            remove_stale_temp_files(out, {task[3].name for task in tasks})
+            try:
+                results = map_in_processes(
+                    _simulate_task,
+                    tasks,
+                    min(workers, len(tasks)),
+                    bar,
+                    RecordingResult(Path(), error=KILLED),
+                )
+            finally:  # also when interrupted: the workers are gone, their temporaries stale
+                remove_stale_temp_files(out, {task[3].name for task in tasks})
     written = []
     for task, result in zip(tasks, results, strict=True):
         if result.error is None:

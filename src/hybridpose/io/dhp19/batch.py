@@ -460,7 +460,8 @@ def _run_tasks(tasks: list[_Task], workers: int, progress: bool, out_dir: Path) 
     """Run the tasks, in ``workers`` processes if more than one; their rejection reasons.
 
     With worker processes, the temporary files that killed workers left for the tasks'
-    outputs in ``out_dir`` are removed afterwards.
+    outputs in ``out_dir`` are removed afterwards, also when the run is interrupted (the
+    workers are terminated then).
 
     Returns:
         Per task, in order, the reason of its rejection or None (converted).
@@ -472,8 +473,10 @@ def _run_tasks(tasks: list[_Task], workers: int, progress: bool, out_dir: Path) 
                 outcomes.append(_run_task(task))
                 bar.update(1)
         else:
-            outcomes = map_in_processes(
-                _run_task, tasks, min(workers, len(tasks)), bar, KILLED_REASON
-            )
-            remove_stale_temp_files(out_dir, {task.out.name for task in tasks})
+            try:
+                outcomes = map_in_processes(
+                    _run_task, tasks, min(workers, len(tasks)), bar, KILLED_REASON
+                )
+            finally:  # also when interrupted: the workers are gone, their temporaries stale
+                remove_stale_temp_files(out_dir, {task.out.name for task in tasks})
     return outcomes
