@@ -55,9 +55,24 @@ def test_stream_refuses_a_device_the_machine_lacks(
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     monkeypatch.setattr(stream_module, "checkpoint_geometry", _never)
-    assert main(_stream(tiny, "--device", device)) == 2
+    assert main(_stream(tiny, "--engine", "dense", "--device", device)) == 2
     err = capsys.readouterr().err
     assert err == f"hybridpose stream: error: {message}\n"
+
+
+def test_stream_refuses_the_event_engine_on_a_gpu_whatever_the_machine(
+    tiny: tuple[Path, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream_module, "checkpoint_geometry", _never)
+    assert main(_stream(tiny, "--device", "cuda:7")) == 2
+    assert capsys.readouterr().err == (
+        "hybridpose stream: error: the event-driven engine runs on the CPU only, not on "
+        "cuda:7; use --engine dense there\n"
+    )
+    assert main(_stream(tiny, "--device", "bogus")) == 2
+    assert capsys.readouterr().err.endswith(
+        "--device bogus: not a torch device (this machine has: cpu)\n"
+    )
 
 
 def test_stream_checks_the_animation_path_before_streaming(

@@ -203,7 +203,13 @@ def run_stream(args: argparse.Namespace) -> int:
     from hybridpose.stream import checkpoint_geometry
     from hybridpose.threads import limited_threads
 
-    # every argument is checked before any work
+    # every argument is checked before any work: the engine and the device go together
+    # whatever the machine has, so that combination is checked before the machine's devices
+    if args.engine == "event" and not _names_the_cpu(args.device):
+        raise HybridPoseError(
+            f"the event-driven engine runs on the CPU only, not on {args.device}; use "
+            "--engine dense there"
+        )
     device = resolve_device(args.device)
     if args.animate is not None:
         check_output_file(args.animate, (".gif",))
@@ -256,6 +262,17 @@ def _stream(
         save_stream_gif(run.frames, args.animate, sensor, title=mode, fps=1e6 / window.bin_us / 2)
         print(f"wrote {args.animate}")
     return 0
+
+
+def _names_the_cpu(name: str) -> bool:
+    """Whether ``--device`` names the CPU (a name that is no device at all counts as the CPU
+    here: :func:`~hybridpose.devices.resolve_device` then says what is wrong with it)."""
+    import torch
+
+    try:
+        return torch.device(name).type == "cpu"
+    except (RuntimeError, ValueError, TypeError):
+        return True
 
 
 def _open_source(
