@@ -39,15 +39,23 @@ time grid until :func:`max_log_change` of every interval is at most
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from hybridpose._jit import jit
 from hybridpose.errors import HybridPoseError
 from hybridpose.events import EVENT_DTYPE, Events
+from hybridpose.synth.esim_kernels import (
+    decode_keys,
+    max_abs_diff,
+    outside_pass,
+    radix_sort,
+    region_pass,
+)
 
 FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
@@ -79,6 +87,24 @@ class EsimConfig:
         log_eps: ``eps`` in ``log(I + eps)`` (> 0): keeps black pixels finite.
         max_log_step: the largest change of any pixel's log intensity between two consecutive
             samples that a sampler should allow, as a fraction of ``min(C+, C-)`` (> 0).
+        cutoff_hz: the photoreceptor's 3 dB cutoff frequency for a white pixel (>= 0; 0 = no
+            low-pass). A pixel's cutoff falls with its intensity as in v2e:
+            ``f = cutoff_hz * (255 I + 20) / 275`` (``I`` in [0, 1]).
+        leak_rate_hz: leak events per pixel per second at constant light (>= 0): the
+            reference drifts down by ``leak_rate_hz * C+`` per second, so a static pixel fires
+            ON events at this rate.
+        shot_noise_rate_hz: shot-noise events per pixel per second (ON plus OFF) of a black
+            pixel (>= 0); a pixel of intensity ``I`` fires at
+            ``rate * ((factor - 1) * (255 I + 20) / 275 + 1)``, each polarity also scaled by
+            ``C_nominal / C_pixel``.
+        shot_noise_intensity_factor: ``factor`` above: the shot-noise rate of a white pixel
+            relative to a black one (>= 0).
+        noise_rate_cov_decades: per-pixel spread of the leak and shot-noise rates: each pixel's
+            rates are multiplied by ``10 ** N(0, decades^2)`` (>= 0).
+        hot_pixel_rate_decades: per-hot-pixel spread of ``hot_pixel_rate_hz``: each hot pixel
+            fires at ``hot_pixel_rate_hz * 10 ** U(0, decades)`` (>= 0).
+        timestamp_jitter_us: standard deviation of a normal jitter added to every timestamp
+            (>= 0), rounded to the microsecond and kept inside the call's time span.
 
     Raises:
         EsimError: if a value is out of range or not finite.
@@ -94,6 +120,13 @@ class EsimConfig:
     hot_pixel_rate_hz: float = 50.0
     log_eps: float = 1e-3
     max_log_step: float = 0.5
+    cutoff_hz: float = 0.0
+    leak_rate_hz: float = 0.0
+    shot_noise_rate_hz: float = 0.0
+    shot_noise_intensity_factor: float = 0.25
+    noise_rate_cov_decades: float = 0.0
+    hot_pixel_rate_decades: float = 0.0
+    timestamp_jitter_us: float = 0.0
 
     def __post_init__(self) -> None:
         for name in self.__dataclass_fields__:
@@ -107,7 +140,11 @@ class EsimConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise EsimError(f"EsimConfig.{name}: must be > 0, got {getattr(self, name)}")
-        non_negative = ("threshold_sigma", "refractory_us", "noise_rate_hz", "hot_pixel_rate_hz")
+        non_negative = (
+            "threshold_sigma", "refractory_us", "noise_rate_hz", "hot_pixel_rate_hz",
+            "cutoff_hz", "leak_rate_hz", "shot_noise_rate_hz", "shot_noise_intensity_factor",
+            "noise_rate_cov_decades", "hot_pixel_rate_decades", "timestamp_jitter_us",
+        )  # fmt: skip
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise EsimError(f"EsimConfig.{name}: must be >= 0, got {getattr(self, name)}")
@@ -170,6 +207,12 @@ class EsimState:
         threshold_neg: (H, W) float64 OFF threshold ``C-`` of each pixel (a positive number).
         hot_pixels: (N,) int64 sorted flat indices ``y * W + x`` of the hot pixels.
         t_us: time of the last sample in microseconds.
+        filtered: (H, W) float64 photoreceptor output (the low-passed log intensity) at
+            ``t_us``; None: equal to ``last_log`` (no low-pass).
+        leak_per_us: (H, W) float64 drift of each pixel's reference per microsecond (the
+            leak); None: zeros.
+        noise_spread: (H, W) float64 factor of each pixel's shot-noise rate; None: ones.
+        hot_rates_hz: (N,) float64 rate of each hot pixel; None: the configuration's.
     """
 
     reference: FloatArray
@@ -179,6 +222,10 @@ class EsimState:
     threshold_neg: FloatArray
     hot_pixels: IntArray
     t_us: float
+    filtered: FloatArray | None = None
+    leak_per_us: FloatArray | None = None
+    noise_spread: FloatArray | None = None
+    hot_rates_hz: FloatArray | None = None
 
     def __post_init__(self) -> None:
         shape = np.shape(self.reference)
@@ -186,7 +233,16 @@ class EsimState:
             raise EsimError(f"EsimState: reference must be a non-empty (H, W) array, got {shape}")
         if shape[0] > 65535 or shape[1] > 65535:
             raise EsimError(f"EsimState: sensor {shape} larger than 65535 pixels a side")
-        for name in ("reference", "last_log", "last_event_us", "threshold_pos", "threshold_neg"):
+        defaults = {
+            "filtered": self.last_log,
+            "leak_per_us": np.zeros(shape),
+            "noise_spread": np.ones(shape),
+        }
+        for name, default in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
+        per_pixel = ("reference", "last_log", "last_event_us", "threshold_pos", "threshold_neg")
+        for name in per_pixel + tuple(defaults):
             array = np.asarray(getattr(self, name), dtype=np.float64)
             if array.shape != shape:
                 raise EsimError(f"EsimState.{name}: shape {array.shape}, expected {shape}")
@@ -195,6 +251,11 @@ class EsimState:
         if hot.ndim != 1 or (hot.size and (hot.min() < 0 or hot.max() >= shape[0] * shape[1])):
             raise EsimError("EsimState.hot_pixels: must be flat pixel indices inside the sensor")
         object.__setattr__(self, "hot_pixels", hot)
+        if self.hot_rates_hz is not None:
+            rates = np.asarray(self.hot_rates_hz, dtype=np.float64)
+            if rates.shape != hot.shape:
+                raise EsimError("EsimState.hot_rates_hz: one rate per hot pixel")
+            object.__setattr__(self, "hot_rates_hz", rates)
         t = float(self.t_us)
         if not math.isfinite(t):
             raise EsimError(f"EsimState.t_us: must be finite, got {self.t_us}")
@@ -249,260 +310,36 @@ def esim_init(
     n_pixels = first.size
     n_hot = round(config.hot_pixel_fraction * n_pixels)
     hot = np.sort(rng.choice(n_pixels, size=n_hot, replace=False)).astype(np.int64)
+    # the DAVIS346 effects draw only when they are on, so a clean sensor's draws are unchanged
+    spread = None
+    if config.noise_rate_cov_decades > 0 and (config.leak_rate_hz or config.shot_noise_rate_hz):
+        spread = 10.0 ** (config.noise_rate_cov_decades * rng.standard_normal(shape))
+    reference = first
+    leak = None
+    if config.leak_rate_hz > 0:
+        leak = config.leak_rate_hz * thresholds[0] / US_PER_S
+        if spread is not None:
+            leak = leak * spread
+        # a sensor that has been running: each pixel is at a uniform phase of its leak cycle
+        reference = first - (1.0 - rng.uniform(size=shape)) * thresholds[0]
+    hot_rates = None
+    if config.hot_pixel_rate_decades > 0 and n_hot:
+        hot_rates = config.hot_pixel_rate_hz * 10.0 ** rng.uniform(
+            0.0, config.hot_pixel_rate_decades, size=n_hot
+        )
     return EsimState(
-        reference=first,
+        reference=reference,
         last_log=first.copy(),
         last_event_us=np.full(shape, -np.inf),
         threshold_pos=thresholds[0],
         threshold_neg=thresholds[1],
         hot_pixels=hot,
         t_us=t_start,
+        filtered=first.copy() if config.cutoff_hz > 0 else None,
+        leak_per_us=leak,
+        noise_spread=spread,
+        hot_rates_hz=hot_rates,
     )
-
-
-# ------------------------------------------------------------------------------ compiled kernels
-@jit
-def _crossings(
-    l0: float,
-    l1: float,
-    t0: float,
-    t1: float,
-    ref: float,
-    last_event: float,
-    c_pos: float,
-    c_neg: float,
-    refractory: float,
-    out_t: IntArray,
-    out_p: npt.NDArray[np.int8],
-    cursor: int,
-) -> tuple[float, float, int]:
-    """The crossings of one pixel over one interval; returns (ref, last_event, n_emitted).
-
-    Writes the emitted events' floor times and polarities at ``out[cursor:]`` when
-    ``cursor >= 0`` (the filling pass); the counting pass passes -1.
-    """
-    n = 0
-    dl = l1 - l0
-    dt = t1 - t0
-    if l1 >= ref + c_pos:
-        while l1 >= ref + c_pos:
-            ref += c_pos
-            t = _crossing_time(ref, l0, dl, t0, dt)
-            if not t - last_event < refractory:
-                if cursor >= 0:
-                    out_t[cursor + n] = np.int64(math.floor(t))
-                    out_p[cursor + n] = 1
-                n += 1
-                last_event = t
-    elif l1 <= ref - c_neg:
-        while l1 <= ref - c_neg:
-            ref -= c_neg
-            t = _crossing_time(ref, l0, dl, t0, dt)
-            if not t - last_event < refractory:
-                if cursor >= 0:
-                    out_t[cursor + n] = np.int64(math.floor(t))
-                    out_p[cursor + n] = -1
-                n += 1
-                last_event = t
-    return ref, last_event, n
-
-
-@jit
-def _crossing_time(level: float, l0: float, dl: float, t0: float, dt: float) -> float:
-    """The time at which one pixel's log intensity meets ``level`` within one interval.
-
-    The log intensity is linear from ``l0`` at ``t0`` to ``l0 + dl`` at ``t0 + dt``; the time is
-    clipped to the interval.
-    """
-    frac = (level - l0) / dl
-    if not frac >= 0.0:  # NaN too (only for a state that breaks the invariant)
-        frac = 0.0
-    elif frac > 1.0:
-        frac = 1.0
-    return t0 + frac * dt
-
-
-@jit
-def _count_pass(
-    frames: npt.NDArray[np.floating],
-    t_us: FloatArray,
-    t_prev: float,
-    x0: int,
-    y0: int,
-    ref: FloatArray,
-    last: FloatArray,
-    last_event: FloatArray,
-    c_pos: FloatArray,
-    c_neg: FloatArray,
-    refractory: float,
-    counts: IntArray,
-) -> int:
-    """Run the model over the region, updating ``ref``, ``last``, ``last_event`` in place.
-
-    ``counts[r, c]`` receives the number of emitted events of region pixel (r, c). Rows are the
-    outer loop so that a row's state stays in cache while the samples stream past. Returns -1,
-    or the flat index (k, r, c) of the first non-finite sample met.
-    """
-    n_k, h, w = frames.shape
-    hi = np.empty(w)
-    lo = np.empty(w)
-    no_t = np.empty(0, np.int64)
-    no_p = np.empty(0, np.int8)
-    for r in range(h):
-        y = y0 + r
-        for c in range(w):
-            x = x0 + c
-            hi[c] = ref[y, x] + c_pos[y, x]
-            lo[c] = ref[y, x] - c_neg[y, x]
-        for k in range(n_k):
-            t1 = t_us[k]
-            t0 = t_prev if k == 0 else t_us[k - 1]
-            for c in range(w):
-                l1 = np.float64(frames[k, r, c])
-                if l1 < hi[c] and l1 > lo[c]:
-                    continue  # the common case: no crossing
-                if not math.isfinite(l1):
-                    return int((k * h + r) * w + c)
-                x = x0 + c
-                l0 = last[y, x] if k == 0 else np.float64(frames[k - 1, r, c])
-                new_ref, new_last, n = _crossings(
-                    l0, l1, t0, t1, ref[y, x], last_event[y, x], c_pos[y, x], c_neg[y, x],
-                    refractory, no_t, no_p, -1,
-                )  # fmt: skip
-                ref[y, x] = new_ref
-                last_event[y, x] = new_last
-                counts[r, c] += n
-                hi[c] = new_ref + c_pos[y, x]
-                lo[c] = new_ref - c_neg[y, x]
-        for c in range(w):
-            last[y, x0 + c] = frames[n_k - 1, r, c]
-    return -1
-
-
-@jit
-def _fill_pass(
-    frames: npt.NDArray[np.floating],
-    t_us: FloatArray,
-    t_prev: float,
-    x0: int,
-    y0: int,
-    ref0: FloatArray,
-    last_event0: FloatArray,
-    last0: FloatArray,
-    c_pos: FloatArray,
-    c_neg: FloatArray,
-    refractory: float,
-    counts: IntArray,
-    row_offsets: IntArray,
-    out_x: npt.NDArray[np.uint16],
-    out_y: npt.NDArray[np.uint16],
-    out_t: IntArray,
-    out_p: npt.NDArray[np.int8],
-) -> None:
-    """Replay the model from the original state for the pixels that emit, writing their events.
-
-    The computation is :func:`_count_pass`'s, step for step, so the counts agree. Region row
-    ``r`` writes its events, in loop order, from ``out[row_offsets[r]]`` on (sequential writes;
-    the caller sorts).
-    """
-    n_k, h, w = frames.shape
-    ref = np.empty(w)
-    last_ev = np.empty(w)
-    hi = np.empty(w)
-    lo = np.empty(w)
-    for r in range(h):
-        y = y0 + r
-        active = False
-        for c in range(w):
-            x = x0 + c
-            ref[c] = ref0[y, x]
-            last_ev[c] = last_event0[y, x]
-            if counts[r, c] > 0:
-                active = True
-                hi[c] = ref[c] + c_pos[y, x]
-                lo[c] = ref[c] - c_neg[y, x]
-            else:  # emits nothing: skipped by the test below
-                hi[c] = np.inf
-                lo[c] = -np.inf
-        if not active:
-            continue
-        cursor = row_offsets[r]
-        for k in range(n_k):
-            t1 = t_us[k]
-            t0 = t_prev if k == 0 else t_us[k - 1]
-            for c in range(w):
-                l1 = np.float64(frames[k, r, c])
-                if l1 < hi[c] and l1 > lo[c]:
-                    continue
-                x = x0 + c
-                l0 = last0[y, x] if k == 0 else np.float64(frames[k - 1, r, c])
-                new_ref, new_last, n = _crossings(
-                    l0, l1, t0, t1, ref[c], last_ev[c], c_pos[y, x], c_neg[y, x],
-                    refractory, out_t, out_p, cursor,
-                )  # fmt: skip
-                for i in range(cursor, cursor + n):
-                    out_x[i] = x
-                    out_y[i] = y
-                cursor += n
-                ref[c] = new_ref
-                last_ev[c] = new_last
-                hi[c] = new_ref + c_pos[y, x]
-                lo[c] = new_ref - c_neg[y, x]
-
-
-@jit
-def _radix_sort(keys: IntArray) -> IntArray:
-    """Sort non-negative int64 keys (LSD radix sort, 11-bit digits); returns a new array."""
-    n = len(keys)
-    src = keys.copy()
-    dst = np.empty(n, np.int64)
-    top = 0
-    for i in range(n):
-        top = max(top, src[i])
-    shift = 0
-    while shift < 63 and (top >> shift) > 0:
-        count = np.zeros(2049, np.int64)
-        for i in range(n):
-            count[((src[i] >> shift) & 2047) + 1] += 1
-        for d in range(2048):
-            count[d + 1] += count[d]
-        for i in range(n):
-            d = (src[i] >> shift) & 2047
-            dst[count[d]] = src[i]
-            count[d] += 1
-        src, dst = dst, src
-        shift += 11
-    return src
-
-
-@jit
-def _decode_keys(keys: IntArray, t_base: int, width: int, per_us: int, out: Events) -> None:
-    """Unpack sorted keys ``(t - t_base) * per_us + (y * width + x) * 2 + (p > 0)`` into ``out``."""
-    for i in range(len(keys)):
-        key = keys[i]
-        dt, rest = divmod(key, per_us)
-        pixel = rest >> 1
-        out[i].t = t_base + dt
-        out[i].y = pixel // width
-        out[i].x = pixel % width
-        out[i].p = 1 if rest & 1 else -1
-
-
-@jit
-def _max_abs_diff(first: FloatArray, frames: npt.NDArray[np.floating], out: FloatArray) -> None:
-    """``out[k] = max |frames[k] - frames[k - 1]|`` with ``frames[-1] = first``; NaN sticks."""
-    n_k, n = frames.shape
-    for k in range(n_k):
-        m = 0.0
-        for i in range(n):
-            prev = first[i] if k == 0 else np.float64(frames[k - 1, i])
-            d = abs(np.float64(frames[k, i]) - prev)
-            if d > m:
-                m = d
-            elif d != d:  # NaN: the answer is NaN
-                m = d
-                break
-        out[k] = m
 
 
 # ------------------------------------------------------------------------------ public functions
@@ -598,48 +435,46 @@ def esim_advance(
 
     reference = state.reference.copy()
     last_log = state.last_log.copy()
+    filtered = state.filtered.copy()
     last_event = state.last_event_us.copy()
     counts = np.zeros((h, w), np.int64)
-    refractory = config.refractory_us
-    bad = _count_pass(
-        frames, times, state.t_us, x0, y0, reference, last_log, last_event,
-        state.threshold_pos, state.threshold_neg, refractory, counts,
+    model = (
+        times, state.t_us, x0, y0, reference, last_log, filtered, last_event,
+        state.threshold_pos, state.threshold_neg, state.leak_per_us, config.refractory_us,
+        2.0 * math.pi * config.cutoff_hz / US_PER_S, config.log_eps,
     )  # fmt: skip
+    no_rows = np.zeros(h, np.int64)
+    bad = region_pass(frames, *model, counts, False, no_rows, *_event_columns(0))
     if bad >= 0:
         k, rest = divmod(int(bad), h * w)
         r, c = divmod(rest, w)
         raise EsimError(
             f"esim_advance: log_frames[{k}, {r}, {c}] is {frames[k, r, c]} (must be finite)"
         )
-    total = int(counts.sum())
-    xs = np.empty(total, np.uint16)
-    ys = np.empty(total, np.uint16)
-    ts = np.empty(total, np.int64)
-    ps = np.empty(total, np.int8)
-    if total:
+    region = _event_columns(int(counts.sum()))
+    if len(region[0]):
         row_counts = counts.sum(axis=1)
-        row_offsets = np.cumsum(row_counts) - row_counts
-        _fill_pass(
-            frames, times, state.t_us, x0, y0, state.reference, state.last_event_us,
-            state.last_log, state.threshold_pos, state.threshold_neg, refractory,
-            counts, row_offsets, xs, ys, ts, ps,
-        )  # fmt: skip
-    noise = _noise_events(state, float(times[-1]), config, rng)
-    events = _sorted_events(
-        np.concatenate([xs, noise[0]]),
-        np.concatenate([ys, noise[1]]),
-        np.concatenate([ts, noise[2]]),
-        np.concatenate([ps, noise[3]]),
-        state.sensor_size,
-    )
-    new_state = EsimState(
+        original = (state.reference, state.last_log, state.filtered, state.last_event_us)
+        replay = model[:4] + original + model[8:]
+        region_pass(frames, *replay, counts, True, np.cumsum(row_counts) - row_counts, *region)
+    columns = [region]
+    if config.leak_rate_hz > 0 or config.cutoff_hz > 0:
+        box = np.array([x0, x0 + w, y0, y0 + h], np.int64)
+        columns.append(_outside(state, box, float(times[-1]), model, config))
+    t_end = float(times[-1])
+    columns.append(_noise_events(state, t_end, config, rng, last_log))
+    xs, ys, ts, ps = (np.concatenate([col[i] for col in columns]) for i in range(4))
+    if config.timestamp_jitter_us > 0 and len(ts):
+        jitter = np.rint(config.timestamp_jitter_us * rng.standard_normal(len(ts)))
+        ts = np.clip(ts + jitter.astype(np.int64), math.floor(state.t_us), math.floor(t_end))
+    events = _sorted_events(xs, ys, ts, ps, state.sensor_size)
+    new_state = dataclasses.replace(
+        state,
         reference=reference,
         last_log=last_log,
         last_event_us=last_event,
-        threshold_pos=state.threshold_pos,
-        threshold_neg=state.threshold_neg,
-        hot_pixels=state.hot_pixels,
-        t_us=float(times[-1]),
+        filtered=filtered,
+        t_us=t_end,
     )
     return events, new_state
 
@@ -658,30 +493,109 @@ def _check_origin(origin: object) -> tuple[int, int]:
 EventColumns = tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint16], IntArray, npt.NDArray[np.int8]]
 
 
-def _noise_events(
-    state: EsimState, t_end: float, config: EsimConfig, rng: np.random.Generator
+def _event_columns(n: int) -> EventColumns:
+    """Empty columns x, y, t, p for ``n`` events."""
+    return (
+        np.empty(n, np.uint16), np.empty(n, np.uint16), np.empty(n, np.int64), np.empty(n, np.int8)
+    )  # fmt: skip
+
+
+def _outside(
+    state: EsimState, box: IntArray, t_end: float, model: tuple[Any, ...], config: EsimConfig
 ) -> EventColumns:
-    """Background activity over the whole sensor plus hot pixels, over ``(state.t_us, t_end]``.
+    """The events of the pixels outside the region (leak and settling); updates the state
+    arrays of ``model`` (the counting pass's) in place."""
+    _, t_prev, _, _, ref, last, filt, last_event, c_pos, c_neg, leak, refractory, w, eps = model
+    counts = np.zeros(ref.shape, np.int64)
+    arrays = (c_pos, c_neg, leak, refractory, w, eps)
+    outside_pass(
+        box, t_prev, t_end, ref, last, filt, last_event, *arrays, counts, False,
+        *_event_columns(0),
+    )  # fmt: skip
+    columns = _event_columns(int(counts.sum()))
+    if len(columns[0]):
+        original = (state.reference, state.last_log, state.filtered, state.last_event_us)
+        outside_pass(box, t_prev, t_end, *original, *arrays, counts, True, *columns)
+    return columns
+
+
+def _noise_events(
+    state: EsimState,
+    t_end: float,
+    config: EsimConfig,
+    rng: np.random.Generator,
+    log_now: FloatArray,
+) -> EventColumns:
+    """Background activity, hot pixels and shot noise over ``(state.t_us, t_end]``.
 
     A Poisson process of rate ``lambda`` on each of ``n`` pixels is one Poisson process of rate
-    ``n * lambda`` whose events fall on uniformly drawn pixels. Returns the columns x, y, t, p.
+    ``n * lambda`` whose events fall on uniformly drawn pixels; with per-pixel rates, on pixels
+    drawn in proportion to their rates. Shot noise takes each pixel's intensity from
+    ``log_now`` (the log intensity at ``t_end``). Returns the columns x, y, t, p.
     """
     width, height = state.sensor_size
     duration_s = (t_end - state.t_us) / US_PER_S
     n_noise = rng.poisson(config.noise_rate_hz * width * height * duration_s)
     pixels = rng.integers(0, width * height, size=n_noise, dtype=np.int64)
-    n_hot = rng.poisson(config.hot_pixel_rate_hz * duration_s, size=len(state.hot_pixels))
+    hot_rates = config.hot_pixel_rate_hz if state.hot_rates_hz is None else state.hot_rates_hz
+    n_hot = rng.poisson(hot_rates * duration_s, size=len(state.hot_pixels))
     pixels = np.concatenate([pixels, np.repeat(state.hot_pixels, n_hot)])
     n = len(pixels)
     # times uniform in (t0, t_end]: t_end minus a uniform draw in [0, duration)
     times = t_end - rng.uniform(0.0, t_end - state.t_us, size=n)
     polarity = rng.integers(0, 2, size=n, dtype=np.int8) * np.int8(2) - np.int8(1)
+    columns: list[tuple[IntArray, FloatArray, npt.NDArray[np.int8]]] = [(pixels, times, polarity)]
+    if config.shot_noise_rate_hz > 0 and duration_s > 0:
+        columns += _shot_noise(state, t_end, config, rng, log_now)
+    pixels, times, polarity = (np.concatenate([col[i] for col in columns]) for i in range(3))
     return (
         (pixels % width).astype(np.uint16),
         (pixels // width).astype(np.uint16),
         np.floor(times).astype(np.int64),
         polarity.astype(np.int8),
     )
+
+
+def shot_noise_rates(
+    state: EsimState, config: EsimConfig, log_now: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray]:
+    """Each pixel's shot-noise rate (Hz) of ON and of OFF events at the log intensity ``log_now``.
+
+    v2e's model: half of ``shot_noise_rate_hz`` per polarity, scaled from 1 (black) to
+    ``shot_noise_intensity_factor`` (white) by ``(255 I + 20) / 275``, by the pixel's
+    ``noise_spread`` and by ``C_nominal / C_pixel`` of the polarity.
+    """
+    intensity = np.clip(np.exp(np.asarray(log_now, dtype=np.float64)) - config.log_eps, 0.0, 1.0)
+    level = (255.0 * intensity + 20.0) / 275.0
+    base = (
+        0.5 * config.shot_noise_rate_hz * ((config.shot_noise_intensity_factor - 1.0) * level + 1.0)
+    )
+    base = base * state.noise_spread
+    return (
+        base * (config.threshold_pos / state.threshold_pos),
+        base * (config.threshold_neg / state.threshold_neg),
+    )
+
+
+def _shot_noise(
+    state: EsimState,
+    t_end: float,
+    config: EsimConfig,
+    rng: np.random.Generator,
+    log_now: FloatArray,
+) -> list[tuple[IntArray, FloatArray, npt.NDArray[np.int8]]]:
+    """Shot-noise events of both polarities (they do not touch the references)."""
+    duration_s = (t_end - state.t_us) / US_PER_S
+    out = []
+    for sign, rates in zip((1, -1), shot_noise_rates(state, config, log_now), strict=True):
+        cumulative = np.cumsum(rates.ravel())
+        total = float(cumulative[-1])
+        n = rng.poisson(total * duration_s)
+        pixels = np.searchsorted(cumulative, rng.uniform(0.0, total, size=n), side="right")
+        pixels = np.minimum(pixels, len(cumulative) - 1).astype(np.int64)
+        times = t_end - rng.uniform(0.0, t_end - state.t_us, size=n)
+        out.append((pixels, times, np.full(n, sign, np.int8)))
+    return out
 
 
 def _sorted_events(
@@ -708,7 +622,7 @@ def _sorted_events(
     if span <= (2**63 - 1) // per_us:
         pixel = ys.astype(np.int64) * width + xs
         keys = (ts - t_min) * per_us + pixel * 2 + (ps > 0)
-        _decode_keys(_radix_sort(keys), t_min, width, per_us, events)
+        decode_keys(radix_sort(keys), t_min, width, per_us, events)
     else:  # pragma: no cover - a single call spanning years of sensor time
         order = np.lexsort((ps, xs, ys, ts))
         events["x"], events["y"], events["t"], events["p"] = (
@@ -750,5 +664,5 @@ def max_log_change(last_log_region: npt.ArrayLike, log_frames: npt.ArrayLike) ->
             f"max_log_change: last_log_region has shape {last.shape}, frames are {frames.shape[1:]}"
         )
     out = np.empty(frames.shape[0])
-    _max_abs_diff(last.ravel(), frames.reshape(frames.shape[0], -1), out)
+    max_abs_diff(last.ravel(), frames.reshape(frames.shape[0], -1), out)
     return out
