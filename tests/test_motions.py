@@ -433,9 +433,25 @@ def test_performance_is_deterministic_given_the_seed() -> None:
     assert not np.array_equal(a.joints, c.joints)
 
 
+def test_recordings_last_about_as_long_as_dhp19s() -> None:
+    """By default a recording keeps as many of its 12 repetitions as end within 25 s; the
+    repetitions kept are the first ones of the performance without the limit (same draws)."""
+    body = standard_body(1700.0)
+    limited = perform(2, body, np.random.default_rng(9))
+    unlimited = perform(2, body, np.random.default_rng(9), PerformanceSettings(max_duration_s=None))
+    kept = limited.start_s.size
+    assert unlimited.start_s.size == 12 and 6 <= kept < 12
+    assert limited.duration_s <= 25.0 < unlimited.end_s[kept] + 0.5
+    assert np.array_equal(limited.start_s, unlimited.start_s[:kept])
+    assert np.array_equal(limited.amplitude, unlimited.amplitude[:kept])
+    assert limited.duration_s == pytest.approx(limited.end_s[-1] + 0.5)
+    with pytest.raises(SynthError, match="max_duration_s"):
+        PerformanceSettings(max_duration_s=0.0)
+
+
 def test_repetitions_vary() -> None:
     body = standard_body(1700.0)
-    p = perform(2, body, np.random.default_rng(9))
+    p = perform(2, body, np.random.default_rng(9), PerformanceSettings(repetitions=5))
     lengths = p.end_s - p.start_s
     assert p.start_s.size == 5
     assert np.unique(lengths).size == 5

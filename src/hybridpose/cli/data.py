@@ -286,16 +286,31 @@ def add_simulate(subparsers: Subparsers) -> None:
         metavar="WxH",
         help="sensor size, same field of view (default: the preset's; e.g. 87x65)",
     )
+    p.add_argument(
+        "--sensor",
+        choices=("davis346", "clean"),
+        default="davis346",
+        help="the event camera: davis346 (v2e's pixel model: low-pass, leak, shot noise, hot "
+        "pixels, jitter, DHP19's IR spots) or clean (ideal ESIM pixel); default davis346",
+    )
+    p.add_argument(
+        "--repetitions",
+        type=int_at_least(1),
+        metavar="N",
+        help="repetitions per recording, at most (default: the preset's; 12 within 25 s)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run_simulate(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from hybridpose.synth.generate import PRESETS, simulate_dataset
+    from hybridpose.synth.generate import PRESETS, simulate_dataset, with_sensor
 
-    config = PRESETS[args.preset]
+    config = with_sensor(PRESETS[args.preset], args.sensor)
     changes: dict[str, object] = {"seed": args.seed}
+    if args.repetitions is not None:
+        changes["performance"] = replace(config.performance, repetitions=args.repetitions)
     if args.subjects is not None:
         changes["subjects"] = tuple(args.subjects)
     if args.movements is not None:

@@ -79,7 +79,10 @@ class PerformanceSettings:
     """How a subject performs a movement in one recording.
 
     Attributes:
-        repetitions: number of repetitions.
+        repetitions: number of repetitions (the most, with ``max_duration_s``).
+        max_duration_s: if set, the recording keeps as many of its repetitions as end (with
+            the lead-out) within this many seconds, at least one: DHP19's subjects repeat a
+            movement for a recording of about 20-25 s, fewer times when it is slow.
         still_s: (low, high) range of the still time between repetitions, seconds.
         lead_in_s, lead_out_s: still time before the first and after the last repetition.
         speed_range: range of the subject's speed factor (a repetition lasts its nominal
@@ -93,7 +96,8 @@ class PerformanceSettings:
         area_radius_mm: every joint stays within this distance of the vertical axis.
     """
 
-    repetitions: int = 5
+    repetitions: int = 12
+    max_duration_s: float | None = 25.0
     still_s: tuple[float, float] = (0.4, 1.0)
     lead_in_s: float = 0.5
     lead_out_s: float = 0.5
@@ -109,6 +113,11 @@ class PerformanceSettings:
         if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
             raise SynthError(f"PerformanceSettings.repetitions: expected >= 1, got {reps!r}")
         _check_range("still_s", self.still_s, 0.0, 60.0)
+        longest = self.max_duration_s
+        if longest is not None and (
+            isinstance(longest, bool) or not isinstance(longest, int | float) or not longest > 0
+        ):  # NaN fails too
+            raise SynthError(f"PerformanceSettings.max_duration_s: expected > 0, got {longest!r}")
         _check_range("speed_range", self.speed_range, 0.2, 2.0)
         _check_range("amplitude_range", self.amplitude_range, 0.3, 1.15)
         limits = {
@@ -338,6 +347,9 @@ def perform(
     gaps = np.concatenate([[settings.lead_in_s], still])
     start = np.cumsum(gaps) + np.concatenate([[0.0], np.cumsum(lengths)[:-1]])
     end = start + lengths
+    if settings.max_duration_s is not None:  # the draws above stay those of all repetitions
+        keep = max(1, int(np.sum(end + settings.lead_out_s <= settings.max_duration_s)))
+        start, end, amplitude = start[:keep], end[:keep], amplitude[:keep]
     duration = float(end[-1] + settings.lead_out_s)
     draft = Performance(m, body, duration, start, end, amplitude, np.zeros(2), heading, speed)
     position = _fit_position(draft, wanted, settings.area_radius_mm - 10.0)
