@@ -1,9 +1,15 @@
-"""A tiny, complete, fake DHP19 download, written without any of hybridpose's DHP19 code.
+"""A tiny, complete, fake DHP19 download, for the converter's tests.
 
-The writers here encode AEDAT 2.0 records bit by bit with :mod:`struct`, save the Vicon struct
-with :func:`scipy.io.savemat` and build the projection matrices as ``K [R | t]`` by hand, so the
-converter's tests check it against an independent implementation of the same facts
-(docs/DHP19.md), not against itself.
+The files are written with hybridpose's writers of DHP19's raw layout
+(:func:`hybridpose.io.aedat.write_aedat2`, :func:`hybridpose.io.dhp19.encode_addresses`,
+:func:`hybridpose.io.mat5.write_mat5`, :func:`hybridpose.io.dhp19.write_p_matrices`), which are
+checked on their own against hand-computed bytes and independent readers (struct, scipy's
+loadmat; tests/test_aedat.py, tests/test_mat5.py, tests/test_dhp19_raw.py). What stays
+independent of the converter here is the content: the projection matrices are built as
+``K [R | t]`` by hand, the events are placed around the joints projected with those matrices and
+flipped to DHP19's raw pixel frame with this module's own arithmetic, and :data:`FLIP` and
+:data:`MATRIX_OF_CAMERA` restate DHP19's conventions (docs/DHP19.md) for the tests to check the
+converter against.
 
 The geometry is DHP19-like: a subject standing at the world origin (z up, facing -y), four
 cameras 3.5-4 m away looking at the hips: the two front cameras are the files P2 and P3, the
@@ -13,7 +19,7 @@ correct conversion puts the projected labels on top of the events.
 As a script, ``python tests/dhp19_fixture.py OUT_DIR`` writes the tree into ``OUT_DIR``, which
 is then a DHP19 root for ``hybridpose convert-dhp19 --root OUT_DIR``.
 
-The one exception to "no hybridpose code here" is :func:`worker_task_that_dies`, a stand-in for
+The one exception to "no converter code here" is :func:`worker_task_that_dies`, a stand-in for
 the batch converter's worker task that only delegates to the real one.
 """
 
@@ -30,7 +36,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.io import savemat
+
+from hybridpose.io.aedat import write_aedat2
+from hybridpose.io.dhp19 import encode_addresses, write_p_matrices
+from hybridpose.io.mat5 import MatValue, write_mat5
+from hybridpose.io.recording import CameraCalibration
 
 WIDTH, HEIGHT = 346, 260
 JOINTS = (
@@ -52,13 +62,6 @@ JOINTS = (
 MATRIX_OF_CAMERA = {0: 4, 1: 1, 2: 3, 3: 2}
 # DHP19's labels are projected and then flipped v -> 260 - v; this matrix does that flip
 FLIP = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 260.0], [0.0, 0.0, 1.0]])
-HEADER_LINES = (
-    "#!AER-DAT2.0",
-    "# This is a raw AE data file - do not edit",
-    "# Data format is int32 address, int32 timestamp (8 bytes total), repeated for each event",
-    "# Timestamps tick is 1 us",
-    "# created Thu Jan 01 00:00:00 CET 2019",
-)
 START_RAW_US = 2_000_000
 """Raw timestamp of the start special event in the fake recordings."""
 MARGIN_US = 100_000
@@ -69,44 +72,6 @@ IntArray = npt.NDArray[np.int64]
 
 
 # ------------------------------------------------------------------------------- AEDAT 2.0
-def encode_address(
-    x: int, y: int, on: bool, camera: int, *, special: bool = False, aps: bool = False
-) -> int:
-    """A DHP19 DAVIS address: y bits 22-30, x bits 12-21, polarity 11, special 10, camera 0-3."""
-    return (
-        (int(aps) << 31)
-        | (int(y) << 22)
-        | (int(x) << 12)
-        | (int(on) << 11)
-        | (int(special) << 10)
-        | int(camera)
-    )
-
-
-def aedat2_bytes(
-    addresses: Sequence[int], timestamps: Sequence[int], header_lines: Sequence[str] = HEADER_LINES
-) -> bytes:
-    """The bytes of an AEDAT 2.0 file: CR LF header lines, then big-endian (address, time)."""
-    header = b"".join(line.encode("ascii") + b"\r\n" for line in header_lines)
-    body = b"".join(
-        struct.pack(">II", int(a), int(t) % (1 << 32))
-        for a, t in zip(addresses, timestamps, strict=True)
-    )
-    return header + body
-
-
-def write_aedat2(
-    path: Path,
-    addresses: Sequence[int],
-    timestamps: Sequence[int],
-    header_lines: Sequence[str] = HEADER_LINES,
-) -> Path:
-    """Write :func:`aedat2_bytes` to ``path`` (timestamps are wrapped to 32 bits)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(aedat2_bytes(addresses, timestamps, header_lines))
-    return path
-
-
 def truncate_aedat2(path: Path, keep_records: int) -> int:
     """Cut an AEDAT 2.0 file after its first ``keep_records`` records, on a record boundary.
 
@@ -132,9 +97,9 @@ def write_vicon_mat(
     joints: FloatArray,
     *,
     order: Sequence[str] = JOINTS,
-    replace: dict[str, object] | None = None,
+    replace: dict[str, Any] | None = None,
     compress: bool = False,
-    others: dict[str, object] | None = None,
+    others: dict[str, Any] | None = None,
 ) -> Path:
     """Save joints ``(N, 13, 3)`` (DHP19 order) as the struct ``XYZPOS`` of a MATLAB v5 file.
 
@@ -142,11 +107,9 @@ def write_vicon_mat(
     ``replace`` substitutes the value of some fields; ``compress`` writes MATLAB -v7 style
     compressed variables; ``others`` are variables saved before ``XYZPOS``.
     """
-    values: dict[str, object] = {name: np.asarray(joints[:, JOINTS.index(name)]) for name in order}
+    values: dict[str, MatValue] = {name: joints[:, JOINTS.index(name)] for name in order}
     values.update(replace or {})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    savemat(str(path), {**(others or {}), "XYZPOS": values}, do_compression=compress)
-    return path
+    return write_mat5(path, {**(others or {}), "XYZPOS": values}, compress=compress)
 
 
 def mat5_bytes_by_hand(
@@ -187,16 +150,11 @@ def mat5_bytes_by_hand(
     return header + matrix(2, (1, 1), variable, body)
 
 
-@dataclass(frozen=True)
-class FakeCamera:
-    """A pinhole camera ``P = K [R | t]`` in hybridpose's pixel frame (v down, w > 0 in front)."""
-
-    P: FloatArray
-    center: FloatArray
-
-
-def look_at(center: Sequence[float], target: Sequence[float], focal: float = 300.0) -> FakeCamera:
-    """A camera at ``center`` (mm, world z up) looking at ``target``; principal point centred."""
+def look_at(
+    center: Sequence[float], target: Sequence[float], focal: float = 300.0
+) -> CameraCalibration:
+    """A pinhole camera ``P = K [R | t]`` in hybridpose's pixel frame (v down, w > 0 in front)
+    at ``center`` (mm, world z up) looking at ``target``; principal point centred."""
     c = np.asarray(center, dtype=np.float64)
     forward = np.asarray(target, dtype=np.float64) - c
     forward /= np.linalg.norm(forward)
@@ -206,10 +164,10 @@ def look_at(center: Sequence[float], target: Sequence[float], focal: float = 300
     R = np.stack([right, down, forward])
     K = np.array([[focal, 0.0, (WIDTH - 1) / 2], [0.0, focal, (HEIGHT - 1) / 2], [0.0, 0.0, 1.0]])
     P = K @ np.concatenate([R, (-R @ c)[:, None]], axis=1)
-    return FakeCamera(P=P, center=c)
+    return CameraCalibration(P=P, center=c)
 
 
-def fake_cameras() -> list[FakeCamera]:
+def fake_cameras() -> list[CameraCalibration]:
     """The four cameras in event-camera-id order (0: P4 back-left, 1: P1 right, 2: P3, 3: P2)."""
     hips = (0.0, 0.0, 900.0)
     return [
@@ -218,19 +176,6 @@ def fake_cameras() -> list[FakeCamera]:
         look_at((1400.0, -3300.0, 1300.0), hips),  # cam 2 -> P3, front
         look_at((-1500.0, -3250.0, 1300.0), hips),  # cam 3 -> P2, front
     ]
-
-
-def write_p_matrices(p_dir: Path, cameras: Sequence[FakeCamera]) -> Path:
-    """Write DHP19's ``P{m}.npy`` (DHP19's unflipped frame) and ``camera_positions.npy``."""
-    p_dir.mkdir(parents=True, exist_ok=True)
-    positions = np.zeros((4, 3))
-    for cam_id, cam in enumerate(cameras):
-        m = MATRIX_OF_CAMERA[cam_id]
-        # FLIP is its own inverse: DHP19's matrix is the one that our flip turns into cam.P
-        np.save(p_dir / f"P{m}.npy", FLIP @ cam.P)
-        positions[m - 1] = cam.center
-    np.save(p_dir / "camera_positions.npy", positions)
-    return p_dir
 
 
 def project(P: FloatArray, points: FloatArray) -> FloatArray:
@@ -291,19 +236,16 @@ class FakeRecording:
     camera: IntArray
     kind: IntArray
 
-    def addresses(self) -> list[int]:
-        return [
-            encode_address(x, y, bool(on), c, special=k == 1, aps=k == 2)
-            for x, y, on, c, k in zip(
-                self.x_raw, self.y_raw, self.on, self.camera, self.kind, strict=True
-            )
-        ]
+    def addresses(self) -> npt.NDArray[np.uint32]:
+        return encode_addresses(
+            self.x_raw, self.y_raw, self.on, self.camera, special=self.kind == 1, aps=self.kind == 2
+        )
 
 
 def make_fake_recording(
     aedat: Path,
     vicon: Path,
-    cameras: Sequence[FakeCamera],
+    cameras: Sequence[CameraCalibration],
     *,
     movement: int = 1,
     seconds: float = 1.0,
@@ -370,7 +312,7 @@ def make_fake_recording(
         camera=camera,
         kind=kind,
     )
-    write_aedat2(aedat, record.addresses(), t.tolist())
+    write_aedat2(aedat, record.addresses(), t)
     write_vicon_mat(vicon, joints)
     return record
 
@@ -380,7 +322,7 @@ class FakeDhp19:
     """A fake DHP19 root and what it holds."""
 
     root: Path
-    cameras: list[FakeCamera]
+    cameras: list[CameraCalibration]
     recordings: dict[tuple[int, int, int], FakeRecording]  # (subject, session, movement)
 
 

@@ -5,8 +5,11 @@ Imported like dhp19_fixture (``from fuzzing import ...``): pytest puts tests/ on
 
 from __future__ import annotations
 
-from dhp19_fixture import aedat2_bytes, encode_address
+import numpy as np
 from hypothesis import HealthCheck, settings
+
+from hybridpose.io.aedat import aedat2_bytes
+from hybridpose.io.dhp19 import encode_addresses
 
 FUZZ = settings(
     max_examples=25,
@@ -15,11 +18,12 @@ FUZZ = settings(
 )
 """Settings of the fuzz tests: few examples (each writes files), no deadline."""
 
-SPECIAL = encode_address(0, 0, False, 0, special=True)
+SPECIAL = int(encode_addresses(0, 0, False, 0, special=True))
 """A start/stop special event of camera 0."""
 
+_I = np.arange(30)
 VALID_AEDAT = aedat2_bytes(
-    [*(encode_address(i % 346, i % 260, i % 2 == 0, i % 4) for i in range(30)), SPECIAL],
+    [*encode_addresses(_I % 346, _I % 260, _I % 2 == 0, _I % 4).tolist(), SPECIAL],
     [*range(1000, 1030), 1000],
 )
 """A small valid AEDAT 2.0 file: 30 polarity events of the 4 cameras and one special event."""

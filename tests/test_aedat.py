@@ -1,25 +1,35 @@
 """Tests of the jAER AEDAT 2.0 reader (hybridpose.io.aedat) on hand-made and fuzzed files.
 
-The files are written by the independent fake DHP19 (tests/dhp19_fixture.py).
+The files are written by hybridpose's writer, itself checked against hand-computed bytes here.
 """
 
 from __future__ import annotations
 
 import struct
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from dhp19_fixture import HEADER_LINES, aedat2_bytes, write_aedat2
 from fuzzing import FUZZ, VALID_AEDAT, flip_bits
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hybridpose.io.aedat import AedatError, read_aedat2
+from hybridpose.io.aedat import DEFAULT_HEADER_LINES as HEADER_LINES
+from hybridpose.io.aedat import (
+    AedatError,
+    aedat2_bytes,
+    aedat2_header,
+    aedat2_records,
+    read_aedat2,
+    read_aedat2_header,
+    write_aedat2,
+    write_aedat2_chunks,
+)
 
 HEADER_BYTES = len(aedat2_bytes([], []))
-"""Length of the header of VALID_AEDAT (the fixture's default header lines)."""
+"""Length of the header of VALID_AEDAT (the writer's default header lines)."""
 
 
 def test_read_aedat2_returns_the_records_written(tmp_path: Path) -> None:
@@ -163,3 +173,73 @@ def test_valid_aedat_of_the_fuzz_tests_reads_back(tmp_path: Path) -> None:
     a, t = read_aedat2(path)
     assert len(a) == 31 and t.tolist() == [*range(1000, 1030), 1000]
     assert a[-1] & (1 << 10)  # the last record is the special event
+
+
+# ------------------------------------------------------------------------------ the writer
+def test_writer_bytes_by_hand() -> None:
+    # header lines each ended by CR LF; records big-endian (address, timestamp mod 2^32)
+    data = aedat2_bytes([0x01C05802, 0x400], [5, 2**32 + 7], header_lines=("#!AER-DAT2.0",))
+    assert data == b"#!AER-DAT2.0\r\n" + bytes.fromhex("01c05802 00000005 00000400 00000007")
+    assert aedat2_records(np.array([0xFFFFFFFF], np.uint32), np.array([2**33 - 1])) == (b"\xff" * 8)
+
+
+def test_writer_and_reader_round_trip_in_chunks(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    addresses = rng.integers(0, 2**32, 1000, dtype=np.uint64)
+    times = np.cumsum(rng.integers(0, 2**30, 1000))  # passes 2^32 several times
+    chunks = [(addresses[i : i + 300], times[i : i + 300]) for i in range(0, 1000, 300)]
+    path = write_aedat2_chunks(tmp_path / "a.aedat", chunks, [*HEADER_LINES, "# more"])
+    a, t = read_aedat2(path)
+    assert a.tolist() == addresses.tolist()
+    assert t.tolist() == (times % 2**32).tolist()
+    assert read_aedat2_header(path) == [*HEADER_LINES, "# more"]
+    assert path.stat().st_size == len(aedat2_header([*HEADER_LINES, "# more"])) + 8000
+
+
+@pytest.mark.parametrize(
+    ("addresses", "timestamps", "message"),
+    [
+        ([1, 2], [3], "2 AEDAT addresses but 1 timestamps"),
+        ([2**32], [0], r"addresses must be below 2\^32, got 4294967296"),
+        ([-1], [0], "addresses must be >= 0, got -1"),
+        ([1], [-5], "timestamps must be >= 0, got -5"),
+        ([1.5], [0], "addresses must be whole numbers, got float64"),
+        ([[1]], [[0]], r"addresses must be one-dimensional, got shape \(1, 1\)"),
+    ],
+)
+def test_writer_refuses_bad_records(
+    tmp_path: Path, addresses: list[float], timestamps: list[int], message: str
+) -> None:
+    path = tmp_path / "a.aedat"
+    with pytest.raises(AedatError, match=message):
+        write_aedat2(path, addresses, timestamps)
+    assert not path.exists() and not list(tmp_path.iterdir())  # no temporary file left
+
+
+@pytest.mark.parametrize("line", ["no hash", "#tab\tok but\r\n", "# caf\u00e9"])
+def test_writer_refuses_header_lines_the_reader_would_not_take(line: str) -> None:
+    with pytest.raises(AedatError, match="must start with '#' and be printable ASCII"):
+        aedat2_header([*HEADER_LINES, line])
+
+
+def test_writer_is_atomic(tmp_path: Path) -> None:
+    path = write_aedat2(tmp_path / "a.aedat", [1], [2])
+    before = path.read_bytes()
+
+    def chunks() -> Iterator[tuple[list[int], list[int]]]:
+        yield [3], [4]
+        raise RuntimeError("killed while writing")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        write_aedat2_chunks(path, chunks())
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["a.aedat"]
+
+
+def test_header_of_a_file_that_is_not_aedat(tmp_path: Path) -> None:
+    path = tmp_path / "x.aedat"
+    path.write_bytes(b"hello")
+    with pytest.raises(AedatError, match=r"x\.aedat: not an AEDAT 2\.0 file"):
+        read_aedat2_header(path)
+    with pytest.raises(AedatError, match=r"y\.aedat: no such AEDAT file"):
+        read_aedat2_header(tmp_path / "y.aedat")

@@ -1,7 +1,9 @@
-"""Tests of the DHP19 converter against hand-computed answers and the independent fake DHP19.
+"""Tests of the DHP19 converter against hand-computed answers and the fake DHP19.
 
-The fake download (tests/dhp19_fixture.py) encodes addresses, Vicon structs and projection
-matrices with its own code, so a shared misunderstanding would have to be written twice.
+The fake download (tests/dhp19_fixture.py) builds its cameras, events and labels with its own
+arithmetic and writes them with hybridpose's raw-layout writers, which are checked on their own
+against hand-computed bytes and independent readers (tests/test_dhp19_raw.py, test_aedat.py,
+test_mat5.py).
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ from dhp19_fixture import (
     START_RAW_US,
     FakeDhp19,
     FakeRecording,
-    aedat2_bytes,
-    encode_address,
     fake_cameras,
     make_fake_dhp19,
     make_fake_recording,
@@ -33,8 +33,6 @@ from dhp19_fixture import (
     skeleton,
     truncate_aedat2,
     worker_task_that_dies,
-    write_aedat2,
-    write_p_matrices,
     write_vicon_mat,
 )
 from dhp19_fixture import main as fixture_main
@@ -46,7 +44,7 @@ from hybridpose import cli
 from hybridpose.errors import HybridPoseError
 from hybridpose.events import validate_events
 from hybridpose.io import dhp19
-from hybridpose.io.aedat import AedatError
+from hybridpose.io.aedat import AedatError, aedat2_bytes, write_aedat2
 from hybridpose.io.dhp19 import (
     ConversionResult,
     ConversionSummary,
@@ -57,6 +55,7 @@ from hybridpose.io.dhp19 import (
     convert_dhp19,
     convert_recording,
     decode_addresses,
+    encode_addresses,
     find_recordings,
     find_start_stop,
     hot_pixel_mask,
@@ -64,6 +63,7 @@ from hybridpose.io.dhp19 import (
     read_vicon_mat,
     repair_timestamp_order,
     unwrap_timestamps,
+    write_p_matrices,
 )
 from hybridpose.io.dhp19 import batch as dhp19_batch
 from hybridpose.io.dhp19 import common as dhp19_common
@@ -91,7 +91,7 @@ def fake_converted(fake: FakeDhp19, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def ev(x: int, y: int, t: int, on: bool = True, cam: int = 0) -> tuple[int, int]:
-    return encode_address(x, y, on, cam), t
+    return int(encode_addresses(x, y, on, cam)), t
 
 
 def sp(t: int) -> tuple[int, int]:
@@ -183,8 +183,8 @@ def test_decode_event_kinds() -> None:
         max_size=20,
     )
 )
-def test_decode_inverts_the_fixture_encoder(fields: list[tuple[int, int, bool, int]]) -> None:
-    d = decode_addresses(np.array([encode_address(*f) for f in fields], dtype=np.uint32))
+def test_decode_inverts_the_encoder(fields: list[tuple[int, int, bool, int]]) -> None:
+    d = decode_addresses(encode_addresses(*zip(*fields, strict=True)))
     assert d.x.tolist() == [f[0] for f in fields]
     assert d.y.tolist() == [f[1] for f in fields]
     assert d.p.tolist() == [1 if f[2] else -1 for f in fields]

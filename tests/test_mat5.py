@@ -1,25 +1,37 @@
-"""Tests of the bounds-checked MATLAB level-5 reader (hybridpose.io.mat5).
+"""Tests of the bounds-checked MATLAB level-5 reader and of the writer (hybridpose.io.mat5).
 
-The files are written by scipy's savemat and by the independent fake DHP19
-(tests/dhp19_fixture.py); the fuzz test damages them to check that the reader never crashes.
+The files are written by scipy's savemat, by the fixture's independent byte builder
+(``mat5_bytes_by_hand``) and by our writer, itself checked byte by byte against hand-made files
+and read back by scipy's loadmat; the fuzz test damages them to check that the reader never
+crashes.
 """
 
 from __future__ import annotations
 
 import re
+import struct
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
-from dhp19_fixture import skeleton, write_vicon_mat
+from dhp19_fixture import JOINTS, mat5_bytes_by_hand, skeleton, write_vicon_mat
 from fuzzing import FUZZ, flip_bits
 from hypothesis import given
 from hypothesis import strategies as st
 
 from hybridpose.io import mat5
 from hybridpose.io.dhp19 import Dhp19Error, read_vicon_mat
-from hybridpose.io.mat5 import MatFileError, read_mat5_struct
+from hybridpose.io.mat5 import (
+    MAT_HEADER_TEXT,
+    MatFileError,
+    MatValue,
+    mat5_bytes,
+    read_mat5_struct,
+    write_mat5,
+    write_mat5_struct,
+)
 
 
 def valid_mat_bytes() -> bytes:
@@ -110,3 +122,92 @@ def test_read_mat5_struct_on_damaged_files(cut: int, flips: list[int], junk: byt
                 assert "v.mat" in str(err)
             else:
                 assert joints.ndim == 3 and joints.shape[1:] == (13, 3) and len(joints) > 0
+
+
+# ------------------------------------------------------------------------------ the writer
+def test_writer_matches_the_hand_made_file_byte_for_byte() -> None:
+    # the fixture's independent byte builder, with doubles: the same elements, padding and
+    # small-element tags as the writer; only the 116-byte header text differs
+    joints = skeleton(6, 2)
+    fields: dict[str, npt.NDArray[np.generic]] = {n: joints[:, j] for j, n in enumerate(JOINTS)}
+    ours = mat5_bytes({"XYZPOS": fields})
+    hand = mat5_bytes_by_hand(fields, data_type="f8")
+    assert ours[116:] == hand[116:]
+    assert ours[:116].startswith(MAT_HEADER_TEXT) and ours[126:128] == b"IM"
+
+
+def test_writer_small_struct_by_hand() -> None:
+    # a 1x1 struct "s" with one field "a" = 1.0, every element written out by hand
+    got = mat5_bytes({"s": {"a": 1.0}})
+    tag = struct.Struct("<II").pack
+    field = tag(6, 8) + struct.pack("<II", 6, 0)  # flags: double
+    field += tag(5, 8) + struct.pack("<ii", 1, 1)  # dims 1x1
+    field += tag(1, 0)  # empty name (8 bytes, as MATLAB writes it)
+    field += tag(9, 8) + struct.pack("<d", 1.0)
+    body = tag(6, 8) + struct.pack("<II", 2, 0)  # flags: struct
+    body += tag(5, 8) + struct.pack("<ii", 1, 1)
+    body += struct.pack("<I", (1 << 16) | 1) + b"s\0\0\0"  # small element: the name "s"
+    body += struct.pack("<I", (4 << 16) | 5) + struct.pack("<i", 32)  # field name width
+    body += tag(1, 32) + b"a".ljust(32, b"\0")
+    body += tag(14, len(field)) + field
+    assert got[128:] == tag(14, len(body)) + body
+    assert got[124:128] == b"\x00\x01IM"
+
+
+def test_writer_round_trips_through_scipy_and_our_reader(tmp_path: Path) -> None:
+    from scipy.io import loadmat
+
+    joints = skeleton(9, 1)
+    joints[4, 2] = np.nan
+    fields = {name: joints[:, j] for j, name in enumerate(JOINTS)}
+    variables: dict[str, MatValue] = {
+        "a": np.arange(6, dtype=np.int16).reshape(2, 3),
+        "s": {"x": 1.5, "t": "h\u00e9llo", "inner": {"v": [1, 2, 3]}},
+        "XYZPOS": fields,
+    }
+    for compress in (False, True):
+        path = write_mat5(tmp_path / f"v{compress}.mat", variables, compress=compress)
+        theirs = loadmat(str(path))
+        np.testing.assert_array_equal(theirs["a"], np.arange(6).reshape(2, 3))
+        s = theirs["s"][0, 0]
+        assert s["t"][0] == "h\u00e9llo" and s["x"][0, 0] == 1.5
+        np.testing.assert_array_equal(s["inner"][0, 0]["v"], [[1, 2, 3]])  # a vector is a row
+        xyzpos = theirs["XYZPOS"][0, 0]
+        for name, value in fields.items():
+            np.testing.assert_array_equal(xyzpos[name], value)
+        ours = read_mat5_struct(path, "XYZPOS")
+        for name, value in fields.items():
+            np.testing.assert_array_equal(ours[name], value)
+        assert read_mat5_struct(path, "s")["t"] == "char"
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_write_mat5_struct_is_the_inverse_of_read_mat5_struct(tmp_path: Path) -> None:
+    fields = {"p": np.arange(12.0).reshape(4, 3), "q": np.full((2, 5), np.nan)}
+    path = write_mat5_struct(tmp_path / "x.mat", "Q", fields)
+    got = read_mat5_struct(path, "Q")
+    assert list(got) == ["p", "q"]
+    for name, value in fields.items():
+        np.testing.assert_array_equal(got[name], value)
+    assert write_mat5_struct(tmp_path / "y.mat", "Q", fields).read_bytes() == path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"v": np.ones(2) * 1j}, "only real numbers, text and structs are written, got complex"),
+        ({"v": np.array([True])}, "only real numbers, text and structs are written, got bool"),
+        ({"v": np.array([1, "a"], dtype=object)}, "got object"),
+        ({"1v": 1.0}, "variable '1v': a MAT-file name is"),
+        ({"_v": 1.0}, "variable '_v': a MAT-file name is"),
+        ({"v": {"bad name": 1.0}}, "v: field 'bad name': a MAT-file name is"),
+        ({"v" * 64: 1.0}, "a MAT-file name is 1-63 ASCII letters"),
+        ({"v": "\U0001f600"}, "characters beyond U\\+FFFF cannot be stored"),
+    ],
+)
+def test_writer_refuses_what_it_cannot_write(
+    tmp_path: Path, variables: dict[str, MatValue], message: str
+) -> None:
+    with pytest.raises(MatFileError, match=message):
+        write_mat5(tmp_path / "x.mat", variables)
+    assert not list(tmp_path.iterdir())

@@ -285,4 +285,4 @@ def test_named_sensors() -> None:
 )
 def test_bad_sensor_parameters_raise(field: str, value: float) -> None:
     with pytest.raises(EsimError, match=f"EsimConfig.{field}: must be"):
-        EsimConfig(**{field: value})  # type: ignore[arg-type]
+        EsimConfig(**{field: value})

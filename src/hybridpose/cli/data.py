@@ -9,6 +9,7 @@ import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hybridpose.cli.args import (
     EXIT_SOME_FAILED,
@@ -18,6 +19,9 @@ from hybridpose.cli.args import (
     int_at_least,
     path_arg,
 )
+
+if TYPE_CHECKING:  # the command's modules are imported when it runs
+    from hybridpose.synth.generate import SimulationConfig
 
 
 # ------------------------------------------------------------------------------ inspect
@@ -294,10 +298,36 @@ def add_simulate(subparsers: Subparsers) -> None:
         "pixels, jitter, DHP19's IR spots) or clean (ideal ESIM pixel); default davis346",
     )
     p.add_argument(
+        "--appearance",
+        choices=("clothed", "plain"),
+        default="clothed",
+        help="the subjects: clothed (textured clothes, skin and hair, per-segment girths) or "
+        "plain (the first datasets' smooth capsules); default clothed",
+    )
+    p.add_argument(
         "--repetitions",
         type=int_at_least(1),
         metavar="N",
         help="repetitions per recording, at most (default: the preset's; 12 within 25 s)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("h5", "dhp19-raw"),
+        default="h5",
+        help="h5: native recordings (default); dhp19-raw: DHP19's download layout (DVS_movies/, "
+        "Vicon_data/, P_matrices/) for convert-dhp19, 346x260 only",
+    )
+    p.add_argument(
+        "--wrap-timestamps",
+        action="store_true",
+        help="dhp19-raw only: let the 32-bit timestamps wrap in the middle of each recording",
+    )
+    p.add_argument(
+        "--stray-events",
+        type=int_at_least(0),
+        metavar="N",
+        help="dhp19-raw only: N events per recording before the start and after the stop "
+        "(default 0)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -308,7 +338,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     from hybridpose.synth.generate import PRESETS, simulate_dataset, with_sensor
 
     config = with_sensor(PRESETS[args.preset], args.sensor)
-    changes: dict[str, object] = {"seed": args.seed}
+    changes: dict[str, object] = {"seed": args.seed, "appearance": args.appearance}
     if args.repetitions is not None:
         changes["performance"] = replace(config.performance, repetitions=args.repetitions)
     if args.subjects is not None:
@@ -318,11 +348,38 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.resolution is not None:
         changes["sensor_size"] = args.resolution
     config = replace(config, **changes)  # type: ignore[arg-type]
+    if args.format == "dhp19-raw":
+        return _simulate_dhp19_raw(args, config)
+    raw_only = {
+        "--wrap-timestamps": args.wrap_timestamps,
+        "--stray-events": args.stray_events is not None,
+    }
+    given = [name for name, value in raw_only.items() if value]
+    if given:
+        from hybridpose.synth.generate import SimulationError
+
+        raise SimulationError(f"{' and '.join(given)}: only with --format dhp19-raw")
     summary = simulate_dataset(
         args.out, config, workers=args.workers, shard=args.shard, progress=not args.quiet
     )
     print(summary.describe())
     return EXIT_SOME_FAILED if summary.failed else 0
+
+
+def _simulate_dhp19_raw(args: argparse.Namespace, config: SimulationConfig) -> int:
+    from hybridpose.synth.dhp19_raw import RawOptions, simulate_dhp19_raw
+
+    options = RawOptions(wrap_timestamps=args.wrap_timestamps, stray_events=args.stray_events or 0)
+    summary = simulate_dhp19_raw(
+        args.out,
+        config,
+        workers=args.workers,
+        shard=args.shard,
+        progress=not args.quiet,
+        options=options,
+    )
+    print(summary.describe())
+    return EXIT_SOME_FAILED if summary.any_failed else 0
 
 
 def _number_list(low: int, high: int) -> Callable[[str], list[int]]:

@@ -10,34 +10,44 @@ was given a length of 64). A batch conversion must survive one damaged file and 
 others, which a crashed process cannot do. Here every length is checked against the bytes
 present, so damaged input raises :class:`MatFileError` naming the file, never a crash or an
 allocation larger than the file (a compressed variable may inflate to at most 256 MiB).
+
+The writer (:func:`write_mat5`, :func:`write_mat5_struct`) writes what the reader reads, as
+MATLAB -v6 (or, compressed, -v7) does: real numeric arrays stored as double, char arrays and
+1x1 structs of those, little-endian, atomically. Its output depends only on its input (no
+creation date in the header), so the same data always gives the same bytes.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
+from hybridpose.atomic import atomic_write
 from hybridpose.errors import HybridPoseError
 
 F64Array = npt.NDArray[np.float64]
 
 
 class MatFileError(HybridPoseError, ValueError):
-    """A MAT-file is unreadable, not level 5, damaged, or lacks the variable asked for."""
+    """A MAT-file is unreadable, not level 5, damaged, or lacks the variable asked for; or a
+    value cannot be written as a MAT-file variable."""
 
 
 _MI_NUMERIC = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 9: "f8"}
 _MI_NUMERIC |= {12: "i8", 13: "u8"}
 _MI_INT8, _MI_INT32, _MI_UINT32, _MI_MATRIX, _MI_COMPRESSED = 1, 5, 6, 14, 15
+_MI_DOUBLE, _MI_UTF16 = 9, 17
 _MX_CLASSES = {1: "cell", 2: "struct", 3: "object", 4: "char", 5: "sparse", 6: "double"}
 _MX_CLASSES |= {7: "single", 8: "int8", 9: "uint8", 10: "int16", 11: "uint16", 12: "int32"}
 _MX_CLASSES |= {13: "uint32", 14: "int64", 15: "uint64", 16: "function handle", 17: "opaque"}
-_MX_STRUCT = 2
+_MX_STRUCT, _MX_CHAR, _MX_DOUBLE = 2, 4, 6
 _MX_NUMERIC = range(6, 16)
 _MAT_HEADER_BYTES = 128
 _MAX_INFLATED_BYTES = 1 << 28  # structs read here are a few MB; more is a zip bomb or garbage
@@ -225,4 +235,137 @@ def _mat_struct_fields(
     return fields
 
 
-__all__ = ["MatFileError", "read_mat5_struct"]
+# ------------------------------------------------------------------------------ writing
+MatValue: TypeAlias = "npt.ArrayLike | str | Mapping[str, MatValue]"
+"""What :func:`write_mat5` writes: a real numeric array (stored as double), a string (a char
+row) or a mapping of field names to such values (a 1x1 struct)."""
+
+MAT_HEADER_TEXT = b"MATLAB 5.0 MAT-file, written by hybridpose"
+"""The descriptive text at the start of every file written here (padded to 116 bytes)."""
+_MAX_NAME_LENGTH = 63  # MATLAB's namelengthmax
+
+
+def _element(mi_type: int, payload: bytes) -> bytes:
+    """One little-endian data element: the small format for 1-4 bytes, else tag, data, padding."""
+    if 0 < len(payload) <= 4:
+        return struct.pack("<I", (len(payload) << 16) | mi_type) + payload.ljust(4, b"\0")
+    return struct.pack("<II", mi_type, len(payload)) + payload + b"\0" * (-len(payload) % 8)
+
+
+def _check_name(name: str, what: str) -> bytes:
+    data = name.encode("ascii", errors="replace")
+    if not (
+        0 < len(data) <= _MAX_NAME_LENGTH
+        and name.isascii()
+        and name.isidentifier()
+        and not name.startswith("_")
+    ):
+        raise MatFileError(
+            f"{what} {name!r}: a MAT-file name is 1-{_MAX_NAME_LENGTH} ASCII letters, digits "
+            "and underscores, starting with a letter"
+        )
+    return data
+
+
+def _matrix(name: bytes, value: MatValue, where: str) -> bytes:
+    """The miMATRIX element of one value (``name`` empty for a struct field)."""
+    if isinstance(value, str):
+        codes = [ord(c) for c in value]
+        if any(c > 0xFFFF for c in codes):
+            raise MatFileError(f"{where}: characters beyond U+FFFF cannot be stored")
+        body = _element(_MI_UTF16, struct.pack(f"<{len(codes)}H", *codes))
+        return _matrix_element(_MX_CHAR, (1, len(codes)), name, body)
+    if isinstance(value, Mapping):
+        fields = [(_check_name(str(k), f"{where}: field"), v) for k, v in value.items()]
+        width = max([32, *(len(f) + 1 for f, _ in fields)])
+        body = _element(_MI_INT32, struct.pack("<i", width))
+        body += _element(_MI_INT8, b"".join(f.ljust(width, b"\0") for f, _ in fields))
+        for field, v in fields:
+            body += _matrix(b"", v, f"{where}.{field.decode()}")
+        return _matrix_element(_MX_STRUCT, (1, 1), name, body)
+    array = np.asarray(value)
+    if array.dtype.kind not in "iuf":
+        raise MatFileError(
+            f"{where}: only real numbers, text and structs are written, got {array.dtype}"
+        )
+    if array.ndim < 2:  # MATLAB has no 1-D arrays: a scalar is 1x1, a vector a row
+        array = array.reshape(1, -1)
+    data = np.asarray(array, dtype="<f8").tobytes(order="F")
+    return _matrix_element(_MX_DOUBLE, array.shape, name, _element(_MI_DOUBLE, data))
+
+
+def _matrix_element(mx_class: int, dims: tuple[int, ...], name: bytes, body: bytes) -> bytes:
+    flags = _element(_MI_UINT32, struct.pack("<II", mx_class, 0))
+    shape = _element(_MI_INT32, struct.pack(f"<{len(dims)}i", *dims))
+    return _element(_MI_MATRIX, flags + shape + _element(_MI_INT8, name) + body)
+
+
+def mat5_bytes(variables: Mapping[str, MatValue], *, compress: bool = False) -> bytes:
+    """A whole level-5 MAT-file in memory, little-endian (what :func:`write_mat5` writes).
+
+    Args:
+        variables: variable name -> value, written in this order (see :data:`MatValue`).
+        compress: store each variable zlib-compressed (MATLAB -v7), else plain (-v6).
+
+    Returns:
+        The file's bytes: a 128-byte header (:data:`MAT_HEADER_TEXT`, version 0x0100, ``IM``)
+        and one element per variable.
+
+    Raises:
+        MatFileError: a name that MATLAB would not accept, or a value that is not a real
+            numeric array, a string or a mapping of those (complex, object, bool arrays).
+    """
+    header = MAT_HEADER_TEXT.ljust(116, b" ") + b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM"
+    out = [header]
+    for name, value in variables.items():
+        element = _matrix(_check_name(name, "variable"), value, name)
+        if compress:
+            packed = zlib.compress(element)
+            element = struct.pack("<II", _MI_COMPRESSED, len(packed)) + packed  # not padded
+        out.append(element)
+    return b"".join(out)
+
+
+def write_mat5(path: Path, variables: Mapping[str, MatValue], *, compress: bool = False) -> Path:
+    """Write a level-5 MAT-file atomically (see :func:`mat5_bytes` for the arguments).
+
+    ``scipy.io.loadmat`` and MATLAB read the file; :func:`read_mat5_struct` reads its structs.
+
+    Returns:
+        ``path`` (its folder is created if needed; on an error it is left as it was).
+
+    Raises:
+        MatFileError: a value that cannot be written (nothing is written then).
+        OSError: the file cannot be written (it names ``path``).
+    """
+    path = Path(path)
+    data = mat5_bytes(variables, compress=compress)
+    with atomic_write(path) as f:
+        f.write(data)
+    return path
+
+
+def write_mat5_struct(
+    path: Path, name: str, fields: Mapping[str, MatValue], *, compress: bool = False
+) -> Path:
+    """Write one 1x1 struct ``name`` with ``fields`` as a MAT-file (the inverse of
+    :func:`read_mat5_struct` for real numeric fields of two or more dimensions, which come back
+    as float64 arrays of the same shape).
+
+    Example:
+        DHP19's Vicon file of ``joints`` (N, 13, 3)::
+
+            write_mat5_struct(path, "XYZPOS", {n: joints[:, j] for j, n in enumerate(JOINT_NAMES)})
+    """
+    return write_mat5(path, {name: fields}, compress=compress)
+
+
+__all__ = [
+    "MAT_HEADER_TEXT",
+    "MatFileError",
+    "MatValue",
+    "mat5_bytes",
+    "read_mat5_struct",
+    "write_mat5",
+    "write_mat5_struct",
+]

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -62,6 +62,9 @@ Float32Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 
 US_PER_S = 1_000_000.0
+
+_UNSET: FloatArray = np.empty(0)
+"""The default of :class:`EsimState`'s optional per-pixel arrays (replaced in ``__post_init__``)."""
 
 
 class EsimError(HybridPoseError, ValueError):
@@ -208,10 +211,10 @@ class EsimState:
         hot_pixels: (N,) int64 sorted flat indices ``y * W + x`` of the hot pixels.
         t_us: time of the last sample in microseconds.
         filtered: (H, W) float64 photoreceptor output (the low-passed log intensity) at
-            ``t_us``; None: equal to ``last_log`` (no low-pass).
+            ``t_us``; not given (or None): equal to ``last_log`` (no low-pass).
         leak_per_us: (H, W) float64 drift of each pixel's reference per microsecond (the
-            leak); None: zeros.
-        noise_spread: (H, W) float64 factor of each pixel's shot-noise rate; None: ones.
+            leak); not given: zeros.
+        noise_spread: (H, W) float64 factor of each pixel's shot-noise rate; not given: ones.
         hot_rates_hz: (N,) float64 rate of each hot pixel; None: the configuration's.
     """
 
@@ -222,9 +225,9 @@ class EsimState:
     threshold_neg: FloatArray
     hot_pixels: IntArray
     t_us: float
-    filtered: FloatArray | None = None
-    leak_per_us: FloatArray | None = None
-    noise_spread: FloatArray | None = None
+    filtered: FloatArray = field(default_factory=lambda: _UNSET)
+    leak_per_us: FloatArray = field(default_factory=lambda: _UNSET)
+    noise_spread: FloatArray = field(default_factory=lambda: _UNSET)
     hot_rates_hz: FloatArray | None = None
 
     def __post_init__(self) -> None:
@@ -239,7 +242,7 @@ class EsimState:
             "noise_spread": np.ones(shape),
         }
         for name, default in defaults.items():
-            if getattr(self, name) is None:
+            if getattr(self, name) is None or getattr(self, name) is _UNSET:
                 object.__setattr__(self, name, default)
         per_pixel = ("reference", "last_log", "last_event_us", "threshold_pos", "threshold_neg")
         for name in per_pixel + tuple(defaults):
@@ -335,9 +338,9 @@ def esim_init(
         threshold_neg=thresholds[1],
         hot_pixels=hot,
         t_us=t_start,
-        filtered=first.copy() if config.cutoff_hz > 0 else None,
-        leak_per_us=leak,
-        noise_spread=spread,
+        filtered=first.copy() if config.cutoff_hz > 0 else _UNSET,
+        leak_per_us=_UNSET if leak is None else leak,
+        noise_spread=_UNSET if spread is None else spread,
         hot_rates_hz=hot_rates,
     )
 

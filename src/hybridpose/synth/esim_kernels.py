@@ -159,7 +159,7 @@ def region_pass(
                     continue
                 x = x0 + c
                 l1 = np.float64(frames[k, r, c])
-                v1 = l1
+                v1: float = l1
                 if cutoff_w > 0.0:
                     wc = photoreceptor_rate(l1, cutoff_w, log_eps)
                     v1 = low_pass(filt_r[c], in_r[c], l1, t1 - t0, wc)

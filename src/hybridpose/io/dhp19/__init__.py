@@ -124,7 +124,7 @@ of arrays; plan for about 0.75 GB per process.
 
 from __future__ import annotations
 
-from hybridpose.io.dhp19.addresses import DecodedAddresses, decode_addresses
+from hybridpose.io.dhp19.addresses import DecodedAddresses, decode_addresses, encode_addresses
 from hybridpose.io.dhp19.batch import (
     KILLED_REASON,
     ConversionSummary,
@@ -132,7 +132,13 @@ from hybridpose.io.dhp19.batch import (
     convert_dhp19,
     find_recordings,
 )
-from hybridpose.io.dhp19.calibration import FLIP_A, PMatrices, dhp19_cameras, read_p_matrices
+from hybridpose.io.dhp19.calibration import (
+    FLIP_A,
+    PMatrices,
+    dhp19_cameras,
+    read_p_matrices,
+    write_p_matrices,
+)
 from hybridpose.io.dhp19.common import (
     BACKGROUND_FILTER_RULE,
     BACKGROUND_SUPPORT_US,
@@ -196,6 +202,7 @@ __all__ = [
     "convert_recording",
     "decode_addresses",
     "dhp19_cameras",
+    "encode_addresses",
     "find_recordings",
     "find_start_stop",
     "hot_pixel_mask",
@@ -203,4 +210,5 @@ __all__ = [
     "read_vicon_mat",
     "repair_timestamp_order",
     "unwrap_timestamps",
+    "write_p_matrices",
 ]

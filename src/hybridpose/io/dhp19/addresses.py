@@ -1,4 +1,5 @@
-"""DAVIS/DHP19 32-bit event addresses split into their fields (step 2 of the converter).
+"""DAVIS/DHP19 32-bit event addresses split into their fields (step 2 of the converter), and
+the encoder that puts the fields back together.
 
 See :mod:`hybridpose.io.dhp19` for the address layout and what the converter does with it.
 """
@@ -62,3 +63,57 @@ def decode_addresses(addresses: npt.ArrayLike) -> DecodedAddresses:
         is_polarity=~aps & ~special,
         is_special=~aps & special,
     )
+
+
+_FIELD_LIMITS = (("x", 10), ("y", 9), ("camera", 4))  # field, bits
+
+
+def encode_addresses(
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    p: npt.ArrayLike,
+    camera: npt.ArrayLike,
+    *,
+    special: npt.ArrayLike = False,
+    aps: npt.ArrayLike = False,
+) -> npt.NDArray[np.uint32]:
+    """DAVIS/DHP19 32-bit addresses from their fields: the inverse of :func:`decode_addresses`.
+
+    The arguments broadcast against each other (scalars give a 0-d array).
+
+    Args:
+        x: raw column (bits 12-21), 0-1023; DHP19's sensor uses 0-345.
+        y: raw row (bits 22-30), 0-511; DHP19's sensor uses 0-259.
+        p: polarity: ON (bit 11 set) where ``> 0`` (``+1`` or True), OFF otherwise (``-1``,
+            0 or False).
+        camera: camera id (bits 0-3), 0-15; DHP19 has 0-3.
+        special: set the special-event flag (bit 10): a start/stop event of the Vicon
+            recording (its other fields are then usually 0).
+        aps: set the APS/IMU flag (bit 31): a record the converter ignores.
+
+    Returns:
+        The addresses, uint32, of the broadcast shape.
+
+    Raises:
+        Dhp19Error: a field outside its bits' range (a negative one included), or a field that
+            is not whole numbers.
+
+    Example:
+        >>> hex(int(encode_addresses(5, 7, 1, 2)))  # y=7, x=5, ON, camera 2
+        '0x1c05802'
+    """
+    fields = {"x": np.asarray(x), "y": np.asarray(y), "camera": np.asarray(camera)}
+    for name, bits in _FIELD_LIMITS:
+        value = fields[name]
+        if value.size and value.dtype.kind not in "biu":
+            raise Dhp19Error(f"address field {name} must be whole numbers, got {value.dtype}")
+        if value.size and (value.min() < 0 or value.max() >= 1 << bits):
+            bad = int(value.min()) if value.min() < 0 else int(value.max())
+            raise Dhp19Error(f"address field {name} must lie in 0-{(1 << bits) - 1}, got {bad}")
+    fx, fy, fc = (fields[n].astype(np.uint32) for n in ("x", "y", "camera"))
+    on = (np.asarray(p) > 0).astype(np.uint32)
+    flag_special = np.asarray(special, dtype=bool).astype(np.uint32)
+    flag_aps = np.asarray(aps, dtype=bool).astype(np.uint32)
+    packed = (flag_aps << 31) | (fy << 22) | (fx << 12) | (on << 11) | (flag_special << 10) | fc
+    out: npt.NDArray[np.uint32] = np.asarray(packed, dtype=np.uint32)
+    return out

@@ -1,15 +1,18 @@
-"""DHP19's calibration (``P_matrices/``) and the output cameras made from it.
+"""DHP19's calibration (``P_matrices/``) and the output cameras made from it; and the inverse,
+``P_matrices/`` written from cameras in our pixel frame.
 
 The pixel flip and the camera mapping are steps 5 and 8 of :mod:`hybridpose.io.dhp19`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from hybridpose.atomic import atomic_write
 from hybridpose.errors import first_line
 from hybridpose.io.dhp19.common import CAMERA_TO_MATRIX, Dhp19Error, F64Array
 from hybridpose.io.recording import CameraCalibration
@@ -123,3 +126,45 @@ def dhp19_cameras(p: PMatrices, joints: F64Array | None = None) -> list[CameraCa
             CameraCalibration(P=sign * flipped, center=p.centers[m - 1], name=f"dhp19-cam{c}-P{m}")
         )
     return cameras
+
+
+def write_p_matrices(p_dir: Path, cameras: Sequence[CameraCalibration]) -> Path:
+    """Write DHP19's ``P1.npy`` .. ``P4.npy`` and ``camera_positions.npy`` for four cameras.
+
+    The inverse of :func:`read_p_matrices` followed by :func:`dhp19_cameras`: camera ``c``
+    (event camera id ``c``, our pixel frame) goes to ``P{m}.npy``, ``m = CAMERA_TO_MATRIX[c]``,
+    as ``FLIP_A @ P`` (DHP19's frame; ``FLIP_A`` is its own inverse), and its centre to row
+    ``m - 1`` of the positions. :func:`dhp19_cameras` gives ``P`` back (up to rounding) when the
+    labelled body lies in front of the camera (``w > 0``, the project's convention). Each file
+    is written atomically (float64, as ``numpy.save`` writes it).
+
+    Args:
+        p_dir: the ``P_matrices`` folder to write (created if needed).
+        cameras: the four cameras in event-camera-id order.
+
+    Returns:
+        ``p_dir``.
+
+    Raises:
+        Dhp19Error: not four cameras, or a centre that is not finite.
+        OSError: a file cannot be written.
+    """
+    p_dir = Path(p_dir)
+    if len(cameras) != len(CAMERA_TO_MATRIX):
+        raise Dhp19Error(f"DHP19 has {len(CAMERA_TO_MATRIX)} cameras, got {len(cameras)}")
+    matrices = np.zeros((len(cameras), 3, 4))
+    positions = np.zeros((len(cameras), 3))
+    for c, m in enumerate(CAMERA_TO_MATRIX):
+        if not np.all(np.isfinite(cameras[c].center)):
+            raise Dhp19Error(f"camera {c}: its centre must be finite, got {cameras[c].center}")
+        matrices[m - 1] = FLIP_A @ cameras[c].P
+        positions[m - 1] = cameras[c].center
+    for m, P in enumerate(matrices, start=1):
+        _save_npy(p_dir / f"P{m}.npy", P)
+    _save_npy(p_dir / "camera_positions.npy", positions)
+    return p_dir
+
+
+def _save_npy(path: Path, array: F64Array) -> None:
+    with atomic_write(path) as f:
+        np.save(f, np.ascontiguousarray(array, dtype=np.float64))
