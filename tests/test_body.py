@@ -9,14 +9,22 @@ import numpy.typing as npt
 import pytest
 
 from hybridpose.joints import JOINT_NAMES, NUM_JOINTS
-from hybridpose.synth.body import CAPSULE_NAMES, BodyPart, Capsules, body_capsules
+from hybridpose.synth.body import (
+    CAPSULE_NAMES,
+    BodyPart,
+    Capsules,
+    body_capsules,
+    capsule_frames,
+)
 from hybridpose.synth.motions import MOVEMENTS, PerformanceSettings, perform
 from hybridpose.synth.skeleton import (
+    GIRTH_RANGES,
     SkeletonFrames,
     SynthError,
     forward_kinematics,
     rest_pose,
     sample_body,
+    sample_girths,
     standard_body,
 )
 
@@ -153,3 +161,101 @@ def test_inputs_are_checked_and_untouched() -> None:
     empty = body_capsules(BODY, forward_kinematics(BODY, rest_pose(BODY, 0)))
     assert empty.a.shape == (0, 19, 3) and empty.count == 19
     assert isinstance(caps, Capsules)
+
+
+# ------------------------------------------------------------------------------ texture frames
+def _moved(frames: SkeletonFrames, q: Array, t: Array) -> SkeletonFrames:
+    return SkeletonFrames(
+        joints=frames.joints @ q.T + t,
+        neck=frames.neck @ q.T + t,
+        pelvis=frames.pelvis @ q.T + t,
+        toes=frames.toes @ q.T + t,
+        forward=frames.forward @ q.T,
+    )
+
+
+def test_frames_are_orthonormal_along_the_axes_and_face_forwards_at_rest() -> None:
+    rng = np.random.default_rng(4)
+    body = sample_body(rng)
+    p = perform(22, body, rng, PerformanceSettings(repetitions=1))
+    frames = p.frames(np.linspace(0.0, p.duration_s, 200))
+    caps = body_capsules(body, frames)
+    assert caps.frame is not None and caps.frame.shape == (200, 19, 3, 3)
+    f = caps.frame
+    # rows e1, e2, e3: orthonormal and right-handed
+    np.testing.assert_allclose(
+        f @ np.swapaxes(f, -1, -2), np.broadcast_to(np.eye(3), f.shape), atol=1e-12
+    )
+    assert np.allclose(np.linalg.det(f), 1.0)
+    # e3 is each capsule's axis (the spheres take their parent's)
+    axis = caps.b - caps.a
+    length = np.linalg.norm(axis, axis=-1, keepdims=True)
+    has_axis = length[..., 0] > 0
+    np.testing.assert_allclose(
+        f[..., 2, :][has_axis], (axis / np.maximum(length, 1e-300))[has_axis], atol=1e-9
+    )
+    np.testing.assert_allclose(f[:, C["head"], 2], f[:, C["neck"], 2], atol=1e-12)
+    np.testing.assert_allclose(f[:, C["handR"]], f[:, C["forearmR"]], atol=1e-12)
+    # at rest every capsule's e1 is the body's front, the feet's (which point forwards) up
+    rest_frames = capsule_frames(rest())
+    for i, name in enumerate(CAPSULE_NAMES):
+        expected = [0.0, 0.0, 1.0] if name.startswith("foot") else [0.0, 1.0, 0.0]
+        np.testing.assert_allclose(rest_frames[0, i, 0], expected, atol=1e-12)
+
+
+def test_frames_move_rigidly_with_the_skeleton() -> None:
+    rng = np.random.default_rng(5)
+    body = sample_body(rng)
+    p = perform(29, body, rng, PerformanceSettings(repetitions=1))
+    frames = p.frames(np.linspace(0.0, p.duration_s, 50))
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))  # a rotation
+    moved = capsule_frames(_moved(frames, q, np.array([300.0, -40.0, 2000.0])))
+    np.testing.assert_allclose(moved, capsule_frames(frames) @ q.T, atol=1e-9)
+
+
+@pytest.mark.parametrize("number", [m.number for m in MOVEMENTS])
+def test_frames_turn_smoothly_in_every_movement(number: int) -> None:
+    # carried frames never flip: over 2 ms no capsule's e1 turns by more than 0.15 rad
+    rng = np.random.default_rng(80 + number)
+    body = sample_body(rng)
+    p = perform(number, body, rng, PerformanceSettings(repetitions=1))
+    f = capsule_frames(p.frames(np.arange(0.0, p.duration_s, 0.002)))
+    turn = np.linalg.norm(np.diff(f[:, :, 0], axis=0), axis=-1)
+    assert turn.max() < 0.15, CAPSULE_NAMES[int(np.argmax(turn.max(axis=0)))]
+
+
+def test_capsule_frames_are_checked() -> None:
+    caps = body_capsules(BODY, rest())
+    assert caps.frame is not None
+    with pytest.raises(SynthError, match="frame"):
+        dataclasses.replace(caps, frame=caps.frame[:, :-1])
+    plain = dataclasses.replace(caps, frame=None)
+    assert plain.frame is None
+
+
+def test_girths_vary_per_segment_within_their_ranges() -> None:
+    rng = np.random.default_rng(6)
+    bodies = [sample_body(rng) for _ in range(200)]
+    varied = [sample_girths(body, rng) for body in bodies]
+    factors = {name: [] for name in GIRTH_RANGES}  # type: dict[str, list[float]]
+    for body, new in zip(bodies, varied, strict=True):
+        assert new.height == body.height and new.thigh == body.thigh  # lengths kept
+        assert new.neck_length == pytest.approx(
+            body.neck_length - (new.head_radius - body.head_radius)
+        )
+        for name in GIRTH_RANGES:
+            factors[name].append(getattr(new, name) / getattr(body, name))
+    for name, (sd, low, high) in GIRTH_RANGES.items():
+        values = np.array(factors[name])
+        assert low - 1e-12 <= values.min() and values.max() <= high + 1e-12
+        assert values.std() == pytest.approx(sd, rel=0.35)
+    # each segment on its own: thigh and upper-arm factors are not the same draw
+    assert np.corrcoef(factors["thigh_radius"], factors["upper_arm_radius"])[0, 1] < 0.5
+    again = sample_girths(bodies[0], np.random.default_rng(1))
+    assert again == sample_girths(bodies[0], np.random.default_rng(1))
+    # the girthed body still holds every joint on a capsule axis, inside the body
+    frames = forward_kinematics(varied[0], rest_pose(varied[0], 1))
+    caps = body_capsules(varied[0], frames)
+    dist = segment_distance(frames.joints[:, :, None, :], caps.a[:, None], caps.b[:, None])
+    assert np.all(dist.min(axis=2) < 1e-6)

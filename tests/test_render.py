@@ -7,14 +7,17 @@ import numpy.typing as npt
 import pytest
 
 from hybridpose.geometry import Camera, project
-from hybridpose.synth.body import BodyPart, Capsules
-from hybridpose.synth.render import (
-    View,
-    _ray_capsule,
-    capsule_boxes,
-    make_view,
-    render,
-    union_box,
+from hybridpose.synth.appearance import Appearance, sample_person
+from hybridpose.synth.body import CAPSULE_NAMES, CAPSULE_PARTS, BodyPart, Capsules, body_capsules
+from hybridpose.synth.generate import SimulationConfig, SimulationError, make_subject
+from hybridpose.synth.render import View, capsule_boxes, make_view, render, union_box
+from hybridpose.synth.render_kernels import (
+    PIXEL_BLUR,
+    STRIPE_BLUR,
+    fast_sin,
+    lowpass,
+    ray_capsule,
+    surface_albedo,
 )
 from hybridpose.synth.scene import (
     SENSOR_SIZE,
@@ -24,6 +27,14 @@ from hybridpose.synth.scene import (
     rig_cameras,
     sample_clothing,
 )
+from hybridpose.synth.skeleton import (
+    SkeletonFrames,
+    SynthError,
+    forward_kinematics,
+    rest_pose,
+    sample_body,
+)
+from hybridpose.synth.texture import Line, Surface, Wave, pack_surfaces
 
 FLAT = Lighting(direction=(0.0, 0.0, 1.0), ambient=1.0)  # intensity = albedo everywhere
 F = 200.0
@@ -42,12 +53,19 @@ def _view(bg: float = 0.0) -> View:
     return make_view(_camera_on_y_axis(), np.full((H, W), bg, np.float32))
 
 
-def _capsules(a: npt.ArrayLike, b: npt.ArrayLike, radius: npt.ArrayLike) -> Capsules:
+def _capsules(
+    a: npt.ArrayLike,
+    b: npt.ArrayLike,
+    radius: npt.ArrayLike,
+    frame: npt.ArrayLike | None = None,
+) -> Capsules:
     a = np.asarray(a, dtype=np.float64).reshape(1, -1, 3)
     b = np.asarray(b, dtype=np.float64).reshape(1, -1, 3)
     r = np.asarray(radius, dtype=np.float64).reshape(-1)
     c = len(r)
-    return Capsules(a, b, r, np.full(c, int(BodyPart.TORSO)), np.zeros(c, np.int64))
+    if frame is not None:
+        frame = np.broadcast_to(np.asarray(frame, dtype=np.float64), (1, c, 3, 3))
+    return Capsules(a, b, r, np.full(c, int(BodyPart.TORSO)), np.zeros(c, np.int64), frame)
 
 
 def _plain(albedo: npt.ArrayLike) -> Clothing:
@@ -56,7 +74,9 @@ def _plain(albedo: npt.ArrayLike) -> Clothing:
     return Clothing(albedo, zeros, np.full_like(albedo, 100.0), zeros, zeros)
 
 
-def _full(view: View, caps: Capsules, clothing: Clothing, light: Lighting = FLAT) -> np.ndarray:
+def _full(
+    view: View, caps: Capsules, clothing: Clothing | Appearance, light: Lighting = FLAT
+) -> np.ndarray:
     forward = np.tile([0.0, -1.0, 0.0], (caps.a.shape[0], 1))
     return render(view, caps, forward, clothing, light, (0, W, 0, H))
 
@@ -140,7 +160,7 @@ def test_ray_capsule_matches_ray_marching() -> None:
         r = rng.uniform(20, 120)
         d = np.array([0.0, 1.0, 0.0]) + rng.normal(0, 0.05, 3)
         d /= np.linalg.norm(d)
-        s, dist, nx, ny, nz, _ = _ray_capsule(o, d, a, b, r)
+        s, dist, nx, ny, nz, _ = ray_capsule(o, d, a, b, r)
         steps = np.linspace(0, 2000, 40_001)  # 0.05 mm apart
         inside = segment_distance(steps[:, None] * d, a, b) <= r
         if inside.any():
@@ -240,3 +260,226 @@ def test_background_and_clothing_are_deterministic_and_in_range() -> None:
     head, hand = parts == BodyPart.HEAD, parts == BodyPart.HAND
     assert c.albedo[head] == c.albedo[hand]
     assert np.all(c.stripe_amplitude[head] == 0)
+
+
+# ------------------------------------------------------------------------------ appearance
+# a capsule along +x facing the camera (which looks along +y): e1 towards the camera, e3 the axis
+ACROSS = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
+
+
+def _look(*surfaces: Surface) -> Appearance:
+    return Appearance(surfaces, "long", "trousers", "short", False, "plain")
+
+
+def test_plain_shading_is_the_first_generators_formula() -> None:
+    # Every pixel that one striped, tinted capsule covers fully equals the plain formula,
+    # evaluated here with numpy at the ray's exact surface point: albedo (1 + fade A sin(2 pi y
+    # / P + phase)) (1 + tint n.f), then max(., 0.005) (ambient + (1 - ambient) max(0, n.l)).
+    view = _view(bg=0.1)
+    r = 80.0
+    a, b = np.array([-300.0, 0, 0]), np.array([300.0, 0, 0])
+    clothing = Clothing(
+        np.array([0.6]), np.array([0.3]), np.array([90.0]), np.array([0.7]), np.array([0.2])
+    )
+    light = Lighting(direction=(0.3, -0.8, 0.5), ambient=0.35)
+    forward = np.array([0.3, -0.9, 0.1]) / np.linalg.norm([0.3, -0.9, 0.1])
+    image = render(view, _capsules(a, b, [r]), forward[None], clothing, light, (0, W, 0, H))[0]
+    l_dir = light.unit_direction()
+    checked = 0
+    for v in range(H):
+        for u in range(W):
+            s, dist, nx, ny, nz, y = ray_capsule(view.camera.center, view.rays[v, u], a, b, r)
+            footprint = s * view.pixel_angle
+            if dist > r - 0.5 * footprint:  # not fully covered
+                continue
+            n = np.array([nx, ny, nz])
+            fade = np.exp(-2.0 * (np.pi * STRIPE_BLUR * footprint / 90.0) ** 2)
+            colour = 0.6 * (1.0 + fade * 0.3 * np.sin(2 * np.pi * y / 90.0 + 0.7))
+            colour *= 1.0 + 0.2 * float(n @ forward)
+            expected = max(float(colour), 0.005) * (0.35 + 0.65 * max(float(n @ l_dir), 0.0))
+            assert image[v, u] == pytest.approx(expected, rel=1e-6)
+            checked += 1
+    assert checked > 400
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_clothed_albedo_varies_inside_a_limb_and_plain_does_not(seed: int) -> None:
+    # a thigh of a drawn subject across the view under a flat light: inside its silhouette
+    # the clothed texture varies, one plain albedo does not
+    body, look = sample_person(np.random.default_rng(seed), "clothed")
+    assert isinstance(look, Appearance)
+    thigh = look.surfaces[CAPSULE_NAMES.index("thighR")]
+    r, half = body.thigh_radius, body.thigh / 2
+    caps = _capsules([-half, 0, 0], [half, 0, 0], [r], ACROSS)
+    clothed = _full(_view(), caps, _look(thigh))[0]
+    plain = _full(_view(), caps, _plain([thigh.albedo]))[0]
+    scale = F / 3000.0  # pixels per mm at the limb's distance
+    v, u = np.mgrid[0:H, 0:W]
+    inside = (np.abs(v - (H - 1) / 2) < 0.5 * r * scale) & (np.abs(u - (W - 1) / 2) < half * scale)
+    assert inside.sum() > 50
+    assert plain[inside].std() < 1e-6
+    assert clothed[inside].std() > 0.05 * clothed[inside].mean()
+
+
+def _rotation(rng: np.random.Generator) -> npt.NDArray[np.float64]:
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    return np.asarray(q * np.sign(np.linalg.det(q)))
+
+
+def test_texture_moves_with_the_capsule() -> None:
+    # The albedo at a body-fixed surface point (local normal, axial position) is the same
+    # however the capsule is turned: it depends on the point's coordinates in the capsule's
+    # frame only.
+    rng = np.random.default_rng(3)
+    _, look = sample_person(np.random.default_rng(4), "clothed")
+    assert isinstance(look, Appearance)
+    for name in ("spine", "head", "upper_armR", "thighL"):
+        row = look.table[CAPSULE_NAMES.index(name)]
+        for _ in range(20):
+            local_n = rng.normal(size=3)
+            local_n /= np.linalg.norm(local_n)
+            y, r, footprint = rng.uniform(0, 300), rng.uniform(40, 120), rng.uniform(1, 20)
+            values = []
+            for _ in range(3):
+                frame = _rotation(rng)  # rows e1, e2, e3 in world coordinates
+                n = frame.T @ local_n
+                values.append(surface_albedo(row, frame, n[0], n[1], n[2], y, r, footprint, 0.7))
+            assert values == pytest.approx([values[0]] * 3, abs=1e-12)
+
+
+def _moved(
+    frames: SkeletonFrames, q: npt.NDArray[np.float64], t: npt.NDArray[np.float64]
+) -> SkeletonFrames:
+    return SkeletonFrames(
+        joints=frames.joints @ q.T + t,
+        neck=frames.neck @ q.T + t,
+        pelvis=frames.pelvis @ q.T + t,
+        toes=frames.toes @ q.T + t,
+        forward=frames.forward @ q.T,
+    )
+
+
+def test_a_rigidly_moved_scene_renders_the_same_image() -> None:
+    # Turn and shift everything (body, camera, light) together: the image is unchanged, so the
+    # texture is fixed to the body (capsule frames included), not to the world.
+    body, look = sample_person(np.random.default_rng(5), "clothed")
+    frames = forward_kinematics(body, rest_pose(body, 1))
+    camera = rig_cameras((87, 65))[2]
+    view = make_view(camera, np.full((65, 87), 0.3, np.float32))
+    light = Lighting()
+    q = _rotation(np.random.default_rng(6))
+    t = np.array([500.0, -2000.0, 700.0])
+    moved_camera = Camera.from_KRt(
+        camera.K, camera.R @ q.T, -(camera.R @ q.T) @ (q @ camera.center + t)
+    )
+    moved_view = make_view(moved_camera, view.background)
+    moved_light = Lighting(direction=tuple(q @ light.unit_direction()), ambient=light.ambient)
+    box = (0, 87, 0, 65)
+    before = render(view, body_capsules(body, frames), frames.forward, look, light, box)
+    moved = _moved(frames, q, t)
+    after = render(moved_view, body_capsules(body, moved), moved.forward, look, moved_light, box)
+    assert (before != view.background).sum() > 100
+    np.testing.assert_allclose(after, before, atol=2e-5)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_clothed_texture_is_band_limited_at_87x65(seed: int) -> None:
+    # At 87x65's pixel size (43 mm at 3 m), each surface of a drawn subject on a wide capsule
+    # that faces the camera, moved by a pixel in steps of a fiftieth of a pixel: no fully
+    # covered pixel changes by more than 0.01 in a step (0.002-0.007 measured). Unfiltered
+    # (a pixel response of 0.001 px), features finer than a pixel (seams, hems, the hairline,
+    # eyes) jump as they cross a pixel's centre: 0.03-0.1 in a step for the same subjects.
+    pixel_mm = 43.0
+    focal = 3000.0 / pixel_mm
+    K = np.array([[focal, 0, (W - 1) / 2], [0, focal, (H - 1) / 2], [0, 0, 1.0]])
+    camera = Camera.from_KRt(K, np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]]), [0.0, 0.0, 3000.0])
+    view = make_view(camera, np.zeros((H, W), np.float32))
+    r, half = 250.0, 600.0
+    step = 0.02 * pixel_mm * np.array([1.0, 0.0, 1.0]) / np.sqrt(2)  # along and across the axis
+    a = np.array([-half, 0.0, 0.0]) + np.arange(51)[:, None, None] * step
+    b = a + np.array([2 * half, 0.0, 0.0])
+    frames = np.broadcast_to(ACROSS, (51, 1, 3, 3))
+    caps = Capsules(a, b, np.array([r]), np.array([2]), np.array([0]), frames)
+    forward = np.tile([0.0, -1.0, 0.0], (51, 1))
+    v, u = np.mgrid[0:H, 0:W]
+    inside = (np.abs(v - (H - 1) / 2) < r / pixel_mm - 2) & (
+        np.abs(u - (W - 1) / 2) < half / pixel_mm - 1
+    )
+    assert inside.sum() > 30
+    _, look = sample_person(np.random.default_rng(seed), "clothed")
+    assert isinstance(look, Appearance)
+    largest = 0.0
+    for surface in look.surfaces:
+        images = render(view, caps, forward, _look(surface), FLAT, (0, W, 0, H))
+        largest = max(largest, float(np.abs(np.diff(images, axis=0))[:, inside].max()))
+    assert 0.001 < largest <= 0.01
+
+
+def test_attenuation_follows_the_pixel_response() -> None:
+    # one ring wave on a surface facing the camera: its amplitude is attenuated by
+    # (1 - a / 8)^8 with a = (sigma fp |k|)^2 / 2, close to the Gaussian response exp(-a)
+    k = 2 * np.pi / 60.0
+    row = pack_surfaces([Surface(0.5, waves=(Wave((0.0, 0.0, k), 0.4, 0.3),))])[0]
+    frame = np.eye(3)
+    for footprint in (0.5, 5.0, 10.0, 20.0, 40.0):
+        a = 0.5 * (PIXEL_BLUR * footprint * k) ** 2
+        gain = max(1 - a / 8, 0.0) ** 8
+        assert gain == pytest.approx(np.exp(-a), abs=0.04)
+        for y in (0.0, 13.0, 41.0):
+            expected = 0.5 * (1 + 0.3 * gain * np.sin(k * y + 0.4))
+            value = surface_albedo(row, frame, 1.0, 0.0, 0.0, y, 50.0, footprint, 1.0)
+            assert value == pytest.approx(expected, abs=1e-6)
+    assert lowpass(8.0) == 0.0 and lowpass(100.0) == 0.0 and lowpass(0.0) == 1.0
+    x = np.linspace(-40, 40, 100_001)
+    assert max(abs(fast_sin(v) - np.sin(v)) for v in x[::97]) < 1e-6
+
+
+def test_a_blurred_seam_keeps_its_darkness() -> None:
+    # The darkening integrated across a seam (depth 0.5, width 2 mm) is the same whatever the
+    # footprint that blurs it: 0.5 * 2 mm * 16 / 15 * 2.5 (the bump's integral).
+    row = pack_surfaces([Surface(0.5, lines=(Line((0.0, 0.0, 1.0), 100.0, 2.0, 0.5),))])[0]
+    ys = np.linspace(0.0, 200.0, 40_001)
+    for footprint in (0.1, 3.0, 10.0, 40.0):
+        albedo = np.array(
+            [surface_albedo(row, np.eye(3), 1.0, 0.0, 0.0, y, 50.0, footprint, 1.0) for y in ys]
+        )
+        darkness = np.trapezoid(1.0 - albedo / 0.5, ys)
+        assert darkness == pytest.approx(0.5 * 2.0 * 16 / 15 * 2.5, rel=2e-3)
+
+
+def test_subjects_look_different_and_the_same_in_every_call() -> None:
+    config = SimulationConfig(subjects=(1, 2), movements=(1,))
+    assert config.appearance == "clothed"
+    first, again, other = make_subject(config, 1), make_subject(config, 1), make_subject(config, 2)
+    assert isinstance(first.clothing, Appearance) and isinstance(other.clothing, Appearance)
+    assert isinstance(again.clothing, Appearance)
+    assert first.body == again.body and np.array_equal(first.clothing.table, again.clothing.table)
+    assert first.body != other.body
+    assert not np.array_equal(first.clothing.table, other.clothing.table)
+    looks = [make_subject(config, n).clothing for n in range(1, 18)]
+    kinds = {(a.sleeves, a.legs, a.hair, a.printed) for a in looks if isinstance(a, Appearance)}
+    assert len(kinds) >= 5
+
+
+def test_plain_draws_what_the_first_generator_drew() -> None:
+    # "plain": sample_body then sample_clothing from the same stream, nothing else
+    body, clothing = sample_person(np.random.default_rng(9), "plain")
+    rng = np.random.default_rng(9)
+    assert body == sample_body(rng)
+    expected = sample_clothing(CAPSULE_PARTS, rng)
+    assert isinstance(clothing, Clothing)
+    for name in ("albedo", "stripe_amplitude", "stripe_period", "stripe_phase", "tint_amplitude"):
+        assert np.array_equal(getattr(clothing, name), getattr(expected, name))
+    with pytest.raises(SynthError, match="appearance must be one of plain, clothed"):
+        sample_person(rng, "shiny")  # type: ignore[arg-type]
+    with pytest.raises(SimulationError, match="appearance must be plain or clothed, got 'shiny'"):
+        SimulationConfig(appearance="shiny")  # type: ignore[arg-type]
+
+
+def test_textured_rendering_needs_frames() -> None:
+    _, look = sample_person(np.random.default_rng(1), "clothed")
+    assert isinstance(look, Appearance)
+    with pytest.raises(SynthError, match="capsule frames"):
+        _full(_view(), _capsules([0, 0, 0], [0, 0, 0], [100.0]), _look(look.surfaces[0]))
+    with pytest.raises(SynthError, match="describes 19 capsules"):
+        _full(_view(), _capsules([0, 0, 0], [0, 0, 0], [100.0], ACROSS), look)

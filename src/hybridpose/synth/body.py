@@ -5,6 +5,9 @@ with ``a == b``. Every one of the 13 joints lies on some capsule's axis, so a jo
 falls on the rendered body wherever the joint is visible. The torso is a central spine capsule
 plus a frame of thinner capsules through the shoulder and hip joints (hip -> shoulder on each
 side, shoulder <-> shoulder, hip <-> hip): wider than deep, like a person.
+
+Each capsule also carries a body-fixed frame (:func:`capsule_frames`) in which its surface
+texture is drawn (:mod:`hybridpose.synth.texture`), so that the texture moves with the limb.
 """
 
 from __future__ import annotations
@@ -82,6 +85,9 @@ class Capsules:
         radius: (C,) mm.
         part: (C,) int64 :class:`BodyPart` values.
         side: (C,) int64: -1 left, 0 centre, +1 right.
+        frame: (K, C, 3, 3) each capsule's body-fixed frame, rows ``e1, e2, e3`` (``e3`` the
+            axis, ``e1`` the zero of the angle around it; :func:`capsule_frames`), or None
+            (a textured rendering needs it).
     """
 
     a: FloatArray
@@ -89,6 +95,7 @@ class Capsules:
     radius: FloatArray
     part: IntArray
     side: IntArray
+    frame: FloatArray | None = None
 
     def __post_init__(self) -> None:
         a = np.asarray(self.a, dtype=np.float64)
@@ -106,6 +113,13 @@ class Capsules:
             raise SynthError("Capsules.radius: radii must be positive")
         for name, arr in (("a", a), ("b", b), ("radius", radius), ("part", part), ("side", side)):
             object.__setattr__(self, name, arr)
+        if self.frame is not None:
+            frame = np.asarray(self.frame, dtype=np.float64)
+            if frame.shape != (*a.shape[:2], 3, 3):
+                raise SynthError(
+                    f"Capsules.frame: expected shape {(*a.shape[:2], 3, 3)}, got {frame.shape}"
+                )
+            object.__setattr__(self, "frame", frame)
 
     @property
     def count(self) -> int:
@@ -147,4 +161,86 @@ def body_capsules(body: BodyShape, frames: SkeletonFrames) -> Capsules:
         radius=np.array([getattr(body, row[5]) for row in _LAYOUT], dtype=np.float64),
         part=np.array(CAPSULE_PARTS, dtype=np.int64),
         side=np.array([row[2] for row in _LAYOUT], dtype=np.int64),
+        frame=capsule_frames(frames),
     )
+
+
+# --------------------------------------------------------------------------- texture frames
+# A limb's roll about its own axis is not in the joint positions, so each limb's frame is
+# carried from its parent's by the smallest rotation that takes a base direction to the limb's
+# axis. At the hinges (elbow, knee, ankle) the base is the parent's axis and that rotation is
+# the hinge's own. At the shoulders and hips it is a direction the limb never points away from
+# (the carried frame flips where the cosine reaches -1; over all 33 movements it stays above
+# 0.08 for the upper arms and 0.65 for the thighs): lateral-forward-down for an arm (in the
+# trunk's frame, lateral towards its own side), forward-down for a thigh (the root's frame).
+_ARM_BASE = (0.67, 0.64, -0.38)  # (lateral, forward, up)
+_THIGH_BASE = (0.6, -0.8)  # (forward, up)
+
+
+def _unit(v: FloatArray) -> FloatArray:
+    return np.asarray(v / np.linalg.norm(v, axis=-1, keepdims=True), dtype=np.float64)
+
+
+def _dot(u: FloatArray, v: FloatArray) -> FloatArray:
+    return np.asarray(np.sum(u * v, axis=-1, keepdims=True), dtype=np.float64)
+
+
+def _carry(v: FloatArray, base: FloatArray, axis: FloatArray) -> FloatArray:
+    """``v`` turned by the smallest rotation that takes unit ``base`` to unit ``axis``:
+    ``c v + k x v + k (k . v) / (1 + c)`` with ``k = base x axis``, ``c = base . axis``."""
+    k = np.cross(base, axis)
+    c = _dot(base, axis)
+    return np.asarray(c * v + np.cross(k, v) + k * _dot(k, v) / (1.0 + c), dtype=np.float64)
+
+
+def capsule_frames(frames: SkeletonFrames) -> FloatArray:
+    """Body-fixed frames of the 19 capsules: rows ``e1`` (the front at rest), ``e2``, ``e3``
+    (the axis; for the head and hand spheres, their parent's).
+
+    The head, neck and spine use the trunk's frame (up from the pelvis to the neck point, front
+    from the shoulder line); the flanks and the shoulder bar their own axes with the trunk's
+    front, the hip bar its axis with the root's front; the limbs are carried from their parents
+    (see the comment above) and the hands take their forearm's frame. Every step commutes with
+    rotations, so a rigidly moved skeleton moves every frame with it.
+
+    Shape:
+        frames (K, ...) -> (K, 19, 3, 3).
+    """
+    joint = {name: frames.joints[:, i] for name, i in _J.items()}
+    up = _unit(frames.neck - frames.pelvis)
+    right = _unit(joint["shoulderR"] - joint["shoulderL"])
+    front = np.cross(up, right)
+    hip_right = _unit(joint["hipR"] - joint["hipL"])
+    root_front = np.asarray(frames.forward, dtype=np.float64)
+    root_up = np.cross(hip_right, root_front)
+    axis = {"head": up, "neck": up, "spine": up, "shoulders": -right, "hips": -hip_right}
+    ref = {"head": front, "neck": front, "spine": front, "shoulders": front, "hips": root_front}
+    for s, side in ((1.0, "R"), (-1.0, "L")):
+
+        def segment(start: str, end: str, side: str = side) -> FloatArray:
+            return _unit(joint[end + side] - joint[start + side])
+
+        arm_base = _unit(s * _ARM_BASE[0] * right + _ARM_BASE[1] * front + _ARM_BASE[2] * up)
+        thigh_base = _unit(_THIGH_BASE[0] * root_front + _THIGH_BASE[1] * root_up)
+        upper, fore = segment("shoulder", "elbow"), segment("elbow", "hand")
+        thigh, shin = segment("hip", "knee"), segment("knee", "foot")
+        foot = _unit(frames.toes[:, 0 if side == "R" else 1] - joint["foot" + side])
+        upper_ref = _carry(_carry(front, -up, arm_base), arm_base, upper)
+        thigh_ref = _carry(_carry(root_front, -root_up, thigh_base), thigh_base, thigh)
+        shin_ref = _carry(thigh_ref, thigh, shin)
+        fore_ref = _carry(upper_ref, upper, fore)
+        limbs = {
+            "flank": (segment("hip", "shoulder"), front),
+            "upper_arm": (upper, upper_ref),
+            "forearm": (fore, fore_ref),
+            "hand": (fore, fore_ref),
+            "thigh": (thigh, thigh_ref),
+            "shin": (shin, shin_ref),
+            "foot": (foot, _carry(shin_ref, shin, foot)),
+        }
+        for name, (limb_axis, limb_ref) in limbs.items():
+            axis[name + side], ref[name + side] = limb_axis, limb_ref
+    e3 = np.stack([axis[name] for name in CAPSULE_NAMES], axis=1)  # (K, C, 3)
+    e1 = np.stack([ref[name] for name in CAPSULE_NAMES], axis=1)
+    e1 = _unit(e1 - _dot(e1, e3) * e3)
+    return np.stack([e1, np.cross(e3, e1), e3], axis=2)

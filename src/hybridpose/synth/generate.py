@@ -54,7 +54,8 @@ from hybridpose.io.recording import (
 )
 from hybridpose.parallel import map_in_processes
 from hybridpose.subjects import TEST_SUBJECTS, TRAIN_SUBJECTS
-from hybridpose.synth.body import CAPSULE_PARTS, body_capsules
+from hybridpose.synth.appearance import APPEARANCES, Appearance, AppearanceName, sample_person
+from hybridpose.synth.body import body_capsules
 from hybridpose.synth.esim import (
     EsimConfig,
     esim_advance,
@@ -72,11 +73,17 @@ from hybridpose.synth.scene import (
     background,
     rig_calibrations,
     rig_cameras,
-    sample_clothing,
 )
-from hybridpose.synth.skeleton import BodyShape, SkeletonFrames, sample_body
+from hybridpose.synth.sensor import (
+    DEFAULT_SENSOR,
+    DHP19_REFLECTIONS,
+    SENSORS,
+    ReflectionSpot,
+    reflection_events,
+)
+from hybridpose.synth.skeleton import BodyShape, SkeletonFrames
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Stored in every file's settings: a file made by another version is not skipped as finished."""
 
 MAX_FRAME_VALUES = 20_000_000
@@ -104,7 +111,10 @@ class SimulationConfig:
         movements: DHP19 movement numbers 1-33 (session order).
         seed: the dataset's seed; the same seed and settings give identical files.
         performance: repetitions, still phases, speed and amplitude variation.
-        esim: the event camera.
+        esim: the event camera's pixel model (default: the ``davis346`` sensor of
+            :mod:`hybridpose.synth.sensor`).
+        reflections: static spots flickering with the Vicon's IR strobes (default: DHP19's two,
+            in cameras 2 and 3; none for the ``clean`` sensor).
         rig: camera placement.
         lighting: the light.
         chunk_s: simulated seconds per chunk (bounds memory).
@@ -113,6 +123,9 @@ class SimulationConfig:
         edge_log_contrast: log-intensity change per pixel of edge motion assumed by the first
             grid (the refinement corrects it).
         label_rate_hz: rate of the 3D labels (DHP19's Vicon: 100 Hz).
+        appearance: how the subjects look: ``"clothed"`` (clothes, skin and hair textured on
+            the body, per-segment girths; :mod:`hybridpose.synth.appearance`) or ``"plain"``
+            (the first generator's capsules, drawn and rendered exactly as it did).
     """
 
     sensor_size: tuple[int, int] = SENSOR_SIZE
@@ -120,7 +133,8 @@ class SimulationConfig:
     movements: tuple[int, ...] = tuple(m.number for m in MOVEMENTS)
     seed: int = 0
     performance: PerformanceSettings = field(default_factory=PerformanceSettings)
-    esim: EsimConfig = field(default_factory=EsimConfig)
+    esim: EsimConfig = field(default_factory=lambda: SENSORS[DEFAULT_SENSOR])
+    reflections: tuple[ReflectionSpot, ...] = DHP19_REFLECTIONS
     rig: RigConfig = field(default_factory=RigConfig)
     lighting: Lighting = field(default_factory=Lighting)
     chunk_s: float = 0.2
@@ -128,6 +142,7 @@ class SimulationConfig:
     max_step_us: float = 5000.0
     edge_log_contrast: float = 0.7
     label_rate_hz: float = 100.0
+    appearance: AppearanceName = "clothed"
 
     def __post_init__(self) -> None:
         width, height = self.sensor_size
@@ -150,6 +165,8 @@ class SimulationConfig:
             raise SimulationError("chunk_s, label_rate_hz and edge_log_contrast must be > 0")
         if self.seed < 0:
             raise SimulationError(f"seed must be >= 0, got {self.seed}")
+        if self.appearance not in APPEARANCES:
+            raise SimulationError(f"appearance must be plain or clothed, got {self.appearance!r}")
 
     def settings(self) -> dict[str, Any]:
         """What a recording's content depends on (everything but the subject/movement lists)."""
@@ -176,6 +193,15 @@ PRESETS: dict[str, SimulationConfig] = {"tiny": _tiny(), "default": SimulationCo
 ``default``: 17 subjects x 33 movements at 346x260 (DHP19's size; see docs/synthetic-data.md)."""
 
 
+def with_sensor(config: SimulationConfig, sensor: str) -> SimulationConfig:
+    """``config`` seen by the named sensor model (``clean`` or ``davis346``; see
+    :mod:`hybridpose.synth.sensor`): its pixel model, and DHP19's IR spots for ``davis346``."""
+    if sensor not in SENSORS:
+        raise SimulationError(f"unknown sensor {sensor!r}; choose one of {', '.join(SENSORS)}")
+    spots = DHP19_REFLECTIONS if sensor == "davis346" else ()
+    return dataclasses.replace(config, esim=SENSORS[sensor], reflections=spots)
+
+
 def recording_name(subject: int, movement_number: int) -> str:
     """DHP19's name for a recording, e.g. ``S13_session2_mov4.h5``."""
     m = movement(movement_number)
@@ -187,23 +213,22 @@ def _rng(config: SimulationConfig, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([config.seed, *key]))
 
 
-_SCENE, _SUBJECT, _PERFORMANCE, _SENSOR = 0, 1, 2, 3
+_SCENE, _SUBJECT, _PERFORMANCE, _SENSOR, _REFLECTIONS = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True, eq=False)
 class Subject:
-    """One simulated person: body shape and clothing."""
+    """One simulated person: body shape and clothing (plain, or a clothed appearance)."""
 
     number: int
     body: BodyShape
-    clothing: Clothing
+    clothing: Clothing | Appearance
 
 
 def make_subject(config: SimulationConfig, number: int) -> Subject:
     """The subject ``number`` of the dataset ``config.seed`` (the same in every recording)."""
-    rng = _rng(config, _SUBJECT, number)
-    body = sample_body(rng)
-    return Subject(number, body, sample_clothing(CAPSULE_PARTS, rng))
+    body, clothing = sample_person(_rng(config, _SUBJECT, number), config.appearance)
+    return Subject(number, body, clothing)
 
 
 def make_views(config: SimulationConfig) -> list[View]:
@@ -263,8 +288,14 @@ def simulate_camera(
     performance: Performance,
     config: SimulationConfig,
     rng: np.random.Generator,
+    reflection_phase_us: float = 0.0,
 ) -> CameraStats:
-    """Simulate one camera over the whole performance, appending its events to ``writer``."""
+    """Simulate one camera over the whole performance, appending its events to ``writer``.
+
+    ``reflection_phase_us`` is the time of the first IR flash of the camera's reflection spots
+    (``config.reflections``), if it has any.
+    """
+    spots = tuple(spot for spot in config.reflections if spot.camera == camera)
     stats = CameraStats()
     esim = config.esim
     bound = esim.log_step_limit
@@ -311,7 +342,12 @@ def simulate_camera(
                 stats.largest_log_step = max(stats.largest_log_step, float(steps.max()))
                 events, state = esim_advance(state, logs, batch, esim, rng, origin=(box[0], box[2]))
                 chunk_events.append(events)
+        if spots:
+            flashes = reflection_events(spots, state, t_a, t_b, reflection_phase_us, esim)
+            chunk_events.append(flashes)
         events = np.concatenate(chunk_events)
+        if spots:
+            events = events[np.argsort(events["t"], kind="stable")]
         if len(events):
             still = performance.is_still(events["t"] / US)
             stats.events += len(events)
@@ -448,7 +484,12 @@ def simulate_recording(
     ) as writer:
         for camera, view in enumerate(views):
             rng = _rng(config, _SENSOR, subject_number, movement_number, camera)
-            stats.append(simulate_camera(writer, camera, view, subject, performance, config, rng))
+            phase = _rng(config, _REFLECTIONS, subject_number, movement_number, camera).uniform(
+                0.0, US
+            )
+            stats.append(
+                simulate_camera(writer, camera, view, subject, performance, config, rng, phase)
+            )
         writer.update_extra({"cameras": [dataclasses.asdict(c) for c in stats]})
         writer.write_labels(np.round(label_t * US).astype(np.int64), labels)
     return RecordingResult(path, tuple(stats), performance.duration_s, moving_s)

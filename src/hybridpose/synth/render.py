@@ -12,9 +12,16 @@ then a continuous function of time as the body moves, which is what lets the eve
 adaptive sampler bound every pixel's change between samples (a hard edge would jump by the full
 contrast however finely time is sampled).
 
-The per-pixel compositing loop is compiled with numba (:mod:`hybridpose._jit`): it is a small
-sort over the few capsules that reach each pixel, which numpy could only express with
-temporaries of size ``pixels x capsules``.
+Surfaces are coloured either as the first generator did (a plain
+:class:`~hybridpose.synth.scene.Clothing`: one albedo per capsule, stripes, a tint) or by a
+body-fixed texture (an :class:`~hybridpose.synth.appearance.Appearance`, the model in
+:mod:`hybridpose.synth.texture`) that sets the albedo before the Lambertian shading. A textured
+surface that a fully covering one hides is not textured at all, so the texture costs about once
+per visible pixel.
+
+The per-pixel compositing loop is compiled with numba (:mod:`hybridpose.synth.render_kernels`):
+it is a small sort over the few capsules that reach each pixel, which numpy could only express
+with temporaries of size ``pixels x capsules``.
 """
 
 from __future__ import annotations
@@ -26,20 +33,13 @@ import numpy.typing as npt
 
 from hybridpose._jit import jit
 from hybridpose.geometry import Camera
+from hybridpose.synth.appearance import Appearance
 from hybridpose.synth.body import Capsules
+from hybridpose.synth.render_kernels import render_kernel
 from hybridpose.synth.scene import Clothing, Lighting
 from hybridpose.synth.skeleton import SynthError
 
 FloatArray = npt.NDArray[np.float64]
-
-MAX_LAYERS = 8
-"""Surfaces composited per pixel (nearest first); deeper ones are hidden behind them anyway."""
-
-DEPTH_SOFTNESS = 0.2
-"""Width of the soft depth test, in pixel footprints at the surface's depth (see _composite)."""
-
-STRIPE_BLUR = 0.6
-"""Standard deviation, in pixels, of the pixel response that band-limits clothing stripes."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -165,7 +165,7 @@ def render(
     view: View,
     capsules: Capsules,
     forward: npt.ArrayLike,
-    clothing: Clothing,
+    clothing: Clothing | Appearance,
     lighting: Lighting,
     box: tuple[int, int, int, int],
     boxes: npt.NDArray[np.int64] | None = None,
@@ -176,13 +176,17 @@ def render(
         view: camera rays and background.
         capsules: the body at K instants (a, b: (K, C, 3)).
         forward: (K, 3) the body's facing direction (for the clothing tint).
-        clothing: per-capsule appearance.
+        clothing: per-capsule appearance: plain :class:`Clothing`, or a textured
+            :class:`Appearance` (which needs ``capsules.frame``).
         lighting: the light.
         box: the pixel rectangle to render (half-open); pixels outside are background.
         boxes: (K, C, 4) capsule boxes from :func:`capsule_boxes`, if already computed.
 
     Returns:
         (K, y1 - y0, x1 - x0) float32 intensities in (0, 1].
+
+    Raises:
+        SynthError: a textured appearance for capsules without frames, or of another count.
     """
     if boxes is None:
         boxes = capsule_boxes(view, capsules)
@@ -191,7 +195,10 @@ def render(
     out = np.empty((k, y1 - y0, x1 - x0), dtype=np.float32)
     if out.size == 0:
         return out
-    _render_kernel(
+    texture, frame = _texture_arguments(capsules, clothing)
+    if isinstance(clothing, Appearance):  # the plain arrays go unused
+        clothing = Clothing(*(np.ones(capsules.count) for _ in range(5)))
+    render_kernel(
         view.rays,
         view.camera.center.astype(np.float64),
         view.background,
@@ -206,6 +213,8 @@ def render(
         np.ascontiguousarray(clothing.stripe_period, dtype=np.float64),
         np.ascontiguousarray(clothing.stripe_phase, dtype=np.float64),
         np.ascontiguousarray(clothing.tint_amplitude, dtype=np.float64),
+        texture,
+        frame,
         lighting.unit_direction(),
         float(lighting.ambient),
         x0,
@@ -215,381 +224,21 @@ def render(
     return out
 
 
-@jit
-def _closest_approach(
-    dx: float,
-    dy: float,
-    dz: float,
-    mx: float,
-    my: float,
-    mz: float,
-    bax: float,
-    bay: float,
-    baz: float,
-    length2: float,
-    bm: float,
-) -> tuple[float, float, float]:
-    """Closest approach of the ray ``o + s d`` to the axis segment ``a + u ba``.
-
-    With ``m = o - a``, minimising ``|m + s d - u ba|^2`` gives ``s = u db - dm`` and
-    ``u = (bm - db dm) / (|ba|^2 - db^2)``. The distance left after minimising over ``s`` is
-    convex in ``u``, so clamping the unconstrained ``u`` to the segment is exact.
-
-    Returns ``(s, u, squared distance)``.
-    """
-    db = dx * bax + dy * bay + dz * baz
-    dm = dx * mx + dy * my + dz * mz
-    denom = length2 - db * db
-    u = 0.0
-    if denom > 1e-9 * max(length2, 1.0):
-        u = min(max((bm - db * dm) / denom, 0.0), 1.0)
-    elif length2 > 0.0:
-        u = min(max(bm / length2, 0.0), 1.0)  # ray parallel to the axis: any u is nearest
-    s = u * db - dm
-    px = mx + s * dx - u * bax
-    py = my + s * dy - u * bay
-    pz = mz + s * dz - u * baz
-    return s, u, px * px + py * py + pz * pz
-
-
-@jit
-def _surface(
-    dx: float,
-    dy: float,
-    dz: float,
-    mx: float,
-    my: float,
-    mz: float,
-    bax: float,
-    bay: float,
-    baz: float,
-    length2: float,
-    r: float,
-    s: float,
-    u: float,
-    dist: float,
-) -> tuple[float, float, float, float, float]:
-    """The capsule's nearest surface along the ray, given the closest approach ``(s, u, dist)``.
-
-    Where the ray misses (``dist > r``) the closest approach stands in for the surface: its
-    normal points from the axis to the ray, as the silhouette's would. Where it hits, the
-    first hit is the nearest of the finite cylinder's lateral surface and the two end balls
-    (the cylinder's flat caps lie inside the balls).
-
-    Returns ``(s, nx, ny, nz, y)``: ray parameter, unit outward normal, axial coordinate (mm
-    from ``a``).
-    """
-    length = np.sqrt(length2)
-    if dist > r:
-        inv = 1.0 / dist
-        nx = (mx + s * dx - u * bax) * inv
-        ny = (my + s * dy - u * bay) * inv
-        nz = (mz + s * dz - u * baz) * inv
-        return s, nx, ny, nz, u * length
-    best = np.inf
-    if length2 > 0.0:
-        ax, ay, az = bax / length, bay / length, baz / length
-        dn = dx * ax + dy * ay + dz * az
-        mn = mx * ax + my * ay + mz * az
-        dvx, dvy, dvz = dx - dn * ax, dy - dn * ay, dz - dn * az
-        mvx, mvy, mvz = mx - mn * ax, my - mn * ay, mz - mn * az
-        qa = dvx * dvx + dvy * dvy + dvz * dvz
-        qb = dvx * mvx + dvy * mvy + dvz * mvz
-        qc = mvx * mvx + mvy * mvy + mvz * mvz - r * r
-        disc = qb * qb - qa * qc
-        if qa > 1e-12 and disc >= 0.0:
-            t = (-qb - np.sqrt(disc)) / qa
-            y = mn + t * dn
-            if 0.0 <= y <= length:
-                best = t
-    # the end balls, at a (m = o - a) and at b (o - b = m - ba)
-    for qx, qy, qz in ((mx, my, mz), (mx - bax, my - bay, mz - baz)):
-        qb = qx * dx + qy * dy + qz * dz
-        disc = qb * qb - (qx * qx + qy * qy + qz * qz - r * r)
-        if disc >= 0.0:
-            best = min(best, -qb - np.sqrt(disc))
-    if not np.isfinite(best):
-        best = s  # grazing: rounding put the ray just outside every piece
-    hx, hy, hz = mx + best * dx, my + best * dy, mz + best * dz  # hit point minus a
-    y = 0.0
-    if length2 > 0.0:
-        y = min(max((hx * bax + hy * bay + hz * baz) / length, 0.0), length)
-        hx -= bax * y / length
-        hy -= bay * y / length
-        hz -= baz * y / length
-    norm = np.sqrt(hx * hx + hy * hy + hz * hz)
-    if norm > 0.0:
-        hx, hy, hz = hx / norm, hy / norm, hz / norm
-    return best, hx, hy, hz, y
-
-
-@jit
-def _ray_capsule(
-    o: FloatArray,
-    d: FloatArray,
-    a: FloatArray,
-    b: FloatArray,
-    r: float,
-) -> tuple[float, float, float, float, float, float]:
-    """Nearest surface of a capsule along a ray, or its silhouette where the ray misses.
-
-    Returns ``(s, dist, nx, ny, nz, y)``: the ray parameter of the surface (or of the closest
-    approach), the ray-axis distance, the outward normal there and the axial coordinate (mm
-    from ``a``) of that point. ``s < 0`` when the capsule is behind the ray.
-    """
-    mx, my, mz = o[0] - a[0], o[1] - a[1], o[2] - a[2]
-    bax, bay, baz = b[0] - a[0], b[1] - a[1], b[2] - a[2]
-    length2 = bax * bax + bay * bay + baz * baz
-    bm = bax * mx + bay * my + baz * mz
-    s, u, dist2 = _closest_approach(d[0], d[1], d[2], mx, my, mz, bax, bay, baz, length2, bm)
-    dist = np.sqrt(dist2)
-    s, nx, ny, nz, y = _surface(d[0], d[1], d[2], mx, my, mz, bax, bay, baz, length2, r, s, u, dist)
-    return s, dist, nx, ny, nz, y
-
-
-@jit
-def _render_kernel(
-    rays: FloatArray,
-    origin: FloatArray,
-    background: npt.NDArray[np.float32],
-    pixel_angle: float,
-    a: FloatArray,
-    b: FloatArray,
-    radius: FloatArray,
-    boxes: npt.NDArray[np.int64],
-    forward: FloatArray,
-    albedo: FloatArray,
-    stripe_amplitude: FloatArray,
-    stripe_period: FloatArray,
-    stripe_phase: FloatArray,
-    tint_amplitude: FloatArray,
-    light: FloatArray,
-    ambient: float,
-    x0: int,
-    y0: int,
-    out: npt.NDArray[np.float32],
-) -> None:
-    """Render ``out`` (K, h, w), the box at ``(x0, y0)``, for each of the K poses of the capsules.
-
-    Per frame, every pixel of each capsule's box that the capsule covers gets a layer (depth,
-    coverage, shade; :func:`_coverage`, :func:`_shade`) in its depth-sorted list, and the
-    layers are then composited over the background (:func:`_composite_frame`).
-    """
-    n_frames, h, w = out.shape
-    n_caps = radius.shape[0]
-    depth = np.empty((h, w, MAX_LAYERS))
-    alpha = np.empty((h, w, MAX_LAYERS))
-    shade = np.empty((h, w, MAX_LAYERS))
-    count = np.zeros((h, w), dtype=np.int64)
-    for k in range(n_frames):
-        count[:, :] = 0
-        for c in range(n_caps):
-            bx0 = max(boxes[k, c, 0], x0) - x0
-            bx1 = min(boxes[k, c, 1], x0 + w) - x0
-            by0 = max(boxes[k, c, 2], y0) - y0
-            by1 = min(boxes[k, c, 3], y0 + h) - y0
-            r = radius[c]
-            # per-capsule constants of the closest-approach test (see _ray_capsule)
-            mx, my, mz = origin[0] - a[k, c, 0], origin[1] - a[k, c, 1], origin[2] - a[k, c, 2]
-            bax, bay, baz = (
-                b[k, c, 0] - a[k, c, 0],
-                b[k, c, 1] - a[k, c, 1],
-                b[k, c, 2] - a[k, c, 2],
-            )
-            length2 = bax * bax + bay * bay + baz * baz
-            bm = bax * mx + bay * my + baz * mz
-            for i in range(by0, by1):
-                for j in range(bx0, bx1):
-                    dx, dy, dz = (
-                        rays[y0 + i, x0 + j, 0],
-                        rays[y0 + i, x0 + j, 1],
-                        rays[y0 + i, x0 + j, 2],
-                    )
-                    # cheap rejection first: most pixels of a capsule's box miss it by more
-                    # than half a pixel, which the ray-axis distance alone decides
-                    s, u, dist2 = _closest_approach(
-                        dx, dy, dz, mx, my, mz, bax, bay, baz, length2, bm
-                    )
-                    if s <= 0.0:
-                        continue
-                    reach = r + 0.5 * s * pixel_angle
-                    if dist2 >= reach * reach:
-                        continue
-                    cover, s, nx, ny, nz, y = _coverage(
-                        dx, dy, dz, mx, my, mz, bax, bay, baz, length2, r, s, u, dist2, pixel_angle
-                    )
-                    if cover <= 0.0:
-                        continue
-                    value = _shade(
-                        nx, ny, nz, y, s, pixel_angle, light,
-                        forward[k, 0], forward[k, 1], forward[k, 2],
-                        albedo[c], stripe_amplitude[c], stripe_period[c], stripe_phase[c],
-                        tint_amplitude[c], ambient,
-                    )  # fmt: skip
-                    # insert into the pixel's depth-sorted layer list (nearest first)
-                    n = count[i, j]
-                    if n == MAX_LAYERS:
-                        if s >= depth[i, j, n - 1]:
-                            continue
-                        n -= 1
-                    m = n
-                    while m > 0 and depth[i, j, m - 1] > s:
-                        depth[i, j, m] = depth[i, j, m - 1]
-                        alpha[i, j, m] = alpha[i, j, m - 1]
-                        shade[i, j, m] = shade[i, j, m - 1]
-                        m -= 1
-                    depth[i, j, m] = s
-                    alpha[i, j, m] = cover
-                    shade[i, j, m] = value
-                    count[i, j] = n + 1
-        _composite_frame(depth, alpha, shade, count, background, pixel_angle, x0, y0, out[k])
-
-
-@jit
-def _coverage(
-    dx: float,
-    dy: float,
-    dz: float,
-    mx: float,
-    my: float,
-    mz: float,
-    bax: float,
-    bay: float,
-    baz: float,
-    length2: float,
-    r: float,
-    s: float,
-    u: float,
-    dist2: float,
-    pixel_angle: float,
-) -> tuple[float, float, float, float, float, float]:
-    """How much of a pixel one capsule covers, and the surface seen there.
-
-    ``(dx, dy, dz)`` is the pixel's ray, ``(s, u, dist2)`` its closest approach to the
-    capsule's axis (:func:`_closest_approach`, with the capsule's constants). Returns
-    ``(cover, s, nx, ny, nz, y)``: the anti-aliased coverage in ``(0, 1]`` and the surface of
-    :func:`_surface`, or a coverage of 0 where the surface lies behind the camera or the
-    capsule does not reach the pixel.
-    """
-    dist = np.sqrt(dist2)
-    s, nx, ny, nz, y = _surface(dx, dy, dz, mx, my, mz, bax, bay, baz, length2, r, s, u, dist)
-    if s <= 0.0:
-        return 0.0, s, nx, ny, nz, y
-    cover = 0.5 + (r - dist) / (s * pixel_angle)
-    if cover <= 0.0:
-        return 0.0, s, nx, ny, nz, y
-    return min(cover, 1.0), s, nx, ny, nz, y
-
-
-@jit
-def _shade(
-    nx: float,
-    ny: float,
-    nz: float,
-    y: float,
-    s: float,
-    pixel_angle: float,
-    light: FloatArray,
-    fx: float,
-    fy: float,
-    fz: float,
-    albedo: float,
-    stripe_amplitude: float,
-    stripe_period: float,
-    stripe_phase: float,
-    tint_amplitude: float,
-    ambient: float,
-) -> float:
-    """Intensity of a capsule's surface point: striped, tinted clothing under Lambertian light.
-
-    ``(nx, ny, nz)`` is the unit normal, ``y`` the axial coordinate (mm from ``a``), ``s`` the
-    ray parameter (depth along the unit ray), ``(fx, fy, fz)`` the body's facing direction;
-    the others are the capsule's clothing and the light.
-    """
-    two_pi = 2.0 * np.pi
-    lambert = nx * light[0] + ny * light[1] + nz * light[2]
-    lambert = max(lambert, 0.0)
-    tint = nx * fx + ny * fy + nz * fz
-    # The pixel integrates over its footprint: a stripe period spanning few pixels is
-    # attenuated like a Gaussian pixel response (sigma STRIPE_BLUR px) would attenuate it,
-    # instead of aliasing into false events.
-    cycles = s * pixel_angle / stripe_period  # periods per pixel
-    fade = np.exp(-2.0 * (np.pi * STRIPE_BLUR * cycles) ** 2)
-    stripe = np.sin(two_pi * y / stripe_period + stripe_phase)
-    colour = albedo * (1.0 + fade * stripe_amplitude * stripe)
-    colour *= 1.0 + tint_amplitude * tint
-    value: float = max(colour, 0.005) * (ambient + (1.0 - ambient) * lambert)
-    return value
-
-
-@jit
-def _composite_frame(
-    depth: FloatArray,
-    alpha: FloatArray,
-    shade: FloatArray,
-    count: npt.NDArray[np.int64],
-    background: npt.NDArray[np.float32],
-    pixel_angle: float,
-    x0: int,
-    y0: int,
-    out: npt.NDArray[np.float32],
-) -> None:
-    """One frame ``out`` (h, w) from the layers: :func:`_composite`, or the background alone."""
-    h, w = out.shape
-    for i in range(h):
-        for j in range(w):
-            if count[i, j] == 0:
-                out[i, j] = background[y0 + i, x0 + j]
-            else:
-                out[i, j] = _composite(
-                    depth,
-                    alpha,
-                    shade,
-                    i,
-                    j,
-                    count[i, j],
-                    background[y0 + i, x0 + j],
-                    pixel_angle,
-                )
-
-
-@jit
-def _composite(
-    depth: FloatArray,
-    alpha: FloatArray,
-    shade: FloatArray,
-    i: int,
-    j: int,
-    n: int,
-    background: float,
-    pixel_angle: float,
-) -> float:
-    """Pixel ``(i, j)``'s colour from its ``n`` surfaces (layers of the arrays), soft depth test.
-
-    Surface ``m`` is seen through every other surface ``q`` in proportion to how surely ``q``
-    lies in front: ``visibility_m = prod_q (1 - alpha_q * sigmoid((z_m - z_q) / tau))`` with
-    ``tau`` a fraction of the pixel's footprint. Far apart in depth this is ordinary
-    front-to-back compositing; where two surfaces interpenetrate (a limb entering the torso)
-    the crease between them is blended over a fraction of a pixel, so a pixel's intensity stays
-    continuous in time as the crease moves across it. The background shows through
-    ``prod_q (1 - alpha_q)``.
-    """
-    transmit = 1.0
-    weight = 0.0
-    value = 0.0
-    for m in range(n):
-        tau = DEPTH_SOFTNESS * depth[i, j, m] * pixel_angle
-        visible = 1.0
-        for q in range(n):
-            if q != m:
-                x = (depth[i, j, m] - depth[i, j, q]) / tau  # > 0 where q lies in front of m
-                if x > 40.0:
-                    visible *= 1.0 - alpha[i, j, q]
-                elif x > -40.0:
-                    visible *= 1.0 - alpha[i, j, q] / (1.0 + np.exp(-x))
-        weight += alpha[i, j, m] * visible
-        value += alpha[i, j, m] * visible * shade[i, j, m]
-        transmit *= 1.0 - alpha[i, j, m]
-    if weight > 0.0:
-        return (1.0 - transmit) * value / weight + transmit * background
-    return background
+def _texture_arguments(
+    capsules: Capsules, clothing: Clothing | Appearance
+) -> tuple[FloatArray | None, FloatArray | None]:
+    """The kernel's ``texture`` (C, COLUMNS) and ``frame`` (K, C, 3, 3), None for plain
+    clothing."""
+    if not isinstance(clothing, Appearance):
+        return None, None
+    if capsules.frame is None:
+        raise SynthError("a textured appearance needs capsule frames (see body_capsules)")
+    if clothing.table.shape[0] != capsules.count:
+        raise SynthError(
+            f"the appearance describes {clothing.table.shape[0]} capsules, the body has "
+            f"{capsules.count}"
+        )
+    return (
+        np.ascontiguousarray(clothing.table, dtype=np.float64),
+        np.ascontiguousarray(capsules.frame, dtype=np.float64),
+    )

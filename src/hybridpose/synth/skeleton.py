@@ -35,6 +35,7 @@ flat on the floor: the ankle is ``foot_radius`` above the floor and the foot cap
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, fields
 
@@ -274,6 +275,43 @@ def sample_body(rng: np.random.Generator) -> BodyShape:
         thigh_radius=height * 0.036 * build * jitter(0.04, 0.08),
         shin_radius=height * 0.026 * build * jitter(0.04, 0.08),
     )
+
+
+GIRTH_RANGES: dict[str, tuple[float, float, float]] = {
+    "head_radius": (0.04, 0.92, 1.08),
+    "neck_radius": (0.06, 0.88, 1.15),
+    "torso_radius": (0.08, 0.85, 1.25),
+    "flank_radius": (0.06, 0.88, 1.15),
+    "pelvis_radius": (0.06, 0.88, 1.18),
+    "upper_arm_radius": (0.08, 0.85, 1.2),
+    "forearm_radius": (0.06, 0.88, 1.15),
+    "thigh_radius": (0.08, 0.85, 1.2),
+    "shin_radius": (0.06, 0.88, 1.15),
+}
+"""Per-segment girth factors of :func:`sample_girths`: ``(sd, low, high)`` of a normal factor
+around 1, clipped (the head's is its size)."""
+
+
+def sample_girths(body: BodyShape, rng: np.random.Generator) -> BodyShape:
+    """``body`` with each segment's girth (and the head's size) varied on its own.
+
+    :func:`sample_body` scales every radius with one build factor; people also differ segment
+    by segment (a heavy torso on thin legs, strong arms, a small head). Each radius of
+    :data:`GIRTH_RANGES` is multiplied by its own clipped normal factor, drawn in that order.
+    The height is kept: a larger head leaves a shorter neck.
+
+    Args:
+        body: the body from :func:`sample_body`.
+        rng: the random generator (consumed).
+
+    Returns:
+        The new body.
+    """
+    changes = {
+        name: getattr(body, name) * float(np.clip(rng.normal(1.0, sd), low, high))
+        for name, (sd, low, high) in GIRTH_RANGES.items()
+    }
+    return dataclasses.replace(body, **changes)
 
 
 # --------------------------------------------------------------------------- pose
