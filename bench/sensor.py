@@ -57,6 +57,20 @@ def _all_events(recording: Any, camera: int) -> Any:
     return recording.events_slice(camera, 0, recording.cameras[camera].num_events)
 
 
+def _render_frames(view: Any, subject: Any, perf: Any, config: Any, instants: Any) -> Any:
+    """Linear intensity of the whole sensor at the instants (seconds)."""
+    from hybridpose.synth.body import body_capsules
+    from hybridpose.synth.render import capsule_boxes, render
+
+    frames = perf.frames(instants)
+    capsules = body_capsules(subject.body, frames)
+    width, height = config.sensor_size
+    return render(
+        view, capsules, frames.forward, subject.clothing, config.lighting, (0, width, 0, height),
+        capsule_boxes(view, capsules),
+    )  # fmt: skip
+
+
 def _interior_share(config: Any, subject: int, movement: int, path: Path) -> tuple[int, int]:
     """(events near 100 moving instants, of which inside the eroded silhouette), all cameras."""
     import numpy as np
@@ -74,15 +88,12 @@ def _interior_share(config: Any, subject: int, movement: int, path: Path) -> tup
     probe = np.arange(0.0, perf.duration_s, 1e-3)
     moving = probe[~perf.is_still(probe)]
     instants = moving[np.linspace(0, len(moving) - 1, 100).astype(int)]
-    width, height = config.sensor_size
     near = inside = 0
     with Recording(path) as recording:
         for camera, view in enumerate(generate.make_views(config)):
             events = _all_events(recording, camera)
             masked = dataclasses.replace(view, background=np.full_like(view.background, -1.0))
-            renderer = generate._Renderer(masked, subj, perf, config)
-            box = (0, width, 0, height)
-            frames = np.exp(renderer.log_frames(instants * 1e6, box)) - config.esim.log_eps
+            frames = _render_frames(masked, subj, perf, config, instants)
             for t, frame in zip(instants * 1e6, frames, strict=True):
                 body = binary_erosion(frame >= 0.0, iterations=2)
                 lo, hi = np.searchsorted(events["t"], [t - 2500, t + 2500])
@@ -206,7 +217,10 @@ def main() -> None:
         cmd += ["--size", args.size, "--subject", str(args.subject)]
         cmd += ["--movements", args.movements, "--repetitions", str(args.repetitions)]
         print(f"simulating {sensor}/{appearance} ...", file=sys.stderr, flush=True)
-        line = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"{sensor}/{appearance} failed:\n{done.stderr}")
+        line = done.stdout
         measured[f"{sensor}/{appearance}"] = json.loads(line.strip().splitlines()[-1])
     base = next(iter(measured.values()))["totals"]
     base_speed = base["duration_s"] / base["wall_s"]
