@@ -74,6 +74,8 @@ class Recipe:
     ``hybrid_from_snn``: ``reproduce`` starts the hybrid's SNN from the trained ``snn`` stage
     (``train --init-snn``) instead of a fresh initialisation. ``eval_windows_per_recording``
     and ``energy_windows``: what ``reproduce`` evaluates on (see :mod:`hybridpose.evaluate`).
+    ``simulation_repetitions``: the most repetitions per recording of the dataset ``reproduce``
+    simulates (None: the dataset's default, up to 12 within 25 s).
     """
 
     window: WindowConfig
@@ -85,6 +87,7 @@ class Recipe:
     hybrid_from_snn: bool = False
     eval_windows_per_recording: int | None = None
     energy_windows: int = 16
+    simulation_repetitions: int | None = None
 
     def stage(self, name: Stage) -> StageConfig:
         if name not in STAGES:

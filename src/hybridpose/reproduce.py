@@ -86,6 +86,9 @@ def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[s
     out.mkdir(parents=True, exist_ok=True)
 
     sim = replace(SIM_PRESETS["default"], sensor_size=model.sensor_size, seed=spec.seed)
+    if rec.simulation_repetitions is not None:
+        performance = replace(sim.performance, repetitions=rec.simulation_repetitions)
+        sim = replace(sim, performance=performance)
     log(f"[1/5] simulating the default dataset at {sim.sensor_size[0]}x{sim.sensor_size[1]}")
     summary = _timed(
         timings,

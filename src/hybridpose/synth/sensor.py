@@ -18,8 +18,9 @@ each is a documented field of :class:`~hybridpose.synth.esim.EsimConfig`:
   background activity (v2e's low-light "noisy" preset: 5).
 - ``shot_noise_intensity_factor`` 0.25: v2e's (a white pixel has a quarter of a black one's).
 - ``noise_rate_cov_decades`` 0.1: v2e's default per-pixel rate spread.
-- ``hot_pixel_rate_hz`` 1000 with ``hot_pixel_rate_decades`` 0.5: 1-3.2 kHz, at least 2x10^4
-  events in a 20 s recording, so that DHP19's ">= 10^4 events" hot-pixel rule catches them.
+- ``hot_pixel_rate_hz`` 600 with ``hot_pixel_rate_decades`` 0.5: 0.6-1.9 kHz, at least
+  1.2x10^4 events in a 20 s recording, so that DHP19's ">= 10^4 events" hot-pixel rule
+  catches them.
 - ``timestamp_jitter_us`` 20: an assumption, of the order of the DAVIS346's specified latency
   (iniVation's datasheet: 20 us).
 
@@ -56,7 +57,7 @@ SENSORS: dict[str, EsimConfig] = {
         refractory_us=500.0,
         noise_rate_hz=0.0,
         hot_pixel_fraction=1e-4,
-        hot_pixel_rate_hz=1000.0,
+        hot_pixel_rate_hz=600.0,
         hot_pixel_rate_decades=0.5,
         cutoff_hz=300.0,
         leak_rate_hz=0.1,
@@ -88,14 +89,14 @@ class ReflectionSpot:
     camera: int
     center: tuple[float, float]
     radius: float
-    contrast: float = 1.2
+    contrast: float = 0.5
     strobe_hz: float = 100.0
     duty: float = 0.3
 
 
 DHP19_REFLECTIONS: tuple[ReflectionSpot, ...] = (
-    ReflectionSpot(camera=2, center=(102.0, 129.0), radius=5.0),
-    ReflectionSpot(camera=3, center=(216.5, 139.0), radius=2.5),
+    ReflectionSpot(camera=2, center=(102.0, 129.0), radius=3.0),
+    ReflectionSpot(camera=3, center=(216.5, 139.0), radius=2.0),
 )
 """Inside the two rectangles DHP19's reference code masks (see the module docstring)."""
 
