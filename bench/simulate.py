@@ -11,6 +11,8 @@ It then estimates the time of the whole ``default`` dataset (17 subjects x 33 mo
 processes; ``--full`` generates the whole dataset instead and reports its real time and size.
 
     python bench/simulate.py [--movements 1,16,22] [--subject 13] [--workers 2] [--full DIR]
+        [--sizes 346x260,87x65] [--sensor davis346|clean] [--appearance clothed|plain]
+        [--repetitions N]
 """
 
 from __future__ import annotations
@@ -30,12 +32,18 @@ from typing import Any
 SIZES = ((346, 260), (87, 65))
 
 
-def _child(size: str, subject: str, movements: str, out: str) -> None:
+def _child(
+    size: str, subject: str, movements: str, out: str, sensor: str, appearance: Any, reps: str
+) -> None:
     """Runs in a fresh process: simulate, then print one JSON line of measurements."""
-    from hybridpose.synth.generate import PRESETS, simulate_recording
+    from hybridpose.synth.generate import PRESETS, simulate_recording, with_sensor
 
     width, height = (int(v) for v in size.split("x"))
     config = dataclasses.replace(PRESETS["default"], sensor_size=(width, height))
+    config = dataclasses.replace(with_sensor(config, sensor), appearance=appearance)
+    if reps != "default":
+        performance = dataclasses.replace(config.performance, repetitions=int(reps))
+        config = dataclasses.replace(config, performance=performance)
     results = []
     start = time.perf_counter()
     for number in (int(m) for m in movements.split(",")):
@@ -58,10 +66,14 @@ def _child(size: str, subject: str, movements: str, out: str) -> None:
     )
 
 
+MODEL = ["davis346", "clothed", "default"]
+"""The sensor, appearance and repetitions measured (set from the command line)."""
+
+
 def measure(size: tuple[int, int], subject: int, movements: str) -> dict[str, Any]:
     """Simulate in a fresh process (so peak memory is this run's alone)."""
     with tempfile.TemporaryDirectory() as out:
-        arguments = ["--child", f"{size[0]}x{size[1]}", str(subject), movements, out]
+        arguments = ["--child", f"{size[0]}x{size[1]}", str(subject), movements, out, *MODEL]
         proc = subprocess.run(
             [sys.executable, __file__, *arguments], capture_output=True, text=True, check=False
         )
@@ -94,7 +106,7 @@ def summarise(size: tuple[int, int], data: dict[str, Any]) -> dict[str, float]:
 
 
 def main() -> None:
-    if len(sys.argv) == 6 and sys.argv[1] == "--child":
+    if len(sys.argv) == 9 and sys.argv[1] == "--child":
         _child(*sys.argv[2:])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -103,7 +115,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="for the dataset estimate")
     parser.add_argument("--skip-estimate", action="store_true")
     parser.add_argument("--full", type=Path, help="generate the whole default dataset here")
+    parser.add_argument("--sizes", default="346x260,87x65", help="sensor sizes to time")
+    parser.add_argument("--sensor", default="davis346", choices=("davis346", "clean"))
+    parser.add_argument("--appearance", default="clothed", choices=("clothed", "plain"))
+    parser.add_argument("--repetitions", default="default", help="at most, per recording")
     args = parser.parse_args()
+    MODEL[:] = [args.sensor, args.appearance, args.repetitions]
+    sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
 
     # one tiny run compiles and caches the kernels before anything is timed
     measure((32, 24), args.subject, "1")
@@ -114,8 +132,8 @@ def main() -> None:
         f"{'peak MB':>7}"
     )
     print(header)
-    for size in SIZES:
-        s = summarise(size, measure(size, args.subject, args.movements))
+    for width, height in sizes:
+        s = summarise((width, height), measure((width, height), args.subject, args.movements))
         print(
             f"{s['size']:>8} {s['simulated_s']:6.1f} {s['wall_s']:7.1f} {s['realtime']:10.3f} "
             f"{s['events_per_wall_s'] / 1e6:10.3f} {s['moving_ev_s_per_cam']:15,.0f} "
@@ -125,7 +143,7 @@ def main() -> None:
 
     if not args.skip_estimate and args.full is None:
         all33 = ",".join(str(m) for m in range(1, 34))
-        s = summarise(SIZES[1], measure(SIZES[1], args.subject, all33))
+        s = summarise(SIZES[1], measure(SIZES[1], args.subject, all33))  # the cpu size
         per_subject = s["wall_s"]
         total = per_subject * 17 / args.workers
         print(
@@ -141,8 +159,11 @@ def main() -> None:
         t0 = time.perf_counter()
         cmd = [
             sys.executable, "-m", "hybridpose", "simulate", "--out", str(args.full),
-            "--resolution", "87x65", "--workers", str(args.workers),
+            "--resolution", "87x65", "--workers", str(args.workers), "--sensor", args.sensor,
+            "--appearance", args.appearance,
         ]  # fmt: skip
+        if args.repetitions != "default":
+            cmd += ["--repetitions", args.repetitions]
         subprocess.run(cmd, check=True)
         wall = time.perf_counter() - t0
         size = sum(p.stat().st_size for p in args.full.glob("*.h5"))

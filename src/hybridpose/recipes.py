@@ -128,6 +128,10 @@ RECIPES: dict[str, Recipe] = {
         ),
         hybrid_from_snn=True,
         eval_windows_per_recording=4,
+        # the default dataset's DHP19-length recordings (up to 12 repetitions within 25 s,
+        # davis346 sensor, clothed bodies) take an estimated 39 min to simulate at 87x65 on 2
+        # cores (docs/training.md); 8 repetitions, about 34 min, keep reproduce near 80 min
+        simulation_repetitions=8,
     ),
 }
 
