@@ -71,20 +71,24 @@ def _render_frames(view: Any, subject: Any, perf: Any, config: Any, instants: An
     )  # fmt: skip
 
 
-def _interior_share(config: Any, subject: int, movement: int, path: Path) -> tuple[int, int]:
+def _performance(config: Any, subject: int, movement: int) -> tuple[Any, Any]:
+    """The subject and its performance of the movement, as the generator makes them."""
+    from hybridpose.synth import generate
+    from hybridpose.synth.motions import perform
+
+    subj = generate.make_subject(config, subject)
+    rng = generate._rng(config, generate._PERFORMANCE, subject, movement)
+    return subj, perform(movement, subj.body, rng, config.performance)
+
+
+def _interior_share(config: Any, subj: Any, perf: Any, path: Path) -> tuple[int, int]:
     """(events near 100 moving instants, of which inside the eroded silhouette), all cameras."""
     import numpy as np
     from scipy.ndimage import binary_erosion
 
     from hybridpose.io.recording import Recording
     from hybridpose.synth import generate
-    from hybridpose.synth.motions import perform
 
-    subj = generate.make_subject(config, subject)
-    perf = perform(
-        movement, subj.body, generate._rng(config, generate._PERFORMANCE, subject, movement),
-        config.performance,
-    )  # fmt: skip
     probe = np.arange(0.0, perf.duration_s, 1e-3)
     moving = probe[~perf.is_still(probe)]
     instants = moving[np.linspace(0, len(moving) - 1, 100).astype(int)]
@@ -128,7 +132,6 @@ def _child(
 
     from hybridpose.io.recording import Recording
     from hybridpose.synth import generate
-    from hybridpose.synth.motions import perform
 
     config = _config(sensor, appearance, size, reps)
     out = Path(tempfile.mkdtemp(prefix="bench-sensor-"))
@@ -156,14 +159,10 @@ def _child(
                 for c in range(len(recording.cameras))
             )
         if sensor != "before":
-            near, inside = _interior_share(config, subject, number, path)
+            subj, perf = _performance(config, subject, number)
+            near, inside = _interior_share(config, subj, perf, path)
             totals["near"] += near
             totals["inside"] += inside
-            subj = generate.make_subject(config, subject)
-            perf = perform(
-                number, subj.body,
-                generate._rng(config, generate._PERFORMANCE, subject, number), config.performance,
-            )  # fmt: skip
             spans += _frame_spans_ms(path, perf.is_still)
         path.unlink()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

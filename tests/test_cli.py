@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -120,3 +121,20 @@ def test_convert_dhp19_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFix
     assert "0 converted, 1 skipped" in printed and "1 rejected" in printed
     assert "mov2.aedat" in printed and "truncated" in printed
     assert sorted(p.name for p in out.iterdir()) == ["S1_session1_mov1.h5"]
+
+
+def test_simulate_choices_are_the_registries() -> None:
+    """The CLI spells the sensor and appearance names out (importing the simulator would slow
+    every command's start); they must be the simulator's own."""
+    from hybridpose.cli import build_parser
+    from hybridpose.synth.appearance import APPEARANCES
+    from hybridpose.synth.generate import SimulationConfig
+    from hybridpose.synth.sensor import DEFAULT_SENSOR, SENSOR_REFLECTIONS, SENSORS
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    options = {a.dest: a for a in commands.choices["simulate"]._actions}
+    assert options["sensor"].choices is not None and options["appearance"].choices is not None
+    assert set(options["sensor"].choices) == set(SENSORS) == set(SENSOR_REFLECTIONS)
+    assert options["sensor"].default == DEFAULT_SENSOR
+    assert set(options["appearance"].choices) == set(APPEARANCES)
+    assert options["appearance"].default == SimulationConfig().appearance

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from test_esim import EXACT
 
 from hybridpose.events import Events
 from hybridpose.io.dhp19.filters import hot_pixel_mask
@@ -27,14 +28,7 @@ from hybridpose.synth.sensor import (
 )
 
 # no mismatch, no refractory period, no noise: only the effect under test
-QUIET = EsimConfig(
-    threshold_pos=0.25,
-    threshold_neg=0.25,
-    threshold_sigma=0.0,
-    refractory_us=0.0,
-    noise_rate_hz=0.0,
-    hot_pixel_fraction=0.0,
-)
+QUIET = EXACT
 
 
 def rng(seed: int = 0) -> np.random.Generator:

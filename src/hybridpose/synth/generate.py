@@ -77,6 +77,7 @@ from hybridpose.synth.scene import (
 from hybridpose.synth.sensor import (
     DEFAULT_SENSOR,
     DHP19_REFLECTIONS,
+    SENSOR_REFLECTIONS,
     SENSORS,
     ReflectionSpot,
     reflection_events,
@@ -198,8 +199,7 @@ def with_sensor(config: SimulationConfig, sensor: str) -> SimulationConfig:
     :mod:`hybridpose.synth.sensor`): its pixel model, and DHP19's IR spots for ``davis346``."""
     if sensor not in SENSORS:
         raise SimulationError(f"unknown sensor {sensor!r}; choose one of {', '.join(SENSORS)}")
-    spots = DHP19_REFLECTIONS if sensor == "davis346" else ()
-    return dataclasses.replace(config, esim=SENSORS[sensor], reflections=spots)
+    return dataclasses.replace(config, esim=SENSORS[sensor], reflections=SENSOR_REFLECTIONS[sensor])
 
 
 def recording_name(subject: int, movement_number: int) -> str:

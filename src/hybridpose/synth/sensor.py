@@ -100,6 +100,12 @@ DHP19_REFLECTIONS: tuple[ReflectionSpot, ...] = (
 )
 """Inside the two rectangles DHP19's reference code masks (see the module docstring)."""
 
+SENSOR_REFLECTIONS: dict[str, tuple[ReflectionSpot, ...]] = {
+    "clean": (),
+    "davis346": DHP19_REFLECTIONS,
+}
+"""The reflection spots each named sensor sees (the ideal ``clean`` camera none)."""
+
 
 def spot_pixels(
     spot: ReflectionSpot, sensor_size: tuple[int, int]
