@@ -34,7 +34,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 EVALUATE_MODEL_KEYS = {
     "mpjpe2d_px", "mpjpe2d_px_per_step", "mpjpe3d_mm", "mpjpe3d_mm_per_step",
-    "energy_mj_per_s", "power_w", "firing_rate", "derived_from_hybrid",
+    "energy_mj_per_s", "power_w", "firing_rate", "derived",
 }  # fmt: skip
 
 

@@ -146,11 +146,12 @@ def test_report_structure_and_exact_relations(report: dict[str, Any]) -> None:
         models["ann_high"]["power_w"] / WINDOW.steps, rel=1e-12
     )
     # ablations derived from hybrid.pt (no checkpoints of their own)
-    flags = {name: models[name]["derived_from_hybrid"] for name in MODELS}
+    flags = {name: models[name]["derived"] for name in MODELS}
     assert flags == {
         "ann_high": False,
         "ann_low_held": False,
         "snn": False,
+        "snn_continuous": False,
         "hybrid": False,
         "hybrid_no_state_init": True,
         "hybrid_no_delta": True,
@@ -269,16 +270,20 @@ def test_errors_match_an_independent_computation(setup: Setup, report: dict[str,
             edges = seg.t0s[0] + bin_us * np.arange(n + 1)
             bins = torch.from_numpy(snn_bins(rec, cam, edges, WINDOW))[:, None]  # (n, 1, ...)
             hm, _ = snn(bins, snn.zero_state(1, 16, 16))
-            preds["snn"][cam] = _decode(hm[:, 0])
-            windows = []
+            preds["snn_continuous"][cam] = _decode(hm[:, 0])
+            windows, restarted = [], []
             for w, t0 in enumerate(seg.t0s):
                 assert t0 == seg.t0s[0] + w * steps * bin_us
-                _, hm, _ = hybrid(frame(t0), bins[w * steps : (w + 1) * steps])
+                window = bins[w * steps : (w + 1) * steps]
+                _, hm, _ = hybrid(frame(t0), window)
                 windows.append(_decode(hm[:, 0]))
+                hm, _ = snn(window, snn.zero_state(1, 16, 16))
+                restarted.append(_decode(hm[:, 0]))
             preds["hybrid"][cam] = np.concatenate(windows)
+            preds["snn"][cam] = np.concatenate(restarted)
     keep = slice(seg.warmup * steps, n)
     step = np.arange(n)[keep] % steps
-    for name in ("ann_high", "ann_low_held", "snn", "hybrid"):
+    for name in ("ann_high", "ann_low_held", "snn", "snn_continuous", "hybrid"):
         per_pose = []
         for cam in (2, 3):
             target = project(CAMERAS[cam][0], truth)  # sensor pixels
@@ -496,10 +501,12 @@ def test_predict_bookkeeping_against_direct_calls(setup: Setup) -> None:
             # which is ann_high's prediction at the previous window's last step
             if w > 0:
                 assert torch.equal(out["ann_low_held"][s, k], out["ann_high"][s, w * steps - 1])
-        # the SNN alone: continuously from the zero state over the whole segment
+        # the SNN alone, continuous: from the zero state over the whole segment
         x = data[s].bins[:, None]
         hm, _ = models.snn(x, models.snn.zero_state(1, 16, 16))
-        torch.testing.assert_close(out["snn"][s], decode_heatmaps(hm[:, 0]), atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            out["snn_continuous"][s], decode_heatmaps(hm[:, 0]), atol=1e-4, rtol=0
+        )
         # the hybrids: every window from the ANN at its start
         for name, model in (
             ("hybrid", models.hybrid),

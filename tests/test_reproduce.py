@@ -127,7 +127,7 @@ def test_reproduce_trains_the_ablations_on_request(test_preset: None, tmp_path: 
         assert data["complete"] is True and data["name"] == name
         assert data["model_config"]["hybrid"]["state_init"] is state_init
         assert data["model_config"]["snn"]["delta_readout"] is delta
-        assert report["models"][name]["derived_from_hybrid"] is False
-    assert report["models"]["hybrid"]["derived_from_hybrid"] is False
+        assert report["models"][name]["derived"] is False
+    assert report["models"]["hybrid"]["derived"] is False
     timings = json.loads((out / "timings.json").read_text())
     assert {"train_hybrid_no_state_init", "train_hybrid_no_delta"} <= set(timings)

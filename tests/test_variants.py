@@ -61,7 +61,8 @@ SRC = Path(hybridpose.__file__).parent
 
 def test_registry_facts() -> None:
     assert names() == (
-        "ann_high", "ann_low_held", "snn", "hybrid", "hybrid_no_state_init", "hybrid_no_delta",
+        "ann_high", "ann_low_held", "snn", "snn_continuous", "hybrid", "hybrid_no_state_init",
+        "hybrid_no_delta",
     )  # fmt: skip
     assert all(VARIANTS[n].name == n for n in names())
     assert {REFERENCE, MAIN, SNN_ALONE} <= set(names())
@@ -77,7 +78,10 @@ def test_registry_facts() -> None:
     # the paper's Table 1 figures: hybrid 5.19 px at 0.424 W, the ANN 5.03 px at 3.718 W
     assert variant(MAIN).paper == PaperFigures(5.19, (5.16, 5.17), 0.424)
     assert variant(REFERENCE).paper.power_w == 3.718
-    assert variant("snn").schedule.ann == "never" and variant("snn").schedule.snn == "carried"
+    # the paper's SNN row restarts the SNN at every window; the continuous one carries it
+    assert variant("snn").schedule.ann == "never" and variant("snn").schedule.snn == "from_zero"
+    assert variant("snn_continuous").schedule.snn == "carried"
+    assert variant("snn_continuous").checkpoint == "snn"
     assert variant("ann_low_held").runs_ann and not variant("ann_low_held").runs_snn
     with pytest.raises(UnknownVariantError, match="unknown model 'cnn'; choose one of ann_high"):
         variant("cnn")
@@ -95,7 +99,9 @@ def test_a_variant_name_lives_in_the_registry() -> None:
     stages (``snn``, ``hybrid``: stage, checkpoint and configuration names) are left out."""
     sources = {p: p.read_text() for p in SRC.rglob("*.py")}
     checked = [n for n in names() if n not in STAGES]
-    assert checked == ["ann_high", "ann_low_held", "hybrid_no_state_init", "hybrid_no_delta"]
+    assert checked == [
+        "ann_high", "ann_low_held", "snn_continuous", "hybrid_no_state_init", "hybrid_no_delta",
+    ]  # fmt: skip
     for name in checked:
         pattern = re.compile(rf"\b{name}\b")
         files = sorted(
@@ -107,7 +113,7 @@ def test_a_variant_name_lives_in_the_registry() -> None:
 # ------------------------------------------------------------------------------ a new variant
 
 RESTARTED = Variant(
-    "snn_restarted", "SNN alone, restarted", "#17becf", "snn_from_zero", "snn",
+    "snn_restarted", "SNN alone, restarted", "#bcbd22", "snn_from_zero", "snn",
     PaperFigures(21.4, (45.6, 15.5)),
 )  # fmt: skip
 
@@ -150,16 +156,20 @@ def test_new_variant_predictions_energy_and_stream(
             hm, _ = snn(bins, snn.zero_state(1, *bins.shape[-2:]))
             got = out[registered.name][s, w * steps : (w + 1) * steps]
             torch.testing.assert_close(got, decode_heatmaps(hm[:, 0]), atol=1e-3, rtol=0)
-    # restarting differs from carrying the state (windows after the first)
-    assert not torch.equal(out[registered.name][:, steps:], out["snn"][:, steps:])
-    torch.testing.assert_close(out[registered.name][:, :steps], out["snn"][:, :steps])
+    # the same behaviour as the registered ``snn``; restarting differs from carrying the state
+    # (windows after the first)
+    torch.testing.assert_close(out[registered.name], out["snn"], atol=0, rtol=0)
+    carried = out["snn_continuous"]
+    assert not torch.equal(out[registered.name][:, steps:], carried[:, steps:])
+    torch.testing.assert_close(out[registered.name][:, :steps], carried[:, :steps])
 
     # energy: the SNN's counted steps when run window by window from zero, at 100 Hz
     energy = measure_energy(models, data[:1], WINDOW, EnergyModel())
     windows = data[0].bins.reshape(n_windows, steps, *data[0].bins.shape[1:]).transpose(0, 1)
     step = EnergyModel().energy_pj(count_snn(snn, windows)).per_inference_pj
     assert energy.power_w[registered.name] == pytest.approx(step * 1e-12 * 1e6 / WINDOW.bin_us)
-    assert energy.power_w[registered.name] != energy.power_w["snn"]
+    assert energy.power_w[registered.name] == energy.power_w["snn"]
+    assert energy.power_w[registered.name] != energy.power_w["snn_continuous"]
     assert energy.firing_rate[registered.name] is not None
 
     # the stream runs it step by step and gives the same poses

@@ -97,4 +97,23 @@ def decode_heatmaps(heatmaps: Tensor) -> Tensor:
     return torch.from_numpy(decode_array(arr)).to(heatmaps.device)
 
 
-__all__ = ["decode_array", "decode_heatmaps"]
+def argmax_heatmaps(heatmaps: Tensor) -> Tensor:
+    """Joint coordinates ``(u, v)`` (column, row) in heatmap pixels: the integer argmax of each
+    map (the first maximum in row-major order), as the paper's evaluation decodes them.
+
+    Shape:
+        (..., J, H, W) -> (..., J, 2) float32
+
+    >>> hm = torch.zeros(1, 3, 4)
+    >>> hm[0, 2, 1] = 1.0
+    >>> argmax_heatmaps(hm)[0].tolist()
+    [1.0, 2.0]
+    """
+    if heatmaps.dim() < 3 or heatmaps.shape[-1] == 0 or heatmaps.shape[-2] == 0:
+        raise ValueError(f"heatmaps must be (..., J, H, W) with H, W >= 1, got {heatmaps.shape}")
+    w = heatmaps.shape[-1]
+    flat = heatmaps.detach().flatten(-2).argmax(dim=-1)
+    return torch.stack([flat % w, flat // w], dim=-1).to(torch.float32)
+
+
+__all__ = ["argmax_heatmaps", "decode_array", "decode_heatmaps"]

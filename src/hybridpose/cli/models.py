@@ -9,9 +9,13 @@ import argparse
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from hybridpose.cli.args import Subparsers, add_command, float_above, int_at_least, path_arg
 from hybridpose.variants import hybrid_checkpoint_name
+
+if TYPE_CHECKING:
+    from hybridpose.evaluate.run import Protocol
 
 
 # ------------------------------------------------------------------------------ model-info
@@ -165,8 +169,24 @@ def add_evaluate(subparsers: Subparsers) -> None:
         "--max-recordings", type=int_at_least(1), metavar="N", help="use the first N only"
     )
     p.add_argument("--seed", type=int_at_least(0), default=0, metavar="N", help="default 0")
+    p.add_argument(
+        "--protocol", choices=(*PROTOCOL_CHOICES,), default="both",
+        help="project: both front cameras, sub-pixel decoding, labels at each bin's end; "
+        "paper: the authors' evaluation (camera 3, their windows and crop, integer argmax, "
+        "labels at each bin's start); both (default): the project's, with the paper's added "
+        "as paper_protocol",
+    )  # fmt: skip
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+PROTOCOL_CHOICES: dict[str, tuple[Protocol, ...]] = {
+    "project": ("project",),
+    "paper": ("paper",),
+    "both": ("project", "paper"),
+}
+"""``evaluate --protocol``: the protocols each choice runs, the first giving the report's
+``models`` (:class:`hybridpose.evaluate.EvalSpec`)."""
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -185,6 +205,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         max_recordings=args.max_recordings,
         seed=args.seed,
         device=args.device,
+        protocols=PROTOCOL_CHOICES[args.protocol],
     )
     evaluate(spec, progress=not args.quiet)
     print((args.out / "report.md").read_text(), end="")

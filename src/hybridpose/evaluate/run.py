@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -41,6 +41,7 @@ from hybridpose.energy import (
     count_snn,
     schedule_power,
 )
+from hybridpose.evaluate import paper
 from hybridpose.evaluate.report import build_report, plot_report, report_markdown
 from hybridpose.evaluate.scoring import StepErrors, score
 from hybridpose.evaluate.segments import (
@@ -50,7 +51,7 @@ from hybridpose.evaluate.segments import (
     load_segment,
     select_segments,
 )
-from hybridpose.heatmaps import decode_heatmaps
+from hybridpose.heatmaps import argmax_heatmaps, decode_heatmaps
 from hybridpose.io.recording import Recording
 from hybridpose.nn.ann import ANN
 from hybridpose.nn.hybrid import HybridPose
@@ -60,10 +61,17 @@ from hybridpose.subjects import TEST_SUBJECTS
 from hybridpose.trained import EvaluationError, TrainedModels, load_models
 from hybridpose.variants import variant
 
+Protocol = Literal["project", "paper"]
+PROTOCOLS: tuple[Protocol, ...] = ("project", "paper")
+"""The evaluation protocols: the project's (module docstring) and the paper's
+(:mod:`hybridpose.evaluate.paper`)."""
+
 
 @dataclass(frozen=True)
 class EvalSpec:
-    """One evaluation run (defaults: the checkpoints' recipe)."""
+    """One evaluation run (defaults: the checkpoints' recipe). ``protocols``: the first gives
+    the report's ``models`` and ``ratios``; a second (the paper's) is added as
+    ``paper_protocol`` (``windows_per_recording`` and ``seed`` apply to both)."""
 
     checkpoints: Path
     data_dir: Path
@@ -76,6 +84,7 @@ class EvalSpec:
     seed: int = 0
     max_recordings: int | None = None
     device: str = "cpu"
+    protocols: tuple[Protocol, ...] = ("project", "paper")
 
 
 # ------------------------------------------------------------------------------ predictions
@@ -95,9 +104,15 @@ def _from_windows(uv: Tensor, segments: int) -> Tensor:
 
 @torch.no_grad()
 def predict(
-    models: TrainedModels, data: list[SegmentData], steps: int, names: Iterable[str] | None = None
+    models: TrainedModels,
+    data: list[SegmentData],
+    steps: int,
+    names: Iterable[str] | None = None,
+    decode: Callable[[Tensor], Tensor] = decode_heatmaps,
 ) -> dict[str, Tensor]:
-    """Heatmap predictions decoded to model pixels, per variant (default: every loaded one).
+    """Heatmap predictions decoded to model pixels by ``decode`` (default: sub-pixel; the
+    paper protocol's integer argmax is :func:`~hybridpose.heatmaps.argmax_heatmaps`), per
+    variant (default: every loaded one).
 
     Shape:
         each (S, W * T, J, 2) for S segments of W windows of T = ``steps`` bins.
@@ -114,7 +129,7 @@ def predict(
         if id(ann) not in ann_uv:
             flat = frames.flatten(0, 1)
             hm = torch.cat([ann(flat[i : i + 64])[0] for i in range(0, len(flat), 64)])
-            ann_uv[id(ann)] = decode_heatmaps(hm).reshape(s, n_edges, *hm.shape[1:2], 2)
+            ann_uv[id(ann)] = decode(hm).reshape(s, n_edges, *hm.shape[1:2], 2)
         return ann_uv[id(ann)]
 
     out: dict[str, Tensor] = {}
@@ -131,15 +146,15 @@ def predict(
             assert isinstance(net, SNN)
             x = bins.transpose(0, 1)
             hm, _ = net(x, net.zero_state(s, *x.shape[-2:]))
-            out[v.name] = decode_heatmaps(hm).transpose(0, 1)
+            out[v.name] = decode(hm).transpose(0, 1)
         elif behaviour == "snn_from_zero":
             assert isinstance(net, SNN)
             hm, _ = net(window_bins, net.zero_state(window_bins.shape[1], *bins.shape[-2:]))
-            out[v.name] = _from_windows(decode_heatmaps(hm), s)
+            out[v.name] = _from_windows(decode(hm), s)
         elif behaviour == "hybrid":  # every window from the ANN's state at its start
             assert isinstance(net, HybridPose)
             _, hm, _ = net(start_frames, window_bins)  # (T, S*W, J, H, W)
-            out[v.name] = _from_windows(decode_heatmaps(hm), s)
+            out[v.name] = _from_windows(decode(hm), s)
         else:
             raise ValueError(f"{v.name}: no batch prediction for behaviour {behaviour!r}")
     return out
@@ -257,16 +272,8 @@ def _load_batch(
     return data
 
 
-def evaluate(spec: EvalSpec, *, progress: bool = True) -> dict[str, Any]:
-    """Evaluate the checkpoints of ``spec.checkpoints`` on the test subjects of
-    ``spec.data_dir``; writes ``report.json``, ``report.md`` and the plots to ``spec.out_dir``
-    and returns the report.
-
-    Raises:
-        DeviceError: ``spec.device`` is not a device of this machine (before any work).
-    """
-    resolve_device(spec.device)
-    models = load_models(spec.checkpoints)
+def _project_run(spec: EvalSpec, models: TrainedModels, progress: bool) -> dict[str, Any]:
+    """The project protocol's report (module docstring)."""
     cfg = models.window
     segments = select_segments(
         _test_files(spec, models.preset), cfg, spec.cameras, spec.windows_per_recording,
@@ -274,40 +281,108 @@ def evaluate(spec: EvalSpec, *, progress: bool = True) -> dict[str, Any]:
     )  # fmt: skip
     if not segments:
         raise EvaluationError(f"{spec.data_dir}: no test windows on cameras {spec.cameras}")
-    for m in models.modules():
-        m.to(spec.device).eval()
     errors = StepErrors(cfg.steps, [v.name for v in models.variants])
     energy: EnergyFigures | None = None
     energy_windows = 0
     scored = sum(len(s.t0s) - s.warmup for s in segments)
     bar = tqdm(total=scored, desc="evaluate", unit="window", disable=not progress)
-    for start in range(0, len(segments), spec.segments_per_batch):
-        group = segments[start : start + spec.segments_per_batch]
-        # segments of one batch must have equal length to be stacked
-        for length in sorted({len(s.t0s) for s in group}):
-            same = [s for s in group if len(s.t0s) == length]
-            data = _load_batch(same, models, spec.cameras)
-            per_camera = [predict(models, data[c], cfg.steps) for c in range(2)]
-            preds = {name: [p[name] for p in per_camera] for name in per_camera[0]}
-            score(errors, preds, data, same, cfg)
-            if energy is None:
-                k = max(1, math.ceil(spec.energy_windows / length))
-                energy = measure_energy(models, data[0][:k], cfg, EnergyModel())
-                energy_windows = k * length
-            bar.update(sum(len(s.t0s) - s.warmup for s in same))
+    for group in _batches(segments, spec.segments_per_batch):
+        data = _load_batch(group, models, spec.cameras)
+        per_camera = [predict(models, data[c], cfg.steps) for c in range(2)]
+        preds = {name: [p[name] for p in per_camera] for name in per_camera[0]}
+        score(errors, preds, data, group, cfg)
+        if energy is None:
+            energy, energy_windows = _energy(models, data[0], len(group[0].t0s), cfg, spec)
+        bar.update(sum(len(s.t0s) - s.warmup for s in group))
     bar.close()
     assert energy is not None
     report = build_report(
-        [v.name for v in models.variants],
-        models,
-        errors,
-        energy,
-        cameras=spec.cameras,
-        recordings=len(segments),
-        scored_windows=scored,
-        warmup_windows=spec.warmup_windows,
-    )
+        [v.name for v in models.variants], models, errors, energy, cameras=spec.cameras,
+        recordings=len(segments), scored_windows=scored, warmup_windows=spec.warmup_windows,
+    )  # fmt: skip
     report["setup"]["energy_windows"] = energy_windows
+    report["setup"]["protocol"] = "project"
+    return report
+
+
+def _paper_run(spec: EvalSpec, models: TrainedModels, progress: bool) -> dict[str, Any]:
+    """The paper protocol's report (:mod:`hybridpose.evaluate.paper`)."""
+    cfg = paper.paper_window(models.window, models.config.sensor_size)
+    segments = paper.paper_segments(
+        _test_files(spec, models.preset), cfg, spec.windows_per_recording, spec.seed
+    )
+    if not segments:
+        raise EvaluationError(f"{spec.data_dir}: no test windows of the paper protocol")
+    errors = StepErrors(cfg.steps, [v.name for v in models.variants])
+    energy: EnergyFigures | None = None
+    energy_windows = 0
+    scored = sum(len(s.t0s) for s in segments)
+    bar = tqdm(total=scored, desc="evaluate (paper protocol)", unit="window",
+               disable=not progress)  # fmt: skip
+    for group in _batches(segments, spec.segments_per_batch):
+        data = []
+        for seg in group:
+            with Recording(seg.path) as rec:
+                check_sensor(rec, models.config)
+                data.append(paper.load_paper_segment(rec, rec.labels(), paper.CAMERA, seg, cfg))
+        preds = predict(models, data, cfg.steps, decode=argmax_heatmaps)
+        paper.score_paper(errors, preds, data, cfg)
+        if energy is None:
+            energy, energy_windows = _energy(models, data, len(group[0].t0s), cfg, spec)
+        bar.update(sum(len(s.t0s) for s in group))
+    bar.close()
+    assert energy is not None
+    report = build_report(
+        [v.name for v in models.variants], models, errors, energy, cameras=(paper.CAMERA,),
+        recordings=len(segments), scored_windows=scored, warmup_windows=0,
+    )  # fmt: skip
+    assert cfg.crop is not None
+    report["setup"].update(
+        energy_windows=energy_windows, protocol="paper", crop=list(cfg.crop),
+        decoding="integer argmax", label_time="bin start",
+    )  # fmt: skip
+    return report
+
+
+def _batches(segments: Sequence[Segment], per_batch: int) -> Iterator[list[Segment]]:
+    """Groups of at most ``per_batch`` segments of equal length (to be stacked)."""
+    for start in range(0, len(segments), per_batch):
+        group = segments[start : start + per_batch]
+        for length in sorted({len(s.t0s) for s in group}):
+            yield [s for s in group if len(s.t0s) == length]
+
+
+def _energy(
+    models: TrainedModels, data: list[SegmentData], length: int, cfg: WindowConfig,
+    spec: EvalSpec,
+) -> tuple[EnergyFigures, int]:  # fmt: skip
+    """Operation counts on the first segments: at least ``spec.energy_windows`` windows."""
+    k = max(1, math.ceil(spec.energy_windows / length))
+    return measure_energy(models, data[:k], cfg, EnergyModel()), min(k, len(data)) * length
+
+
+def evaluate(spec: EvalSpec, *, progress: bool = True) -> dict[str, Any]:
+    """Evaluate the checkpoints of ``spec.checkpoints`` on the test subjects of
+    ``spec.data_dir`` under ``spec.protocols``; writes ``report.json``, ``report.md`` and the
+    plots to ``spec.out_dir`` and returns the report.
+
+    Raises:
+        DeviceError: ``spec.device`` is not a device of this machine (before any work).
+        EvaluationError: no protocol, or no test windows.
+    """
+    resolve_device(spec.device)
+    if not spec.protocols or len(set(spec.protocols)) != len(spec.protocols):
+        raise EvaluationError(
+            f"protocols must be distinct names of {PROTOCOLS}, got {spec.protocols}"
+        )
+    models = load_models(spec.checkpoints)
+    for m in models.modules():
+        m.to(spec.device).eval()
+    runs = {"project": _project_run, "paper": _paper_run}
+    reports = [runs[p](spec, models, progress) for p in spec.protocols]
+    report = reports[0]
+    if len(reports) > 1:
+        report["paper_protocol"] = {k: reports[1][k] for k in ("models", "ratios", "setup")}
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(spec.out_dir / "report.json", json.dumps(report, indent=2) + "\n")
     write_text_atomic(spec.out_dir / "report.md", report_markdown(report))
@@ -315,4 +390,12 @@ def evaluate(spec: EvalSpec, *, progress: bool = True) -> dict[str, Any]:
     return report
 
 
-__all__ = ["EnergyFigures", "EvalSpec", "evaluate", "measure_energy", "predict"]
+__all__ = [
+    "PROTOCOLS",
+    "EnergyFigures",
+    "EvalSpec",
+    "Protocol",
+    "evaluate",
+    "measure_energy",
+    "predict",
+]
