@@ -73,7 +73,8 @@ class Recipe:
 
     ``hybrid_from_snn``: ``reproduce`` starts the hybrid's SNN from the trained ``snn`` stage
     (``train --init-snn``) instead of a fresh initialisation. ``eval_windows_per_recording``
-    and ``energy_windows``: what ``reproduce`` evaluates on (see :mod:`hybridpose.evaluate`).
+    and ``energy_windows``: what ``reproduce`` evaluates on (see :mod:`hybridpose.evaluate`);
+    ``eval_rate_factors``: its sweep of the ANN's rate (the rate divided by each factor).
     ``simulation_repetitions``: the most repetitions per recording of the dataset ``reproduce``
     simulates (None: the dataset's default, up to 12 within 25 s).
     """
@@ -88,6 +89,7 @@ class Recipe:
     eval_windows_per_recording: int | None = None
     energy_windows: int = 16
     simulation_repetitions: int | None = None
+    eval_rate_factors: tuple[int, ...] = (1, 2, 4)
 
     def stage(self, name: Stage) -> StageConfig:
         if name not in STAGES:

@@ -138,6 +138,7 @@ def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[s
         windows_per_recording=rec.eval_windows_per_recording,
         energy_windows=rec.energy_windows,
         seed=spec.seed,
+        rate_factors=rec.eval_rate_factors,
     )
     report = _timed(timings, "evaluate", lambda: evaluate(espec, progress=spec.progress))
     return report

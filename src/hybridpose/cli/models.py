@@ -176,9 +176,17 @@ def add_evaluate(subparsers: Subparsers) -> None:
         "labels at each bin's start); both (default): the project's, with the paper's added "
         "as paper_protocol",
     )  # fmt: skip
+    p.add_argument(
+        "--rate-sweep", action="store_true",
+        help="also the held ANN and the hybrid with the ANN at 1/2 and 1/4 of its rate "
+        "(windows 2 and 4 times longer): a table and rate_sweep.png",
+    )  # fmt: skip
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
+RATE_FACTORS = (1, 2, 4)
+"""``evaluate --rate-sweep``: the ANN's rate divided by each."""
 
 PROTOCOL_CHOICES: dict[str, tuple[Protocol, ...]] = {
     "project": ("project",),
@@ -206,6 +214,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         protocols=PROTOCOL_CHOICES[args.protocol],
+        rate_factors=RATE_FACTORS if args.rate_sweep else (),
     )
     evaluate(spec, progress=not args.quiet)
     print((args.out / "report.md").read_text(), end="")

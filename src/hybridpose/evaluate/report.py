@@ -16,7 +16,13 @@ import numpy as np
 from hybridpose.energy import EnergyModel
 from hybridpose.variants import MAIN, PAPER_RATIOS, REFERENCE, SNN_ALONE, VARIANTS, variant
 
+SWEPT = ("ann_low_held", MAIN)
+"""The variants of the rate sweep (:func:`hybridpose.evaluate.run.rate_sweep`): the ANN's rate
+is what they trade."""
+
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from hybridpose.evaluate.run import EnergyFigures
     from hybridpose.evaluate.scoring import StepErrors
     from hybridpose.trained import TrainedModels
@@ -185,6 +191,33 @@ PAPER_PROTOCOL_NOTE = (
 )
 
 
+def _sweep_table(sweep: list[dict[str, Any]]) -> list[str]:
+    """The rate sweep: the held ANN and the hybrid against the ANN's rate."""
+    lines = [
+        "## The ANN's rate",
+        "",
+        "The hybrid and the held ANN with the ANN run less often (longer windows; the output "
+        "stays at every bin), project protocol; power at the output rate.",
+        "",
+        "| ANN rate Hz | window ms | held ANN 2D px | hybrid 2D px | hybrid first → last "
+        "| hybrid / held ANN error | held ANN power mW | hybrid power mW |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for point in sweep:
+        held = point["models"].get("ann_low_held")
+        hyb = point["models"].get("hybrid")
+        if held is None or hyb is None:
+            continue
+        steps = hyb["mpjpe2d_px_per_step"]
+        lines.append(
+            f"| {point['ann_rate_hz']:g} | {point['window_ms']:g} | {_f(held['mpjpe2d_px'])} "
+            f"| {_f(hyb['mpjpe2d_px'])} | {_f(steps[0])} → {_f(steps[-1])} "
+            f"| {_f(_ratio(hyb['mpjpe2d_px'], held['mpjpe2d_px']), 3)} "
+            f"| {1e3 * held['power_w']:.4g} | {1e3 * hyb['power_w']:.4g} |"
+        )
+    return [*lines, ""]
+
+
 def report_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown tables, the paper's numbers beside ours: the first protocol's,
     then the paper protocol's when the report has it."""
@@ -206,6 +239,9 @@ def report_markdown(report: dict[str, Any]) -> str:
             "",
             *_tables(extra, paper_ratios),
         ]
+    sweep = report.get("rate_sweep")
+    if sweep:
+        lines += _sweep_table(sweep)
     sections = [report, *([extra] if extra is not None else [])]
     if any(s["models"][n]["derived"] for s in sections for n in _names(s)):
         lines += [
@@ -217,7 +253,8 @@ def report_markdown(report: dict[str, Any]) -> str:
 
 
 def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
-    """``error_vs_step.png`` and ``error_vs_power.png`` from a report."""
+    """``error_vs_step.png``, ``error_vs_power.png`` and, with a rate sweep,
+    ``rate_sweep.png`` from a report."""
     from matplotlib.figure import Figure
 
     from hybridpose.viz import save_figure
@@ -254,7 +291,37 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
     ax.set_title("Error against power")
     ax.grid(True, alpha=0.3, which="both")
     save_figure(fig, paths[1])
+    if report.get("rate_sweep"):
+        paths.append(out_dir / "rate_sweep.png")
+        save_figure(_sweep_figure(report["rate_sweep"]), paths[-1])
     return paths
+
+
+def _sweep_figure(sweep: list[dict[str, Any]]) -> Figure:
+    """Error and power of the held ANN and the hybrid against the ANN's rate."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9.0, 3.8), layout="constrained")
+    err, power = fig.subplots(1, 2)
+    rates = [p["ann_rate_hz"] for p in sweep]
+    for name in SWEPT:
+        if not all(name in p["models"] for p in sweep):
+            continue
+        v = variant(name)
+        e = [np.nan if (x := p["models"][name]["mpjpe2d_px"]) is None else x for p in sweep]
+        err.plot(rates, e, marker="o", color=v.color, label=v.label)
+        w = [1e3 * p["models"][name]["power_w"] for p in sweep]
+        power.plot(rates, w, marker="o", color=v.color, label=v.label)
+    for ax, label in ((err, "2D MPJPE (px)"), (power, "power at the output rate (mW)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(rates, [f"{r:g}" for r in rates])
+        ax.set_xlabel("ANN rate (Hz)")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    err.set_title("Error against the ANN's rate")
+    power.set_title("Power against the ANN's rate")
+    return fig
 
 
 __all__ = ["build_report", "plot_report", "report_markdown"]

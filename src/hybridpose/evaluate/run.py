@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,7 +42,7 @@ from hybridpose.energy import (
     schedule_power,
 )
 from hybridpose.evaluate import paper
-from hybridpose.evaluate.report import build_report, plot_report, report_markdown
+from hybridpose.evaluate.report import SWEPT, build_report, plot_report, report_markdown
 from hybridpose.evaluate.scoring import StepErrors, score
 from hybridpose.evaluate.segments import (
     Segment,
@@ -71,7 +71,9 @@ PROTOCOLS: tuple[Protocol, ...] = ("project", "paper")
 class EvalSpec:
     """One evaluation run (defaults: the checkpoints' recipe). ``protocols``: the first gives
     the report's ``models`` and ``ratios``; a second (the paper's) is added as
-    ``paper_protocol`` (``windows_per_recording`` and ``seed`` apply to both)."""
+    ``paper_protocol`` (``windows_per_recording`` and ``seed`` apply to both).
+    ``rate_factors``: the ANN's rate divided by each (:func:`rate_sweep`, project protocol),
+    added as ``rate_sweep``; empty: none."""
 
     checkpoints: Path
     data_dir: Path
@@ -85,6 +87,7 @@ class EvalSpec:
     max_recordings: int | None = None
     device: str = "cpu"
     protocols: tuple[Protocol, ...] = ("project", "paper")
+    rate_factors: tuple[int, ...] = ()
 
 
 # ------------------------------------------------------------------------------ predictions
@@ -259,7 +262,7 @@ def _test_files(spec: EvalSpec, preset: str) -> list[str]:
 
 
 def _load_batch(
-    segments: Sequence[Segment], models: TrainedModels, cameras: tuple[int, int]
+    segments: Sequence[Segment], models: TrainedModels, cameras: tuple[int, int], cfg: WindowConfig
 ) -> list[list[SegmentData]]:
     """The inputs and labels of ``segments``, per camera."""
     data: list[list[SegmentData]] = [[], []]
@@ -268,13 +271,25 @@ def _load_batch(
             check_sensor(rec, models.config)
             labels = rec.labels()
             for c, cam in enumerate(cameras):
-                data[c].append(load_segment(rec, labels, cam, seg, models.window))
+                data[c].append(load_segment(rec, labels, cam, seg, cfg))
     return data
 
 
-def _project_run(spec: EvalSpec, models: TrainedModels, progress: bool) -> dict[str, Any]:
-    """The project protocol's report (module docstring)."""
-    cfg = models.window
+@dataclass
+class _Scored:
+    """One protocol's errors on its segments, and the energy figures of its first ones."""
+
+    errors: StepErrors
+    energy: EnergyFigures
+    energy_windows: int
+    recordings: int
+    scored_windows: int
+
+
+def _project_scores(
+    spec: EvalSpec, models: TrainedModels, cfg: WindowConfig, progress: bool, desc: str
+) -> _Scored:
+    """The project protocol's errors and energy with the windows ``cfg`` (module docstring)."""
     segments = select_segments(
         _test_files(spec, models.preset), cfg, spec.cameras, spec.windows_per_recording,
         spec.warmup_windows, spec.seed,
@@ -282,27 +297,89 @@ def _project_run(spec: EvalSpec, models: TrainedModels, progress: bool) -> dict[
     if not segments:
         raise EvaluationError(f"{spec.data_dir}: no test windows on cameras {spec.cameras}")
     errors = StepErrors(cfg.steps, [v.name for v in models.variants])
-    energy: EnergyFigures | None = None
-    energy_windows = 0
+    energy: tuple[EnergyFigures, int] | None = None
     scored = sum(len(s.t0s) - s.warmup for s in segments)
-    bar = tqdm(total=scored, desc="evaluate", unit="window", disable=not progress)
+    bar = tqdm(total=scored, desc=desc, unit="window", disable=not progress)
     for group in _batches(segments, spec.segments_per_batch):
-        data = _load_batch(group, models, spec.cameras)
+        data = _load_batch(group, models, spec.cameras, cfg)
         per_camera = [predict(models, data[c], cfg.steps) for c in range(2)]
         preds = {name: [p[name] for p in per_camera] for name in per_camera[0]}
         score(errors, preds, data, group, cfg)
         if energy is None:
-            energy, energy_windows = _energy(models, data[0], len(group[0].t0s), cfg, spec)
+            energy = _energy(models, data[0], len(group[0].t0s), cfg, spec)
         bar.update(sum(len(s.t0s) - s.warmup for s in group))
     bar.close()
     assert energy is not None
+    return _Scored(errors, *energy, len(segments), scored)
+
+
+def _project_run(spec: EvalSpec, models: TrainedModels, progress: bool) -> dict[str, Any]:
+    """The project protocol's report (module docstring)."""
+    s = _project_scores(spec, models, models.window, progress, "evaluate")
     report = build_report(
-        [v.name for v in models.variants], models, errors, energy, cameras=spec.cameras,
-        recordings=len(segments), scored_windows=scored, warmup_windows=spec.warmup_windows,
+        [v.name for v in models.variants], models, s.errors, s.energy, cameras=spec.cameras,
+        recordings=s.recordings, scored_windows=s.scored_windows,
+        warmup_windows=spec.warmup_windows,
     )  # fmt: skip
-    report["setup"]["energy_windows"] = energy_windows
+    report["setup"]["energy_windows"] = s.energy_windows
     report["setup"]["protocol"] = "project"
     return report
+
+
+def rate_sweep(
+    spec: EvalSpec,
+    models: TrainedModels,
+    factors: Sequence[int],
+    *,
+    base: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """The hybrid and the held ANN with the ANN ``factor`` times slower (windows of ``factor``
+    times the trained window's bins; the SNN runs on until the next initialisation), under
+    the project protocol: per factor, the ANN's rate and each model's 2D error (overall and
+    per step) and power at the output rate. Factor 1 is read from ``base``, the project
+    protocol's report of the same ``spec``, when given."""
+    names = [n for n in SWEPT if n in models.networks]
+    subset = replace(models, networks={n: models.networks[n] for n in names})
+    out = []
+    for factor in factors:
+        if factor == 1 and base is not None:
+            out.append(_sweep_point(base, names, models.window))
+            continue
+        cfg = replace(
+            models.window, steps=models.window.steps * factor,
+            stride_us=models.window.stride_us * factor,
+        )  # fmt: skip
+        s = _project_scores(spec, subset, cfg, progress, f"rate sweep: windows x{factor}")
+        point: dict[str, Any] = {
+            "ann_rate_hz": 1e6 / cfg.stride_us, "window_ms": cfg.stride_us / 1000,
+            "recordings": s.recordings, "scored_windows_per_camera": s.scored_windows,
+            "models": {},
+        }  # fmt: skip
+        for n in names:
+            per_step = [
+                float(v / c) if c else None
+                for v, c in zip(s.errors.sum2d[n], s.errors.n2d[n], strict=True)
+            ]
+            total = s.errors.n2d[n].sum()
+            point["models"][n] = {
+                "mpjpe2d_px": float(s.errors.sum2d[n].sum() / total) if total else None,
+                "mpjpe2d_px_per_step": per_step,
+                "power_w": s.energy.power_w[n],
+            }
+        out.append(point)
+    return out
+
+
+def _sweep_point(report: dict[str, Any], names: Sequence[str], cfg: WindowConfig) -> dict[str, Any]:
+    setup = report["setup"]
+    keys = ("mpjpe2d_px", "mpjpe2d_px_per_step", "power_w")
+    return {
+        "ann_rate_hz": 1e6 / cfg.stride_us, "window_ms": cfg.stride_us / 1000,
+        "recordings": setup["recordings"],
+        "scored_windows_per_camera": setup["scored_windows_per_camera"],
+        "models": {n: {k: report["models"][n][k] for k in keys} for n in names},
+    }  # fmt: skip
 
 
 def _paper_run(spec: EvalSpec, models: TrainedModels, progress: bool) -> dict[str, Any]:
@@ -383,6 +460,11 @@ def evaluate(spec: EvalSpec, *, progress: bool = True) -> dict[str, Any]:
     report = reports[0]
     if len(reports) > 1:
         report["paper_protocol"] = {k: reports[1][k] for k in ("models", "ratios", "setup")}
+    if spec.rate_factors:
+        base = report if spec.protocols[0] == "project" else None
+        report["rate_sweep"] = rate_sweep(
+            spec, models, spec.rate_factors, base=base, progress=progress
+        )
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(spec.out_dir / "report.json", json.dumps(report, indent=2) + "\n")
     write_text_atomic(spec.out_dir / "report.md", report_markdown(report))
@@ -392,10 +474,12 @@ def evaluate(spec: EvalSpec, *, progress: bool = True) -> dict[str, Any]:
 
 __all__ = [
     "PROTOCOLS",
+    "SWEPT",
     "EnergyFigures",
     "EvalSpec",
     "Protocol",
     "evaluate",
     "measure_energy",
     "predict",
+    "rate_sweep",
 ]
