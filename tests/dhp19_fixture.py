@@ -178,6 +178,19 @@ def fake_cameras() -> list[CameraCalibration]:
     ]
 
 
+def move_camera_position(p_dir: Path, camera: int, offset_mm: Sequence[float]) -> FloatArray:
+    """Move event camera ``camera``'s row of ``p_dir/camera_positions.npy`` by ``offset_mm``.
+
+    The row is that of the camera's matrix file (:data:`MATRIX_OF_CAMERA`); the file is
+    rewritten with ``numpy.save``, the ``P`` files are left alone, so the moved position no
+    longer is the centre of its ``P``. Returns the new (4, 3) positions.
+    """
+    positions = np.load(p_dir / "camera_positions.npy")
+    positions[MATRIX_OF_CAMERA[camera] - 1] += np.asarray(offset_mm, dtype=np.float64)
+    np.save(p_dir / "camera_positions.npy", positions)
+    return np.asarray(positions, dtype=np.float64)
+
+
 def project(P: FloatArray, points: FloatArray) -> FloatArray:
     """Pixels ``(..., 2)`` of world points ``(..., 3)``."""
     h = points @ P[:, :3].T + P[:, 3]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dhp19_fixture import make_fake_dhp19
+from dhp19_fixture import make_fake_dhp19, move_camera_position
 
 from hybridpose.cli import main
 from hybridpose.events import make_events
@@ -57,6 +57,73 @@ def test_inspect_json_has_the_documented_keys(
     assert labels["rate_hz"] == pytest.approx(100.0)
     assert labels["nan_fraction"] == pytest.approx(1 / 13)
     assert (info["subject"], info["session"], info["movement"]) == (13, 2, 4)
+    assert info["extra"] == {}  # not converted from DHP19: what there is, here nothing
+
+
+def test_inspect_json_shows_the_metadata_a_simulator_stored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "sim.h5"
+    cam = CameraCalibration(np.eye(3, 4), np.zeros(3), "cam")
+    extra = {"seed": 3, "noise": {"rate_hz": 0.1, "unknown": float("nan")}}
+    with RecordingWriter(path, (8, 8), [cam], RecordingMeta("synthetic", extra=extra)):
+        pass
+    assert main(["inspect", str(path), "--json"]) == 0
+    text = capsys.readouterr().out
+
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"not strict JSON: {name}")
+
+    info = json.loads(text, parse_constant=no_constants)  # NaN is written as null
+    assert info["extra"] == {"seed": 3, "noise": {"rate_hz": 0.1, "unknown": None}}
+    assert info["labels"]["count"] == 0 and info["cameras"][0]["events"] == 0
+
+
+def test_inspect_json_shows_the_dhp19_converter_metadata(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = make_fake_dhp19(tmp_path / "dhp19", movements=(1,), events_per_camera=300)
+    move_camera_position(fake.root / "P_matrices", 1, (0.0, 20.0, 0.0))  # camera 1: 20 mm
+    out = tmp_path / "out"
+    convert = ["convert-dhp19", "--root", str(fake.root), "--out", str(out), "--quiet"]
+    assert main([*convert, "--background-filter", "--hot-pixel-filter"]) == 0
+    assert "camera 1 (row 0, P1.npy): its position lies 20.0 mm" in capsys.readouterr().err
+    assert main(["inspect", str(out / "S1_session1_mov1.h5"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["source"] == "dhp19"
+    extra = info["extra"]
+    rec = fake.recordings[(1, 1, 1)]
+    assert extra["converter_version"] == 4
+    # odd movements of the fixture have a start and a stop special: 2 specials
+    assert extra["start_stop_rule"] == "2 specials: first = start"
+    assert extra["special_events_us_raw"] == [rec.start_raw_us, rec.stop_raw_us]
+    assert (extra["start_us_raw"], extra["stop_us_raw"]) == (rec.start_raw_us, rec.stop_raw_us)
+    polarity = rec.kind == 0
+    ends = extra["stream_ends_us_raw"]
+    assert (ends["first_in_file"], ends["last_in_file"]) == (
+        int(rec.t[polarity][0]),
+        int(rec.t[polarity][-1]),
+    )
+    for c in range(4):
+        mine = polarity & (rec.camera == c)
+        before = int(np.count_nonzero(mine & (rec.t < rec.start_raw_us)))
+        after = int(np.count_nonzero(mine & (rec.t > rec.stop_raw_us)))
+        assert extra["dropped_before_start"][c] == before > 0
+        assert extra["dropped_after_stop"][c] == after > 0
+        assert extra["dropped_outside"][c] == before + after
+    assert extra["hot_pixel_filter"]["threshold"] == 10_000
+    assert extra["hot_pixel_filter"]["removed"] == [0, 0, 0, 0]
+    background = extra["background_filter"]
+    assert (background["support_us"], background["stamps"]) == (70_000, "neighbours")
+    kept = [cam["events"] for cam in info["cameras"]]
+    for c in range(4):  # what the crop kept is what the filters removed plus what is left
+        in_window = (
+            int(np.count_nonzero(polarity & (rec.camera == c))) - (extra["dropped_outside"][c])
+        )
+        assert in_window == background["removed"][c] + kept[c]
+    positions = extra["camera_positions"]
+    assert positions["distance_to_P_center_mm"] == [0.0, 20.0, 0.0, 0.0]
+    assert positions["cameras_over_tolerance"] == [1] and positions["tolerance_mm"] == 10.0
 
 
 def test_inspect_text(recording: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -138,3 +205,15 @@ def test_simulate_choices_are_the_registries() -> None:
     assert options["sensor"].default == DEFAULT_SENSOR
     assert set(options["appearance"].choices) == set(APPEARANCES)
     assert options["appearance"].default == SimulationConfig().appearance
+
+
+def test_train_stage_choices_are_the_stages() -> None:
+    """The CLI spells the training stages out (importing hybridpose.recipes would load torch
+    for every command); they must be the recipes' own, in order."""
+    from hybridpose.cli import build_parser
+    from hybridpose.recipes import STAGES
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    options = {a.dest: a for a in commands.choices["train"]._actions}
+    assert options["stage"].choices is not None
+    assert tuple(options["stage"].choices) == STAGES

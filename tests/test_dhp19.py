@@ -8,7 +8,9 @@ test_mat5.py).
 
 from __future__ import annotations
 
+import argparse
 import errno
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -29,6 +31,7 @@ from dhp19_fixture import (
     make_fake_dhp19,
     make_fake_recording,
     mat5_bytes_by_hand,
+    move_camera_position,
     project,
     skeleton,
     truncate_aedat2,
@@ -46,6 +49,7 @@ from hybridpose.events import validate_events
 from hybridpose.io import dhp19
 from hybridpose.io.aedat import AedatError, aedat2_bytes, write_aedat2
 from hybridpose.io.dhp19 import (
+    BackgroundStamps,
     ConversionResult,
     ConversionSummary,
     Dhp19Error,
@@ -327,13 +331,21 @@ def test_hot_pixel_default_threshold_is_ten_thousand() -> None:
 
 
 def reference_background_filter(
-    x: np.ndarray, y: np.ndarray, t: np.ndarray, dt: int, size: tuple[int, int]
+    x: np.ndarray,
+    y: np.ndarray,
+    t: np.ndarray,
+    dt: int,
+    size: tuple[int, int],
+    stamps: BackgroundStamps = "neighbours",
 ) -> list[bool]:
     """DHP19's BackgroundFilter.m rule as a plain loop, one event at a time, per camera.
 
     Pass if the pixel's last stamp is at most ``dt`` old; then, unless on the border, stamp the
-    own pixel and the 8 neighbours; every event stamps, kept or not; the map starts as "never".
+    8 neighbours (``stamps="neighbours"``, the reference since commit 3395890, 2019-10-04) or
+    the 8 neighbours and the own pixel (``"neighbours-and-self"``, June 2019); every event
+    stamps, kept or not; the map starts as "never".
     """
+    assert stamps in ("neighbours", "neighbours-and-self")
     width, height = size
     stamp: dict[tuple[int, int], int] = {}  # missing = never stamped
     keep = []
@@ -343,25 +355,64 @@ def reference_background_filter(
         if 0 < xi < width - 1 and 0 < yi < height - 1:
             for dx in (-1, 0, 1):
                 for dy in (-1, 0, 1):
+                    if dx == dy == 0 and stamps == "neighbours":
+                        continue
                     stamp[(xi + dx, yi + dy)] = ti
     return keep
 
 
+BOTH_RULES: tuple[BackgroundStamps, ...] = ("neighbours", "neighbours-and-self")
+"""The two rules, spelt out here (not taken from the converter)."""
+
+
+def test_background_filter_default_is_the_current_rule() -> None:
+    assert dhp19.DEFAULT_BACKGROUND_STAMPS == "neighbours" == dhp19.BACKGROUND_STAMPS[0]
+    assert set(dhp19.BACKGROUND_STAMPS) == set(BOTH_RULES)
+
+
+def test_background_filter_a_lone_pixel_passes_only_under_the_june_rule() -> None:
+    # one pixel fires twice, 10 ms apart, nothing around it: under the current rule nothing
+    # ever stamps its own pixel, so the second event fails; under the June rule the first
+    # event stamped it, so the second passes
+    x, y, t = np.array([5, 5]), np.array([5, 5]), np.array([0, 10_000])
+    assert background_activity_mask(x, y, t, sensor_size=(10, 10)).tolist() == [False, False]
+    june = background_activity_mask(x, y, t, sensor_size=(10, 10), stamps="neighbours-and-self")
+    assert june.tolist() == [False, True]
+    # a neighbour's event supports it under both rules
+    x, y, t = np.array([5, 6]), np.array([5, 5]), np.array([0, 10_000])
+    for stamps in BOTH_RULES:
+        keep = background_activity_mask(x, y, t, sensor_size=(10, 10), stamps=stamps)
+        assert keep.tolist() == [False, True], stamps
+
+
 def test_background_filter_hand_case() -> None:
-    # e0 first event: never stamped -> fails, stamps (9..11, 9..11) with 0
-    # e1 on e0's own pixel exactly 70 000 us later -> passes (inclusive), stamps 70 000
+    # e0 first event: never stamped -> fails, stamps around (10, 10) with 0 (June: (10, 10) too)
+    # e1 on e0's own pixel exactly 70 000 us later -> current rule: (10, 10) was never stamped,
+    # fails; June rule: reads e0's own stamp, passes (inclusive); stamps 70 000 around (10, 10)
     # e2 on a neighbour 70 001 us after e1's stamp -> fails, stamps 140 001 around (11, 11)
     # e3 on the border (x = 0), never stamped -> fails, stamps nothing
-    # e4 next to e3 (x = 1): e3 stamped nothing -> fails; stamps (0..2, 4..6)
+    # e4 next to e3 (x = 1): e3 stamped nothing -> fails; stamps around (1, 5), (0, 5) included
     # e5 on e3's border pixel -> passes on e4's stamp (border events can pass)
     # e6 on e0's pixel: its last stamp is e2's (140 001, (10, 10) is next to (11, 11)), exactly
     # 70 000 us old -> passes; e7 far from everything -> fails
     x = np.array([10, 10, 11, 0, 1, 0, 10, 30])
     y = np.array([10, 10, 11, 5, 5, 5, 10, 30])
     t = np.array([0, 70_000, 140_001, 140_002, 140_003, 140_004, 210_001, 210_002])
-    keep = background_activity_mask(x, y, t, support_us=70_000, sensor_size=(40, 40))
-    assert keep.tolist() == [False, True, False, False, False, True, True, False]
-    assert keep.tolist() == reference_background_filter(x, y, t, 70_000, (40, 40))
+    cases: tuple[tuple[BackgroundStamps, bool], ...] = (
+        ("neighbours", False),
+        ("neighbours-and-self", True),
+    )
+    for stamps, e1 in cases:
+        keep = background_activity_mask(
+            x,
+            y,
+            t,
+            support_us=70_000,
+            sensor_size=(40, 40),
+            stamps=stamps,
+        )
+        assert keep.tolist() == [False, e1, False, False, False, True, True, False], stamps
+        assert keep.tolist() == reference_background_filter(x, y, t, 70_000, (40, 40), stamps)
 
 
 def test_background_filter_border_events_stamp_nothing() -> None:
@@ -369,43 +420,80 @@ def test_background_filter_border_events_stamp_nothing() -> None:
     # however dense, because border events never stamp and nothing else is near
     x = np.array([7, 7, 7, 3, 3])
     y = np.array([4, 4, 4, 0, 0])
-    keep = background_activity_mask(x, y, [0, 1, 2, 3, 4], sensor_size=(8, 8))
-    assert keep.tolist() == [False] * 5
-    # one pixel in from the border the same stream passes from its second event on
-    keep = background_activity_mask([6, 6, 6], [4, 4, 4], [0, 1, 2], sensor_size=(8, 8))
-    assert keep.tolist() == [False, True, True]
+    for stamps in BOTH_RULES:
+        keep = background_activity_mask(x, y, [0, 1, 2, 3, 4], sensor_size=(8, 8), stamps=stamps)
+        assert keep.tolist() == [False] * 5
+    # one pixel in from the border the same stream passes from its second event on under the
+    # June rule (it stamps itself), never under the current one
+    june = background_activity_mask(
+        [6, 6, 6], [4, 4, 4], [0, 1, 2], sensor_size=(8, 8), stamps="neighbours-and-self"
+    )
+    assert june.tolist() == [False, True, True]
+    now = background_activity_mask([6, 6, 6], [4, 4, 4], [0, 1, 2], sensor_size=(8, 8))
+    assert now.tolist() == [False, False, False]
+    # a border event passes on an inner neighbour's stamp under both rules
+    for stamps in BOTH_RULES:
+        keep = background_activity_mask([6, 7], [4, 4], [0, 1], sensor_size=(8, 8), stamps=stamps)
+        assert keep.tolist() == [False, True]
 
 
 def test_background_filter_ties_see_earlier_events_only() -> None:
-    # equal timestamps: the second event sees the first's stamp, the first not the second's
-    keep = background_activity_mask([5, 6], [5, 6], [100, 100], sensor_size=(10, 10))
-    assert keep.tolist() == [False, True]
-    keep = background_activity_mask([6, 5], [6, 5], [100, 100], sensor_size=(10, 10))
-    assert keep.tolist() == [False, True]
-    # and an event never sees its own stamp: a lone event fails, repeated ones pass
-    keep = background_activity_mask([3, 3, 3], [3, 3, 3], [0, 0, 0], sensor_size=(8, 8))
-    assert keep.tolist() == [False, True, True]
+    for stamps in BOTH_RULES:
+        # equal timestamps: the second event sees the first's stamp, the first not the second's
+        keep = background_activity_mask(
+            [5, 6], [5, 6], [100, 100], sensor_size=(10, 10), stamps=stamps
+        )
+        assert keep.tolist() == [False, True]
+        keep = background_activity_mask(
+            [6, 5], [6, 5], [100, 100], sensor_size=(10, 10), stamps=stamps
+        )
+        assert keep.tolist() == [False, True]
+    # an event never sees its own stamp: a lone event fails; repeated ones pass on the earlier
+    # ones' stamps under the June rule, never under the current one
+    june = background_activity_mask(
+        [3, 3, 3], [3, 3, 3], [0, 0, 0], sensor_size=(8, 8), stamps="neighbours-and-self"
+    )
+    assert june.tolist() == [False, True, True]
+    now = background_activity_mask([3, 3, 3], [3, 3, 3], [0, 0, 0], sensor_size=(8, 8))
+    assert now.tolist() == [False, False, False]
 
 
-def test_background_filter_first_events_fail_and_support_is_inclusive() -> None:
+@pytest.mark.parametrize("stamps", BOTH_RULES)
+def test_background_filter_first_events_fail_and_support_is_inclusive(
+    stamps: BackgroundStamps,
+) -> None:
     # the first event fails whatever its timestamp (the map starts as "never", not 0)
-    assert background_activity_mask([5], [5], [0], sensor_size=(10, 10)).tolist() == [False]
+    first = background_activity_mask([5], [5], [0], sensor_size=(10, 10), stamps=stamps)
+    assert first.tolist() == [False]
     for gap, passes in ((69_999, True), (70_000, True), (70_001, False)):
-        keep = background_activity_mask([5, 5], [5, 5], [1000, 1000 + gap], sensor_size=(10, 10))
+        keep = background_activity_mask(
+            [5, 6],
+            [5, 5],
+            [1000, 1000 + gap],
+            sensor_size=(10, 10),
+            stamps=stamps,
+        )
         assert keep.tolist() == [False, passes], gap
 
 
 def test_background_filter_stamps_are_refreshed_by_every_event() -> None:
-    # e0 (5, 5) fails and stamps 0; e1 (6, 6) reads 0 -> passes, stamps 10 on (5..7, 5..7);
-    # e2 (5, 5) at 70 005 reads 10 (not 0: it would fail) -> passes; e3 (4, 4) reads e2's
-    # 70 005 -> passes; e4 (5, 5) reads e3's 70 006 -> passes; e5 (5, 5) at 170 101 reads e4's
-    # own stamp 70 101, 100 000 us old -> fails
+    # e0 (5, 5) fails and stamps 0 around itself; e1 (6, 6) reads 0 -> passes, stamps 10 around
+    # (6, 6), (5, 5) included; e2 (5, 5) at 70 005 reads 10 (not 0: it would fail) -> passes;
+    # e3 (4, 4) reads e2's 70 005 -> passes, stamps (5, 5) with 70 006; e4 (5, 5) at 70 101
+    # reads e3's 70 006 -> passes. e5 (5, 5) at 140 101: under the June rule e4 stamped its own
+    # pixel with 70 101, exactly 70 000 us old -> passes; under the current rule (5, 5) still
+    # holds e3's 70 006, 70 095 us old -> fails
     x = np.array([5, 6, 5, 4, 5, 5])
     y = np.array([5, 6, 5, 4, 5, 5])
-    t = np.array([0, 10, 70_005, 70_006, 70_101, 170_101])
-    keep = background_activity_mask(x, y, t, sensor_size=(10, 10))
-    assert keep.tolist() == [False, True, True, True, True, False]
-    assert keep.tolist() == reference_background_filter(x, y, t, 70_000, (10, 10))
+    t = np.array([0, 10, 70_005, 70_006, 70_101, 140_101])
+    cases: tuple[tuple[BackgroundStamps, bool], ...] = (
+        ("neighbours", False),
+        ("neighbours-and-self", True),
+    )
+    for stamps, e5 in cases:
+        keep = background_activity_mask(x, y, t, sensor_size=(10, 10), stamps=stamps)
+        assert keep.tolist() == [False, True, True, True, True, e5], stamps
+        assert keep.tolist() == reference_background_filter(x, y, t, 70_000, (10, 10), stamps)
 
 
 def test_background_filter_empty_and_bad_input() -> None:
@@ -414,6 +502,12 @@ def test_background_filter_empty_and_bad_input() -> None:
         background_activity_mask([8], [0], [0], sensor_size=(8, 8))
     with pytest.raises(Dhp19Error, match=r"\(N,\) arrays"):
         background_activity_mask([1, 2], [1], [0, 1], sensor_size=(8, 8))
+    with pytest.raises(
+        Dhp19Error,
+        match="background filter: stamps must be one of neighbours, neighbours-and-self, "
+        "got 'self'",
+    ):
+        background_activity_mask([1], [1], [0], stamps="self")  # type: ignore[arg-type]
 
 
 @settings(max_examples=60, deadline=None)
@@ -425,9 +519,10 @@ def test_background_filter_empty_and_bad_input() -> None:
     ),
     st.integers(0, 150),
     st.booleans(),
+    st.sampled_from(BOTH_RULES),
 )
 def test_background_filter_matches_the_reference_loop(
-    rows: list[tuple[int, int, int]], support: int, sort: bool
+    rows: list[tuple[int, int, int]], support: int, sort: bool, stamps: BackgroundStamps
 ) -> None:
     # a 6x5 sensor: most pixels are on or next to the border; times 0-300 give many ties.
     # The converter passes time-sorted streams; unsorted ones must match the loop all the same
@@ -436,8 +531,15 @@ def test_background_filter_matches_the_reference_loop(
     x = np.array([r[0] for r in rows], dtype=np.int64)
     y = np.array([r[1] for r in rows], dtype=np.int64)
     t = np.array([r[2] for r in rows], dtype=np.int64)
-    got = background_activity_mask(x, y, t, support_us=support, sensor_size=(6, 5))
-    assert got.tolist() == reference_background_filter(x, y, t, support, (6, 5))
+    got = background_activity_mask(
+        x,
+        y,
+        t,
+        support_us=support,
+        sensor_size=(6, 5),
+        stamps=stamps,
+    )
+    assert got.tolist() == reference_background_filter(x, y, t, support, (6, 5), stamps)
 
 
 # ---------------------------------------------------------------------------- Vicon, P
@@ -571,6 +673,128 @@ def test_bad_p_matrices_are_named(
 def test_missing_p_folder(tmp_path: Path) -> None:
     with pytest.raises(Dhp19Error, match="nowhere: no P_matrices folder"):
         read_p_matrices(tmp_path / "nowhere")
+
+
+# ------------------------------------------------------------------ camera positions vs P
+def copy_p_dir(p_dir: Path, to: Path) -> Path:
+    to.mkdir(parents=True)
+    for f in p_dir.iterdir():
+        (to / f.name).write_bytes(f.read_bytes())
+    return to
+
+
+def test_p_matrix_center_is_the_camera_centre(p_dir: Path) -> None:
+    # the fixture builds P = K [R | -R c] by hand around the centre c; DHP19's P files hold
+    # FLIP @ P (and the sign of P does not matter)
+    for c, cam in enumerate(fake_cameras()):
+        raw = np.load(p_dir / f"P{MATRIX_OF_CAMERA[c]}.npy")
+        np.testing.assert_allclose(dhp19.p_matrix_center(raw), cam.center, atol=1e-9)
+        np.testing.assert_allclose(dhp19.p_matrix_center(-3.0 * cam.P), cam.center, atol=1e-9)
+
+
+def test_nearly_singular_p_whose_centre_overflows_is_rejected(tmp_path: Path, p_dir: Path) -> None:
+    d = copy_p_dir(p_dir, tmp_path / "P_matrices")
+    P = np.array([[1e-200, 0, 0, 1e200], [0, 1, 0, 0], [0, 0, 1, 0]])
+    np.save(d / "P1.npy", P)
+    with pytest.raises(Dhp19Error, match=r"P1\.npy: singular or overflowing"):
+        read_p_matrices(d)
+
+
+def test_camera_positions_that_agree_with_p(
+    fake: FakeDhp19, p_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec = fake.recordings[(1, 1, 1)]
+    with caplog.at_level(logging.WARNING, logger="hybridpose.io.dhp19"):
+        result = convert(rec.aedat, rec.vicon, p_dir, tmp_path / "o.h5")
+    assert caplog.records == []
+    assert result.camera_position_distance_mm == pytest.approx([0.0] * 4, abs=1e-6)
+    with Recording(tmp_path / "o.h5") as r:
+        stored = r.meta.extra["camera_positions"]
+    assert stored["file"] == "camera_positions.npy"
+    assert stored["distance_to_P_center_mm"] == [0.0, 0.0, 0.0, 0.0]  # to the micrometre
+    assert stored["tolerance_mm"] == 10.0 == dhp19.CAMERA_POSITION_TOLERANCE_MM
+    assert stored["cameras_over_tolerance"] == []
+    centres = [cam.center for cam in fake_cameras()]  # event-camera order
+    np.testing.assert_allclose(stored["P_center_mm"], centres, atol=1e-6)
+
+
+def test_a_camera_position_off_by_a_known_distance(
+    fake: FakeDhp19, p_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    d = copy_p_dir(p_dir, tmp_path / "P_matrices")
+    move_camera_position(d, 2, (30.0, -40.0, 0.0))  # 50 mm; camera 2 is P3.npy, row 2
+    rec = fake.recordings[(1, 1, 1)]
+    with caplog.at_level(logging.WARNING, logger="hybridpose.io.dhp19"):
+        result = convert(rec.aedat, rec.vicon, d, tmp_path / "o.h5")
+    assert result.camera_position_distance_mm == pytest.approx([0.0, 0.0, 50.0, 0.0], abs=1e-6)
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert caplog.records[0].getMessage() == (
+        f"{d / 'camera_positions.npy'}: camera 2 (row 2, P3.npy): its position lies 50.0 mm "
+        "from the centre of P3.npy (P's null vector), more than 10 mm: rays started at "
+        "camera_positions.npy (as the reference's triangulation does) are not the rays of P"
+    )
+    with Recording(tmp_path / "o.h5") as r:
+        stored = r.meta.extra["camera_positions"]
+        assert r.cameras[2].calibration.center.tolist() == [1430.0, -3340.0, 1300.0]
+    assert stored["distance_to_P_center_mm"] == [0.0, 0.0, 50.0, 0.0]
+    assert stored["cameras_over_tolerance"] == [2]
+    # a tolerance above the distance: no warning, the same distance stored; and the warning
+    # can be turned off
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hybridpose.io.dhp19"):
+        convert(rec.aedat, rec.vicon, d, tmp_path / "p.h5", camera_position_tolerance_mm=60.0)
+        convert(rec.aedat, rec.vicon, d, tmp_path / "q.h5", warn_camera_positions=False)
+    assert caplog.records == []
+    with Recording(tmp_path / "p.h5") as r:
+        stored = r.meta.extra["camera_positions"]
+    assert stored["distance_to_P_center_mm"][2] == 50.0 and stored["tolerance_mm"] == 60.0
+    assert stored["cameras_over_tolerance"] == []
+
+
+def test_a_root_warns_about_camera_positions_once_per_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = make_fake_dhp19(tmp_path / "root", movements=(1, 2), events_per_camera=100)
+    move_camera_position(fake.root / "P_matrices", 0, (0.0, 0.0, -12.5))  # camera 0: P4.npy
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="hybridpose.io.dhp19"):
+        summary = convert_dhp19(fake.root, out, workers=2, progress=False)
+    assert len(summary.converted) == 2
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1  # not once per recording
+    assert messages[0].startswith(
+        f"{fake.root / 'P_matrices' / 'camera_positions.npy'}: camera 0 (row 3, P4.npy): its "
+        "position lies 12.5 mm from the centre of P4.npy"
+    )
+    for path in summary.converted:
+        with Recording(path) as r:
+            stored = r.meta.extra["camera_positions"]
+        assert stored["distance_to_P_center_mm"] == [12.5, 0.0, 0.0, 0.0]
+    # the tolerance only decides the warning: outputs made with another one are skipped
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hybridpose.io.dhp19"):
+        again = convert_dhp19(fake.root, out, camera_position_tolerance_mm=20.0, progress=False)
+    assert again.skipped == summary.converted and caplog.records == []
+
+
+def test_camera_position_warning_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = make_fake_dhp19(tmp_path / "root", movements=(1,), events_per_camera=100)
+    move_camera_position(fake.root / "P_matrices", 3, (100.0, 0.0, 0.0))  # camera 3: P2.npy
+    base = ["convert-dhp19", "--root", str(fake.root), "--quiet"]
+    assert cli.main([*base, "--out", str(tmp_path / "a")]) == 0
+    captured = capsys.readouterr()
+    assert "1 converted" in captured.out and "warning" not in captured.out
+    assert captured.err.splitlines() == [
+        f"hybridpose convert-dhp19: warning: {fake.root / 'P_matrices' / 'camera_positions.npy'}"
+        ": camera 3 (row 1, P2.npy): its position lies 100.0 mm from the centre of P2.npy (P's "
+        "null vector), more than 10 mm: rays started at camera_positions.npy (as the "
+        "reference's triangulation does) are not the rays of P"
+    ]
+    tolerant = [*base, "--out", str(tmp_path / "b"), "--camera-position-tolerance-mm", "100"]
+    assert cli.main(tolerant) == 0
+    assert capsys.readouterr().err == ""
 
 
 # ------------------------------------------------------------------------ one recording
@@ -990,6 +1214,21 @@ def test_hot_pixel_filter_in_conversion(p_dir: Path, tmp_path: Path) -> None:
         ("max_end_gap_us", -1, "max_end_gap_us must be >= 0, got -1"),
         ("max_end_gap_fraction", 1.5, r"max_end_gap_fraction must be in \[0, 1\], got 1.5"),
         ("max_end_gap_fraction", float("nan"), r"max_end_gap_fraction must be in \[0, 1\]"),
+        (
+            "background_stamps",
+            "self",
+            "background_stamps must be one of neighbours, neighbours-and-self, got 'self'",
+        ),
+        (
+            "camera_position_tolerance_mm",
+            -1.0,
+            "camera_position_tolerance_mm must be >= 0, got -1.0",
+        ),
+        (
+            "camera_position_tolerance_mm",
+            float("nan"),
+            "camera_position_tolerance_mm must be >= 0, got nan",
+        ),
     ],
 )
 def test_settings_out_of_range_are_rejected(
@@ -1000,28 +1239,57 @@ def test_settings_out_of_range_are_rejected(
         convert(aedat, mat, p_dir, tmp_path / "o.h5", **{arg: value})
 
 
-def test_background_filter_in_conversion(fake: FakeDhp19, p_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stamps", BOTH_RULES)
+def test_background_filter_in_conversion(
+    fake: FakeDhp19, p_dir: Path, tmp_path: Path, stamps: BackgroundStamps
+) -> None:
     rec = fake.recordings[(1, 1, 1)]
-    result = convert(rec.aedat, rec.vicon, p_dir, tmp_path / "o.h5", background_filter=True)
+    out = tmp_path / "o.h5"
+    kwargs: dict[str, object] = {} if stamps == "neighbours" else {"background_stamps": stamps}
+    result = convert(rec.aedat, rec.vicon, p_dir, out, background_filter=True, **kwargs)
     for c in range(4):
         want = expected_events(rec, c)
-        keep = reference_background_filter(want["x"], want["y"], want["t"], 70_000, (346, 260))
+        keep = reference_background_filter(
+            want["x"], want["y"], want["t"], 70_000, (346, 260), stamps
+        )
         # the rule is symmetric: the same in DHP19's raw (unflipped) pixel frame
         raw = reference_background_filter(
-            345 - want["x"], 259 - want["y"], want["t"], 70_000, (346, 260)
+            345 - want["x"], 259 - want["y"], want["t"], 70_000, (346, 260), stamps
         )
         assert raw == keep
-        got = all_events(tmp_path / "o.h5", c)
+        got = all_events(out, c)
         assert result.background_filtered[c] == keep.count(False) > 0
         assert keep.count(True) > 0
         np.testing.assert_array_equal(got["t"], want["t"][np.array(keep, dtype=bool)])
         np.testing.assert_array_equal(got["x"], want["x"][np.array(keep, dtype=bool)])
-    with Recording(tmp_path / "o.h5") as r:
+    with Recording(out) as r:
         assert r.meta.extra["background_filter"] == {
             "support_us": 70_000,
             "rule": "DHP19 BackgroundFilter.m, per camera",
+            "stamps": stamps,
             "removed": list(result.background_filtered),
         }
+
+
+def test_the_two_background_rules_differ_in_conversion(p_dir: Path, tmp_path: Path) -> None:
+    # camera 0: one pixel fires three times 10 ms apart, alone: the June rule keeps its 2nd and
+    # 3rd events (its own stamps), the current rule none; a neighbouring pair passes under both
+    rows = [sp(1000), ev(5, 5, 1000), ev(5, 5, 11_000), ev(5, 5, 21_000)]
+    rows += [ev(40, 40, 30_000), ev(41, 40, 30_001)]
+    aedat, mat = tiny(tmp_path, rows)
+    now = convert(aedat, mat, p_dir, tmp_path / "now.h5", background_filter=True)
+    june = convert(
+        aedat,
+        mat,
+        p_dir,
+        tmp_path / "june.h5",
+        background_filter=True,
+        background_stamps="neighbours-and-self",
+    )
+    assert now.background_filtered == (4, 0, 0, 0) and now.events_kept == (1, 0, 0, 0)
+    assert june.background_filtered == (2, 0, 0, 0) and june.events_kept == (3, 0, 0, 0)
+    assert all_events(tmp_path / "now.h5", 0)["t"].tolist() == [29_001]
+    assert all_events(tmp_path / "june.h5", 0)["t"].tolist() == [10_000, 20_000, 29_001]
 
 
 # ------------------------------------------------------------------------- a whole root
@@ -1062,12 +1330,26 @@ def test_existing_output_with_other_filter_settings_is_rejected(
     assert len(summary.rejected) == 2 and summary.skipped == []
     assert summary.rejected[0][1] == (
         f"{filtered / names[0]} exists with different settings (stored: background filter "
-        "rule=DHP19 BackgroundFilter.m, per camera, support_us=70000; requested: background "
-        "filter off); delete it or use another --out"
+        "rule=DHP19 BackgroundFilter.m, per camera, stamps=neighbours, support_us=70000; "
+        "requested: background filter off); delete it or use another --out"
     )
     # the same settings again: skipped
     again = convert_dhp19(fake.root, filtered, background_filter=True, progress=False)
     assert again.rejected == [] and again.skipped == [filtered / n for n in names]
+    # the other rule of the background filter is another setting: not skipped
+    june = convert_dhp19(
+        fake.root,
+        filtered,
+        background_filter=True,
+        background_stamps="neighbours-and-self",
+        progress=False,
+    )
+    assert june.skipped == [] and june.converted == [] and len(june.rejected) == 2
+    assert (
+        "(stored: background filter rule=DHP19 BackgroundFilter.m, per camera, "
+        "stamps=neighbours, support_us=70000; requested: background filter rule=DHP19 "
+        "BackgroundFilter.m, per camera, stamps=neighbours-and-self, support_us=70000)"
+    ) in june.rejected[0][1]
 
 
 def write_foreign_output(path: Path, extra: dict[str, object]) -> None:
@@ -1089,6 +1371,29 @@ def write_foreign_output(path: Path, extra: dict[str, object]) -> None:
         (
             {"hot_pixel_filter": {"threshold": 10000, "removed": [0]}, "background_filter": None},
             "stored: hot-pixel filter threshold=10000; background filter off;",
+        ),
+        # version 3 filtered with the June rule and stored no "stamps"
+        (
+            {
+                "hot_pixel_filter": {
+                    "threshold": 10000,
+                    "rule": "pixels with >= threshold events removed",
+                    "removed": [0],
+                },
+                "background_filter": {
+                    "support_us": 70000,
+                    "rule": "DHP19 BackgroundFilter.m, per camera",
+                    "removed": [1],
+                },
+                "max_stray_fraction": 0.01,
+                "max_repairable_jump_us": 1000,
+                "end_gap_limit": {"max_us": 1_000_000, "max_fraction": 0.1},
+                "converter_version": 3,
+            },
+            "(stored: background filter rule=DHP19 BackgroundFilter.m, per camera, "
+            "support_us=70000; converter version 3; requested: background filter rule=DHP19 "
+            "BackgroundFilter.m, per camera, stamps=neighbours, support_us=70000; converter "
+            "version 4)",
         ),
         (
             {},
@@ -1592,16 +1897,16 @@ def test_converter_version_is_part_of_the_settings(
     names = ["S1_session1_mov1.h5", "S1_session1_mov2.h5"]
     assert len(convert_dhp19(fake.root, out, progress=False).converted) == 2
     with Recording(out / names[0]) as r:
-        assert r.meta.extra["converter_version"] == 3 == dhp19.CONVERTER_VERSION
+        assert r.meta.extra["converter_version"] == 4 == dhp19.CONVERTER_VERSION
     # a later converter version does not take these files for its own
-    monkeypatch.setattr(dhp19_common, "CONVERTER_VERSION", 4)
+    monkeypatch.setattr(dhp19_common, "CONVERTER_VERSION", 5)
     summary = convert_dhp19(fake.root, out, progress=False)
     assert summary.skipped == [] and summary.converted == []
     assert summary.rejected[0][1] == (
-        f"{out / names[0]} exists with different settings (stored: converter version 3; "
-        "requested: converter version 4); delete it or use another --out"
+        f"{out / names[0]} exists with different settings (stored: converter version 4; "
+        "requested: converter version 5); delete it or use another --out"
     )
-    monkeypatch.setattr(dhp19_common, "CONVERTER_VERSION", 3)
+    monkeypatch.setattr(dhp19_common, "CONVERTER_VERSION", 4)
     # same settings as asked for, but written by version 2, or with no version at all
     settings: dict[str, object] = {
         "hot_pixel_filter": None,
@@ -1615,9 +1920,9 @@ def test_converter_version_is_part_of_the_settings(
     summary = convert_dhp19(fake.root, out, progress=False)
     assert summary.skipped == [] and summary.converted == []
     assert [reason.split(" (", 1)[1] for _, reason in summary.rejected] == [
-        "stored: converter version 2; requested: converter version 3); delete it or use "
+        "stored: converter version 2; requested: converter version 4); delete it or use "
         "another --out",
-        "stored: converter version not recorded; requested: converter version 3); delete it or "
+        "stored: converter version not recorded; requested: converter version 4); delete it or "
         "use another --out",
     ]
     # a version-2 file (no end-gap limit stored) names both differences
@@ -1628,12 +1933,12 @@ def test_converter_version_is_part_of_the_settings(
         .rejected[1][1]
         .endswith(
             "(stored: max end gap not recorded; converter version 2; requested: max end gap "
-            "max_fraction=0.1, max_us=1000000; converter version 3); delete it or use another --out"
+            "max_fraction=0.1, max_us=1000000; converter version 4); delete it or use another --out"
         )
     )
     # and with the current settings and version stored they are skipped
     settings["end_gap_limit"] = {"max_us": 1_000_000, "max_fraction": 0.1}
-    write_foreign_output(out / names[0], {**settings, "converter_version": 3})
+    write_foreign_output(out / names[0], {**settings, "converter_version": 4})
     assert convert_dhp19(fake.root, out, progress=False).skipped == [out / names[0]]
 
 
@@ -1710,6 +2015,15 @@ def test_cli_defaults_are_the_converter_defaults() -> None:
     args = cli.build_parser().parse_args(["convert-dhp19", "--root", "r", "--out", "o"])
     assert args.max_stray_fraction == dhp19.MAX_STRAY_FRACTION == 0.01
     assert args.max_repairable_jump_us == dhp19.MAX_REPAIRABLE_JUMP_US == 1000
+    assert args.camera_position_tolerance_mm == dhp19.CAMERA_POSITION_TOLERANCE_MM == 10.0
+    # the CLI spells the rules out (it does not import the converter to start): the same ones;
+    # without --background-stamps the converter's default rule applies
+    assert args.background_stamps is None and dhp19.DEFAULT_BACKGROUND_STAMPS == "neighbours"
+    commands = next(
+        a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    options = {a.dest: a for a in commands.choices["convert-dhp19"]._actions}
+    assert options["background_stamps"].choices == dhp19.BACKGROUND_STAMPS
 
 
 @pytest.mark.parametrize(
@@ -1721,6 +2035,8 @@ def test_cli_defaults_are_the_converter_defaults() -> None:
         (["--max-stray-fraction", "x"], "expected a number, got 'x'"),
         (["--max-repairable-jump-us", "-1"], "expected a number >= 0, got -1"),
         (["--max-repairable-jump-us", "1.5"], "expected a whole number, got '1.5'"),
+        (["--background-stamps", "self"], "invalid choice: 'self'"),
+        (["--camera-position-tolerance-mm", "-1"], "expected a number >= 0.0, got -1"),
     ],
 )
 def test_cli_bad_convert_arguments_are_one_line(
@@ -1740,6 +2056,32 @@ def test_cli_bad_convert_arguments_are_one_line(
     assert len(err.strip().splitlines()) == 1 and message in err
     assert err.startswith("hybridpose convert-dhp19: error: ")
     assert leftovers(tmp_path) == []  # nothing converted into the current directory
+
+
+def test_background_rule_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_fake_dhp19(tmp_path / "root", movements=(1,), events_per_camera=200).root
+    base = ["convert-dhp19", "--root", str(root), "--quiet", "--background-filter"]
+    stored = {}
+    for rule, out in (("", "now"), ("neighbours-and-self", "june")):
+        args = [*base, "--out", str(tmp_path / out)]
+        assert cli.main([*args, "--background-stamps", rule] if rule else args) == 0
+        with Recording(tmp_path / out / "S1_session1_mov1.h5") as r:
+            stored[out] = r.meta.extra["background_filter"]
+    assert stored["now"]["stamps"] == "neighbours"
+    assert stored["june"]["stamps"] == "neighbours-and-self"
+    # the June rule keeps more: each pixel's own events support it too
+    assert sum(stored["june"]["removed"]) < sum(stored["now"]["removed"])
+    capsys.readouterr()
+    # the rule without the filter is a mistake, not silently ignored
+    lonely = ["convert-dhp19", "--root", str(root), "--out", str(tmp_path / "x")]
+    assert cli.main([*lonely, "--background-stamps", "neighbours"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "hybridpose convert-dhp19: error: --background-stamps: only with --background-filter\n"
+    )
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize(

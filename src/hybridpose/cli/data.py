@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+import logging
+import math
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hybridpose.cli.args import (
     EXIT_SOME_FAILED,
@@ -32,11 +36,28 @@ def add_inspect(subparsers: Subparsers) -> None:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
+    from hybridpose.io.recording import Recording
     from hybridpose.summary import format_summary, recording_summary
 
     summary = recording_summary(args.file)
-    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    if not args.json:
+        print(format_summary(summary))
+        return 0
+    with Recording(args.file) as rec:  # metadata only, as the summary
+        summary["extra"] = _json_safe(rec.meta.extra)
+    print(json.dumps(summary, indent=2, allow_nan=False))
     return 0
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats as None, so that the output is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 # ------------------------------------------------------------------------------ convert-dhp19
@@ -64,6 +85,14 @@ def add_convert_dhp19(subparsers: Subparsers) -> None:
     )
     p.add_argument(
         "--background-filter", action="store_true", help="background-activity filter (70 ms)"
+    )
+    p.add_argument(
+        "--background-stamps",
+        choices=("neighbours", "neighbours-and-self"),
+        metavar="RULE",
+        help="with --background-filter, its rule: neighbours (an event stamps its 8 neighbours, "
+        "as DHP19's BackgroundFilter.m does since 2019-10-04; default) or neighbours-and-self "
+        "(its own pixel too, the June 2019 rule)",
     )
     p.add_argument(
         "--max-stray-fraction",
@@ -94,27 +123,56 @@ def add_convert_dhp19(subparsers: Subparsers) -> None:
         metavar="F",
         help="the same limit as a fraction of the recording (default 0.1)",
     )
+    p.add_argument(
+        "--camera-position-tolerance-mm",
+        type=float_above(0.0, inclusive=True),
+        default=10.0,
+        metavar="MM",
+        help="warn about a camera whose row of camera_positions.npy lies more than MM from "
+        "the centre of its P matrix (default 10)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run_convert_dhp19(args: argparse.Namespace) -> int:
-    from hybridpose.io.dhp19 import convert_dhp19
+    from hybridpose.io.dhp19 import DEFAULT_BACKGROUND_STAMPS, Dhp19Error, convert_dhp19
 
-    summary = convert_dhp19(
-        args.root,
-        args.out,
-        workers=args.workers,
-        hot_pixel_filter=args.hot_pixel_filter,
-        background_filter=args.background_filter,
-        max_stray_fraction=args.max_stray_fraction,
-        max_repairable_jump_us=args.max_repairable_jump_us,
-        max_end_gap_us=args.max_end_gap_us,
-        max_end_gap_fraction=args.max_end_gap_fraction,
-        progress=not args.quiet,
-    )
+    if args.background_stamps is not None and not args.background_filter:
+        raise Dhp19Error("--background-stamps: only with --background-filter")
+
+    with _warnings_to_stderr("hybridpose.io.dhp19", "convert-dhp19"):
+        summary = convert_dhp19(
+            args.root,
+            args.out,
+            workers=args.workers,
+            hot_pixel_filter=args.hot_pixel_filter,
+            background_filter=args.background_filter,
+            background_stamps=args.background_stamps or DEFAULT_BACKGROUND_STAMPS,
+            max_stray_fraction=args.max_stray_fraction,
+            max_repairable_jump_us=args.max_repairable_jump_us,
+            max_end_gap_us=args.max_end_gap_us,
+            max_end_gap_fraction=args.max_end_gap_fraction,
+            camera_position_tolerance_mm=args.camera_position_tolerance_mm,
+            progress=not args.quiet,
+        )
     print(summary.format())
     # rejected recordings are listed above; a script sees them through the exit status
     return EXIT_SOME_FAILED if summary.rejected else 0
+
+
+@contextmanager
+def _warnings_to_stderr(logger_name: str, command: str) -> Iterator[None]:
+    """Print the warnings logged under ``logger_name`` to stderr, one line each, as
+    ``hybridpose COMMAND: warning: ...``, while the block runs."""
+    logger = logging.getLogger(logger_name)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter(f"hybridpose {command}: warning: %(message)s"))
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def _fraction(text: str) -> float:

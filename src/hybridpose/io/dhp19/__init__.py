@@ -33,13 +33,14 @@ What the converter does to one recording, in order:
    file-order ends and the earliest/latest timestamps are stored in
    ``extra["stream_ends_us_raw"]``, the rule used in ``extra["start_stop_rule"]``. Each
    camera's events are cropped to the interval first (an inclusive mask on the unwrapped
-   timestamps); only then is the order of what is kept checked: an event more than
-   :data:`MAX_REPAIRABLE_JUMP_US` (``max_repairable_jump_us``) behind the latest earlier kept
-   event of its camera rejects the recording (naming the event index and the jump), smaller
-   disorder is repaired with a stable sort and counted, and the largest backward jump is
-   recorded (``max_backward_jump_us``). So a glitch in events that are dropped anyway costs
-   nothing. Times are rebased so that ``start = 0`` and Vicon sample ``k`` is at
-   ``k * 10 000 us``.
+   timestamps; the dropped ones are counted per camera in ``extra["dropped_before_start"]``,
+   ``extra["dropped_after_stop"]`` and their sum ``extra["dropped_outside"]``); only then is
+   the order of what is kept checked: an event more than :data:`MAX_REPAIRABLE_JUMP_US`
+   (``max_repairable_jump_us``) behind the latest earlier kept event of its camera rejects the
+   recording (naming the event index and the jump), smaller disorder is repaired with a stable
+   sort and counted, and the largest backward jump is recorded (``max_backward_jump_us``). So
+   a glitch in events that are dropped anyway costs nothing. Times are rebased so that
+   ``start = 0`` and Vicon sample ``k`` is at ``k * 10 000 us``.
    **Truncation at a record boundary.** A file cut between two records reads as a whole number
    of records; its stop special is gone, so the stop is derived from the Vicon length and the
    labels run on past the last event. The *end gap*, from the latest polarity event inside
@@ -65,15 +66,24 @@ What the converter does to one recording, in order:
    chosen so that the labelled body is in front of the camera (:func:`dhp19_cameras`).
 6. **Filters** (off unless asked), per camera and after the crop: hot pixels (``10^4`` or more
    events in the recording, :func:`hot_pixel_mask`), then the background-activity filter of the
-   DHP19 reference (:func:`background_activity_mask`) on what the hot-pixel filter kept. The
-   filter settings, the rejection thresholds and :data:`CONVERTER_VERSION` are stored in
-   ``extra``; :func:`convert_dhp19` skips an existing output only if all of them are the ones
-   of the current run.
+   DHP19 reference (:func:`background_activity_mask`) on what the hot-pixel filter kept. By
+   default that filter follows the reference's current BackgroundFilter.m (since commit
+   3395890, 2019-10-04: an event stamps its 8 neighbours, not its own pixel); its June 2019 rule
+   (its own pixel too) is the option ``background_stamps="neighbours-and-self"``
+   (:data:`BackgroundStamps`). The filter settings (the rule included), the rejection
+   thresholds and :data:`CONVERTER_VERSION` are stored in ``extra``; :func:`convert_dhp19` skips
+   an existing output only if all of them are the ones of the current run.
 7. **Vicon labels** (struct ``XYZPOS``, 13 fields of (N, 3) mm, NaN = missing) are read by the
    small bounds-checked MAT-file reader :func:`hybridpose.io.mat5.read_mat5_struct`, because
    ``scipy.io.loadmat`` crashes the process on some damaged files.
 8. **Camera mapping** used by the DHP19 notebooks: event camera 0 -> P4, 1 -> P1, 2 -> P3,
    3 -> P2; the two front cameras are those of P2 and P3 (event cameras 3 and 2).
+9. **Camera positions.** Each camera's row of ``camera_positions.npy`` (the reference
+   notebook's ray origins for triangulation, stored as the output cameras' ``center``) is
+   compared with the centre of its ``P`` matrix (P's null vector, :func:`p_matrix_center`);
+   the distances are stored in ``extra["camera_positions"]``, and a camera farther than
+   :data:`CAMERA_POSITION_TOLERANCE_MM` (10 mm, ``camera_position_tolerance_mm``) is warned
+   about, naming the file and the camera (:func:`log_camera_position_warnings`).
 
 Every problem with the input raises an error naming the file and the problem:
 :class:`Dhp19Error`, or, from the general file readers, :class:`~hybridpose.io.aedat.AedatError`
@@ -104,7 +114,8 @@ and extract_from_aedat.m of DHP19), all known ones:
   session1 mov1: stop = the latest event); here timestamps are unwrapped instead.
 - **Background filter.** Here per camera, on time-sorted events, each camera with its own
   border. The reference filters one tiled image of the 4 cameras in file order, so an event on
-  an inner tile edge stamps into the neighbouring camera's tile.
+  an inner tile edge stamps into the neighbouring camera's tile. (Which pixels an event stamps
+  follows the reference: its current rule by default, its June 2019 rule as an option.)
 - **Stray events** are dropped like the reference does, but a file with more than
   ``max_stray_fraction`` of them is rejected: a threshold of our own (the reference has none).
 - **Timestamp disorder.** The reference neither sorts nor checks the order; the repair of
@@ -134,16 +145,23 @@ from hybridpose.io.dhp19.batch import (
 )
 from hybridpose.io.dhp19.calibration import (
     FLIP_A,
+    CameraPositionCheck,
     PMatrices,
+    check_camera_positions,
     dhp19_cameras,
+    log_camera_position_warnings,
+    p_matrix_center,
     read_p_matrices,
     write_p_matrices,
 )
 from hybridpose.io.dhp19.common import (
     BACKGROUND_FILTER_RULE,
+    BACKGROUND_STAMPS,
     BACKGROUND_SUPPORT_US,
+    CAMERA_POSITION_TOLERANCE_MM,
     CAMERA_TO_MATRIX,
     CONVERTER_VERSION,
+    DEFAULT_BACKGROUND_STAMPS,
     HOT_PIXEL_RULE,
     HOT_PIXEL_THRESHOLD,
     MAX_CAMERA_ID,
@@ -154,6 +172,7 @@ from hybridpose.io.dhp19.common import (
     SENSOR_SIZE,
     STREAM_ENDS_RULE,
     VICON_PERIOD_US,
+    BackgroundStamps,
     Dhp19Error,
 )
 from hybridpose.io.dhp19.convert import ConversionResult, convert_recording
@@ -171,9 +190,12 @@ from hybridpose.joints import JOINT_NAMES
 
 __all__ = [
     "BACKGROUND_FILTER_RULE",
+    "BACKGROUND_STAMPS",
     "BACKGROUND_SUPPORT_US",
+    "CAMERA_POSITION_TOLERANCE_MM",
     "CAMERA_TO_MATRIX",
     "CONVERTER_VERSION",
+    "DEFAULT_BACKGROUND_STAMPS",
     "FLIP_A",
     "HOT_PIXEL_RULE",
     "HOT_PIXEL_THRESHOLD",
@@ -189,6 +211,8 @@ __all__ = [
     "STREAM_ENDS_RULE",
     "VICON_PERIOD_US",
     "WRAP_US",
+    "BackgroundStamps",
+    "CameraPositionCheck",
     "ConversionResult",
     "ConversionSummary",
     "DecodedAddresses",
@@ -197,6 +221,7 @@ __all__ = [
     "PMatrices",
     "StartStop",
     "background_activity_mask",
+    "check_camera_positions",
     "check_end_gap",
     "convert_dhp19",
     "convert_recording",
@@ -206,6 +231,8 @@ __all__ = [
     "find_recordings",
     "find_start_stop",
     "hot_pixel_mask",
+    "log_camera_position_warnings",
+    "p_matrix_center",
     "read_p_matrices",
     "read_vicon_mat",
     "repair_timestamp_order",

@@ -15,15 +15,24 @@ from typing import Any
 from tqdm import tqdm
 
 from hybridpose.errors import HybridPoseError, describe_error, first_line
-from hybridpose.io.dhp19.calibration import read_p_matrices
+from hybridpose.io.dhp19.calibration import (
+    check_camera_positions,
+    log_camera_position_warnings,
+    read_p_matrices,
+)
 from hybridpose.io.dhp19.common import (
     BACKGROUND_SUPPORT_US,
+    CAMERA_POSITION_TOLERANCE_MM,
+    DEFAULT_BACKGROUND_STAMPS,
     HOT_PIXEL_THRESHOLD,
     MAX_END_GAP_FRACTION,
     MAX_END_GAP_US,
     MAX_REPAIRABLE_JUMP_US,
     MAX_STRAY_FRACTION,
+    BackgroundStamps,
     Dhp19Error,
+    check_background_stamps,
+    check_camera_position_tolerance,
     output_settings,
 )
 from hybridpose.io.dhp19.convert import convert_recording
@@ -151,6 +160,8 @@ class _Task:
     max_repairable_jump_us: int = MAX_REPAIRABLE_JUMP_US
     max_end_gap_us: int = MAX_END_GAP_US
     max_end_gap_fraction: float = MAX_END_GAP_FRACTION
+    background_stamps: BackgroundStamps = DEFAULT_BACKGROUND_STAMPS
+    camera_position_tolerance_mm: float = CAMERA_POSITION_TOLERANCE_MM
 
 
 def _run_task(task: _Task) -> str | None:
@@ -178,6 +189,9 @@ def _run_task(task: _Task) -> str | None:
             max_repairable_jump_us=task.max_repairable_jump_us,
             max_end_gap_us=task.max_end_gap_us,
             max_end_gap_fraction=task.max_end_gap_fraction,
+            background_stamps=task.background_stamps,
+            camera_position_tolerance_mm=task.camera_position_tolerance_mm,
+            warn_camera_positions=False,  # warned once per run, by convert_dhp19
         )
     except HybridPoseError as err:
         return str(err)
@@ -266,6 +280,8 @@ def convert_dhp19(
     max_repairable_jump_us: int = MAX_REPAIRABLE_JUMP_US,
     max_end_gap_us: int = MAX_END_GAP_US,
     max_end_gap_fraction: float = MAX_END_GAP_FRACTION,
+    background_stamps: BackgroundStamps = DEFAULT_BACKGROUND_STAMPS,
+    camera_position_tolerance_mm: float = CAMERA_POSITION_TOLERANCE_MM,
     progress: bool = True,
 ) -> ConversionSummary:
     """Convert every recording of a DHP19 root into ``out_dir/S{s}_session{n}_mov{k}.h5``.
@@ -278,6 +294,12 @@ def convert_dhp19(
     stored none), or one that cannot be read, is rejected with the reason and left untouched.
     A recording that fails any check, or whose conversion meets an ``OSError`` or
     ``MemoryError``, is rejected with its reason and leaves no file; the others go on.
+
+    The calibration is read once, at the start: a camera whose row of
+    ``camera_positions.npy`` lies farther than ``camera_position_tolerance_mm`` from the centre
+    of its ``P`` matrix is warned about then, once per run
+    (:func:`~hybridpose.io.dhp19.log_camera_position_warnings`); every output stores the
+    distances (``extra["camera_positions"]``).
 
     With ``workers > 1``, a worker process killed from outside (typically by the kernel when
     memory runs out) breaks the process pool: the recordings already converted are kept, and
@@ -293,6 +315,9 @@ def convert_dhp19(
             ``if __name__ == "__main__":`` guard.
         hot_pixel_filter: remove hot pixels (10^4 or more events in a recording).
         background_filter: apply the 70 ms background-activity filter of the DHP19 reference.
+        background_stamps: its rule, ``"neighbours"`` (the reference's current one, default) or
+            ``"neighbours-and-self"`` (June 2019); part of the settings an existing output must
+            have been made with to be skipped.
         max_stray_fraction: reject a recording with more than this fraction of stray polarity
             events (in ``[0, 1]``; see :func:`convert_recording`).
         max_repairable_jump_us: the largest per-camera backward timestamp jump that is
@@ -300,6 +325,8 @@ def convert_dhp19(
         max_end_gap_us, max_end_gap_fraction: a recording whose events end more than the
             smaller of these (us, and fraction of its interval) before its stop is rejected as
             cut (see :func:`convert_recording`).
+        camera_position_tolerance_mm: warn about a camera whose position lies farther than
+            this (mm, ``>= 0``) from its ``P`` centre; not a setting the outputs are compared on.
         progress: show a progress bar over the recordings.
 
     Returns:
@@ -313,13 +340,12 @@ def convert_dhp19(
             out of range.
     """
     _check_arguments(out_dir, workers, max_stray_fraction, max_repairable_jump_us)
-    if max_end_gap_us < 0:
-        raise Dhp19Error(f"max_end_gap_us must be >= 0, got {max_end_gap_us}")
-    if not 0.0 <= max_end_gap_fraction <= 1.0:
-        raise Dhp19Error(f"max_end_gap_fraction must be in [0, 1], got {max_end_gap_fraction}")
+    _check_more_arguments(
+        max_end_gap_us, max_end_gap_fraction, background_stamps, camera_position_tolerance_mm
+    )
     recordings = find_recordings(root)
     root, out_dir = Path(root), Path(out_dir)
-    p_dir = _check_root(root)
+    p_dir = _check_root(root, camera_position_tolerance_mm)
     stale_removed = _prepare_out_dir(out_dir)
 
     wanted = output_settings(
@@ -329,6 +355,7 @@ def convert_dhp19(
         max_repairable_jump_us,
         max_end_gap_us,
         max_end_gap_fraction,
+        background_stamps,
     )
 
     plan = _plan(recordings, out_dir, wanted)
@@ -343,6 +370,8 @@ def convert_dhp19(
             max_repairable_jump_us,
             max_end_gap_us,
             max_end_gap_fraction,
+            background_stamps,
+            camera_position_tolerance_mm,
         )
         for i, out in plan.to_convert
     ]
@@ -377,11 +406,27 @@ def _check_arguments(
         raise Dhp19Error(f"max_repairable_jump_us must be >= 0, got {max_repairable_jump_us}")
 
 
-def _check_root(root: Path) -> Path:
+def _check_more_arguments(
+    max_end_gap_us: int,
+    max_end_gap_fraction: float,
+    background_stamps: str,
+    camera_position_tolerance_mm: float,
+) -> None:
+    """Reject the remaining settings of :func:`convert_dhp19` out of range (Dhp19Error)."""
+    if max_end_gap_us < 0:
+        raise Dhp19Error(f"max_end_gap_us must be >= 0, got {max_end_gap_us}")
+    if not 0.0 <= max_end_gap_fraction <= 1.0:
+        raise Dhp19Error(f"max_end_gap_fraction must be in [0, 1], got {max_end_gap_fraction}")
+    check_background_stamps(background_stamps)
+    check_camera_position_tolerance(camera_position_tolerance_mm)
+
+
+def _check_root(root: Path, camera_position_tolerance_mm: float) -> Path:
     """The ``P_matrices`` folder of a root, once ``Vicon_data`` and the calibration check out.
 
     The calibration is read here once, so that a malformed one fails the whole run instead of
-    every recording.
+    every recording, and a camera position that disagrees with its ``P`` is warned about once
+    (:func:`~hybridpose.io.dhp19.log_camera_position_warnings`).
 
     Raises:
         Dhp19Error: ``Vicon_data`` is not a folder, or ``P_matrices`` is missing or malformed.
@@ -390,7 +435,10 @@ def _check_root(root: Path) -> Path:
     if not vicon_dir.is_dir():
         raise Dhp19Error(f"{vicon_dir}: no Vicon_data folder in the DHP19 root")
     p_dir = root / "P_matrices"
-    read_p_matrices(p_dir)  # fail once here, not once per recording
+    calibration = read_p_matrices(p_dir)  # fail once here, not once per recording
+    log_camera_position_warnings(
+        check_camera_positions(calibration, p_dir, camera_position_tolerance_mm)
+    )
     return p_dir
 
 

@@ -1,4 +1,5 @@
-"""DHP19's calibration (``P_matrices/``) and the output cameras made from it; and the inverse,
+"""DHP19's calibration (``P_matrices/``) and the output cameras made from it; the check of
+``camera_positions.npy`` against the centres of the ``P`` matrices; and the inverse,
 ``P_matrices/`` written from cameras in our pixel frame.
 
 The pixel flip and the camera mapping are steps 5 and 8 of :mod:`hybridpose.io.dhp19`.
@@ -6,6 +7,7 @@ The pixel flip and the camera mapping are steps 5 and 8 of :mod:`hybridpose.io.d
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +16,15 @@ import numpy as np
 
 from hybridpose.atomic import atomic_write
 from hybridpose.errors import first_line
-from hybridpose.io.dhp19.common import CAMERA_TO_MATRIX, Dhp19Error, F64Array
+from hybridpose.io.dhp19.common import (
+    CAMERA_POSITION_TOLERANCE_MM,
+    CAMERA_TO_MATRIX,
+    Dhp19Error,
+    F64Array,
+)
 from hybridpose.io.recording import CameraCalibration
+
+_LOG = logging.getLogger(__name__)
 
 FLIP_A = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 260.0], [0.0, 0.0, 1.0]])
 """Pixel transform from DHP19's projection frame to ours: ``v -> 260 - v``, ``u`` unchanged."""
@@ -76,7 +85,7 @@ def read_p_matrices(p_dir: Path) -> PMatrices:
     Raises:
         Dhp19Error: the folder or a file is missing, not a .npy file, of the wrong shape, holds
             non-finite values, or a matrix is singular (``det(P[:, :3]) == 0``) or so large
-            that it overflows.
+            (or nearly singular) that it or its centre overflows.
     """
     p_dir = Path(p_dir)
     if not p_dir.is_dir():
@@ -88,13 +97,117 @@ def read_p_matrices(p_dir: Path) -> PMatrices:
         with np.errstate(all="ignore"):  # overflow is reported below, as bad input
             det = np.linalg.det(P[:, :3])
             flipped = FLIP_A @ P
-        if det == 0.0 or not np.isfinite(det) or not np.all(np.isfinite(flipped)):
+            center = p_matrix_center(P) if det != 0.0 and np.isfinite(det) else P[:, 3] * np.nan
+        finite = np.all(np.isfinite(flipped)) and np.all(np.isfinite(center))
+        if det == 0.0 or not np.isfinite(det) or not finite:
             raise Dhp19Error(
                 f"{path}: singular or overflowing projection matrix (det of P[:, :3] is {det:g})"
             )
         matrices.append(P)
     centers = _load_small_npy(p_dir / "camera_positions.npy", (4, 3))
     return PMatrices(P=np.stack(matrices), centers=centers)
+
+
+def p_matrix_center(P: F64Array) -> F64Array:
+    """The optical centre of a camera read from its 3x4 projection matrix, in world mm.
+
+    The centre ``C`` is the null vector of ``P``: ``P @ [C, 1] = 0``, i.e.
+    ``C = -inv(P[:, :3]) @ P[:, 3]``. Scaling ``P`` (by any non-zero factor, negative ones
+    included) or flipping its pixels (:data:`FLIP_A`) leaves it unchanged.
+
+    Args:
+        P: (3, 4) with ``det(P[:, :3]) != 0`` (:func:`read_p_matrices` checks that).
+
+    Example:
+        >>> p_matrix_center(np.array([[1.0, 0, 0, -1], [0, 1, 0, -2], [0, 0, 1, -3]])).tolist()
+        [1.0, 2.0, 3.0]
+    """
+    center: F64Array = -np.linalg.solve(P[:, :3], P[:, 3]).astype(np.float64)
+    return center
+
+
+@dataclass(frozen=True, eq=False)
+class CameraPositionCheck:
+    """``camera_positions.npy`` against the centres of the ``P`` matrices, per event camera.
+
+    Attributes:
+        file: the ``camera_positions.npy`` read.
+        p_centers: (4, 3) centre of each event camera's ``P`` (:func:`p_matrix_center`), in
+            event-camera-id order, world mm.
+        distances_mm: (4,) distance from each event camera's row of ``camera_positions.npy``
+            to its ``P`` centre.
+        tolerance_mm: the distance above which a camera is warned about.
+    """
+
+    file: Path
+    p_centers: F64Array
+    distances_mm: F64Array
+    tolerance_mm: float
+
+    def warnings(self) -> list[str]:
+        """One message per camera whose distance exceeds the tolerance, naming file and camera."""
+        return [
+            f"{self.file}: camera {c} (row {m - 1}, P{m}.npy): its position lies "
+            f"{self.distances_mm[c]:.1f} mm from the centre of P{m}.npy (P's null vector), more "
+            f"than {self.tolerance_mm:g} mm: rays started at camera_positions.npy (as the "
+            "reference's triangulation does) are not the rays of P"
+            for c, m in enumerate(CAMERA_TO_MATRIX)
+            if self.distances_mm[c] > self.tolerance_mm
+        ]
+
+    def metadata(self) -> dict[str, object]:
+        """The JSON-serialisable record kept in a converted recording's ``extra``."""
+        return {
+            "file": self.file.name,
+            "distance_to_P_center_mm": [  # to the micrometre
+                round(float(d), 3) if np.isfinite(d) else None for d in self.distances_mm
+            ],
+            "P_center_mm": self.p_centers.tolist(),
+            "tolerance_mm": float(self.tolerance_mm),
+            "cameras_over_tolerance": [
+                int(c) for c in np.flatnonzero(self.distances_mm > self.tolerance_mm)
+            ],
+        }
+
+
+def check_camera_positions(
+    p: PMatrices, p_dir: Path, tolerance_mm: float = CAMERA_POSITION_TOLERANCE_MM
+) -> CameraPositionCheck:
+    """Compare each row of ``camera_positions.npy`` with the centre of its ``P`` matrix.
+
+    Camera ``c`` uses ``P{m}.npy`` and row ``m - 1`` of the positions, ``m = CAMERA_TO_MATRIX[c]``
+    (the layout :func:`read_p_matrices` reads); the two should be the same point (see
+    :data:`~hybridpose.io.dhp19.common.CAMERA_POSITION_TOLERANCE_MM`).
+
+    Args:
+        p: the calibration read from ``p_dir``.
+        p_dir: the ``P_matrices`` folder, for the messages.
+        tolerance_mm: the distance above which :meth:`CameraPositionCheck.warnings` names a
+            camera.
+    """
+    centers = np.stack([p_matrix_center(p.P[m - 1]) for m in CAMERA_TO_MATRIX])
+    positions = np.stack([p.centers[m - 1] for m in CAMERA_TO_MATRIX])
+    with np.errstate(over="ignore"):  # absurd positions give inf: over any tolerance
+        distances = np.linalg.norm(positions - centers, axis=1)
+    return CameraPositionCheck(
+        file=Path(p_dir) / "camera_positions.npy",
+        p_centers=centers,
+        distances_mm=distances,
+        tolerance_mm=float(tolerance_mm),
+    )
+
+
+def log_camera_position_warnings(check: CameraPositionCheck) -> list[str]:
+    """Log :meth:`CameraPositionCheck.warnings` at level WARNING and return them.
+
+    The logger is ``hybridpose.io.dhp19.calibration``; with no logging configured, Python
+    prints the messages to stderr. ``hybridpose convert-dhp19`` prints them as
+    ``hybridpose convert-dhp19: warning: ...``.
+    """
+    messages = check.warnings()
+    for message in messages:
+        _LOG.warning("%s", message)
+    return messages
 
 
 def dhp19_cameras(p: PMatrices, joints: F64Array | None = None) -> list[CameraCalibration]:

@@ -1,6 +1,6 @@
 """Convert one DHP19 recording (an ``.aedat`` file and its Vicon labels) into a native file.
 
-Steps 1-8 of :mod:`hybridpose.io.dhp19`, in order, for one recording.
+Steps 1-9 of :mod:`hybridpose.io.dhp19`, for one recording.
 """
 
 from __future__ import annotations
@@ -14,10 +14,19 @@ import numpy as np
 from hybridpose.events import Events, make_events
 from hybridpose.io.aedat import read_aedat2
 from hybridpose.io.dhp19.addresses import DecodedAddresses, decode_addresses
-from hybridpose.io.dhp19.calibration import PMatrices, dhp19_cameras, read_p_matrices
+from hybridpose.io.dhp19.calibration import (
+    CameraPositionCheck,
+    PMatrices,
+    check_camera_positions,
+    dhp19_cameras,
+    log_camera_position_warnings,
+    read_p_matrices,
+)
 from hybridpose.io.dhp19.common import (
     BACKGROUND_SUPPORT_US,
+    CAMERA_POSITION_TOLERANCE_MM,
     CAMERA_TO_MATRIX,
+    DEFAULT_BACKGROUND_STAMPS,
     HOT_PIXEL_THRESHOLD,
     MAX_CAMERA_ID,
     MAX_END_GAP_FRACTION,
@@ -27,10 +36,13 @@ from hybridpose.io.dhp19.common import (
     SENSOR_SIZE,
     STREAM_ENDS_RULE,
     VICON_PERIOD_US,
+    BackgroundStamps,
     Dhp19Error,
     F64Array,
     I64Array,
     IntpArray,
+    check_background_stamps,
+    check_camera_position_tolerance,
     output_settings,
 )
 from hybridpose.io.dhp19.filters import background_activity_mask, hot_pixel_mask
@@ -70,6 +82,9 @@ class ConversionResult:
         num_labels: Vicon samples written.
         end_gap_us: time from the latest polarity event inside the interval (any camera,
             before the filters) to the stop (see :func:`~hybridpose.io.dhp19.check_end_gap`).
+        camera_position_distance_mm: per camera, the distance in mm from its row of
+            ``camera_positions.npy`` to the centre of its ``P`` matrix (see
+            :func:`~hybridpose.io.dhp19.check_camera_positions`).
     """
 
     path: Path
@@ -87,6 +102,7 @@ class ConversionResult:
     stop_us: int
     num_labels: int
     end_gap_us: int
+    camera_position_distance_mm: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,7 @@ class _CameraEvents:
     in_window: int
     last_in_window_us: int | None  # latest timestamp inside [start, stop], before the filters
     dropped_outside: int
+    dropped_before_start: int
     hot_pixel_filtered: int
     background_filtered: int
     repaired: int
@@ -131,10 +148,13 @@ def convert_recording(
     background_filter: bool = False,
     hot_pixel_threshold: int = HOT_PIXEL_THRESHOLD,
     background_support_us: int = BACKGROUND_SUPPORT_US,
+    background_stamps: BackgroundStamps = DEFAULT_BACKGROUND_STAMPS,
     max_repairable_jump_us: int = MAX_REPAIRABLE_JUMP_US,
     max_stray_fraction: float = MAX_STRAY_FRACTION,
     max_end_gap_us: int = MAX_END_GAP_US,
     max_end_gap_fraction: float = MAX_END_GAP_FRACTION,
+    camera_position_tolerance_mm: float = CAMERA_POSITION_TOLERANCE_MM,
+    warn_camera_positions: bool = True,
 ) -> ConversionResult:
     """Convert one DHP19 recording into a native recording file (see :mod:`hybridpose.io.dhp19`).
 
@@ -151,6 +171,9 @@ def convert_recording(
         hot_pixel_threshold: a pixel with this many events or more in the recording is hot
             (at least 1).
         background_support_us: support window of the background-activity filter.
+        background_stamps: which pixels an event stamps in the background-activity filter:
+            ``"neighbours"`` (the reference's current rule, default) or ``"neighbours-and-self"``
+            (its June 2019 rule); see :data:`~hybridpose.io.dhp19.common.BackgroundStamps`.
         max_repairable_jump_us: the largest per-camera backward timestamp jump that is repaired.
         max_stray_fraction: the recording is rejected if more than this fraction of its
             polarity events are stray (in ``[0, 1]``).
@@ -159,6 +182,14 @@ def convert_recording(
             (in ``[0, 1]``). The recording is rejected as truncated if its latest polarity event
             inside ``[start, stop]`` lies before the stop by more than the smaller of the two
             limits (see :data:`~hybridpose.io.dhp19.MAX_END_GAP_FRACTION`).
+        camera_position_tolerance_mm: a camera whose row of ``camera_positions.npy`` lies
+            farther than this (mm, ``>= 0``) from the centre of its ``P`` matrix is warned about
+            (see :data:`~hybridpose.io.dhp19.CAMERA_POSITION_TOLERANCE_MM`); the distances are
+            stored in ``extra["camera_positions"]`` whatever it is.
+        warn_camera_positions: log those warnings
+            (:func:`~hybridpose.io.dhp19.log_camera_position_warnings`);
+            :func:`~hybridpose.io.dhp19.convert_dhp19` checks the calibration once per run and
+            turns this off for each recording.
 
     Returns:
         The counts of what was kept, dropped, filtered and repaired.
@@ -174,14 +205,19 @@ def convert_recording(
     _check_settings(
         hot_pixel_threshold=hot_pixel_threshold,
         background_support_us=background_support_us,
+        background_stamps=background_stamps,
         max_repairable_jump_us=max_repairable_jump_us,
         max_end_gap_us=max_end_gap_us,
         max_stray_fraction=max_stray_fraction,
         max_end_gap_fraction=max_end_gap_fraction,
+        camera_position_tolerance_mm=camera_position_tolerance_mm,
     )
     aedat, out = Path(aedat), Path(out)
     name = str(aedat)
     calibration = read_p_matrices(p_dir)
+    positions = check_camera_positions(calibration, p_dir, camera_position_tolerance_mm)
+    if warn_camera_positions:
+        log_camera_position_warnings(positions)
     joints = read_vicon_mat(vicon_mat)
     cameras = dhp19_cameras(calibration, joints)
     addresses, raw_t = read_aedat2(aedat)
@@ -215,6 +251,7 @@ def convert_recording(
             name=f"{name} camera {c}",
             hot_pixel_threshold=hot,
             background_support_us=background,
+            background_stamps=background_stamps,
             max_repairable_jump_us=max_repairable_jump_us,
         )
         for c in range(len(CAMERA_TO_MATRIX))
@@ -251,6 +288,7 @@ def convert_recording(
         per_camera,
         strays,
         end_gap,
+        positions,
         output_settings(
             hot,
             background,
@@ -258,6 +296,7 @@ def convert_recording(
             max_repairable_jump_us,
             max_end_gap_us,
             max_end_gap_fraction,
+            background_stamps,
         ),
     )
     meta = RecordingMeta(
@@ -284,6 +323,7 @@ def convert_recording(
         stop_us=span.stop_us,
         num_labels=len(joints),
         end_gap_us=end_gap,
+        camera_position_distance_mm=tuple(float(d) for d in positions.distances_mm),
     )
 
 
@@ -291,14 +331,18 @@ def _check_settings(
     *,
     hot_pixel_threshold: int,
     background_support_us: int,
+    background_stamps: str,
     max_repairable_jump_us: int,
     max_end_gap_us: int,
     max_stray_fraction: float,
     max_end_gap_fraction: float,
+    camera_position_tolerance_mm: float,
 ) -> None:
     """Reject a setting of :func:`convert_recording` out of range (Dhp19Error)."""
     if hot_pixel_threshold < 1:
         raise Dhp19Error(f"hot_pixel_threshold must be >= 1, got {hot_pixel_threshold}")
+    check_background_stamps(background_stamps)
+    check_camera_position_tolerance(camera_position_tolerance_mm)
     for arg, value in (
         ("background_support_us", background_support_us),
         ("max_repairable_jump_us", max_repairable_jump_us),
@@ -350,11 +394,13 @@ def _camera_events(
     name: str,
     hot_pixel_threshold: int | None,
     background_support_us: int | None,
+    background_stamps: BackgroundStamps,
     max_repairable_jump_us: int,
 ) -> _CameraEvents:
     """One camera's events: cropped, then order checked and repaired, flipped, filtered, rebased."""
     tc = t[records]
     inside = (tc >= span.start_us) & (tc <= span.stop_us)
+    before = int(np.count_nonzero(tc < span.start_us))
     records = records[inside]
     last_in_window = int(t[records].max()) if len(records) else None
     order, repaired, max_jump = repair_timestamp_order(
@@ -374,7 +420,7 @@ def _camera_events(
     if background_support_us is not None:
         kept = np.flatnonzero(keep)
         passed = background_activity_mask(
-            x[kept], y[kept], tc[kept], support_us=background_support_us
+            x[kept], y[kept], tc[kept], support_us=background_support_us, stamps=background_stamps
         )
         keep[kept[~passed]] = False
         background = int(np.count_nonzero(~passed))
@@ -384,6 +430,7 @@ def _camera_events(
         in_window=len(records),
         last_in_window_us=last_in_window,
         dropped_outside=int(np.count_nonzero(~inside)),
+        dropped_before_start=before,
         hot_pixel_filtered=hot,
         background_filtered=background,
         repaired=repaired,
@@ -403,6 +450,7 @@ def _metadata(
     per_camera: list[_CameraEvents],
     strays: _Strays,
     end_gap_us: int,
+    positions: CameraPositionCheck,
     settings: dict[str, Any],
 ) -> dict[str, Any]:
     """The JSON-serialisable facts kept in the recording's ``extra``."""
@@ -439,6 +487,8 @@ def _metadata(
         "repaired_out_of_order": [c.repaired for c in per_camera],
         "max_backward_jump_us": [c.max_backward_jump_us for c in per_camera],
         "dropped_outside": [c.dropped_outside for c in per_camera],
+        "dropped_before_start": [c.dropped_before_start for c in per_camera],
+        "dropped_after_stop": [c.dropped_outside - c.dropped_before_start for c in per_camera],
         "hot_pixel_filter": None
         if hot is None
         else {**hot, "removed": [c.hot_pixel_filtered for c in per_camera]},
@@ -446,6 +496,7 @@ def _metadata(
         if background is None
         else {**background, "removed": [c.background_filtered for c in per_camera]},
         "cameras": [_label_diagnostics(cam.P, joints) for cam in cameras],
+        "camera_positions": positions.metadata(),
     }
 
 

@@ -10,13 +10,16 @@ import numpy.typing as npt
 
 from hybridpose.io.dhp19.common import (
     BACKGROUND_SUPPORT_US,
+    DEFAULT_BACKGROUND_STAMPS,
     HOT_PIXEL_THRESHOLD,
     SENSOR_SIZE,
+    BackgroundStamps,
     BoolArray,
     Dhp19Error,
+    check_background_stamps,
 )
 
-_NEIGHBOURHOOD = tuple((dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+_NEIGHBOURS = tuple((dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dx, dy) != (0, 0))
 
 
 def hot_pixel_mask(
@@ -67,6 +70,7 @@ def background_activity_mask(
     *,
     support_us: int = BACKGROUND_SUPPORT_US,
     sensor_size: tuple[int, int] = SENSOR_SIZE,
+    stamps: BackgroundStamps = DEFAULT_BACKGROUND_STAMPS,
 ) -> BoolArray:
     """Which events the DHP19 reference background-activity filter keeps (BackgroundFilter.m).
 
@@ -74,9 +78,15 @@ def background_activity_mask(
     events are taken one by one in stream order and each
 
     1. **passes** if its pixel holds a stamp and ``t - stamp <= support_us`` (inclusive);
-    2. then, kept or not, **stamps** its time on its own pixel and its 8 neighbours, unless it
+    2. then, kept or not, **stamps** its time on its 8 neighbours (``stamps="neighbours"``, the
+       reference's rule since commit 3395890 of 2019-10-04, "don't write to self"), or on its
+       8 neighbours and its own pixel (``"neighbours-and-self"``, the June 2019 rule), unless it
        lies on the sensor border (``x == 0``, ``x == W - 1``, ``y == 0`` or ``y == H - 1``):
        border events stamp nothing (but can pass).
+
+    Under the current rule the stamp an event reads was always written by an event on a
+    neighbouring pixel, so a pixel firing alone never passes, however often; under the June
+    rule its second event within the support passes on its first one's stamp.
 
     Ties: an event sees the stamps of every event before it in the stream, those with the same
     timestamp included, but not of those after it, even with the same timestamp; nor its own
@@ -91,8 +101,9 @@ def background_activity_mask(
 
     Vectorised (no loop per event; the result is exactly that of the loop, for any stream
     order): the stamp an event reads is the one of the last earlier stamping event on one of
-    the 9 pixels around it. Events are sorted by ``(pixel, stream index)``, and for each of the 9
-    offsets one ``searchsorted`` finds the last earlier stamping event on that pixel.
+    the pixels whose events stamp it: its 8 neighbours, and itself under the June rule. Events
+    are sorted by ``(pixel, stream index)``, and for each of those offsets one ``searchsorted``
+    finds the last earlier stamping event on that pixel.
 
     Args:
         x: (N,) columns of one camera's events.
@@ -100,17 +111,25 @@ def background_activity_mask(
         t: (N,) timestamps in stream order (the converter passes them sorted ascending).
         support_us: the support window ``dt``.
         sensor_size: ``(width, height)``.
+        stamps: which pixels an event stamps, ``"neighbours"`` (default) or
+            ``"neighbours-and-self"`` (see :data:`~hybridpose.io.dhp19.common.BackgroundStamps`).
 
     Returns:
         (N,) bool, True = keep.
 
     Raises:
-        Dhp19Error: the inputs differ in length or a pixel lies outside the sensor.
+        Dhp19Error: the inputs differ in length, a pixel lies outside the sensor, or ``stamps``
+            is not one of the two rules.
 
     Example:
         >>> background_activity_mask([5, 6, 6], [5, 5, 5], [0, 70_000, 140_001]).tolist()
         [False, True, False]
+        >>> background_activity_mask([5, 5], [5, 5], [0, 10]).tolist()  # a lone pixel
+        [False, False]
+        >>> background_activity_mask([5, 5], [5, 5], [0, 10], stamps="neighbours-and-self").tolist()
+        [False, True]
     """
+    check_background_stamps(stamps, "background filter: stamps")
     xi = np.asarray(x, dtype=np.int64)
     yi = np.asarray(y, dtype=np.int64)
     ti = np.asarray(t, dtype=np.int64)
@@ -124,13 +143,14 @@ def background_activity_mask(
     pixel = yi * width + xi
     order = np.argsort(pixel, kind="stable")  # all events by (pixel, stream index)
     q_pixel, q_x, q_y = pixel[order], xi[order], yi[order]
-    stamps = (q_x > 0) & (q_x < width - 1) & (q_y > 0) & (q_y < height - 1)
-    s_pixel, s_index = q_pixel[stamps], order[stamps]
+    stamping = (q_x > 0) & (q_x < width - 1) & (q_y > 0) & (q_y < height - 1)
+    s_pixel, s_index = q_pixel[stamping], order[stamping]
     if len(s_index) == 0:
         return keep
     keys = s_pixel * n + s_index  # ascending: (pixel, stream index) of the stamping events
     latest = np.full(n, -1, dtype=np.int64)  # per event in `order`: the stamp it reads, if any
-    for dx, dy in _NEIGHBOURHOOD:
+    offsets = _NEIGHBOURS + (((0, 0),) if stamps == "neighbours-and-self" else ())
+    for dx, dy in offsets:
         sx, sy = q_x + dx, q_y + dy
         inside = (sx >= 0) & (sx < width) & (sy >= 0) & (sy < height)
         source = q_pixel + (dy * width + dx)
