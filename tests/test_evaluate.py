@@ -155,6 +155,7 @@ def test_report_structure_and_exact_relations(report: dict[str, Any]) -> None:
         "hybrid": False,
         "hybrid_no_state_init": True,
         "hybrid_no_delta": True,
+        "hybrid_rnn": False,
     }
     assert models["ann_high"]["firing_rate"] is None
     assert models["ann_low_held"]["firing_rate"] is None

@@ -22,7 +22,9 @@ from hybridpose.pretrained import pretrained_dir
 from hybridpose.recipes import RECIPES, window_from_dict
 from hybridpose.synth.generate import PRESETS as SIM_PRESETS
 from hybridpose.synth.generate import simulate_dataset
+from hybridpose.trained import load_models
 from hybridpose.variants import names as variant_names
+from hybridpose.variants import variant
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +55,14 @@ def test_shipped_checkpoints_load_and_match_the_preset(shipped: Path) -> None:
 
 def test_shipped_report_agrees_with_the_shipped_models_and_the_code(shipped: Path) -> None:
     report = json.loads((shipped / "report.json").read_text())
-    assert list(report["models"]) == list(variant_names())
+    # every variant the shipped checkpoints hold: all but the optional CNN-RNN hybrid, which
+    # was not trained for them (load_models leaves it out when hybrid_rnn.pt is missing)
+    assert not (shipped / "hybrid_rnn.pt").exists()
+    shipped_variants = [n for n in variant_names() if not variant(n).optional]
+    assert list(load_models(shipped).networks) == shipped_variants
+    assert list(report["models"]) == shipped_variants
     window = RECIPES["cpu"].window
-    for name in variant_names():
+    for name in shipped_variants:
         m = report["models"][name]
         assert m["mpjpe2d_px"] > 0 and m["power_w"] > 0
         assert len(m["mpjpe2d_px_per_step"]) == window.steps

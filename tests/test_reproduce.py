@@ -72,12 +72,17 @@ def test_reproduce_end_to_end_and_resume(test_preset: None, tmp_path: Path) -> N
     # the dataset at the preset's sensor size, one training and one test subject
     files = sorted(p.name for p in (out / "data").glob("*.h5"))
     assert files == ["S13_session1_mov1.h5", "S1_session1_mov1.h5"]
-    # the three stages, complete; the hybrid started from the snn stage
+    # the stages, complete: the paper's three (the hybrid started from the snn stage), then
+    # the CNN-RNN hybrid (the recipe has no settings of its own for it: the hybrid's)
     ckpt = out / "checkpoints"
-    for stage in ("ann", "snn", "hybrid"):
+    for stage in ("ann", "snn", "hybrid", "hybrid_rnn"):
         data = load_checkpoint(ckpt / f"{stage}.pt")
         assert data["complete"] is True and data["stage"] == stage
         assert data["model_config"] == MODEL.to_dict()
+    assert load_checkpoint(ckpt / "hybrid_rnn.pt")["stage_config"]["state_loss_weight"] == 0.01
+    assert [m.split("]")[0] for m in messages if "training the" in m] == [
+        "[2/6", "[3/6", "[4/6", "[5/6",
+    ]  # fmt: skip
     # the report: every model, written to disk as returned
     assert set(report["models"]) == set(variant_names())
     on_disk = json.loads((out / "report" / "report.json").read_text())
@@ -87,7 +92,9 @@ def test_reproduce_end_to_end_and_resume(test_preset: None, tmp_path: Path) -> N
     for name in ("report.md", "error_vs_step.png", "error_vs_power.png"):
         assert (out / "report" / name).stat().st_size > 0
     timings = json.loads((out / "timings.json").read_text())
-    phases = {"simulate", "train_ann", "train_snn", "train_hybrid", "evaluate"}
+    phases = {
+        "simulate", "train_ann", "train_snn", "train_hybrid", "train_hybrid_rnn", "evaluate",
+    }  # fmt: skip
     assert set(timings) == phases | {"total"}
     assert timings["total"] == pytest.approx(sum(timings[p] for p in phases))
     # run again: everything is done, nothing is redone
@@ -95,7 +102,7 @@ def test_reproduce_end_to_end_and_resume(test_preset: None, tmp_path: Path) -> N
     messages.clear()
     again = reproduce(ReproduceSpec("test", out, progress=False), log=messages.append)
     assert again == on_disk
-    assert sum("already trained" in m for m in messages) == 3
+    assert sum("already trained" in m for m in messages) == 4
     assert any("up to date" in m for m in messages)
     assert {p: p.stat().st_mtime_ns for p in ckpt.glob("*.pt")} == stamps
     # a removed hybrid checkpoint is retrained, then the report is redone

@@ -1,4 +1,5 @@
-"""Tests of hybridpose.train: the three stages on tiny recordings, exact resume, errors, DDP.
+"""Tests of hybridpose.train: the stages on tiny recordings, exact resume, errors, DDP (the
+``hybrid_rnn`` stage's own tests are in tests/test_rnn.py; its exact resume is here).
 
 Everything runs on a tiny model (16x16 input, a few channels) and a few tiny recording files
 written here with :class:`~hybridpose.io.recording.RecordingWriter`, so that the whole file
@@ -340,7 +341,7 @@ def resume_specs(
     return specs[0], specs[1], specs[2]
 
 
-@pytest.mark.parametrize("stage", ["ann", "snn", "hybrid"])
+@pytest.mark.parametrize("stage", ["ann", "snn", "hybrid", "hybrid_rnn"])
 def test_resume_is_exact(
     stage: Stage,
     data_dir: Path,

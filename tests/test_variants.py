@@ -41,6 +41,7 @@ from hybridpose.variants import (
     SNN_ALONE,
     VARIANTS,
     PaperFigures,
+    Schedule,
     UnknownVariantError,
     Variant,
     ablations,
@@ -62,7 +63,7 @@ SRC = Path(hybridpose.__file__).parent
 def test_registry_facts() -> None:
     assert names() == (
         "ann_high", "ann_low_held", "snn", "snn_continuous", "hybrid", "hybrid_no_state_init",
-        "hybrid_no_delta",
+        "hybrid_no_delta", "hybrid_rnn",
     )  # fmt: skip
     assert all(VARIANTS[n].name == n for n in names())
     assert {REFERENCE, MAIN, SNN_ALONE} <= set(names())
@@ -83,6 +84,14 @@ def test_registry_facts() -> None:
     assert variant("snn_continuous").schedule.snn == "carried"
     assert variant("snn_continuous").checkpoint == "snn"
     assert variant("ann_low_held").runs_ann and not variant("ann_low_held").runs_snn
+    # the CNN-RNN hybrid: the hybrid's schedule with a ConvGRU stepping; optional; the paper
+    # gives its error at the window's last step only
+    rnn = variant("hybrid_rnn")
+    assert rnn.schedule == Schedule("window_start", "from_ann", "convgru")
+    assert rnn.checkpoint == "hybrid_rnn" and rnn.optional and not rnn.is_ablation
+    assert rnn.paper == PaperFigures(None, last_step_px=5.52)
+    assert [v.name for v in VARIANTS.values() if v.optional] == ["hybrid_rnn"]
+    assert all(SCHEDULES[b].stepper == "snn" for b in SCHEDULES if b != "hybrid_rnn")
     with pytest.raises(UnknownVariantError, match="unknown model 'cnn'; choose one of ann_high"):
         variant("cnn")
 
@@ -96,9 +105,11 @@ def test_hybrid_checkpoint_names() -> None:
 
 def test_a_variant_name_lives_in_the_registry() -> None:
     """Each variant name appears in at most two source files. The names that are also training
-    stages (``snn``, ``hybrid``: stage, checkpoint and configuration names) are left out."""
+    stages (``snn``, ``hybrid``, ``hybrid_rnn``: stage, checkpoint and configuration names) are
+    left out."""
     sources = {p: p.read_text() for p in SRC.rglob("*.py")}
     checked = [n for n in names() if n not in STAGES]
+    assert [n for n in names() if n in STAGES] == ["snn", "hybrid", "hybrid_rnn"]
     assert checked == [
         "ann_high", "ann_low_held", "snn_continuous", "hybrid_no_state_init", "hybrid_no_delta",
     ]  # fmt: skip

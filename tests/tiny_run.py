@@ -4,7 +4,7 @@ A 24x24 sensor with four cameras, of which cameras 2 (looking along +z from z = 
 (looking along -x from x = +1 m) are used; deterministic random events, 100 Hz labels of 13
 joints that move slowly around the origin and project inside the 16x16 crop. The checkpoints
 are tiny untrained networks (seeded), written with the payload keys that :mod:`hybridpose.train`
-writes.
+writes: ``ann.pt``, ``snn.pt``, ``hybrid.pt`` and (unless asked not to) ``hybrid_rnn.pt``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from hybridpose.io.recording import CameraCalibration, RecordingMeta, RecordingW
 from hybridpose.nn.ann import ANN, ANNConfig
 from hybridpose.nn.hybrid import HybridPose
 from hybridpose.nn.presets import ModelConfig
+from hybridpose.nn.rnn import ConvRNN
 from hybridpose.nn.snn import SNN, SNNConfig
 from hybridpose.recipes import StageConfig, window_to_dict
 
@@ -170,9 +171,26 @@ def build_models(seed: int = 0) -> tuple[ANN, SNN, HybridPose]:
     return ann, snn, hybrid
 
 
-def write_checkpoints(directory: Path, window: WindowConfig = WINDOW) -> Path:
+def build_rnn_hybrid(seed: int = 0) -> HybridPose[ConvRNN]:
+    """The tiny CNN-RNN hybrid: :func:`build_models`' ANN (its U-Net, as the ``hybrid_rnn``
+    stage keeps it frozen) and a seeded ConvGRU whose head (zero when fresh) gets weights."""
+    ann, _, _ = build_models(seed)
+    torch.manual_seed(seed + 1000)
+    rnn = ConvRNN(MODEL.snn)
+    nn.init.normal_(rnn.head.weight, std=0.5)
+    return HybridPose(ann, rnn, MODEL.hybrid).eval()
+
+
+def write_checkpoints(
+    directory: Path, window: WindowConfig = WINDOW, *, hybrid_rnn: bool = True
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     ann, snn, hybrid = build_models()
     for name, module in (("ann", ann), ("snn", snn), ("hybrid", hybrid)):
         save_checkpoint(directory / f"{name}.pt", _payload(name, name, module, MODEL, window))
+    if hybrid_rnn:
+        save_checkpoint(
+            directory / "hybrid_rnn.pt",
+            _payload("hybrid_rnn", "hybrid_rnn", build_rnn_hybrid(), MODEL, window),
+        )
     return directory

@@ -3,13 +3,14 @@
 A checkpoint is a ``torch.save`` of a plain dict, enough to rebuild the model::
 
     format, format_version, hybridpose_version
-    name            "ann", "snn", "hybrid" or an ablation ("hybrid_no_delta", ...)
-    stage           the training stage that wrote it: "ann", "snn" or "hybrid"
+    name            "ann", "snn", "hybrid", "hybrid_rnn" or an ablation ("hybrid_no_delta", ...)
+    stage           the training stage that wrote it: "ann", "snn", "hybrid" or "hybrid_rnn"
     preset          the recipe it was trained with
     model_config    ModelConfig.to_dict(): enough to rebuild the networks
     window_config   how its training windows were cut (the frame's event count, crop...)
     stage_config    the optimisation settings, seed
-    model           the state dict of the stage's module (ANN, SNN or HybridPose)
+    model           the state dict of the stage's module (ANN, SNN or HybridPose, whose
+                    ``snn`` is the ConvGRU for "hybrid_rnn")
     optimizer       Adam's state dict (None in a shipped, weights-only checkpoint)
     epoch, batch, step, complete   where training stands (batch: done in the current epoch)
     metrics         the last epoch's training metrics
@@ -33,12 +34,14 @@ from hybridpose.errors import HybridPoseError, first_line
 from hybridpose.nn.ann import ANN
 from hybridpose.nn.hybrid import HybridPose
 from hybridpose.nn.presets import ModelConfig
+from hybridpose.nn.rnn import ConvRNN
 from hybridpose.nn.snn import SNN
 
 FORMAT_NAME = "hybridpose-checkpoint"
 FORMAT_VERSION = 1
 
-Model = ANN | SNN | HybridPose
+Model = ANN | SNN | HybridPose | HybridPose[ConvRNN]
+"""What a checkpoint holds: the ANN, the SNN, the hybrid or the CNN-RNN hybrid."""
 
 
 class CheckpointError(HybridPoseError, ValueError):
@@ -94,13 +97,15 @@ def _why(err: Exception) -> str:
 
 
 def build_model(stage: str, config: ModelConfig) -> Model:
-    """The module a stage trains: the ANN, the SNN or the whole hybrid."""
+    """The module a stage trains: the ANN, the SNN, the whole hybrid or the CNN-RNN hybrid."""
     if stage == "ann":
         return config.build_ann()
     if stage == "snn":
         return config.build_snn()
     if stage == "hybrid":
         return config.build_hybrid()
+    if stage == "hybrid_rnn":
+        return config.build_hybrid_rnn()
     raise CheckpointError(f"unknown stage {stage!r}")
 
 
@@ -142,9 +147,10 @@ UNET_EXCLUDED = "state_heads."
 def share_ann(hybrid: dict[str, Any], ann: dict[str, Any], ann_file: str) -> dict[str, Any]:
     """A copy of a hybrid checkpoint whose frozen U-Net is read from the sibling ``ann_file``.
 
-    The hybrid stage freezes the ANN's U-Net, so a hybrid checkpoint repeats the ANN
-    checkpoint's weights; this copy keeps only its own (the SNN and the state heads) and
-    records which file holds the rest (``shared_ann``), checked by value on loading.
+    The hybrid stage (and the ``hybrid_rnn`` stage) freezes the ANN's U-Net, so a hybrid
+    checkpoint repeats the ANN checkpoint's weights; this copy keeps only its own (the SNN or
+    the ConvGRU, and the state heads) and records which file holds the rest (``shared_ann``),
+    checked by value on loading.
 
     Raises:
         CheckpointError: if the hybrid's U-Net differs from ``ann``'s.

@@ -2,14 +2,20 @@
 
 Counts (per layer, measured by forward hooks on the layer's own input and output tensors):
 
-**Dense MACs** (the ANN and its state heads). A convolution whose output is
+**Dense MACs** (the ANN, its state heads, and the ConvGRU of the CNN-RNN hybrid). A
+convolution whose output is
 ``(N, C_out, H_out, W_out)``, with a ``kh x kw`` kernel over ``C_in`` input channels in
 ``groups`` groups, performs, whatever its input holds::
 
     MACs = N * C_out * H_out * W_out * (C_in / groups) * kh * kw
 
 (the standard count: taps that fall on the zero padding are counted too). A linear layer with
-``rows`` input rows: ``rows * in_features * out_features``.
+``rows`` input rows: ``rows * in_features * out_features``. The ConvGRU (:func:`count_rnn`):
+every convolution (each cell's input and hidden convolutions, the 1x1 head) counted so, plus
+its elementwise gate products as MACs, :data:`~hybridpose.nn.rnn.GATE_PRODUCTS` = 2 per hidden
+unit and step (``r * h_n`` and ``z * (h - n)``: a record ``NAME.gates`` per layer); its
+sigmoids, tanh, additions and the readout's decay are not counted (nor are the SNN's LIF
+comparisons and its readout).
 
 **Synaptic operations** (the SNN). An input element of integer value ``k`` (a spike: 1; an
 event or spike count: k) is accumulated ``|k|`` times into every output it reaches: each output
@@ -63,8 +69,9 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from hybridpose.nn.ann import ANN
-from hybridpose.nn.hybrid import HybridPose
+from hybridpose.nn.hybrid import AnyHybrid
 from hybridpose.nn.presets import ModelConfig
+from hybridpose.nn.rnn import GATE_PRODUCTS, ConvRNN
 from hybridpose.nn.snn import SNN, SNNState, SpikingConv
 from hybridpose.variants import SCHEDULES, Behaviour, Schedule
 
@@ -461,25 +468,47 @@ def count_snn(snn: SNN, bins: Tensor, state: SNNState | None = None) -> OpCounts
     return counter.counts(t * b)
 
 
+def count_rnn(rnn: ConvRNN, bins: Tensor, state: SNNState | None = None) -> OpCounts:
+    """Run the ConvGRU ``rnn`` over ``bins`` (T, B, C, H, W) from ``state`` (default: the
+    zero state) and count its dense MACs, gate products included (the module docstring); the
+    result covers ``T * B`` inferences (one per bin and sample)."""
+    if bins.dim() != 5:
+        raise ValueError(f"bins must be (T, B, C, H, W), got {tuple(bins.shape)}")
+    t, b, _, h, w = bins.shape
+    if state is None:
+        state = rnn.zero_state(b, h, w, bins.device, bins.dtype)
+    with torch.no_grad(), OperationCounter(dense_targets(rnn)) as counter:
+        _, after = rnn(bins, state)
+    gates = []
+    for spec in rnn.config.layer_specs():
+        products = GATE_PRODUCTS * t * getattr(after, spec.name).numel()
+        gates.append(LayerCount(f"{spec.name}.gates", "dense", t, products, dense_macs=products))
+    return OpCounts((*counter.layers, *gates), t * b)
+
+
 class HybridCounts(NamedTuple):
-    """One hybrid window: the ANN and its state heads (per frame), the SNN (per step)."""
+    """One hybrid window: the ANN and its state heads (per frame), the network that steps
+    (per step: the SNN, or the CNN-RNN hybrid's ConvGRU)."""
 
     ann: OpCounts
     state_heads: OpCounts
     snn: OpCounts
 
 
-def count_hybrid(model: HybridPose, frame: Tensor, bins: Tensor) -> HybridCounts:
-    """Run one hybrid window (``frame`` and ``bins``, as :meth:`HybridPose.forward`) and count."""
-    t, b = bins.shape[:2]
+def count_hybrid(model: AnyHybrid, frame: Tensor, bins: Tensor) -> HybridCounts:
+    """Run one hybrid window (``frame`` and ``bins``, as :meth:`HybridPose.forward`) and count:
+    the ANN's start of the window, then the SNN's (:func:`count_snn`) or the ConvGRU's
+    (:func:`count_rnn`) steps from the state it gives."""
+    b = bins.shape[1]
     with (
         torch.no_grad(),
         OperationCounter(ann_targets(model.ann)) as main,
         OperationCounter(state_head_targets(model.ann)) as heads,
-        OperationCounter(snn_targets(model.snn)) as spiking,
     ):
-        model(frame, bins)
-    return HybridCounts(main.counts(b), heads.counts(b), spiking.counts(t * b))
+        _, state = model.initial_state(frame)
+    net = model.snn
+    steps = count_rnn(net, bins, state) if isinstance(net, ConvRNN) else count_snn(net, bins, state)
+    return HybridCounts(main.counts(b), heads.counts(b), steps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -604,8 +633,9 @@ def schedule_power(
 
     The ANN alone: at the output rate (``every_step``) or once per window (``window_start``,
     its prediction held); the SNN alone: one step per output; the hybrid: the ANN (and the
-    state heads, when given) once per window, the SNN at every step. Counts are per inference
-    (per frame for the ANN and its heads, per step for the SNN), measured as the variant runs.
+    state heads, when given) once per window, the SNN (or the CNN-RNN hybrid's ConvGRU, its
+    counts given as ``snn``) at every step. Counts are per inference (per frame for the ANN
+    and its heads, per step for the SNN), measured as the variant runs.
     """
 
     def need(counts: OpCounts | None, what: str) -> OpCounts:

@@ -1,16 +1,19 @@
-"""Training recipes: the data windows and the three training stages of each model preset.
+"""Training recipes: the data windows and the training stages of each model preset.
 
 A :class:`Recipe` completes a model preset (:mod:`hybridpose.nn.presets`) with everything a run
 needs besides the networks: how windows are cut (:class:`~hybridpose.data.WindowConfig`), the
-subject split, and one :class:`StageConfig` per training stage (the paper's three-stage training):
+subject split, and one :class:`StageConfig` per training stage (the paper's three-stage training
+and the CNN-RNN baseline's stage):
 
 1. ``ann``: the U-Net on its frames, MSE against Gaussian heatmaps at the frame's end.
 2. ``snn``: the SNN alone from an empty state, BPTT over one window, mean per-step MSE.
 3. ``hybrid``: the ANN loaded and frozen; the SNN and the state heads trained on
    ``(1 - w) * mean per-step MSE + w * state-consistency MSE`` with ``w = state_loss_weight``.
+4. ``hybrid_rnn``: the paper's CNN-RNN baseline, trained as the hybrid with a ConvGRU in the
+   SNN's place (not one of the paper's three stages; :mod:`hybridpose.nn.rnn`).
 
 ``paper`` follows the paper (Adam, lr 1e-4 then 5e-5, batch 8). ``cpu`` is sized so that
-``hybridpose reproduce --preset cpu`` trains all three stages on 2 CPU cores within its time
+``hybridpose reproduce --preset cpu`` trains every stage on 2 CPU cores within its time
 budget: an epoch is a fixed-size deterministic sample of the training windows
 (``samples_per_epoch``) rather than all of them, and the learning rates are higher because the
 run is short.
@@ -25,8 +28,11 @@ from typing import Any, Literal
 from hybridpose.data import WindowConfig
 from hybridpose.subjects import TEST_SUBJECTS, TRAIN_SUBJECTS
 
-Stage = Literal["ann", "snn", "hybrid"]
-STAGES: tuple[Stage, ...] = ("ann", "snn", "hybrid")
+Stage = Literal["ann", "snn", "hybrid", "hybrid_rnn"]
+STAGES: tuple[Stage, ...] = ("ann", "snn", "hybrid", "hybrid_rnn")
+"""The training stages, in the order ``reproduce`` trains them."""
+ANN_INITIALISED: tuple[Stage, ...] = ("hybrid", "hybrid_rnn")
+"""The stages that train a recurrent network started from the frozen ANN's state."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class StageConfig:
 class Recipe:
     """Windows, subject split and stage settings for one model preset.
 
+    ``hybrid_rnn``: the CNN-RNN hybrid's stage (None: the ``hybrid`` stage's settings).
     ``hybrid_from_snn``: ``reproduce`` starts the hybrid's SNN from the trained ``snn`` stage
     (``train --init-snn``) instead of a fresh initialisation. ``eval_windows_per_recording``
     and ``energy_windows``: what ``reproduce`` evaluates on (see :mod:`hybridpose.evaluate`);
@@ -83,6 +90,7 @@ class Recipe:
     ann: StageConfig
     snn: StageConfig
     hybrid: StageConfig
+    hybrid_rnn: StageConfig | None = None
     train_subjects: tuple[int, ...] = TRAIN_SUBJECTS
     test_subjects: tuple[int, ...] = TEST_SUBJECTS
     hybrid_from_snn: bool = False
@@ -94,8 +102,8 @@ class Recipe:
     def stage(self, name: Stage) -> StageConfig:
         if name not in STAGES:
             raise ValueError(f"unknown stage {name!r}; choose one of {list(STAGES)}")
-        config: StageConfig = getattr(self, name)
-        return config
+        config: StageConfig | None = getattr(self, name)
+        return self.hybrid if config is None else config
 
 
 def window_to_dict(config: WindowConfig) -> dict[str, Any]:
@@ -115,6 +123,8 @@ RECIPES: dict[str, Recipe] = {
         ann=StageConfig(lr=1e-4, batch_size=8, epochs=20),
         snn=StageConfig(lr=5e-5, batch_size=8, epochs=20),
         hybrid=StageConfig(lr=5e-5, batch_size=8, epochs=5),
+        # the CNN-RNN hybrid as the hybrid
+        hybrid_rnn=StageConfig(lr=5e-5, batch_size=8, epochs=5),
     ),
     "cpu": Recipe(
         # 87x65 sees 1/16 of DAVIS346's pixels and about 1/16 of its events: 500 events span
@@ -127,6 +137,12 @@ RECIPES: dict[str, Recipe] = {
         # gradient (docs/training.md: 1.20x the ANN's error against 1.03x after one epoch)
         hybrid=StageConfig(
             lr=5e-4, batch_size=16, epochs=5, samples_per_epoch=2_000, state_loss_weight=0.005
+        ),
+        # the CNN-RNN hybrid with the hybrid's settings, on fewer windows: its dense ConvGRU's
+        # training step took about 3.5x the hybrid's on 2 cores (measured on a few steps), so
+        # 2 x 1,000 windows cost about 0.7x the hybrid stage's 5 x 2,000 (an estimate)
+        hybrid_rnn=StageConfig(
+            lr=5e-4, batch_size=16, epochs=2, samples_per_epoch=1_000, state_loss_weight=0.005
         ),
         hybrid_from_snn=True,
         eval_windows_per_recording=4,
@@ -147,6 +163,7 @@ def recipe(name: str) -> Recipe:
 
 
 __all__ = [
+    "ANN_INITIALISED",
     "RECIPES",
     "STAGES",
     "Recipe",

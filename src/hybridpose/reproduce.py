@@ -1,9 +1,12 @@
-"""``hybridpose reproduce``: simulate the dataset, train the three stages, evaluate; resumable.
+"""``hybridpose reproduce``: simulate the dataset, train the stages, evaluate; resumable.
+
+The stages are :data:`~hybridpose.recipes.STAGES`: the paper's three (ann, snn, hybrid), then
+the CNN-RNN hybrid (``hybrid_rnn``, the hybrid with a ConvGRU in the SNN's place).
 
 Layout of the output directory::
 
     OUT/data/             the synthetic default dataset at the preset's sensor size
-    OUT/checkpoints/      ann.pt, snn.pt, hybrid.pt and their CSV logs
+    OUT/checkpoints/      ann.pt, snn.pt, hybrid.pt, hybrid_rnn.pt and their CSV logs
     OUT/report/           report.json, report.md, error_vs_step.png, error_vs_power.png
     OUT/timings.json      wall-clock seconds per phase (summed over resumed runs)
 
@@ -89,7 +92,8 @@ def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[s
     if rec.simulation_repetitions is not None:
         performance = replace(sim.performance, repetitions=rec.simulation_repetitions)
         sim = replace(sim, performance=performance)
-    log(f"[1/5] simulating the default dataset at {sim.sensor_size[0]}x{sim.sensor_size[1]}")
+    phases = len(STAGES) + 2  # simulate, the stages, evaluate
+    log(f"[1/{phases}] simulating the default dataset at {sim.sensor_size[0]}x{sim.sensor_size[1]}")
     summary = _timed(
         timings,
         "simulate",
@@ -111,7 +115,7 @@ def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[s
     for i, stage in enumerate(STAGES):
         init = ckpt / "snn.pt" if stage == "hybrid" and rec.hybrid_from_snn else None
         tspec = make_spec(stage, spec.preset, data, ckpt, seed=spec.seed, init_snn=init)
-        train_once(tspec, f"[{i + 2}/5]", stage, f"the {stage} stage")
+        train_once(tspec, f"[{i + 2}/{phases}]", stage, f"the {stage} stage")
 
     trained = [ckpt / f"{s}.pt" for s in STAGES]
     if spec.ablations:  # the paper's ablations, trained like the hybrid
@@ -127,10 +131,10 @@ def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[s
     report_json = report_dir / "report.json"
     newest = max(p.stat().st_mtime for p in trained)
     if report_json.exists() and report_json.stat().st_mtime >= newest:
-        log(f"[5/5] evaluation: up to date ({report_json})")
+        log(f"[{phases}/{phases}] evaluation: up to date ({report_json})")
         result: dict[str, Any] = json.loads(report_json.read_text())
         return result
-    log("[5/5] evaluating on the test subjects")
+    log(f"[{phases}/{phases}] evaluating on the test subjects")
     espec = EvalSpec(
         ckpt,
         data,

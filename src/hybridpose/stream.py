@@ -13,6 +13,8 @@ bins, the ANN's frame the last ``ann_events`` events before the window or the bi
 ``hybrid``          the ANN initialises the SNN at every window start
                     (:meth:`~hybridpose.nn.hybrid.HybridPose.initial_state`), the SNN steps
                     every bin
+``hybrid_rnn``      the same with the ConvGRU (:class:`~hybridpose.nn.rnn.ConvRNN`) in the
+                    SNN's place: dense engine only
 
 These are the variants of :mod:`hybridpose.evaluate`, computed step by step: on the same events
 the predictions equal the offline batch evaluation's (tested).
@@ -57,6 +59,7 @@ from hybridpose.heatmaps import decode_array
 from hybridpose.nn.ann import ANN
 from hybridpose.nn.hybrid import HybridConfig, HybridPose
 from hybridpose.nn.presets import ModelConfig
+from hybridpose.nn.rnn import ConvRNN
 from hybridpose.nn.snn import SNN, SNNState, fold_snn_batchnorm, plain_snn_step
 from hybridpose.recipes import window_from_dict
 from hybridpose.representations import EventCounter, frame_size, stacked_histogram
@@ -255,8 +258,39 @@ class DenseRunner:
         return out
 
 
-def make_runner(snn: SNN, engine: Engine, device: torch.device) -> SNNRunner:
-    """The SNN engine by name: ``dense`` (PyTorch) or ``event`` (event-driven, CPU)."""
+class RecurrentRunner:
+    """One ConvGRU step (the CNN-RNN hybrid's :meth:`ConvRNN.step`, a copy in eval mode)
+    under ``torch.inference_mode``."""
+
+    def __init__(self, rnn: ConvRNN, device: torch.device) -> None:
+        self.rnn = copy.deepcopy(rnn).eval().to(device)
+        self.device = device
+        self.state: SNNState | None = None
+
+    def reset(self, batch: int, height: int, width: int) -> None:
+        self.state = self.rnn.zero_state(batch, height, width, self.device)
+
+    def set_state(self, state: SNNState) -> None:
+        self.state = state
+
+    @torch.inference_mode()
+    def step(self, x: Tensor) -> Tensor:
+        if self.state is None:
+            raise StreamError("the ConvGRU has no state: reset or set it first")
+        out, self.state = self.rnn.step(x.to(self.device), self.state)
+        return out
+
+
+def make_runner(snn: SNN | ConvRNN, engine: Engine, device: torch.device) -> SNNRunner:
+    """The SNN engine by name: ``dense`` (PyTorch) or ``event`` (event-driven, CPU); a
+    ConvGRU runs on the dense engine only."""
+    if isinstance(snn, ConvRNN):
+        if engine != "dense":
+            raise StreamError(
+                f"the {engine!r} engine runs SNNs only; the CNN-RNN hybrid's ConvGRU runs on "
+                "the dense engine"
+            )
+        return RecurrentRunner(snn, device)
     if engine == "dense":
         return DenseRunner(snn, device)
     if engine == "event":
@@ -300,6 +334,17 @@ def poses_between(start_us: int, end_us: int, bin_us: int, period_us: int) -> in
     return max(0, (end_us - origin) // bin_us)
 
 
+def _check_networks(v: Variant, ann: ANN | None, snn: SNN | ConvRNN | None) -> None:
+    """The variant's networks are given, and the one that steps is of its kind."""
+    if v.runs_ann and ann is None:
+        raise StreamError(f"mode {v.name!r} needs the ANN")
+    if v.runs_snn and snn is None:
+        raise StreamError(f"mode {v.name!r} needs the SNN")
+    stepper = ConvRNN if v.schedule.stepper == "convgru" else SNN
+    if v.runs_snn and not isinstance(snn, stepper):
+        raise StreamError(f"mode {v.name!r} steps a {stepper.__name__}, not a {type(snn).__name__}")
+
+
 @dataclass(frozen=True)
 class StreamPose:
     """One prediction of a stream.
@@ -331,7 +376,7 @@ class StreamingPredictor:
         window: the checkpoint's window settings (ANN frame, bin length, crop, downsampling).
         sensor_size: ``(width, height)`` of the cameras.
         ann: the ANN (variants that run one).
-        snn: the SNN (variants that run one).
+        snn: the SNN (variants that run one), or the ConvGRU (the CNN-RNN hybrid).
         state_init: the ANN sets the SNN's membranes (False: zeros, readout only); None: as
             the variant says.
         projections: one (3, 4) ``P`` per stream, or None; two give 3D poses.
@@ -353,7 +398,7 @@ class StreamingPredictor:
         sensor_size: tuple[int, int],
         *,
         ann: ANN | None = None,
-        snn: SNN | None = None,
+        snn: SNN | ConvRNN | None = None,
         state_init: bool | None = None,
         projections: Sequence[npt.ArrayLike | None] | None = None,
         streams: int | None = None,
@@ -363,10 +408,7 @@ class StreamingPredictor:
         device: str | torch.device = "cpu",
     ) -> None:
         self.variant = stream_variant(mode)
-        if self.variant.runs_ann and ann is None:
-            raise StreamError(f"mode {self.variant.name!r} needs the ANN")
-        if self.variant.runs_snn and snn is None:
-            raise StreamError(f"mode {self.variant.name!r} needs the SNN")
+        _check_networks(self.variant, ann, snn)
         if projections is None:
             projections = [None] * (1 if streams is None else streams)
         elif streams is not None and streams != len(projections):
@@ -399,7 +441,7 @@ class StreamingPredictor:
         self.ann = None if ann is None else copy.deepcopy(ann).eval().to(self.device)
         self.runner: SNNRunner | None = None
         # the hybrid's initialisation (HybridPose.initial_state) around the same ANN
-        self._initialiser: HybridPose | None = None
+        self._initialiser: HybridPose[SNN | ConvRNN] | None = None
         if self.variant.runs_snn:
             assert snn is not None
             if snn.config.delta_readout != self.variant.delta_readout:
@@ -485,7 +527,8 @@ class StreamingPredictor:
         sensor_size: tuple[int, int] | None = None,
         **kwargs: object,
     ) -> StreamingPredictor:
-        """A predictor from a training run's checkpoints (``ann.pt``, ``snn.pt``, ``hybrid.pt``).
+        """A predictor from a training run's checkpoints (``ann.pt``, ``snn.pt``, ``hybrid.pt``,
+        ``hybrid_rnn.pt``).
 
         The variant's checkpoint is read (:func:`hybridpose.trained.load_models`: an ablation
         without its own is derived from the hybrid); the window settings and the sensor size

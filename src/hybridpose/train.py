@@ -1,4 +1,5 @@
-"""The paper's three training stages (settings in :mod:`hybridpose.recipes`).
+"""The paper's three training stages and the CNN-RNN baseline's (settings in
+:mod:`hybridpose.recipes`).
 
 * ``ann``: the U-Net's heatmaps against Gaussian targets at the frame's end (its state heads
   are not trained here).
@@ -10,6 +11,8 @@
   are pulled towards the ANN's initialisation, not the other way round). The ablations are
   configuration: ``state_init=False`` (membranes start at zero; no state heads, no state
   loss) and ``delta_readout=False``.
+* ``hybrid_rnn``: the same with the ConvGRU (:mod:`hybridpose.nn.rnn`) in the SNN's place,
+  its hidden states in the membranes' (the state loss compares them); fresh, never from an SNN.
 
 Everything a run needs to continue is in its checkpoint (:mod:`hybridpose.checkpoint`),
 written atomically after every epoch and when the run is stopped (Ctrl-C or SIGTERM: the
@@ -69,10 +72,10 @@ from hybridpose.devices import resolve_device
 from hybridpose.errors import HybridPoseError
 from hybridpose.heatmaps import decode_heatmaps
 from hybridpose.nn.ann import ANN
-from hybridpose.nn.hybrid import HybridPose
+from hybridpose.nn.hybrid import AnyHybrid, HybridPose
 from hybridpose.nn.presets import ModelConfig, preset
 from hybridpose.nn.snn import SNN, SNNState
-from hybridpose.recipes import Stage, StageConfig, recipe, window_to_dict
+from hybridpose.recipes import ANN_INITIALISED, Stage, StageConfig, recipe, window_to_dict
 from hybridpose.variants import hybrid_checkpoint_name
 
 LOG_EVERY = 10
@@ -101,7 +104,7 @@ class TrainSpec:
     """One training run.
 
     Attributes:
-        stage: ``ann``, ``snn`` or ``hybrid``.
+        stage: ``ann``, ``snn``, ``hybrid`` or ``hybrid_rnn``.
         preset: the model preset and recipe.
         data_dir: directory of recording files (all ``*.h5``; the training subjects are used).
         out_dir: where the checkpoint ``NAME.pt`` and the log ``NAME_log.csv`` go.
@@ -112,7 +115,7 @@ class TrainSpec:
         seed: initialisation and data order.
         workers: DataLoader worker processes (0 = load in the training process).
         device: torch device.
-        ann_checkpoint: the hybrid stage's ANN (default ``out_dir/ann.pt``).
+        ann_checkpoint: the hybrid stages' ANN (default ``out_dir/ann.pt``).
         init_snn: optionally start the hybrid's SNN from this SNN checkpoint.
         subjects: training subjects.
         max_windows: use at most this many training windows (a deterministic sample; for
@@ -249,7 +252,7 @@ def _dataset(spec: TrainSpec, windows: Sequence[WindowIndex]) -> WindowDataset:
         paths,
         spec.window,
         windows,
-        with_next_frame=spec.stage == "hybrid" and spec.optim.state_loss_weight > 0,
+        with_next_frame=spec.stage in ANN_INITIALISED and spec.optim.state_loss_weight > 0,
     )
 
 
@@ -282,9 +285,9 @@ class SnnFromZero(nn.Module):
 
 
 class HybridWindow(nn.Module):
-    """The hybrid stage's module: one window -> per-step heatmaps and the state loss."""
+    """The hybrid stages' module: one window -> per-step heatmaps and the state loss."""
 
-    def __init__(self, hybrid: HybridPose) -> None:
+    def __init__(self, hybrid: AnyHybrid) -> None:
         super().__init__()
         self.hybrid = hybrid
 
@@ -305,7 +308,7 @@ def state_consistency_loss(state: SNNState, target: SNNState) -> Tensor:
     return torch.stack(losses).mean()
 
 
-def _freeze_ann(hybrid: HybridPose, train_state_heads: bool) -> None:
+def _freeze_ann(hybrid: AnyHybrid, train_state_heads: bool) -> None:
     """Freeze the ANN's U-Net (and the state heads unless ``train_state_heads``)."""
     for name, param in hybrid.ann.named_parameters():
         param.requires_grad_(train_state_heads and name.startswith("state_heads."))
@@ -499,6 +502,8 @@ def _initial_model(spec: TrainSpec) -> nn.Module:
         if any(not k.startswith("state_heads.") for k in missing):
             raise TrainingError(f"{ann_path}: incomplete ANN weights")
         if spec.init_snn is not None:
+            if not isinstance(model.snn, SNN):
+                raise TrainingError(f"init_snn: the {spec.stage} stage trains no SNN")
             snn, _ = load_model(spec.init_snn)
             if not isinstance(snn, SNN):
                 raise TrainingError(f"{spec.init_snn}: not an SNN checkpoint")
@@ -835,7 +840,7 @@ def _train_step(
     else:
         heatmaps, state_loss = module(batch["frame"], batch["bins"], batch.get("next_frame"))
         heatmap_loss = F.mse_loss(heatmaps, target)
-    w = spec.optim.state_loss_weight if spec.stage == "hybrid" else 0.0
+    w = spec.optim.state_loss_weight if spec.stage in ANN_INITIALISED else 0.0
     loss = (1.0 - w) * heatmap_loss + w * state_loss if w > 0 else heatmap_loss
     optimizer.zero_grad(set_to_none=True)
     loss.backward()  # type: ignore[no-untyped-call]

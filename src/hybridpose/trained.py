@@ -1,10 +1,11 @@
 """The networks of a training run, by model variant (:mod:`hybridpose.variants`).
 
 A training run's checkpoint directory holds ``ann.pt``, ``snn.pt``, ``hybrid.pt`` and possibly
-trained ablations; :func:`load_models` reads the checkpoints the chosen variants need (each file
-once) and derives an ablation whose own checkpoint is missing from the one it names
-(``Variant.derive_from``), switching its option off. The evaluation, the demo, the stream
-command and the benchmarks all load through it.
+trained ablations and ``hybrid_rnn.pt`` (the CNN-RNN hybrid, an optional variant: left out
+when its file is missing, unless asked for by name); :func:`load_models` reads the
+checkpoints the chosen variants need (each file once) and derives an ablation whose own
+checkpoint is missing from the one it names (``Variant.derive_from``), switching its option
+off. The evaluation, the demo, the stream command and the benchmarks all load through it.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from hybridpose.checkpoint import Model, load_model
 from hybridpose.data import WindowConfig
 from hybridpose.errors import HybridPoseError
 from hybridpose.nn.ann import ANN
-from hybridpose.nn.hybrid import HybridPose
+from hybridpose.nn.hybrid import HybridPose, is_snn_hybrid
 from hybridpose.nn.presets import ModelConfig
+from hybridpose.nn.rnn import ConvRNN
 from hybridpose.nn.snn import SNN
 from hybridpose.recipes import window_from_dict
 from hybridpose.variants import MAIN, REFERENCE, SNN_ALONE, VARIANTS, Variant, variant
@@ -33,13 +35,21 @@ class EvaluationError(HybridPoseError, ValueError):
 
 
 def network_kind(v: Variant) -> type[Model]:
-    """The module a variant runs: the ANN, the SNN, or the hybrid (ANN + SNN)."""
+    """The module a variant runs: the ANN, the SNN, or the hybrid (ANN + SNN, or ANN +
+    ConvGRU when its schedule's ``stepper`` is ``convgru``: :func:`stepper_kind`)."""
     schedule = v.schedule
     if schedule.snn == "none":
         return ANN
     if schedule.ann == "never":
         return SNN
     return HybridPose
+
+
+def stepper_kind(v: Variant) -> type[SNN] | type[ConvRNN] | None:
+    """The network that steps every bin in ``v`` (None: the ANN alone)."""
+    if not v.runs_snn:
+        return None
+    return ConvRNN if v.schedule.stepper == "convgru" else SNN
 
 
 @dataclass
@@ -91,8 +101,9 @@ class TrainedModels:
         return net
 
     def hybrids(self) -> dict[str, HybridPose]:
-        """The loaded variants that run a :class:`HybridPose`, by name."""
-        return {n: m for n, m in self.networks.items() if isinstance(m, HybridPose)}
+        """The loaded variants that run a :class:`HybridPose` of the SNN, by name (the
+        CNN-RNN hybrid is not one)."""
+        return {n: m for n, m in self.networks.items() if is_snn_hybrid(m)}
 
     def modules(self) -> list[Model]:
         """Every distinct module, once."""
@@ -102,10 +113,18 @@ class TrainedModels:
         return list(out.values())
 
 
-def _load(path: Path, kind: type[Model]) -> tuple[Model, dict[str, Any]]:
+def _load(
+    path: Path, kind: type[Model], stepper: type[SNN] | type[ConvRNN] | None = SNN
+) -> tuple[Model, dict[str, Any]]:
+    """The checkpoint's model, checked to be a ``kind`` (a hybrid's stepping network a
+    ``stepper``)."""
     model, data = load_model(path)
     if not isinstance(model, kind):
         raise EvaluationError(f"{path}: expected a {kind.__name__} checkpoint, got {data['stage']}")
+    if isinstance(model, HybridPose) and stepper is not None and not isinstance(model.snn, stepper):
+        raise EvaluationError(
+            f"{path}: expected a hybrid of a {stepper.__name__}, got {data['stage']}"
+        )
     return model, data
 
 
@@ -129,11 +148,13 @@ def checkpoint_file(directory: str | Path, v: Variant) -> Path:
 
 
 def load_models(directory: str | Path, names: Iterable[str] | None = None) -> TrainedModels:
-    """The networks of the variants ``names`` (default: every variant) from a training run's
-    checkpoint directory; variants that run the same checkpoint share one module.
+    """The networks of the variants ``names`` (default: every variant, but an optional one
+    whose checkpoint is missing) from a training run's checkpoint directory; variants that run
+    the same checkpoint share one module.
 
     Raises:
-        FileNotFoundError: the directory or a needed checkpoint does not exist.
+        FileNotFoundError: the directory or a needed checkpoint does not exist (an optional
+            variant asked for by name included).
         UnknownVariantError: a name is not a registered variant.
         EvaluationError: no variant chosen, a checkpoint holds another kind of network than
             its variant runs, or the checkpoints were trained on other windows.
@@ -141,7 +162,13 @@ def load_models(directory: str | Path, names: Iterable[str] | None = None) -> Tr
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: no such checkpoint directory")
-    chosen = [variant(n) for n in (VARIANTS if names is None else names)]
+    if names is None:
+        chosen = [
+            v for v in VARIANTS.values()
+            if not v.optional or (directory / f"{v.checkpoint}.pt").exists()
+        ]  # fmt: skip
+    else:
+        chosen = [variant(n) for n in names]
     if not chosen:
         raise EvaluationError(f"{directory}: no model variant to load")
     chosen = sorted(chosen, key=lambda v: list(VARIANTS).index(v.name))
@@ -156,10 +183,15 @@ def load_models(directory: str | Path, names: Iterable[str] | None = None) -> Tr
             if v.derive_from not in read:
                 read[v.derive_from] = _load(directory / f"{v.derive_from}.pt", HybridPose)
             base = read[v.derive_from][0]
-            assert isinstance(base, HybridPose)
+            assert is_snn_hybrid(base)
             networks[v.name] = derive(base, v)
         else:
-            read[v.checkpoint] = _load(path, network_kind(v))
+            if v.optional and not path.exists():
+                raise FileNotFoundError(
+                    f"{path}: no such checkpoint file; the optional {v.name} variant needs it "
+                    f"(train its stage, or leave the variant out)"
+                )
+            read[v.checkpoint] = _load(path, network_kind(v), stepper_kind(v))
             networks[v.name] = read[v.checkpoint][0]
         if v.derive_from is not None:
             derived[v.name] = v.checkpoint not in read
@@ -193,4 +225,5 @@ __all__ = [
     "derive",
     "load_models",
     "network_kind",
+    "stepper_kind",
 ]

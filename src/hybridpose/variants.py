@@ -5,7 +5,10 @@ the report and its plots, the demo, the streaming predictor, ``reproduce`` and t
 line's choices all read :data:`VARIANTS`; adding a variant means adding one entry here. A new
 *behaviour* (a new kind of network, say) also needs its entry in :data:`SCHEDULES` and its
 code where predictions are made and counted: ``evaluate/run.py`` (``predict``,
-``measure_energy``) for the batch evaluation and ``stream.py`` for the step-by-step one.
+``measure_energy``) for the batch evaluation and ``stream.py`` for the step-by-step one; a new
+network also its module (``nn/``), :func:`hybridpose.trained.network_kind`,
+:func:`hybridpose.checkpoint.build_model` and its training stage (``train.py``,
+``recipes.py``), as the ConvGRU of ``hybrid_rnn`` has.
 
 Each variant has a **behaviour**, what runs at every step of a window of ``K`` bins:
 
@@ -15,18 +18,20 @@ Each variant has a **behaviour**, what runs at every step of a window of ``K`` b
 ``snn_carried``     the SNN alone, from an empty state once, its state carried across windows
 ``snn_from_zero``   the SNN alone, restarted from an empty state at every window start
 ``hybrid``          the ANN at the window start sets the SNN's state, the SNN steps every bin
+``hybrid_rnn``      the same with a ConvGRU in the SNN's place (the paper's CNN-RNN hybrid)
 =================  =================================================================================
 
 and its **energy** follows from the behaviour (:func:`hybridpose.energy.schedule_power`): the
 ANN's dense MACs at the rate it runs (every step, or once per window), plus its state heads
 when they set the SNN's membranes (a hybrid with ``state_init``), plus the SNN's counted
 synaptic operations and membrane updates at every step, counted as the SNN runs in that
-variant (carried, restarted, or from the ANN's state).
+variant (carried, restarted, or from the ANN's state); a ConvGRU's dense MACs at every step.
 
 Networks come from a training run's checkpoint directory: ``checkpoint`` names the file
 (``NAME.pt``); a hybrid ablation whose own file is missing is *derived* from the
 ``derive_from`` checkpoint by switching its option off at evaluation (no retraining; the
-report says so). :mod:`hybridpose.trained` loads them.
+report says so). An ``optional`` variant's checkpoint may be missing from a run: it is then
+left out of the default selection. :mod:`hybridpose.trained` loads them.
 
 The paper's reference figures (Aydin et al., CVPR Workshops 2024, Table 1: DHP19 test set,
 camera 3, 2D MPJPE in pixels of the 346x260 sensor, 100 Hz output, ANN at 10 Hz) sit beside
@@ -40,9 +45,12 @@ from typing import Literal
 
 from hybridpose.errors import HybridPoseError
 
-Behaviour = Literal["ann_every_step", "ann_held", "snn_carried", "snn_from_zero", "hybrid"]
+Behaviour = Literal[
+    "ann_every_step", "ann_held", "snn_carried", "snn_from_zero", "hybrid", "hybrid_rnn"
+]
 AnnSchedule = Literal["never", "every_step", "window_start"]
 SnnStart = Literal["none", "carried", "from_zero", "from_ann"]
+Stepper = Literal["snn", "convgru"]
 
 
 @dataclass(frozen=True)
@@ -55,10 +63,13 @@ class Schedule:
         snn: ``none`` (no SNN), ``carried`` (from zero once, then carried across windows),
             ``from_zero`` (from zero at every window start) or ``from_ann`` (from the ANN's
             state at every window start).
+        stepper: the network that steps every bin where ``snn`` is not ``none``: the SNN, or
+            the ConvGRU of the CNN-RNN hybrid (:class:`~hybridpose.nn.rnn.ConvRNN`).
     """
 
     ann: AnnSchedule
     snn: SnnStart
+    stepper: Stepper = "snn"
 
 
 SCHEDULES: dict[Behaviour, Schedule] = {
@@ -67,6 +78,7 @@ SCHEDULES: dict[Behaviour, Schedule] = {
     "snn_carried": Schedule("never", "carried"),
     "snn_from_zero": Schedule("never", "from_zero"),
     "hybrid": Schedule("window_start", "from_ann"),
+    "hybrid_rnn": Schedule("window_start", "from_ann", "convgru"),
 }
 """The behaviours, by name (module docstring)."""
 
@@ -79,11 +91,14 @@ class PaperFigures:
         mpjpe2d_px: 2D MPJPE over the window, pixels of the 346x260 sensor.
         first_last: the error at the first and at the last step of the window.
         power_w: power at the 100 Hz output rate, watts.
+        last_step_px: the error at the last step of the window, where the paper gives only
+            that (else None: ``first_last`` holds it).
     """
 
     mpjpe2d_px: float | None
     first_last: tuple[float, float] | None = None
     power_w: float | None = None
+    last_step_px: float | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +118,8 @@ class Variant:
             the ANN sets only the readout).
         delta_readout: the SNN's decaying delta readout (False: its output is its head alone).
         demo: streamed by ``hybridpose demo``.
+        optional: its checkpoint may be missing from a training run's directory; loading
+            every variant then leaves it out (asking for it by name is an error).
     """
 
     name: str
@@ -115,6 +132,7 @@ class Variant:
     state_init: bool = True
     delta_readout: bool = True
     demo: bool = False
+    optional: bool = False
 
     @property
     def schedule(self) -> Schedule:
@@ -167,6 +185,11 @@ VARIANTS: dict[str, Variant] = _variants(
     Variant(
         "hybrid_no_delta", "hybrid, no delta readout", "#8c564b", "hybrid", "hybrid_no_delta",
         PaperFigures(5.46), derive_from="hybrid", delta_readout=False,
+    ),
+    # the paper's CNN-RNN hybrid: 5.52 px at the window's last step (5.84 without state init)
+    Variant(
+        "hybrid_rnn", "CNN-RNN hybrid (ConvGRU)", "#e377c2", "hybrid_rnn", "hybrid_rnn",
+        PaperFigures(None, last_step_px=5.52), optional=True,
     ),
 )  # fmt: skip
 """Every variant, in report order."""

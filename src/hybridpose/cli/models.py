@@ -56,10 +56,13 @@ def add_train(subparsers: Subparsers) -> None:
     p = add_command(
         subparsers,
         "train",
-        "train one stage: ann, snn or hybrid (Aydin et al. 2024)",
+        "train one stage: ann, snn, hybrid (Aydin et al. 2024) or hybrid_rnn (the paper's "
+        "CNN-RNN baseline)",
         run_train,
     )
-    p.add_argument("--stage", choices=("ann", "snn", "hybrid"), required=True)
+    # hybridpose.recipes.STAGES, spelled out: importing it would load torch for every command
+    # (tests/test_cli.py checks that they agree)
+    p.add_argument("--stage", choices=("ann", "snn", "hybrid", "hybrid_rnn"), required=True)
     p.add_argument("--preset", choices=("paper", "cpu"), required=True, help="model preset")
     p.add_argument("--data", type=path_arg, required=True, help="directory of recordings (.h5)")
     p.add_argument("--out", type=path_arg, required=True, help="directory for NAME.pt and logs")
@@ -79,7 +82,7 @@ def add_train(subparsers: Subparsers) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument(
         "--ann", type=path_arg, metavar="FILE",
-        help="hybrid: the ANN checkpoint (default OUT/ann.pt)",
+        help="hybrid, hybrid_rnn: the ANN checkpoint (default OUT/ann.pt)",
     )  # fmt: skip
     p.add_argument(
         "--init-snn", type=path_arg, metavar="FILE",
@@ -227,7 +230,8 @@ def add_reproduce(subparsers: Subparsers) -> None:
     p = add_command(
         subparsers,
         "reproduce",
-        "simulate the default dataset, train the three stages and evaluate (resumable)",
+        "simulate the default dataset, train the three stages and the CNN-RNN hybrid, and "
+        "evaluate (resumable)",
         run_reproduce,
     )
     p.add_argument("--preset", choices=("cpu", "paper"), default="cpu", help="default cpu")

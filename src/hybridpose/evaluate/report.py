@@ -135,6 +135,13 @@ def _setup_line(setup: dict[str, Any]) -> str:
     )
 
 
+def _paper_steps(first_last: list[float] | None, last: float | None) -> str:
+    """The paper's first → last step (or its last step alone)."""
+    if first_last is not None:
+        return f"{first_last[0]:.2f} → {first_last[1]:.2f}"
+    return "—" if last is None else f"— → {last:.2f}"
+
+
 def _model_row(name: str, m: dict[str, Any], ann_power: float, timed: bool) -> str:
     v = variant(name)
     p = asdict(v.paper)
@@ -148,7 +155,7 @@ def _model_row(name: str, m: dict[str, Any], ann_power: float, timed: bool) -> s
         f"| {_f(m['mpjpe3d_mm'], 1)} | {1e3 * m['power_w']:.4g} "
         f"| {m['power_w'] / ann_power:.3f} "
         f"| {'—' if rate is None else f'{100 * rate:.2f}%'} | {_f(p['mpjpe2d_px'])} "
-        f"| {'—' if fl is None else f'{fl[0]:.2f} → {fl[1]:.2f}'} "
+        f"| {_paper_steps(fl, p['last_step_px'])} "
         f"| {'—' if paper_mw is None else f'{paper_mw:g}'} |"
         + (f" {_latency(m.get('latency_ms'))} |" if timed else "")
     )

@@ -7,12 +7,18 @@ Predictions are made per behaviour (:mod:`hybridpose.variants`), windows batched
 * ``ann_held``: the ANN at each window start, its prediction repeated over the window;
 * ``snn_carried``: the SNN from an empty state, run continuously over the whole segment;
 * ``snn_from_zero``: the SNN from an empty state at every window start;
-* ``hybrid``: every window from the state the hybrid's ANN gives at its start.
+* ``hybrid``: every window from the state the hybrid's ANN gives at its start;
+* ``hybrid_rnn``: the same with the ConvGRU (:mod:`hybridpose.nn.rnn`) in the SNN's place.
 
 Energy (:mod:`hybridpose.energy`): operations counted on the first segments, at least
 ``energy_windows`` windows of real data (camera ``cameras[0]``), each variant run as it runs
 in the evaluation; power at the output rate from :func:`hybridpose.energy.schedule_power`; the
-SNNs' mean firing rate.
+SNNs' mean firing rate (none for the ConvGRU: its MACs are dense).
+
+Two protocols (:data:`PROTOCOLS`): the project's, on the segments of
+:func:`~hybridpose.evaluate.segments.select_segments` (both cameras, 2D and 3D, sub-pixel
+decoding, labels at each bin's end), and the paper's (:mod:`hybridpose.evaluate.paper`); and
+the sweep of the ANN's rate (:func:`rate_sweep`).
 """
 
 from __future__ import annotations
@@ -154,7 +160,8 @@ def predict(
             assert isinstance(net, SNN)
             hm, _ = net(window_bins, net.zero_state(window_bins.shape[1], *bins.shape[-2:]))
             out[v.name] = _from_windows(decode(hm), s)
-        elif behaviour == "hybrid":  # every window from the ANN's state at its start
+        elif behaviour in ("hybrid", "hybrid_rnn"):  # every window from the ANN's state at its
+            # start, stepped by the SNN or (the CNN-RNN hybrid) the ConvGRU
             assert isinstance(net, HybridPose)
             _, hm, _ = net(start_frames, window_bins)  # (T, S*W, J, H, W)
             out[v.name] = _from_windows(decode(hm), s)
@@ -194,7 +201,9 @@ def measure_energy(
 
     ``counts`` holds the counts per inference behind the figures: the ANN's per frame (under
     its checkpoint's name, once however many variants run it), each SNN variant's per step
-    (under its name), each hybrid's SNN per step (``NAME_snn_step``) and the state heads'."""
+    (under its name), each hybrid's SNN per step (``NAME_snn_step``), the CNN-RNN hybrid's
+    ConvGRU per step (``NAME_convgru_step``, dense MACs; its firing rate is None) and the state
+    heads'."""
     steps = cfg.steps
     high = 1e6 / cfg.bin_us
     low = high / steps
@@ -226,18 +235,23 @@ def measure_energy(
                 energy, schedule, snn=snn, high_rate_hz=high, low_rate_hz=low
             )
             counts[v.name] = _per_inference(snn)
+            firing[v.name] = spikes.firing_rate
         else:
             assert isinstance(net, HybridPose)
-            with SpikeRecorder(net.snn) as spikes:
+            if isinstance(net.snn, SNN):
+                with SpikeRecorder(net.snn) as spikes:
+                    hybrid = count_hybrid(net, frames, _window_bins(bins, steps))
+                firing[v.name], stepper = spikes.firing_rate, "snn"
+            else:  # the CNN-RNN hybrid: a dense ConvGRU, no spikes
                 hybrid = count_hybrid(net, frames, _window_bins(bins, steps))
+                firing[v.name], stepper = None, "convgru"
             used_heads = hybrid.state_heads if net.config.state_init else None
             power[v.name] = schedule_power(
                 energy, schedule, ann=hybrid.ann, state_heads=used_heads, snn=hybrid.snn,
                 high_rate_hz=high, low_rate_hz=low,
             )  # fmt: skip
-            counts[f"{v.name}_snn_step"] = _per_inference(hybrid.snn)
+            counts[f"{v.name}_{stepper}_step"] = _per_inference(hybrid.snn)
             heads = hybrid.state_heads
-        firing[v.name] = spikes.firing_rate
     if heads is not None:
         counts["state_heads"] = _per_inference(heads)
     return EnergyFigures(power, firing, counts)

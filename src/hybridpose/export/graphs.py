@@ -31,7 +31,7 @@ from hybridpose.checkpoint import CheckpointError, load_model
 from hybridpose.data import WindowConfig
 from hybridpose.errors import HybridPoseError, first_line, install_hint
 from hybridpose.joints import JOINT_NAMES
-from hybridpose.nn.hybrid import HybridPose
+from hybridpose.nn.hybrid import HybridPose, is_snn_hybrid
 from hybridpose.nn.presets import ModelConfig
 from hybridpose.nn.snn import SNN, SNNState, plain_snn_step
 from hybridpose.recipes import window_from_dict, window_to_dict
@@ -210,7 +210,7 @@ def _load_hybrid(
 ) -> tuple[HybridPose, ModelConfig, WindowConfig, dict[str, Any]]:
     path = checkpoint if checkpoint.is_file() else checkpoint / CHECKPOINT_FILE
     model, data = load_model(path)  # FileNotFoundError, CheckpointError
-    if not isinstance(model, HybridPose):
+    if not is_snn_hybrid(model):  # the ANN, the SNN or the CNN-RNN hybrid
         raise ExportError(
             f"{path}: a {data['stage']!r} checkpoint; export needs the hybrid stage's checkpoint"
         )

@@ -10,16 +10,27 @@ not copies of the code:
 - ``SNNConfig.delta_readout=False``: the SNN's output is its head alone: "state init only".
 - The pure SNN baseline is :class:`~hybridpose.nn.snn.SNN` run from ``zero_state`` and
   carried across windows; the pure ANN baseline is :class:`~hybridpose.nn.ann.ANN`.
+
+The network that steps is the SNN, or, for the paper's CNN-RNN baseline, the ConvGRU
+:class:`~hybridpose.nn.rnn.ConvRNN` (the same state, interface and configuration): a
+``HybridPose[ConvRNN]``. Either is the ``snn`` attribute (the checkpoints' ``snn.*`` weights);
+a bare ``HybridPose`` is ``HybridPose[SNN]``, the paper's hybrid.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic, TypeGuard
 
 from torch import Tensor, nn
+from typing_extensions import TypeVar
 
 from hybridpose.nn.ann import ANN
+from hybridpose.nn.rnn import ConvRNN
 from hybridpose.nn.snn import SNN, SNNState
+
+Recurrent = TypeVar("Recurrent", bound="SNN | ConvRNN", default=SNN)
+"""The network that steps every bin: the SNN (the default), or the ConvGRU baseline."""
 
 
 @dataclass(frozen=True)
@@ -29,15 +40,15 @@ class HybridConfig:
     state_init: bool = True
 
 
-class HybridPose(nn.Module):
-    """ANN + SNN; see the module docstring."""
+class HybridPose(nn.Module, Generic[Recurrent]):
+    """ANN + SNN (or ANN + ConvGRU); see the module docstring."""
 
-    def __init__(self, ann: ANN, snn: SNN, config: HybridConfig = HybridConfig()) -> None:
+    def __init__(self, ann: ANN, snn: Recurrent, config: HybridConfig = HybridConfig()) -> None:
         super().__init__()
         if ann.snn_config != snn.config:
             raise ValueError("the ANN's state heads were built for another SNN configuration")
         self.ann = ann
-        self.snn = snn
+        self.snn: Recurrent = snn
         self.config = config
 
     def initial_state(self, frame: Tensor) -> tuple[Tensor, SNNState]:
@@ -59,3 +70,17 @@ class HybridPose(nn.Module):
         ann_heatmaps, state = self.initial_state(frame)
         heatmaps, state = self.snn(bins, state)
         return ann_heatmaps, heatmaps, state
+
+
+AnyHybrid = HybridPose[SNN] | HybridPose[ConvRNN]
+"""The hybrid, or the CNN-RNN baseline."""
+
+
+def is_rnn_hybrid(model: object) -> TypeGuard[HybridPose[ConvRNN]]:
+    """Whether ``model`` is a hybrid whose stepping network is the ConvGRU."""
+    return isinstance(model, HybridPose) and isinstance(model.snn, ConvRNN)
+
+
+def is_snn_hybrid(model: object) -> TypeGuard[HybridPose[SNN]]:
+    """Whether ``model`` is a hybrid whose stepping network is the SNN (the paper's system)."""
+    return isinstance(model, HybridPose) and isinstance(model.snn, SNN)

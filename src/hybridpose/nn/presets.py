@@ -17,12 +17,14 @@ from typing import Any
 
 from hybridpose.nn.ann import ANN, ANNConfig
 from hybridpose.nn.hybrid import HybridConfig, HybridPose
+from hybridpose.nn.rnn import ConvRNN
 from hybridpose.nn.snn import SNN, SNNConfig
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild the three networks (stored in every checkpoint)."""
+    """Everything needed to rebuild the networks (stored in every checkpoint); the ConvGRU of
+    the CNN-RNN baseline takes the SNN's configuration."""
 
     name: str
     sensor_size: tuple[int, int]  # (width, height) the preset expects
@@ -58,6 +60,10 @@ class ModelConfig:
 
     def build_hybrid(self) -> HybridPose:
         return HybridPose(self.build_ann(), self.build_snn(), self.hybrid)
+
+    def build_hybrid_rnn(self) -> HybridPose[ConvRNN]:
+        """The CNN-RNN baseline: the same ANN, a ConvGRU of the SNN's layers in its place."""
+        return HybridPose(self.build_ann(), ConvRNN(self.snn), self.hybrid)
 
 
 PRESETS: dict[str, ModelConfig] = {

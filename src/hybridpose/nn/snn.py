@@ -186,6 +186,42 @@ def readout_step(previous: Tensor, delta: Tensor, config: SNNConfig) -> Tensor:
     return config.readout_decay * previous + delta if config.delta_readout else delta
 
 
+def readout_sequence(delta: Tensor, previous: Tensor, config: SNNConfig) -> tuple[Tensor, Tensor]:
+    """:func:`readout_step` over a sequence: the head's ``delta`` (T, B, J, H, W) from the
+    readout ``previous`` (B, J, H, W) -> the outputs (T, B, J, H, W) and the last one."""
+    if not config.delta_readout:
+        return delta, delta[-1]
+    outs = []
+    out = previous
+    # unbind, not delta[t]: indexing a tensor that requires grad in a loop makes the
+    # backward pass quadratic in T (each index's gradient is a full-size zero tensor)
+    for delta_t in delta.unbind(0):
+        out = readout_step(out, delta_t, config)
+        outs.append(out)
+    return torch.stack(outs), out
+
+
+def empty_state(
+    config: SNNConfig,
+    batch: int,
+    height: int,
+    width: int,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> SNNState:
+    """Zeros of every layer's shape (:meth:`SNNConfig.layer_specs`) and the readout's, for
+    inputs of ``height x width`` pixels (multiples of 8): :meth:`SNN.zero_state`."""
+    if height % DOWNSAMPLING or width % DOWNSAMPLING:
+        raise ValueError(f"input size {height}x{width}: both must be multiples of 8")
+    tensors = [
+        torch.zeros(batch, s.channels, height // s.scale, width // s.scale, device=device,
+                    dtype=dtype)
+        for s in config.layer_specs()
+    ]  # fmt: skip
+    readout = torch.zeros(batch, config.joints, height, width, device=device, dtype=dtype)
+    return SNNState._make([*tensors, readout])
+
+
 LIFLayer = Callable[[str, Tensor, Tensor], tuple[Tensor, Tensor]]
 """``(layer name, input, v) -> (spikes, v)``: one spiking layer applied to its input."""
 
@@ -271,15 +307,7 @@ class SNN(nn.Module):
         dtype: torch.dtype = torch.float32,
     ) -> SNNState:
         """The empty state for inputs of ``height x width`` pixels (multiples of 8)."""
-        if height % DOWNSAMPLING or width % DOWNSAMPLING:
-            raise ValueError(f"input size {height}x{width}: both must be multiples of 8")
-        tensors = [
-            torch.zeros(batch, s.channels, height // s.scale, width // s.scale, device=device,
-                        dtype=dtype)
-            for s in self.config.layer_specs()
-        ]  # fmt: skip
-        readout = torch.zeros(batch, self.config.joints, height, width, device=device, dtype=dtype)
-        return SNNState._make([*tensors, readout])
+        return empty_state(self.config, batch, height, width, device, dtype)
 
     def forward(self, x: Tensor, state: SNNState) -> tuple[Tensor, SNNState]:
         """Run the bins ``x`` (T, B, C_in, H, W) from ``state``.
@@ -306,16 +334,7 @@ class SNN(nn.Module):
         return out[0], state
 
     def _readout(self, delta: Tensor, previous: Tensor) -> tuple[Tensor, Tensor]:
-        if not self.config.delta_readout:
-            return delta, delta[-1]
-        outs = []
-        out = previous
-        # unbind, not delta[t]: indexing a tensor that requires grad in a loop makes the
-        # backward pass quadratic in T (each index's gradient is a full-size zero tensor)
-        for delta_t in delta.unbind(0):
-            out = readout_step(out, delta_t, self.config)
-            outs.append(out)
-        return torch.stack(outs), out
+        return readout_sequence(delta, previous, self.config)
 
     def spiking_layers(self) -> dict[str, SpikingConv]:
         """The spiking layers by state-field name."""

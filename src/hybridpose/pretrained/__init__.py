@@ -3,7 +3,8 @@
 ``pretrained/cpu/`` holds ``ann.pt``, ``snn.pt`` and ``hybrid.pt`` (without optimizer state;
 ``hybrid.pt`` reads its frozen U-Net from ``ann.pt``, see
 :func:`hybridpose.checkpoint.share_ann`), and the evaluation of that run: ``report.json`` and
-``report.md``. Load them with :func:`pretrained_dir` and the usual loaders::
+``report.md``; ``hybrid_rnn.pt`` (the CNN-RNN hybrid, an optional variant) when the run has one,
+likewise sharing ``ann.pt``. Load them with :func:`pretrained_dir` and the usual loaders::
 
     from hybridpose.checkpoint import load_model
     from hybridpose.pretrained import pretrained_dir
@@ -53,6 +54,10 @@ def ship(run_dir: str | os.PathLike[str], preset: str = "cpu") -> Path:
     save_checkpoint(dest / "ann.pt", ann)
     save_checkpoint(dest / "snn.pt", snn)
     save_checkpoint(dest / "hybrid.pt", share_ann(hybrid, ann, "ann.pt"))
+    rnn = run / "checkpoints" / "hybrid_rnn.pt"
+    if rnn.is_file():
+        rnn_hybrid = weights_only(load_checkpoint(rnn))
+        save_checkpoint(dest / "hybrid_rnn.pt", share_ann(rnn_hybrid, ann, "ann.pt"))
     for name in ("report.json", "report.md"):
         with atomic_write(dest / name) as f, (run / "report" / name).open("rb") as src:
             shutil.copyfileobj(src, f)
