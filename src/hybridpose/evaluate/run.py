@@ -129,28 +129,32 @@ def predict(
     s = len(data)
     frames = torch.stack([d.frames for d in data])  # (S, E, C, H, W)
     bins = torch.stack([d.bins for d in data])  # (S, W*T, 2, H, W)
-    n_edges = frames.shape[1]
     start_frames = frames[:, 0:-1:steps].flatten(0, 1)  # (S*W, C, H, W)
     window_bins = _window_bins(bins, steps)
-    ann_uv: dict[int, Tensor] = {}  # per ANN: its predictions at every bin edge
+    chosen = models.variants if names is None else tuple(variant(n) for n in names)
+    # an ANN that some variant runs at every step runs at every bin edge once; else only at
+    # the window starts
+    every_step = {id(models.networks[v.name]) for v in chosen if v.behaviour == "ann_every_step"}
+    ann_uv: dict[int, Tensor] = {}  # per ANN: its predictions at every edge, or every start
 
-    def ann_at_edges(ann: ANN) -> Tensor:
+    def ann_at(ann: ANN) -> Tensor:
         if id(ann) not in ann_uv:
-            flat = frames.flatten(0, 1)
+            flat = frames.flatten(0, 1) if id(ann) in every_step else start_frames
             hm = torch.cat([ann(flat[i : i + 64])[0] for i in range(0, len(flat), 64)])
-            ann_uv[id(ann)] = decode(hm).reshape(s, n_edges, *hm.shape[1:2], 2)
+            ann_uv[id(ann)] = decode(hm).reshape(s, -1, *hm.shape[1:2], 2)
         return ann_uv[id(ann)]
 
     out: dict[str, Tensor] = {}
-    for v in models.variants if names is None else [variant(n) for n in names]:
+    for v in chosen:
         net = models.networks[v.name]
         behaviour = v.behaviour
         if behaviour == "ann_every_step":
             assert isinstance(net, ANN)
-            out[v.name] = ann_at_edges(net)[:, 1:]
+            out[v.name] = ann_at(net)[:, 1:]
         elif behaviour == "ann_held":
             assert isinstance(net, ANN)
-            out[v.name] = ann_at_edges(net)[:, 0:-1:steps].repeat_interleave(steps, dim=1)
+            starts = ann_at(net)[:, 0:-1:steps] if id(net) in every_step else ann_at(net)
+            out[v.name] = starts.repeat_interleave(steps, dim=1)
         elif behaviour == "snn_carried":  # the whole segment, time-first
             assert isinstance(net, SNN)
             x = bins.transpose(0, 1)
