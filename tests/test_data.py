@@ -16,6 +16,8 @@ from hybridpose.data import (
     WindowConfig,
     WindowDataset,
     WindowIndex,
+    ann_frame,
+    ann_frames,
     collate_windows,
     gaussian_heatmaps,
     index_windows,
@@ -332,3 +334,21 @@ def test_shuffled_by_file_groups_files(recording: Path) -> None:
         assert len({w.path for w in order[start : start + 40]}) == 4
     with pytest.raises(DataError):
         shuffled_by_file(windows, 0, 0, files_per_group=0)
+
+
+def test_ann_frames_equal_one_frame_at_a_time(recording: Path) -> None:
+    """One read of the file for many frames gives exactly the frames read one by one: near the
+    start (fewer than ann_events before), at an event's own time, between events, and with a
+    crop and downsampling."""
+    cropped = dataclasses.replace(CONFIG, crop=(4, 2, 64, 48), downsample=2)
+    times = np.array([0, 100, 50_000, 200_000, 200_100, 400_000, 599_800, 700_000])
+    with Recording(recording) as rec:
+        for cfg in (CONFIG, cropped):
+            for cam in (0, 1):
+                got = ann_frames(rec, cam, times, cfg)
+                expected = np.stack([ann_frame(rec, cam, int(t), cfg) for t in times])
+                assert got.dtype == np.float32 and got.shape == expected.shape
+                np.testing.assert_array_equal(got, expected)
+        assert ann_frames(rec, 0, times, CONFIG)[3].sum() == 1000  # a full frame
+        with pytest.raises(DataError, match="ascending"):
+            ann_frames(rec, 0, times[::-1], CONFIG)

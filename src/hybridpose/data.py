@@ -494,6 +494,43 @@ def ann_frame(rec: Recording, camera: int, t_us: int, config: WindowConfig) -> F
     return frame
 
 
+def ann_frames(
+    rec: Recording, camera: int, times_us: npt.ArrayLike, config: WindowConfig
+) -> Float32Array:
+    """:func:`ann_frame` at each of the ascending ``times_us``, from one read of the file (the
+    events from ``ann_events`` before the first time to the last): equal to calling it per
+    time, which reads the file once per frame.
+
+    Shape:
+        times (E,) -> (E, 2 * ann_bins, H, W) float32
+    """
+    t = np.asarray(times_us, dtype=np.int64)
+    if len(t) == 0:
+        raise DataError("ann_frames: no times")
+    if np.any(np.diff(t) < 0):
+        raise DataError("ann_frames: the times must be ascending")
+    events = np.concatenate(
+        [
+            rec.events_before(camera, int(t[0]), config.ann_events),
+            rec.events(camera, int(t[0]), int(t[-1])),
+        ]
+    )
+    ends = np.searchsorted(events["t"], t, side="left")
+    n = config.ann_events
+    frames = [
+        stacked_histogram(
+            events[max(0, end - n) : end],
+            rec.sensor_size,
+            config.ann_bins,
+            crop=config.crop,
+            downsample=config.downsample,
+        )
+        for end in ends
+    ]
+    out: Float32Array = np.stack(frames).astype(np.float32, copy=False)
+    return out
+
+
 def snn_bins(
     rec: Recording, camera: int, edges: npt.ArrayLike, config: WindowConfig
 ) -> Float32Array:
@@ -656,6 +693,7 @@ __all__ = [
     "WindowDataset",
     "WindowIndex",
     "ann_frame",
+    "ann_frames",
     "collate_windows",
     "gaussian_heatmaps",
     "index_windows",

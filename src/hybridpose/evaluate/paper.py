@@ -51,7 +51,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from hybridpose.data import WindowConfig, ann_frame, interpolate_joints
+from hybridpose.data import WindowConfig, ann_frames, interpolate_joints
 from hybridpose.evaluate.scoring import StepErrors, pose_errors
 from hybridpose.evaluate.segments import Segment, SegmentData
 from hybridpose.geometry import project
@@ -187,7 +187,7 @@ def load_paper_segment(
     steps, bin_us = config.steps, config.bin_us
     n_win = len(seg.t0s)
     edges = seg.t0s[0] + np.arange(n_win * steps + 1, dtype=np.int64) * bin_us
-    frames = np.stack([ann_frame(rec, camera, int(t), config) for t in edges])
+    frames = ann_frames(rec, camera, edges, config)
     bins = np.concatenate([span_bins(rec, camera, t0, config) for t0 in seg.t0s])
     joints3d = interpolate_joints(labels.t_us, labels.joints_mm, edges[:-1])
     P = np.asarray(rec.cameras[camera].calibration.P)

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from hybridpose.data import (
     WindowConfig,
-    ann_frame,
+    ann_frames,
     index_windows,
     interpolate_joints,
     project_labels,
@@ -100,7 +100,7 @@ def load_segment(
     """The ANN frames at every bin edge, the SNN bins and the labels of ``seg`` on ``camera``."""
     n_win = len(seg.t0s)
     edges = seg.t0s[0] + np.arange(n_win * cfg.steps + 1, dtype=np.int64) * cfg.bin_us
-    frames = np.stack([ann_frame(rec, camera, int(t), cfg) for t in edges])
+    frames = ann_frames(rec, camera, edges, cfg)
     bins = snn_bins(rec, camera, edges, cfg)
     joints3d = interpolate_joints(labels.t_us, labels.joints_mm, edges[1:])
     P = rec.cameras[camera].calibration.P
