@@ -82,14 +82,10 @@ def run_probe(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     spec = PROBES[name][1](spec)
     if not (out / "hybrid.pt").exists():
         train(spec, resume=(out / "hybrid.pt").exists(), progress=False, tensorboard=False)
-    models = load_models(out, ["ann_low_held", "hybrid"])
-    trained_steps = args.base_steps
-    if models.window.steps != trained_steps:  # scored on the recipe's windows and multiples
-        factor = models.window.steps // trained_steps
-        models = replace(
-            models, window=replace(models.window, steps=trained_steps,
-                                   stride_us=models.window.stride_us // factor),
-        )  # fmt: skip
+    # the held ANN from --checkpoints, the probe's hybrid; scored on the recipe's windows
+    # (those of ann.pt) and multiples, whatever windows the probe trained on
+    held = load_models(args.checkpoints, ["ann_low_held"])
+    models = replace(held, networks={**held.networks, **load_models(out, ["hybrid"]).networks})
     for m in models.modules():
         m.eval()
     espec = EvalSpec(out, args.data, out, windows_per_recording=args.windows_per_recording)
@@ -126,7 +122,6 @@ def main() -> None:
     parser.add_argument("--probes", nargs="+", choices=list(PROBES), default=list(PROBES))
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--windows-per-recording", type=int, default=2)
-    parser.add_argument("--base-steps", type=int, default=10, help="the recipe's window bins")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     results = {}
