@@ -37,7 +37,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hybridpose.nn.snn import SNNConfig, SNNState, empty_state, readout_sequence, run_layers
+from hybridpose.nn.snn import SNNConfig, SNNState, empty_state, run_sequence
 
 GATE_PRODUCTS = 2
 """Elementwise multiplications per hidden unit and step: ``r * h_n`` and ``z * (h - n)``
@@ -124,19 +124,7 @@ class ConvRNN(nn.Module):
         Returns:
             heatmaps (T, B, joints, H, W), one per bin, and the state after the last bin.
         """
-        if x.dim() != 5:
-            raise ValueError(f"x must be (T, B, C, H, W), got {tuple(x.shape)}")
-        cells = self.cells()
-        last, hidden = run_layers(
-            self.config.layer_specs(), x, state,
-            lambda name, inp, h: cells[name](inp, h), channel_dim=2,
-        )  # fmt: skip
-        t, b = last.shape[:2]
-        delta = self.head(last.flatten(0, 1))
-        out, readout = readout_sequence(
-            delta.reshape(t, b, *delta.shape[1:]), state.readout, self.config
-        )
-        return out, SNNState._make([*hidden, readout])
+        return run_sequence(self.config, self.cells(), self.head, x, state)
 
     def step(self, x: Tensor, state: SNNState) -> tuple[Tensor, SNNState]:
         """One bin ``x`` (B, C_in, H, W) -> heatmaps (B, joints, H, W) and the next state."""

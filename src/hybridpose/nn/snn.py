@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -201,6 +201,32 @@ def readout_sequence(delta: Tensor, previous: Tensor, config: SNNConfig) -> tupl
     return torch.stack(outs), out
 
 
+def run_sequence(
+    config: SNNConfig,
+    layers: Mapping[str, nn.Module],
+    head: nn.Module,
+    x: Tensor,
+    state: SNNState,
+) -> tuple[Tensor, SNNState]:
+    """A network of :meth:`SNNConfig.layer_specs`'s layers over the bins ``x`` (T, B, C_in,
+    H, W) from ``state``: each layer ``layers[name](input, state) -> (output, state)`` on the
+    whole sequence, then the 1x1 ``head`` and the readout (:func:`readout_sequence`). The
+    forward pass of :class:`SNN` and of the ConvGRU (:class:`hybridpose.nn.rnn.ConvRNN`).
+
+    Returns:
+        heatmaps (T, B, joints, H, W), one per bin, and the state after the last bin.
+    """
+    if x.dim() != 5:
+        raise ValueError(f"x must be (T, B, C, H, W), got {tuple(x.shape)}")
+    last, hidden = run_layers(
+        config.layer_specs(), x, state, lambda name, inp, v: layers[name](inp, v), channel_dim=2
+    )
+    t, b = last.shape[:2]
+    delta = head(last.flatten(0, 1))
+    out, readout = readout_sequence(delta.reshape(t, b, *delta.shape[1:]), state.readout, config)
+    return out, SNNState._make([*hidden, readout])
+
+
 def empty_state(
     config: SNNConfig,
     batch: int,
@@ -315,26 +341,12 @@ class SNN(nn.Module):
         Returns:
             heatmaps (T, B, joints, H, W), one per bin, and the state after the last bin.
         """
-        if x.dim() != 5:
-            raise ValueError(f"x must be (T, B, C, H, W), got {tuple(x.shape)}")
-        layers = self.spiking_layers()
-        last, membranes = run_layers(
-            self.config.layer_specs(), x, state,
-            lambda name, inp, v: layers[name](inp, v), channel_dim=2,
-        )  # fmt: skip
-        t, b = last.shape[:2]
-        delta = self.head(last.flatten(0, 1))
-        delta = delta.reshape(t, b, *delta.shape[1:])  # (T, B, J, H, W)
-        out, readout = self._readout(delta, state.readout)
-        return out, SNNState._make([*membranes, readout])
+        return run_sequence(self.config, self.spiking_layers(), self.head, x, state)
 
     def step(self, x: Tensor, state: SNNState) -> tuple[Tensor, SNNState]:
         """One bin ``x`` (B, C_in, H, W) -> heatmaps (B, joints, H, W) and the next state."""
         out, state = self.forward(x[None], state)
         return out[0], state
-
-    def _readout(self, delta: Tensor, previous: Tensor) -> tuple[Tensor, Tensor]:
-        return readout_sequence(delta, previous, self.config)
 
     def spiking_layers(self) -> dict[str, SpikingConv]:
         """The spiking layers by state-field name."""
