@@ -22,8 +22,10 @@ from hybridpose.data import WindowConfig
 from hybridpose.nn.ann import ANNConfig
 from hybridpose.nn.presets import ModelConfig
 from hybridpose.nn.snn import SNNConfig
+from hybridpose.pretrained import ship
 from hybridpose.recipes import Recipe, StageConfig
 from hybridpose.reproduce import ReproduceSpec, reproduce
+from hybridpose.trained import load_models
 from hybridpose.variants import names as variant_names
 
 MODEL = ModelConfig(
@@ -138,3 +140,14 @@ def test_reproduce_trains_the_ablations_on_request(test_preset: None, tmp_path: 
     assert report["models"]["hybrid"]["derived"] is False
     timings = json.loads((out / "timings.json").read_text())
     assert {"train_hybrid_no_state_init", "train_hybrid_no_delta"} <= set(timings)
+    # shipping the run keeps every trained checkpoint, the hybrids reading their U-Net from
+    # ann.pt, and loads back to the same variants, none derived
+    shipped = ship(out, dest=tmp_path / "shipped")
+    stems = {"ann", "snn", "hybrid", "hybrid_no_state_init", "hybrid_no_delta", "hybrid_rnn"}
+    assert {p.stem for p in shipped.glob("*.pt")} == stems
+    for stem in stems - {"ann", "snn"}:
+        assert load_checkpoint(shipped / f"{stem}.pt")["shared_ann"]["file"] == "ann.pt"
+    assert "shared_ann" not in load_checkpoint(shipped / "snn.pt")
+    assert list(load_models(shipped).networks) == list(report["models"])
+    assert not any(load_models(shipped).derived.values())
+    assert (shipped / "report.json").read_bytes() == (out / "report" / "report.json").read_bytes()

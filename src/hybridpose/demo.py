@@ -66,7 +66,6 @@ from hybridpose.synth.generate import (
     SimulationConfig,
     recording_name,
     simulate_dataset,
-    with_sensor,
 )
 from hybridpose.synth.motions import PerformanceSettings
 from hybridpose.variants import MAIN, REFERENCE, demo_variants, variant
@@ -104,11 +103,10 @@ class DemoSpec:
 def demo_simulation(spec: DemoSpec, sensor_size: tuple[int, int]) -> SimulationConfig:
     """The held-out recordings: short performances of the demo's movements.
 
-    They are simulated as the shipped ``cpu`` models' training data was: the ``clean`` sensor
-    and ``plain`` bodies (the dataset's default became ``davis346`` and ``clothed`` after those
-    models were trained; docs/synthetic-data.md measures what that change costs them).
+    They are simulated as the shipped ``cpu`` models' training data was: the default dataset's
+    ``davis346`` sensor and ``clothed`` bodies, with a seed and a subject number of their own.
     """
-    base = dataclasses.replace(with_sensor(SIM_PRESETS["default"], "clean"), appearance="plain")
+    base = SIM_PRESETS["default"]
     performance = dataclasses.replace(
         PerformanceSettings(),
         repetitions=spec.repetitions,

@@ -140,15 +140,18 @@ RECIPES: dict[str, Recipe] = {
         ),
         # the CNN-RNN hybrid with the hybrid's settings, on fewer windows: its dense ConvGRU's
         # training step took about 3.5x the hybrid's on 2 cores (measured on a few steps), so
-        # 2 x 1,000 windows cost about 0.7x the hybrid stage's 5 x 2,000 (an estimate)
+        # 2 x 1,000 windows cost about 0.7x the hybrid stage's 5 x 2,000 (estimated; measured
+        # in the shipped run: 9.0 min against 17.0)
         hybrid_rnn=StageConfig(
             lr=5e-4, batch_size=16, epochs=2, samples_per_epoch=1_000, state_loss_weight=0.005
         ),
         hybrid_from_snn=True,
         eval_windows_per_recording=4,
         # the default dataset's DHP19-length recordings (up to 12 repetitions within 25 s,
-        # davis346 sensor, clothed bodies) take an estimated 39 min to simulate at 87x65 on 2
-        # cores (docs/training.md); 8 repetitions, about 34 min, keep reproduce near 80 min
+        # davis346 sensor, clothed bodies) are cut to 8 repetitions here; even so simulating
+        # them at 87x65 took 66.5 min on 2 cores (the README's reproduction), the longest
+        # phase of reproduce. The stages draw a fixed number of windows per epoch, so fewer
+        # repetitions would shorten it without changing the training's cost
         simulation_repetitions=8,
     ),
 }

@@ -316,10 +316,11 @@ class SNN(nn.Module):
                 spec.name, SpikingConv(c_in, spec.channels, spec.kernel, spec.stride, config)
             )
         self.head = nn.Conv2d(config.widths[0], config.joints, 1)
-        # The readout sums the head's output with gain 1 / (1 - decay) (5 at decay 0.8): a
-        # randomly initialised head would start with heatmaps of order 1 everywhere, and the
-        # first hundreds of steps would go into cancelling them. Starting at zero output, the
-        # head's weights get their gradient at the first step and the layers below from then on.
+        # The readout sums the head's output with gain 1 / (1 - decay) (5 at decay 0.8, without
+        # bound at 1.0): a randomly initialised head would start with heatmaps of order 1
+        # everywhere, and the first hundreds of steps would go into cancelling them. Starting at
+        # zero output, the head's weights get their gradient at the first step and the layers
+        # below from then on.
         nn.init.zeros_(self.head.weight)
         if self.head.bias is not None:
             nn.init.zeros_(self.head.bias)

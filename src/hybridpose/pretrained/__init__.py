@@ -3,8 +3,10 @@
 ``pretrained/cpu/`` holds ``ann.pt``, ``snn.pt`` and ``hybrid.pt`` (without optimizer state;
 ``hybrid.pt`` reads its frozen U-Net from ``ann.pt``, see
 :func:`hybridpose.checkpoint.share_ann`), and the evaluation of that run: ``report.json`` and
-``report.md``; ``hybrid_rnn.pt`` (the CNN-RNN hybrid, an optional variant) when the run has one,
-likewise sharing ``ann.pt``. Load them with :func:`pretrained_dir` and the usual loaders::
+``report.md``; the trained ablations (``hybrid_no_state_init.pt``, ``hybrid_no_delta.pt``) and
+``hybrid_rnn.pt`` (the CNN-RNN hybrid, an optional variant) when the run has them, likewise
+sharing ``ann.pt`` (:func:`shipped_checkpoints` lists them from the variant registry). Load
+them with :func:`pretrained_dir` and the usual loaders::
 
     from hybridpose.checkpoint import load_model
     from hybridpose.pretrained import pretrained_dir
@@ -22,9 +24,12 @@ from pathlib import Path
 
 from hybridpose.atomic import atomic_write
 from hybridpose.checkpoint import load_checkpoint, save_checkpoint, share_ann, weights_only
+from hybridpose.variants import VARIANTS
 
 SHIPPED = ("cpu",)
-FILES = ("ann.pt", "snn.pt", "hybrid.pt", "report.json", "report.md")
+REPORT_FILES = ("report.json", "report.md")
+FILES = ("ann.pt", "snn.pt", "hybrid.pt", *REPORT_FILES)
+"""What every shipped preset holds; the ablations and ``hybrid_rnn.pt`` come when trained."""
 
 
 def pretrained_dir(preset: str = "cpu") -> Path:
@@ -43,25 +48,50 @@ def pretrained_dir(preset: str = "cpu") -> Path:
     return path
 
 
-def ship(run_dir: str | os.PathLike[str], preset: str = "cpu") -> Path:
-    """Copy a reproduction's checkpoints (weights only) and report into the package."""
+def shipped_checkpoints() -> tuple[tuple[str, bool], ...]:
+    """Each checkpoint file stem the variant registry names, in report order, with whether a
+    run must hold it (the ablations and the optional variants are shipped when trained)."""
+    required: dict[str, bool] = {}
+    for v in VARIANTS.values():
+        needed = not (v.optional or v.is_ablation)
+        required[v.checkpoint] = required.get(v.checkpoint, False) or needed
+    return tuple(required.items())
+
+
+def ship(run_dir: str | os.PathLike[str], preset: str = "cpu", *, dest: Path | None = None) -> Path:
+    """Copy a reproduction's checkpoints (weights only) and report into the package (or into
+    ``dest``).
+
+    Every checkpoint that holds the frozen U-Net (the hybrids) reads it from ``ann.pt``.
+
+    Raises:
+        FileNotFoundError: the run lacks a required checkpoint or its report.
+    """
     run = Path(run_dir)
-    dest = Path(str(resources.files("hybridpose.pretrained"))) / preset
+    if dest is None:
+        dest = Path(str(resources.files("hybridpose.pretrained"))) / preset
+    missing = [
+        f"checkpoints/{stem}.pt"
+        for stem, needed in shipped_checkpoints()
+        if needed and not (run / "checkpoints" / f"{stem}.pt").is_file()
+    ] + [f"report/{n}" for n in REPORT_FILES if not (run / "report" / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run}: not a finished reproduction, missing {', '.join(missing)}")
     dest.mkdir(parents=True, exist_ok=True)
     ann = weights_only(load_checkpoint(run / "checkpoints" / "ann.pt"))
-    snn = weights_only(load_checkpoint(run / "checkpoints" / "snn.pt"))
-    hybrid = weights_only(load_checkpoint(run / "checkpoints" / "hybrid.pt"))
-    save_checkpoint(dest / "ann.pt", ann)
-    save_checkpoint(dest / "snn.pt", snn)
-    save_checkpoint(dest / "hybrid.pt", share_ann(hybrid, ann, "ann.pt"))
-    rnn = run / "checkpoints" / "hybrid_rnn.pt"
-    if rnn.is_file():
-        rnn_hybrid = weights_only(load_checkpoint(rnn))
-        save_checkpoint(dest / "hybrid_rnn.pt", share_ann(rnn_hybrid, ann, "ann.pt"))
-    for name in ("report.json", "report.md"):
+    for stem, _ in shipped_checkpoints():
+        source = run / "checkpoints" / f"{stem}.pt"
+        if not source.is_file():
+            (dest / f"{stem}.pt").unlink(missing_ok=True)  # no stale weights of an earlier run
+            continue
+        checkpoint = ann if stem == "ann" else weights_only(load_checkpoint(source))
+        if stem != "ann" and any(k.startswith("ann.") for k in checkpoint["model"]):
+            checkpoint = share_ann(checkpoint, ann, "ann.pt")
+        save_checkpoint(dest / f"{stem}.pt", checkpoint)
+    for name in REPORT_FILES:
         with atomic_write(dest / name) as f, (run / "report" / name).open("rb") as src:
             shutil.copyfileobj(src, f)
     return dest
 
 
-__all__ = ["SHIPPED", "pretrained_dir", "ship"]
+__all__ = ["SHIPPED", "pretrained_dir", "ship", "shipped_checkpoints"]
