@@ -3,10 +3,9 @@
 ``pretrained/cpu/`` holds ``ann.pt``, ``snn.pt`` and ``hybrid.pt`` (without optimizer state;
 ``hybrid.pt`` reads its frozen U-Net from ``ann.pt``, see
 :func:`hybridpose.checkpoint.share_ann`), and the evaluation of that run: ``report.json`` and
-``report.md``; the trained ablations (``hybrid_no_state_init.pt``, ``hybrid_no_delta.pt``) and
-``hybrid_rnn.pt`` (the CNN-RNN hybrid, an optional variant) when the run has them, likewise
-sharing ``ann.pt`` (:func:`shipped_checkpoints` lists them from the variant registry). Load
-them with :func:`pretrained_dir` and the usual loaders::
+``report.md``; the hybrid's trained ablations and the CNN-RNN hybrid (an optional variant)
+when the run has them, likewise sharing ``ann.pt`` (:func:`shipped_checkpoints` lists them
+from the variant registry). Load them with :func:`pretrained_dir` and the usual loaders::
 
     from hybridpose.checkpoint import load_model
     from hybridpose.pretrained import pretrained_dir
@@ -29,7 +28,7 @@ from hybridpose.variants import VARIANTS
 SHIPPED = ("cpu",)
 REPORT_FILES = ("report.json", "report.md")
 FILES = ("ann.pt", "snn.pt", "hybrid.pt", *REPORT_FILES)
-"""What every shipped preset holds; the ablations and ``hybrid_rnn.pt`` come when trained."""
+"""What every shipped preset holds; the ablations and the CNN-RNN hybrid come when trained."""
 
 
 def pretrained_dir(preset: str = "cpu") -> Path:
