@@ -78,13 +78,16 @@ def ship(run_dir: str | os.PathLike[str], preset: str = "cpu", *, dest: Path | N
         raise FileNotFoundError(f"{run}: not a finished reproduction, missing {', '.join(missing)}")
     dest.mkdir(parents=True, exist_ok=True)
     ann = weights_only(load_checkpoint(run / "checkpoints" / "ann.pt"))
+    save_checkpoint(dest / "ann.pt", ann)
     for stem, _ in shipped_checkpoints():
         source = run / "checkpoints" / f"{stem}.pt"
+        if stem == "ann":
+            continue
         if not source.is_file():
             (dest / f"{stem}.pt").unlink(missing_ok=True)  # no stale weights of an earlier run
             continue
-        checkpoint = ann if stem == "ann" else weights_only(load_checkpoint(source))
-        if stem != "ann" and any(k.startswith("ann.") for k in checkpoint["model"]):
+        checkpoint = weights_only(load_checkpoint(source))
+        if any(k.startswith("ann.") for k in checkpoint["model"]):  # a hybrid's frozen U-Net
             checkpoint = share_ann(checkpoint, ann, "ann.pt")
         save_checkpoint(dest / f"{stem}.pt", checkpoint)
     for name in REPORT_FILES:
