@@ -110,3 +110,22 @@ def test_shipped_models_predict_a_fresh_recording(
     assert m["snn"]["mpjpe2d_px"] > m["hybrid"]["mpjpe2d_px"]
     assert m["hybrid"]["mpjpe3d_mm"] < 250.0
     assert report["ratios"]["hybrid_over_ann_power"] < 0.15
+
+
+def test_checkpoint_dir_takes_a_shipped_name_or_a_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hybridpose.pretrained import CheckpointDirError, checkpoint_dir
+
+    assert checkpoint_dir(None) == checkpoint_dir("cpu") == pretrained_dir("cpu")
+    assert checkpoint_dir(tmp_path) == tmp_path
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cpu").mkdir()
+    assert checkpoint_dir("cpu") == pretrained_dir("cpu")  # the name wins over ./cpu
+    assert checkpoint_dir("./cpu") == Path("cpu")
+    with pytest.raises(CheckpointDirError, match=r"^nowhere: no such directory, and not a "
+                       r"shipped set of weights \(shipped: cpu\)$"):  # fmt: skip
+        checkpoint_dir("nowhere")
+    (tmp_path / "f.pt").write_text("")
+    with pytest.raises(CheckpointDirError, match=r"^f\.pt: a file, not a directory, and not"):
+        checkpoint_dir("f.pt")

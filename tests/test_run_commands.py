@@ -3,6 +3,7 @@ export): every argument is checked before any work, in one line; nothing is sile
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -208,3 +209,41 @@ def test_every_install_hint_says_the_same(tmp_path: Path, monkeypatch: pytest.Mo
         assert message.endswith(
             f"pip install 'hybridpose[{extra}]' (in a clone: pip install -e '.[{extra}]')"
         ), message
+
+
+def test_stream_summary_json(
+    tiny: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "summary.json"
+    assert main(_stream(tiny, "--summary-json", str(out))) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads(out.read_text())
+    keys = {"latency_ms", "realtime_factor", "mpjpe2d_px", "mpjpe3d_mm", "steps", "events"}
+    assert set(summary) >= keys | {"bin_us", "streams", "checkpoint", "engine"}
+    lat = summary["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p99"] <= lat["max"]
+    # the same run as the printed summary: 0.1 s of 10 ms bins, two cameras
+    assert f"{summary['mode']}: {summary['steps']} poses over" in printed
+    assert summary["steps"] == 10 and summary["streams"] == 2 and summary["bin_us"] == 10_000
+    assert f"2D {summary['mpjpe2d_px']:.2f} px, 3D {summary['mpjpe3d_mm']:.1f} mm" in printed
+    assert summary["events"] > 0 and summary["realtime_factor"] > 0
+    assert summary["checkpoint"] == str(tiny[0]) and summary["engine"] == "event"
+
+
+def test_stream_checks_its_checkpoint_and_summary_arguments_first(
+    tiny: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stream_module, "checkpoint_geometry", _never)
+    txt = tmp_path / "s.txt"
+    assert main(_stream(tiny, "--summary-json", str(txt))) == 2
+    assert capsys.readouterr().err.endswith(f"{txt}: the file name must end in .json\n")
+    _, recording = tiny
+    args = ["stream", "--recording", str(recording), "--checkpoint", "cpu-nope", "--quiet"]
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        "hybridpose stream: error: cpu-nope: no such directory, and not a shipped set of "
+        "weights (shipped: cpu)\n"
+    )

@@ -220,3 +220,61 @@ def test_live_clock_going_back_drops_the_old_events(
     assert f"dropped {dropped} events older than events already delivered" in captured.err
     # events from 5.0 s to just before 5.2 s: the bin ending at 5.2 s waits for a later event
     assert "hybrid: 19 poses" in captured.out
+
+
+class _FakeClock:
+    """A host clock that advances ``step_us`` at every reading."""
+
+    def __init__(self, start_us: int, step_us: int) -> None:
+        self.us, self.step = start_us, step_us
+
+    def __call__(self) -> float:
+        self.us += self.step
+        return self.us / 1e6
+
+
+def test_live_still_scene_keeps_time_going(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No events for a while: chunks go on from the host clock, the clocks' offset measured
+    on the batches, less the margin; an event that comes after its time has passed is late."""
+    import hybridpose.sources as sources
+
+    batch = np.zeros(3, dtype=DV_DTYPE)
+    batch["timestamp"] = [5_000_100, 5_000_500, 5_001_000]
+    late = np.zeros(2, dtype=DV_DTYPE)
+    late["timestamp"] = [5_001_500, 5_008_000]
+    camera = _FakeCamera([batch, None, None, None, late, None, None, None])
+    monkeypatch.setattr(sources, "_import_dv", lambda: _fake_dv(camera))
+    # one host reading per poll: 100.002 s, 100.004 s, ...
+    live = LiveCamera((87, 65), margin_us=5_000, clock=_FakeClock(100_000_000, 2_000))
+    chunks = list(live)
+    # offset at poll 0: 100_002_000 - 5_001_000 = 94_001_000 us, growing 2 us per poll (1 ms
+    # per s), so poll k releases 100_002_000 + 2000 k - (94_001_000 + 2 k) - 5000:
+    # k = 1, 2: 4_997_998, 4_999_996, before the last event (nothing); k = 3: 5_001_994.
+    # Poll 4's batch: 5_001_500 is late, 5_008_000 goes on (its offset sample 94_002_000 is
+    # larger). k = 5, 6: 5_005_990, 5_007_988 (nothing); k = 7: 5_009_986.
+    assert [t for t, _ in chunks] == [5_001_000, 5_001_994, 5_008_000, 5_009_986]
+    assert [len(e) for _, [e] in chunks] == [3, 0, 1, 0]
+    assert live.late == 1 and live.dropped == 0
+
+
+def test_live_still_scene_keeps_the_poses_coming(monkeypatch: pytest.MonkeyPatch) -> None:
+    """30 ms of events then 100 polls without any: the predictor's bins close on the host's
+    clock, 1 ms per poll, up to the margin before the camera's estimated time."""
+    import hybridpose.sources as sources
+    from hybridpose.pretrained import pretrained_dir
+    from hybridpose.stream import StreamingPredictor, poses_between
+
+    batches = _davis_batches(5_000_000_000, 0.03, 30, 1) + [None] * 100
+    monkeypatch.setattr(sources, "_import_dv", lambda: _fake_dv(_FakeCamera(batches)))
+    live = LiveCamera((87, 65), margin_us=3_000, clock=_FakeClock(7_000_000_000, 1_000))
+    predictor = StreamingPredictor.from_checkpoints(pretrained_dir("cpu"), "snn", streams=1)
+    chunks = list(live)
+    poses = list(predictor.run(chunks))
+    last_event = int(batches[30]["timestamp"][-1])  # type: ignore[index]
+    end = chunks[-1][0]
+    # 100 polls of 1 ms past the last event, less the margin and the offset's 1 ms/s growth
+    assert last_event + 96_000 < end <= last_event + 97_000
+    first = int(batches[1]["timestamp"][0])  # type: ignore[index]
+    # bins of 10 ms from 5.0 s: without the still scene's chunks only the first 3 would close
+    assert len(poses) == poses_between(first, end, 10_000, 100_000) == 12
+    assert sum(p.events for p in poses) == 30 * 30  # every event, each in one bin

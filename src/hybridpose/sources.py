@@ -14,7 +14,7 @@ delivered, so that :meth:`hybridpose.stream.StreamingPredictor.run` can close th
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -156,12 +156,37 @@ class LiveCamera:
     Args:
         sensor_size: the model's sensor size; events are rescaled to it.
         serial: the camera's serial number (default: the first camera found).
+        margin_us: how long after its time an event may still arrive (USB transfer) when no
+            events come: see below.
+        clock: the host's clock in seconds (a monotonic one; tests pass a fake).
+
+    Time goes on without events (a still scene). A chunk ends at the last event of a batch
+    while events come; when a poll finds none, the chunk ends at the camera's estimated
+    current time minus ``margin_us``, so that the predictor's bins keep closing (empty) and
+    poses keep coming. The estimate is the host's clock minus the smallest difference seen
+    between a batch's arrival and its last event's timestamp (the clocks' offset plus the
+    fastest transfer), allowed to grow by 1 ms per second so that it follows the clocks'
+    drift. An event that arrives after its time has been declared past (a transfer slower
+    than the fastest by more than ``margin_us``) is dropped and counted in ``late``.
 
     Raises:
         SourceError: dv-processing is not installed, or no camera is attached.
     """
 
-    def __init__(self, sensor_size: tuple[int, int], serial: str | None = None) -> None:
+    MARGIN_US = 10_000
+    DRIFT = 1e-3  # the clock offset's estimate may grow by this much per unit of host time
+    POLL_S = 0.0005
+
+    def __init__(
+        self,
+        sensor_size: tuple[int, int],
+        serial: str | None = None,
+        *,
+        margin_us: int = MARGIN_US,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if margin_us < 0:
+            raise SourceError(f"margin_us must be >= 0, got {margin_us}")
         dv = _import_dv()
         if not dv.io.camera.discover():
             raise SourceError(
@@ -176,26 +201,48 @@ class LiveCamera:
         self.sensor_size = sensor_size
         self.projections: list[npt.NDArray[np.float64] | None] = [None]
         self.name = str(self._camera.getCameraName())
+        self.margin_us = int(margin_us)
+        self._clock = clock
         self.dropped = 0  # events older than those already delivered (a clock reset)
+        self.late = 0  # events that arrived after their time was declared past (still scene)
 
     def __iter__(self) -> Iterator[Chunk]:
-        last = None
+        last: int | None = None  # the last event delivered
+        released: int | None = None  # every event before this time has been delivered
+        offset: float | None = None  # host us - camera us, smallest seen (drifting up)
+        seen = 0.0  # host us of the last offset update
         while self._camera.isRunning():
             batch = self._camera.getNextEventBatch()
+            now = self._clock() * 1e6
+            if offset is not None:
+                offset += (now - seen) * self.DRIFT
+                seen = now
             if batch is None or batch.isEmpty():
-                time.sleep(0.0005)
+                if offset is not None and released is not None:
+                    t = round(now - offset) - self.margin_us
+                    if t > released:  # a still scene: time goes on without events
+                        released = t
+                        yield t, [np.empty(0, dtype=EVENT_DTYPE)]
+                time.sleep(self.POLL_S)
                 continue
             events = dv_to_events(batch.numpy(), self.camera_size, self.sensor_size)
+            sample = now - float(events["t"][-1])
+            offset, seen = (sample if offset is None else min(offset, sample)), now
             if last is not None and events["t"][0] < last:
                 # the device's clock went back (a reset): a stream must stay in time order
                 keep = events["t"] >= last
                 self.dropped += int(len(events) - keep.sum())
                 events = events[keep]
-                if not len(events):
-                    continue
+            if released is not None and len(events) and events["t"][0] < released:
+                keep = events["t"] >= released
+                self.late += int(len(events) - keep.sum())
+                events = events[keep]
+            if not len(events):
+                continue
             last = int(events["t"][-1])
+            released = last if released is None else max(released, last)
             # a later batch may still hold events at the last timestamp: close before it
-            yield last, [events]
+            yield released, [events]
 
 
 __all__ = ["LiveCamera", "RecordingReplay", "SourceError", "dv_to_events"]

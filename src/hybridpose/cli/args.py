@@ -85,3 +85,11 @@ def path_arg(text: str) -> Path:
     if text == "":
         raise argparse.ArgumentTypeError("expected a path, got an empty string")
     return Path(text)
+
+
+def name_or_path(text: str) -> str:
+    """An argparse type: a name or a path, kept as typed (``./cpu`` stays apart from ``cpu``),
+    never empty."""
+    if text == "":
+        raise argparse.ArgumentTypeError("expected a name or a path, got an empty string")
+    return text

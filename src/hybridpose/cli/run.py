@@ -11,6 +11,7 @@ errors.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -18,7 +19,15 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from hybridpose.cli.args import Subparsers, add_command, float_above, int_at_least, path_arg
+from hybridpose.atomic import write_text_atomic
+from hybridpose.cli.args import (
+    Subparsers,
+    add_command,
+    float_above,
+    int_at_least,
+    name_or_path,
+    path_arg,
+)
 from hybridpose.errors import HybridPoseError
 from hybridpose.paths import check_output_dir, check_output_file
 from hybridpose.variants import MAIN
@@ -44,13 +53,17 @@ ANIMATION_S = 5.0
 """Stream time the ``--animate`` GIF covers (from the start)."""
 
 
-def _add_checkpoint_option(p: argparse.ArgumentParser) -> None:
-    """``--checkpoint DIR`` of the commands that run trained models (default: shipped)."""
+def _add_checkpoint_option(p: argparse.ArgumentParser, holds: str = "checkpoints") -> None:
+    """``--checkpoint NAME|DIR`` of the commands that run trained models
+    (:func:`hybridpose.pretrained.checkpoint_dir`; default: the shipped ``cpu`` set)."""
+    from hybridpose.pretrained import SHIPPED
+
     p.add_argument(
         "--checkpoint",
-        type=path_arg,
-        metavar="DIR",
-        help="a training run's checkpoints (default: the shipped cpu weights)",
+        type=name_or_path,
+        metavar="NAME|DIR",
+        help=f"a shipped set of weights ({', '.join(SHIPPED)}) or a training run's directory "
+        f"of {holds} (default: cpu; ./{SHIPPED[0]} for a directory named like a shipped set)",
     )
 
 
@@ -109,10 +122,12 @@ def add_demo(subparsers: Subparsers) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     from hybridpose import demo
+    from hybridpose.pretrained import checkpoint_dir
     from hybridpose.threads import limited_threads
 
     check_output_dir(args.out)
-    spec = demo.DemoSpec(out_dir=args.out, checkpoints=args.checkpoint, workers=args.workers,
+    checkpoints = checkpoint_dir(args.checkpoint)
+    spec = demo.DemoSpec(out_dir=args.out, checkpoints=checkpoints, workers=args.workers,
                          engine=args.engine, seed=args.seed)  # fmt: skip
     with limited_threads(args.threads):
         report = demo.run_demo(spec, progress=not args.quiet)
@@ -193,13 +208,20 @@ def add_stream(subparsers: Subparsers) -> None:
         help="torch device of the networks (default cpu; a GPU needs --engine dense)",
     )
     _add_threads_option(p)
+    p.add_argument(
+        "--summary-json",
+        type=path_arg,
+        metavar="FILE",
+        help="also write the summary as JSON: latency_ms {p50, p99, max}, realtime_factor, "
+        "mpjpe2d_px, mpjpe3d_mm, steps, events, and the run's settings",
+    )
     p.add_argument("--quiet", action="store_true", help="no status line")
 
 
 def run_stream(args: argparse.Namespace) -> int:
     """Run the stream; prints the summary; returns the exit status."""
     from hybridpose.devices import resolve_device
-    from hybridpose.pretrained import pretrained_dir
+    from hybridpose.pretrained import checkpoint_dir
     from hybridpose.stream import checkpoint_geometry
     from hybridpose.threads import limited_threads
 
@@ -215,7 +237,9 @@ def run_stream(args: argparse.Namespace) -> int:
         check_output_file(args.animate, (".gif",))
     if args.speed is not None:
         args.realtime = True  # a replay speed is a real-time replay
-    checkpoints = args.checkpoint if args.checkpoint is not None else pretrained_dir("cpu")
+    if args.summary_json is not None:
+        check_output_file(args.summary_json, (".json",))
+    checkpoints = checkpoint_dir(args.checkpoint)
     mode: Mode = args.model
     window, sensor = checkpoint_geometry(checkpoints, mode)
     with limited_threads(args.threads):
@@ -256,8 +280,18 @@ def _stream(
     if isinstance(source, LiveCamera) and source.dropped:
         print(f"dropped {source.dropped} events older than events already delivered (the "
               "camera's clock went back)", file=sys.stderr)  # fmt: skip
+    if isinstance(source, LiveCamera) and source.late:
+        print(f"dropped {source.late} events that arrived more than "
+              f"{source.margin_us / 1000:g} ms after their time, when the stream had moved "
+              "past it without events", file=sys.stderr)  # fmt: skip
     print(_summary(predictor, run.errors, mode, run.poses_seen, run.stream_s, wall, run.lag,
                    args.realtime))  # fmt: skip
+    if args.summary_json is not None:
+        summary = _summary_dict(run, wall, args.realtime)
+        summary["checkpoint"] = str(checkpoints)
+        summary["engine"] = args.engine
+        write_text_atomic(args.summary_json, json.dumps(summary, indent=2) + "\n")
+        print(f"wrote {args.summary_json}")
     if args.animate is not None and run.frames:
         save_stream_gif(run.frames, args.animate, sensor, title=mode, fps=1e6 / window.bin_us / 2)
         print(f"wrote {args.animate}")
@@ -366,6 +400,7 @@ class _StreamRun:
         self.lag = LatencyStats()
         self.frames: list[StreamFrame] = []
         self.poses_seen = 0
+        self.events = 0  # in the bins of the poses seen, all streams
         self.first_t: int | None = None
         self.last_t = 0
         self.shown = time.perf_counter()  # the last update of the status line (or the start)
@@ -412,6 +447,7 @@ class _StreamRun:
         if self.scorer is not None and poses:
             self.scorer.add(self.errors, self.mode, poses)
         self.poses_seen += len(poses)
+        self.events += sum(p.events for p in poses)
         if poses and self.first_t is not None and now - self.shown >= STATUS_EVERY_S:
             self.shown = now
             self.bar.n = (self.last_t - self.first_t) / 1e6
@@ -469,6 +505,34 @@ def _status(predictor: StreamingPredictor, errors: StepErrors, mode: str, poses:
     return ", ".join(parts)
 
 
+def _summary_dict(run: _StreamRun, wall_s: float, realtime: bool) -> dict[str, object]:
+    """``stream --summary-json``: the figures of :func:`_summary` under fixed keys (None where
+    a figure does not exist: no labels, no 3D, no poses)."""
+    predictor = run.predictor
+    lat = predictor.latency.summary()
+    e2, e3 = _mean_error(run.errors, run.mode, "2d"), _mean_error(run.errors, run.mode, "3d")
+    out: dict[str, object] = {
+        "mode": run.mode,
+        "latency_ms": {"p50": lat["p50_ms"], "p99": lat["p99_ms"], "max": lat["max_ms"]},
+        "realtime_factor": run.stream_s / wall_s if wall_s > 0 else None,
+        "mpjpe2d_px": e2,
+        "mpjpe3d_mm": e3,
+        "steps": run.poses_seen,
+        "events": run.events,
+        "stream_s": run.stream_s,
+        "wall_s": wall_s,
+        "bin_us": predictor.bin_us,
+        "streams": predictor.streams,
+        "reinit_every": predictor.reinit_every,
+    }
+    if realtime and run.lag.count:
+        out["lag_ms"] = {
+            "p50": 1e3 * (run.lag.quantile(0.5) or 0.0),
+            "p99": 1e3 * (run.lag.quantile(0.99) or 0.0),
+        }
+    return out
+
+
 def _summary(
     predictor: StreamingPredictor,
     errors: StepErrors,
@@ -517,12 +581,7 @@ def add_export(subparsers: Subparsers) -> None:
         "export a trained hybrid as ONNX graphs (the ANN and the SNN step)",
         run_export,
     )
-    p.add_argument(
-        "--checkpoint",
-        type=path_arg,
-        metavar="DIR",
-        help="directory with hybrid.pt and the ann.pt it reads (default: the shipped cpu weights)",
-    )
+    _add_checkpoint_option(p, "hybrid.pt and the ann.pt it reads")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="default onnx")
     p.add_argument("--out", type=path_arg, required=True, metavar="DIR", help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -530,9 +589,9 @@ def add_export(subparsers: Subparsers) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from hybridpose.export import export_onnx
-    from hybridpose.pretrained import pretrained_dir
+    from hybridpose.pretrained import checkpoint_dir
 
-    checkpoints = args.checkpoint if args.checkpoint is not None else pretrained_dir("cpu")
+    checkpoints = checkpoint_dir(args.checkpoint)
     result = export_onnx(checkpoints, args.out, progress=not args.quiet)
     for path in (result.ann, result.snn_step, result.manifest):
         print(f"wrote {path}")

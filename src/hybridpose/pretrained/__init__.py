@@ -23,12 +23,17 @@ from pathlib import Path
 
 from hybridpose.atomic import atomic_write
 from hybridpose.checkpoint import load_checkpoint, save_checkpoint, share_ann, weights_only
+from hybridpose.errors import HybridPoseError
 from hybridpose.variants import VARIANTS
 
 SHIPPED = ("cpu",)
 REPORT_FILES = ("report.json", "report.md")
 FILES = ("ann.pt", "snn.pt", "hybrid.pt", *REPORT_FILES)
 """What every shipped preset holds; the ablations and the CNN-RNN hybrid come when trained."""
+
+
+class CheckpointDirError(HybridPoseError, FileNotFoundError):
+    """A ``--checkpoint`` argument that names neither a shipped set nor a directory."""
 
 
 def pretrained_dir(preset: str = "cpu") -> Path:
@@ -45,6 +50,30 @@ def pretrained_dir(preset: str = "cpu") -> Path:
     if missing:
         raise FileNotFoundError(f"{path}: shipped files missing: {', '.join(missing)}")
     return path
+
+
+def checkpoint_dir(name_or_dir: str | os.PathLike[str] | None, default: str = "cpu") -> Path:
+    """What a ``--checkpoint NAME|DIR`` argument names: a shipped set by its name (``cpu``...)
+    or a training run's checkpoint directory; None: the ``default`` shipped set.
+
+    A shipped name wins over a directory of the same name in the working directory (write
+    ``./cpu`` for that one).
+
+    Raises:
+        CheckpointDirError: neither a shipped name nor a directory.
+    """
+    if name_or_dir is None:
+        return pretrained_dir(default)
+    text = os.fspath(name_or_dir)
+    if text in SHIPPED:
+        return pretrained_dir(text)
+    path = Path(text)
+    if path.is_dir():
+        return path
+    what = "a file, not a directory" if path.exists() else "no such directory"
+    raise CheckpointDirError(
+        f"{text}: {what}, and not a shipped set of weights (shipped: {', '.join(SHIPPED)})"
+    )
 
 
 def shipped_checkpoints() -> tuple[tuple[str, bool], ...]:
@@ -96,4 +125,11 @@ def ship(run_dir: str | os.PathLike[str], preset: str = "cpu", *, dest: Path | N
     return dest
 
 
-__all__ = ["SHIPPED", "pretrained_dir", "ship", "shipped_checkpoints"]
+__all__ = [
+    "SHIPPED",
+    "CheckpointDirError",
+    "checkpoint_dir",
+    "pretrained_dir",
+    "ship",
+    "shipped_checkpoints",
+]
