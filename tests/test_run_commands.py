@@ -247,3 +247,30 @@ def test_stream_checks_its_checkpoint_and_summary_arguments_first(
         "hybridpose stream: error: cpu-nope: no such directory, and not a shipped set of "
         "weights (shipped: cpu)\n"
     )
+
+
+def test_stream_ann_lead_runs_the_ann_beside_the_stream(
+    tiny: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "s.json"
+    # 25 ms ahead of 30 ms windows of 10 ms bins: 3 bins, more than the window allows
+    assert main(_stream(tiny, "--ann-lead", "25")) == 2
+    assert "ann_lead must be below the window (3 bins), got 3" in capsys.readouterr().err
+    assert main(_stream(tiny, "--ann-lead", "15", "--summary-json", str(out))) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads(out.read_text())
+    assert summary["ann_lead_bins"] == 2  # 15 ms rounded up to whole bins
+    # 0.1 s of stream: 10 bins, windows at 0, 30, 60 and 90 ms; the first in its own step
+    assert summary["background_init"]["windows"] == 3
+    assert "ANN beside the stream, 2 bins ahead: 3 windows" in printed
+
+
+def test_stream_ann_lead_is_for_hybrids_only(
+    tiny: tuple[Path, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream_module, "checkpoint_geometry", _never)
+    assert main(_stream(tiny, "--model", "snn", "--ann-lead", "10")) == 2
+    assert capsys.readouterr().err.endswith(
+        "--ann-lead: the snn model has no ANN that initialises a network; it applies to the "
+        "hybrids\n"
+    )

@@ -326,3 +326,51 @@ def test_poses_between_counts_the_bins_a_replay_closes(run: tuple[Path, Path]) -
     period = WINDOW.bin_us * WINDOW.steps
     assert poses == poses_between(replay.start_us, replay.end_us, WINDOW.bin_us, period)
     assert poses != replay.duration_us // WINDOW.bin_us  # the demo's count before: one short
+
+
+@pytest.mark.parametrize("engine", ["dense", "event"])
+def test_background_init_is_the_hybrid_initialised_lead_bins_earlier(
+    run: tuple[Path, Path], engine: str
+) -> None:
+    """With ``ann_lead=L`` window k's poses are those of a synchronous hybrid whose window
+    starts L bins before it (its ANN on the events before then), steps L + 1 .. L + K: the
+    state the worker prepared and caught up over the L bins. Window 0 is initialised in its
+    own step, as the synchronous hybrid."""
+    checkpoints, recording = run
+    events, projections = _camera_events(recording)
+    lead, k, b = 2, WINDOW.steps, WINDOW.bin_us  # 3 bins of 10 ms per window
+    period = k * b
+    with _predictor(checkpoints, "hybrid", projections=projections, engine=engine,
+                    ann_lead=lead) as sp:  # fmt: skip
+        poses = _stream(sp, events, [1000, 2500])
+        assert sp.background is not None
+        assert sp.background.joins == DURATION_US // period - 1
+    sync = _stream(_predictor(checkpoints, "hybrid", projections=projections, engine=engine),
+                   events, [])  # fmt: skip
+    np.testing.assert_array_equal(np.stack([p.uv for p in poses[:k]]),
+                                  np.stack([p.uv for p in sync[:k]]))  # fmt: skip
+    for window in (1, 13, 14, 25, 26, 40):  # 13-26: the lead or the window meets the gap
+        t0 = window * period
+        ref = _predictor(checkpoints, "hybrid", projections=projections, engine=engine,
+                         origin_us=t0 - lead * b, reinit_every=lead + k)  # fmt: skip
+        end = t0 + period
+        closed = [p for s, ev in enumerate(events) for p in ref.push(ev[ev["t"] < end], s)]
+        want = [p for p in closed + ref.advance(end) if p.t_us > t0]
+        got = poses[window * k : (window + 1) * k]
+        assert [p.t_us for p in got] == [p.t_us for p in want]
+        assert [p.step for p in got] == list(range(1, k + 1))
+        np.testing.assert_allclose(np.stack([p.uv for p in got]),
+                                   np.stack([p.uv for p in want]), atol=1e-5)  # fmt: skip
+    # and it is not the synchronous hybrid: the ANN saw older events
+    assert not np.allclose(np.stack([p.uv for p in poses]), np.stack([p.uv for p in sync]))
+
+
+def test_background_init_settings_are_checked(run: tuple[Path, Path]) -> None:
+    checkpoints, _ = run
+    with pytest.raises(StreamError, match="mode 'snn' has no ANN that initialises"):
+        _predictor(checkpoints, "snn", ann_lead=2)
+    k = WINDOW.steps
+    with pytest.raises(StreamError, match=rf"must be below the window \({k} bins\), got {k}:"):
+        _predictor(checkpoints, "hybrid", ann_lead=k)
+    with pytest.raises(StreamError, match="ann_lead must be a whole number"):
+        _predictor(checkpoints, "hybrid", ann_lead=-1)

@@ -16,6 +16,10 @@ bins, the ANN's frame the last ``ann_events`` events before the window or the bi
 ``hybrid_rnn``      the same with the ConvGRU (:class:`~hybridpose.nn.rnn.ConvRNN`) in the
                     SNN's place: dense engine only
 
+With ``ann_lead=L`` a hybrid's ANN runs in a second thread, ``L`` bins ahead of each window, and
+the SNN it initialises catches up over those bins there, so that no step waits for the ANN
+(:mod:`hybridpose.reinit`).
+
 These are the variants of :mod:`hybridpose.evaluate`, computed step by step: on the same events
 the predictions equal the offline batch evaluation's (tested).
 
@@ -62,6 +66,7 @@ from hybridpose.nn.presets import ModelConfig
 from hybridpose.nn.rnn import ConvRNN
 from hybridpose.nn.snn import SNN, SNNState, fold_snn_batchnorm, plain_snn_step
 from hybridpose.recipes import window_from_dict
+from hybridpose.reinit import BackgroundInit
 from hybridpose.representations import EventCounter, frame_size, stacked_histogram
 from hybridpose.trained import checkpoint_file, load_models
 from hybridpose.variants import MAIN, VARIANTS, UnknownVariantError, Variant, variant
@@ -308,6 +313,23 @@ def make_runner(snn: SNN | ConvRNN, engine: Engine, device: torch.device) -> SNN
 # ------------------------------------------------------------------------------ predictor
 
 
+def _check_lead(lead: int, reinit_every: int, initialises: bool, mode: str) -> int:
+    """``ann_lead``, checked: 0, or 1..reinit_every - 1 for a variant whose ANN initialises a
+    network."""
+    if isinstance(lead, bool) or not isinstance(lead, int) or lead < 0:
+        raise StreamError(f"ann_lead must be a whole number of bins >= 0, got {lead!r}")
+    if lead and not initialises:
+        raise StreamError(
+            f"ann_lead: mode {mode!r} has no ANN that initialises a network to run ahead"
+        )
+    if lead >= reinit_every:
+        raise StreamError(
+            f"ann_lead must be below the window ({reinit_every} bins), got {lead}: the next "
+            "window's ANN would start before the last one's had joined"
+        )
+    return lead
+
+
 def stream_variant(mode: Mode | Variant) -> Variant:
     """The variant a stream runs, by name (a :class:`StreamError` naming the choices)."""
     if isinstance(mode, Variant):
@@ -389,6 +411,11 @@ class StreamingPredictor:
             camera's clock (any epoch) works alike.
         engine: ``dense`` (PyTorch) or ``event`` (event-driven, CPU) for the SNN.
         device: where the networks run.
+        ann_lead: 0 (the default): the ANN initialises the SNN at the window's start, in the
+            step of its first bin. ``L >= 1`` (hybrids, ``L < reinit_every``): it runs in a
+            second thread on the events before ``L`` bins ahead of the window, and the SNN it
+            initialises catches up over those bins there (:mod:`hybridpose.reinit`), so that
+            no step waits for the ANN; the stream's first window is initialised in its step.
     """
 
     def __init__(
@@ -406,6 +433,7 @@ class StreamingPredictor:
         origin_us: int | None = None,
         engine: Engine = "dense",
         device: str | torch.device = "cpu",
+        ann_lead: int = 0,
     ) -> None:
         self.variant = stream_variant(mode)
         _check_networks(self.variant, ann, snn)
@@ -458,7 +486,16 @@ class StreamingPredictor:
                 except ValueError as err:
                     raise StreamError(f"mode {self.mode!r}: {err}") from None
         self._state_init = init
-        self._warm_up()
+        self.ann_lead = _check_lead(ann_lead, k, self._initialiser is not None, self.mode)
+        self.background: BackgroundInit | None = None
+        worker = None
+        if self.ann_lead:
+            assert snn is not None and self._initialiser is not None
+            worker = make_runner(snn, engine, self.device)
+        self._warm_up(worker)
+        if worker is not None:
+            assert self._initialiser is not None
+            self.background = BackgroundInit(self._initialiser, worker)
         self.latency = LatencyStats()
         self._counter = EventCounter(self.sensor_size, window.crop, window.downsample)
         self._pending = [_Pending() for _ in self.projections]
@@ -469,7 +506,7 @@ class StreamingPredictor:
         self._held: Tensor | None = None  # ann_held: the last ANN heatmaps
 
     @torch.inference_mode()
-    def _warm_up(self) -> None:
+    def _warm_up(self, worker: SNNRunner | None) -> None:
         """Run each network once on empty input, so that the first real step does not pay for
         loading compiled code or allocating buffers (hundreds of milliseconds)."""
         batch = len(self.projections)
@@ -477,10 +514,11 @@ class StreamingPredictor:
             cfg = self.window
             self.ann(torch.zeros(batch, 2 * cfg.ann_bins, self.height, self.width,
                                  device=self.device))  # fmt: skip
-        if self.runner is not None:
-            self.runner.reset(batch, self.height, self.width)
-            self.runner.step(torch.zeros(batch, 2, self.height, self.width, device=self.device))
-            self.runner.reset(batch, self.height, self.width)
+        for runner in (self.runner, worker):
+            if runner is not None:
+                runner.reset(batch, self.height, self.width)
+                runner.step(torch.zeros(batch, 2, self.height, self.width, device=self.device))
+                runner.reset(batch, self.height, self.width)
         # the compiled helpers of a step (decoding, triangulation) load on their first call
         decode_array(np.zeros((batch, 1, self.height, self.width), dtype=np.float32))
         if self._triangulate is not None:
@@ -619,6 +657,18 @@ class StreamingPredictor:
         for t_end, per_stream in chunks:
             yield from self.feed(t_end, per_stream)
 
+    def close(self) -> None:
+        """Stop the background re-initialisation's thread, if any (also done when the
+        predictor is collected); the predictor cannot step after a window it prepares."""
+        if self.background is not None:
+            self.background.close()
+
+    def __enter__(self) -> StreamingPredictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -------------------------------------------------------------------- stepping
 
     def _close_bins(self) -> list[StreamPose]:
@@ -654,6 +704,8 @@ class StreamingPredictor:
             ring.extend(pending.take_before(t0))  # events before the grid's origin
         if step == 0:
             self._start_window()
+        elif self.background is not None and step == self.reinit_every - self.ann_lead:
+            self.background.start(self._frames())  # the next window's ANN, ahead of it
         taken = [p.take_before(t1) for p in self._pending]
         for ring, events in zip(self._rings, taken, strict=True):
             ring.extend(events)
@@ -670,7 +722,10 @@ class StreamingPredictor:
             for s, events in enumerate(taken):
                 self._counter.add(events, bins[s])
             assert self.runner is not None
-            out = self.runner.step(torch.from_numpy(bins).to(self.device))
+            x = torch.from_numpy(bins).to(self.device)
+            out = self.runner.step(x)
+            if self.background is not None and self.background.busy:
+                self.background.feed(x)  # the next window's SNN catches up on it
         uv_model = decode_array(out.detach().cpu().numpy())  # (S, J, 2)
         uv = to_sensor_pixels(uv_model, cfg.crop, cfg.downsample).astype(np.float32)
         xyz = None
@@ -684,7 +739,10 @@ class StreamingPredictor:
     def _start_window(self) -> None:
         """What the variant does at a window start, on the frames of the events before it."""
         schedule = self.variant.schedule
-        if schedule.ann == "window_start":
+        if self.background is not None and self.background.busy:  # prepared beside the stream
+            assert self.runner is not None
+            self.runner = self.background.join(self.runner)
+        elif schedule.ann == "window_start":
             if self._initialiser is not None:  # the hybrid
                 assert self.runner is not None
                 _, state = self._initialiser.initial_state(self._frames())

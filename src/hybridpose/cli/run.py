@@ -191,6 +191,15 @@ def add_stream(subparsers: Subparsers) -> None:
     )
     _add_engine_option(p)
     p.add_argument(
+        "--ann-lead",
+        type=float_above(0.0, inclusive=True),
+        default=0.0,
+        metavar="MS",
+        help="hybrids: run the ANN in a second thread on the events MS before each window, "
+        "the SNN catching up there, so that no step waits for it (rounded up to whole bins; "
+        "default 0: in the window's first step)",
+    )
+    p.add_argument(
         "--animate",
         type=path_arg,
         metavar="OUT.gif",
@@ -222,7 +231,7 @@ def run_stream(args: argparse.Namespace) -> int:
     """Run the stream; prints the summary; returns the exit status."""
     from hybridpose.devices import resolve_device
     from hybridpose.pretrained import checkpoint_dir
-    from hybridpose.stream import checkpoint_geometry
+    from hybridpose.stream import checkpoint_geometry, stream_variant
     from hybridpose.threads import limited_threads
 
     # every argument is checked before any work: the engine and the device go together
@@ -239,6 +248,11 @@ def run_stream(args: argparse.Namespace) -> int:
         args.realtime = True  # a replay speed is a real-time replay
     if args.summary_json is not None:
         check_output_file(args.summary_json, (".json",))
+    if args.ann_lead and stream_variant(args.model).schedule.snn != "from_ann":
+        raise HybridPoseError(
+            f"--ann-lead: the {args.model} model has no ANN that initialises a network; it "
+            "applies to the hybrids"
+        )
     checkpoints = checkpoint_dir(args.checkpoint)
     mode: Mode = args.model
     window, sensor = checkpoint_geometry(checkpoints, mode)
@@ -255,9 +269,7 @@ def _stream(
     device: torch.device,
 ) -> int:
     """The stream itself, the arguments checked (:func:`run_stream`)."""
-    from hybridpose.sources import LiveCamera
     from hybridpose.stream import StreamingPredictor
-    from hybridpose.viz import save_stream_gif
 
     source, projections, labels = _open_source(args, window.bin_us, sensor)
     predictor = StreamingPredictor.from_checkpoints(
@@ -267,7 +279,26 @@ def _stream(
         reinit_every=args.reinit_every,
         engine=args.engine,
         device=device,
+        ann_lead=math.ceil(args.ann_lead * 1000 / window.bin_us),
     )
+    with predictor:
+        return _stream_with(args, predictor, source, checkpoints, window, labels, projections)
+
+
+def _stream_with(
+    args: argparse.Namespace,
+    predictor: StreamingPredictor,
+    source: RecordingReplay | LiveCamera,
+    checkpoints: Path,
+    window: WindowConfig,
+    labels: Labels | None,
+    projections: list[np.ndarray | None],
+) -> int:
+    """Feed ``source`` to ``predictor``; the summary, the JSON and the animation."""
+    from hybridpose.sources import LiveCamera
+    from hybridpose.viz import save_stream_gif
+
+    mode, sensor = predictor.mode, predictor.sensor_size
     run = _StreamRun(
         predictor, source, mode, window, labels, projections,
         _status_bar(source, mode, args.duration, args.quiet),
@@ -524,7 +555,14 @@ def _summary_dict(run: _StreamRun, wall_s: float, realtime: bool) -> dict[str, o
         "bin_us": predictor.bin_us,
         "streams": predictor.streams,
         "reinit_every": predictor.reinit_every,
+        "ann_lead_bins": predictor.ann_lead,
     }
+    if predictor.background is not None:
+        out["background_init"] = {
+            "windows": predictor.background.joins,
+            "waits": predictor.background.waits,
+            "wait_ms": 1e3 * predictor.background.wait_s,
+        }
     if realtime and run.lag.count:
         out["lag_ms"] = {
             "p50": 1e3 * (run.lag.quantile(0.5) or 0.0),
@@ -558,6 +596,12 @@ def _summary(
         lines.append(
             f"step latency (all cameras together, wall time): p50 {lat['p50_ms']:.3f} ms, p99 "
             f"{lat['p99_ms']:.3f} ms, mean {lat['mean_ms']:.3f} ms, max {lat['max_ms']:.3f} ms"
+        )
+    background = predictor.background
+    if background is not None:
+        lines.append(
+            f"ANN beside the stream, {predictor.ann_lead} bins ahead: {background.joins} "
+            f"windows, {background.waits} waited for it ({1e3 * background.wait_s:.1f} ms in all)"
         )
     if realtime and lag.count:
         lines.append(
