@@ -54,19 +54,20 @@ def test_shipped_checkpoints_load_and_match_the_preset(shipped: Path) -> None:
 
 def test_shipped_report_agrees_with_the_shipped_models_and_the_code(shipped: Path) -> None:
     report = json.loads((shipped / "report.json").read_text())
-    # every variant of the registry: the shipped set has the CNN-RNN hybrid; its ablations were
-    # not trained (reproduce without --ablations), so they are derived from the hybrid
+    # every variant of the registry, each from a checkpoint of its own (reproduce --ablations):
+    # the CNN-RNN hybrid and the two ablations too, none derived
     shipped_variants = list(variant_names())
     stems = [stem for stem, _ in shipped_checkpoints()]
-    ablations = ["hybrid_no_state_init", "hybrid_no_delta"]
-    assert sorted(p.stem for p in shipped.glob("*.pt")) == sorted(set(stems) - set(ablations))
-    assert "shared_ann" in load_checkpoint(shipped / "hybrid_rnn.pt")
+    assert sorted(p.stem for p in shipped.glob("*.pt")) == sorted(stems)
+    for stem in ("hybrid_rnn", "hybrid_no_state_init", "hybrid_no_delta"):
+        assert "shared_ann" in load_checkpoint(shipped / f"{stem}.pt"), stem
     models = load_models(shipped)
     assert list(models.networks) == shipped_variants
-    assert [n for n, derived in models.derived.items() if derived] == ablations
+    assert not any(models.derived.values())
     assert list(report["models"]) == shipped_variants
     assert list(report["paper_protocol"]["models"]) == shipped_variants
-    assert [n for n, m in report["models"].items() if m["derived"]] == ablations
+    assert not any(m["derived"] for m in report["models"].values())
+    assert not any(m["derived"] for m in report["paper_protocol"]["models"].values())
     window = RECIPES["cpu"].window
     for name in shipped_variants:
         m = report["models"][name]
@@ -129,3 +130,27 @@ def test_checkpoint_dir_takes_a_shipped_name_or_a_directory(
     (tmp_path / "f.pt").write_text("")
     with pytest.raises(CheckpointDirError, match=r"^f\.pt: a file, not a directory, and not"):
         checkpoint_dir("f.pt")
+
+
+def test_ship_takes_a_run_that_holds_shipped_checkpoints(shipped: Path, tmp_path: Path) -> None:
+    """``reproduce`` resumed on the shipped checkpoints (how the ablations were trained): the
+    hybrids already read their U-Net from ann.pt, and shipping them again gives the same."""
+    import shutil
+
+    from hybridpose.pretrained import ship
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "report").mkdir()
+    for f in shipped.glob("*.pt"):
+        shutil.copy(f, run / "checkpoints" / f.name)
+    for name in ("report.json", "report.md"):
+        shutil.copy(shipped / name, run / "report" / name)
+    dest = ship(run, dest=tmp_path / "dest")
+    files = sorted(p.name for p in shipped.iterdir() if p.suffix in (".pt", ".json", ".md"))
+    assert sorted(p.name for p in dest.iterdir()) == files
+    for f in shipped.glob("*.pt"):
+        a, b = load_checkpoint(f), load_checkpoint(dest / f.name)
+        assert a.get("shared_ann") == b.get("shared_ann"), f.name
+        assert a["model"].keys() == b["model"].keys()
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), f.name

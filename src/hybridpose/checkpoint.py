@@ -168,6 +168,16 @@ def share_ann(hybrid: dict[str, Any], ann: dict[str, Any], ann_file: str) -> dic
     return out
 
 
+def unshared(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A checkpoint as :func:`load_checkpoint` reads it, with the weights it reads from a
+    sibling ANN file (:func:`share_ann`) merged back in: a whole checkpoint again."""
+    data = load_checkpoint(path)
+    shared = data.pop("shared_ann", None)
+    if shared is not None:
+        data["model"] = {**data["model"], **_shared_ann_weights(Path(path), shared)}
+    return data
+
+
 def _shared_ann_weights(path: Path, shared: dict[str, Any]) -> dict[str, torch.Tensor]:
     source = path.parent / str(shared["file"])
     ann = load_checkpoint(source)
@@ -185,5 +195,6 @@ __all__ = [
     "load_model",
     "save_checkpoint",
     "share_ann",
+    "unshared",
     "weights_only",
 ]

@@ -22,7 +22,13 @@ from importlib import resources
 from pathlib import Path
 
 from hybridpose.atomic import atomic_write
-from hybridpose.checkpoint import load_checkpoint, save_checkpoint, share_ann, weights_only
+from hybridpose.checkpoint import (
+    load_checkpoint,
+    save_checkpoint,
+    share_ann,
+    unshared,
+    weights_only,
+)
 from hybridpose.errors import HybridPoseError
 from hybridpose.variants import VARIANTS
 
@@ -115,7 +121,7 @@ def ship(run_dir: str | os.PathLike[str], preset: str = "cpu", *, dest: Path | N
         if not source.is_file():
             (dest / f"{stem}.pt").unlink(missing_ok=True)  # no stale weights of an earlier run
             continue
-        checkpoint = weights_only(load_checkpoint(source))
+        checkpoint = weights_only(unshared(source))  # a run may hold shipped files
         if any(k.startswith("ann.") for k in checkpoint["model"]):  # a hybrid's frozen U-Net
             checkpoint = share_ann(checkpoint, ann, "ann.pt")
         save_checkpoint(dest / f"{stem}.pt", checkpoint)
