@@ -6,16 +6,17 @@ Run from the repository root::
                            [--engines dense,event] [--modes snn,hybrid] [--ann-lead-ms 30]
                            [--profile] [--data DIR]
 
-The shipped ``cpu`` models (87x65 sensor, 64x64 crop) stream one held-out synthetic recording
-(subject 18, star jumps: the demo's; simulated once into ``--data``) on camera 3 alone and on
-cameras 2 and 3 (one batch of two), as fast as possible, in chunks of one bin. For each bin
+The shipped models (87x65 sensor, 64x64 crop: ``cpu`` for 10 ms bins, the 1 kHz hybrid
+``cpu-1khz`` for 1 ms bins; any other bin length runs ``cpu``'s) stream one held-out
+synthetic recording (subject 18, star jumps: the demo's; simulated once into ``--data``) on
+camera 3 alone and on cameras 2 and 3 (one batch of two), as fast as possible, in chunks of
+one bin. For each bin
 length (10 ms: the paper's 100 Hz; 1 ms: 1 kHz), torch thread count, number of cameras and SNN
 engine, it runs
 
 * ``snn``: the SNN alone, one step per bin;
 * ``hybrid``: the same with the ANN re-initialising the SNN at 10 Hz (every 10 bins at 10 ms,
-  every 100 at 1 ms), the models trained for 10 ms bins (at 1 ms the poses are not meant to be
-  accurate: the benchmark measures speed), synchronously (the ANN in the step of each window's
+  every 100 at 1 ms), synchronously (the ANN in the step of each window's
   first bin) and, as ``hybrid+lead``, with the ANN in a second thread ``--ann-lead-ms`` ahead
   of each window (:mod:`hybridpose.reinit`), side by side;
 
@@ -56,7 +57,7 @@ import torch
 
 from hybridpose.demo import DemoSpec, demo_simulation
 from hybridpose.evaluate import load_models
-from hybridpose.pretrained import pretrained_dir
+from hybridpose.pretrained import SHIPPED, pretrained_dir
 from hybridpose.sources import RecordingReplay
 from hybridpose.stream import Engine, Mode, StreamingPredictor
 from hybridpose.synth.generate import recording_name, simulate_dataset
@@ -71,6 +72,14 @@ def recording(data: Path) -> Path:
     return data / recording_name(SUBJECT, MOVEMENT)
 
 
+def shipped_for(bin_us: int) -> str:
+    """The shipped set trained for ``bin_us`` bins (``cpu`` for any other length: speed only)."""
+    for name in SHIPPED:
+        if load_models(pretrained_dir(name)).window.bin_us == bin_us:
+            return name
+    return "cpu"
+
+
 def run_once(
     path: Path,
     mode: Mode,
@@ -82,7 +91,7 @@ def run_once(
     lead_ms: float = 0.0,
     realtime: bool = False,
 ) -> dict[str, Any]:
-    models = load_models(pretrained_dir("cpu"))
+    models = load_models(pretrained_dir(shipped_for(bin_us)))
     window = replace(models.window, bin_us=bin_us)
     reinit = 100_000 // bin_us  # the ANN at 10 Hz
     replay = RecordingReplay(path, cameras, chunk_us=bin_us)

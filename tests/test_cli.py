@@ -217,3 +217,15 @@ def test_train_stage_choices_are_the_stages() -> None:
     options = {a.dest: a for a in commands.choices["train"]._actions}
     assert options["stage"].choices is not None
     assert tuple(options["stage"].choices) == STAGES
+
+
+def test_preset_choices_are_the_presets_and_recipes() -> None:
+    """The CLI spells the presets out (importing them would load torch for every command)."""
+    from hybridpose.cli import build_parser
+    from hybridpose.nn.presets import PRESETS
+    from hybridpose.recipes import RECIPES
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for command in ("model-info", "train", "reproduce"):
+        options = {a.dest: a for a in commands.choices[command]._actions}
+        assert tuple(options["preset"].choices or ()) == tuple(PRESETS) == tuple(RECIPES)

@@ -1,5 +1,6 @@
-"""Tests of the shipped ``cpu`` weights: they load, match the preset, and predict sensibly on a
-recording simulated here with a seed and a subject the training never saw."""
+"""Tests of the shipped weights (``cpu``, and ``cpu-1khz`` made from it): they load, match the
+preset, and the cpu set predicts sensibly on a recording simulated here with a seed and a
+subject the training never saw."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hybridpose.checkpoint import load_checkpoint, load_model
+from hybridpose.checkpoint import load_checkpoint, load_model, unshared
 from hybridpose.energy import model_info
 from hybridpose.evaluate import EvalSpec, evaluate, report_markdown
 from hybridpose.nn.ann import ANN
@@ -125,7 +126,7 @@ def test_checkpoint_dir_takes_a_shipped_name_or_a_directory(
     assert checkpoint_dir("cpu") == pretrained_dir("cpu")  # the name wins over ./cpu
     assert checkpoint_dir("./cpu") == Path("cpu")
     with pytest.raises(CheckpointDirError, match=r"^nowhere: no such directory, and not a "
-                       r"shipped set of weights \(shipped: cpu\)$"):  # fmt: skip
+                       r"shipped set of weights \(shipped: cpu, cpu-1khz\)$"):  # fmt: skip
         checkpoint_dir("nowhere")
     (tmp_path / "f.pt").write_text("")
     with pytest.raises(CheckpointDirError, match=r"^f\.pt: a file, not a directory, and not"):
@@ -154,3 +155,35 @@ def test_ship_takes_a_run_that_holds_shipped_checkpoints(shipped: Path, tmp_path
         assert a.get("shared_ann") == b.get("shared_ann"), f.name
         assert a["model"].keys() == b["model"].keys()
         assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), f.name
+
+
+def test_shipped_1khz_set_is_the_cpu_set_retimed_then_fine_tuned(shipped: Path) -> None:
+    """``cpu-1khz``: the cpu ANN and SNN retimed to 1 ms bins (not trained again), the cpu
+    hybrid retimed and fine-tuned at 1 ms with its BatchNorm statistics frozen, evaluated."""
+    fast = pretrained_dir("cpu-1khz")
+    window = RECIPES["cpu-1khz"].window
+    assert (window.bin_us, window.steps) == (1_000, 100)
+    cpu = {n: unshared(shipped / f"{n}.pt")["model"] for n in ("ann", "snn", "hybrid")}
+    for name in ("ann", "snn", "hybrid"):
+        model, info = load_model(fast / f"{name}.pt")
+        assert not model.training
+        assert info["preset"] == "cpu-1khz" and info["complete"] is True
+        assert info["model_config"] == PRESETS["cpu-1khz"].to_dict()
+        assert window_from_dict(info["window_config"]) == window
+    ann, snn = (load_checkpoint(fast / f"{n}.pt") for n in ("ann", "snn"))
+    assert ann["retimed"] == snn["retimed"] == {"preset": "cpu", "factor": 10.0, "bin_us": 10_000}
+    assert all(torch.equal(v, cpu["ann"][k]) for k, v in ann["model"].items())
+    torch.testing.assert_close(snn["model"]["enc.conv.weight"], 10 * cpu["snn"]["enc.conv.weight"])
+    assert float(snn["model"]["up3.tau"]) == 30.0
+    hybrid = unshared(fast / "hybrid.pt")
+    assert "retimed" not in hybrid and hybrid["stage_config"]["freeze_batchnorm"] is True
+    for key in ("snn.down2.bn.running_mean", "snn.down2.bn.running_var"):  # frozen statistics
+        assert torch.equal(hybrid["model"][key], cpu["hybrid"][key])
+    report = json.loads((fast / "report.json").read_text())
+    assert report["setup"]["steps_per_window"] == 100
+    assert report["setup"]["output_rate_hz"] == 1000.0
+    assert report_markdown(report) == (fast / "report.md").read_text()
+    for m in report["models"].values():
+        assert len(m["mpjpe2d_px_per_step"]) == 100
+    macs = model_info(PRESETS["cpu-1khz"])["ann"]["macs"]
+    assert report["models"]["ann_high"]["power_w"] == pytest.approx(macs * 4.6e-12 * 1000)

@@ -12,9 +12,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 import hybridpose.nn.presets as presets
 import hybridpose.recipes as recipes
+import hybridpose.reproduce as reproduce_module
 import hybridpose.synth.generate as generate
 from hybridpose.checkpoint import load_checkpoint
 from hybridpose.cli import main
@@ -151,3 +153,63 @@ def test_reproduce_trains_the_ablations_on_request(test_preset: None, tmp_path: 
     assert list(load_models(shipped).networks) == list(report["models"])
     assert not any(load_models(shipped).derived.values())
     assert (shipped / "report.json").read_bytes() == (out / "report" / "report.json").read_bytes()
+
+
+def test_a_retimed_recipe_starts_from_the_shipped_networks_retimed(
+    test_preset: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the "test" run shipped, then a recipe for bins 5x shorter retimed from it
+    source = tmp_path / "run"
+    reproduce(ReproduceSpec("test", source, progress=False), log=lambda _: None)
+    shipped = ship(source, dest=tmp_path / "shipped")
+    fast = replace(
+        MODEL, name="test-fast", snn=replace(MODEL.snn, tau=15.0, readout_decay=0.8 ** (1 / 5))
+    )
+    window = replace(RECIPE.window, bin_us=2_000, steps=15)
+    monkeypatch.setitem(presets.PRESETS, "test-fast", fast)
+    monkeypatch.setitem(
+        recipes.RECIPES,
+        "test-fast",
+        replace(
+            RECIPE,
+            window=window,
+            hybrid=replace(RECIPE.hybrid, freeze_batchnorm=True),
+            retimed_from="test",
+            stages=("hybrid",),
+            hybrid_from_snn=False,
+        ),
+    )
+    asked: list[str] = []
+
+    def shipped_dir(name: str) -> Path:
+        asked.append(name)
+        return shipped
+
+    monkeypatch.setattr(reproduce_module, "pretrained_dir", shipped_dir)
+    out = tmp_path / "fast"
+    messages: list[str] = []
+    report = reproduce(ReproduceSpec("test-fast", out, progress=False), log=messages.append)
+    assert asked == ["test"]
+    assert [m.split("]")[0] for m in messages if "training the" in m] == ["[2/3"]
+    ckpt = out / "checkpoints"
+    retimed = load_checkpoint(ckpt / "hybrid_retimed.pt")
+    trained = load_checkpoint(ckpt / "hybrid.pt")
+    source_snn = load_checkpoint(shipped / "snn.pt")
+    for data in (load_checkpoint(ckpt / "ann.pt"), load_checkpoint(ckpt / "snn.pt"), trained):
+        assert data["preset"] == "test-fast" and data["complete"] is True
+        assert data["model_config"]["snn"]["tau"] == 15.0
+        assert data["window_config"]["bin_us"] == 2_000 and data["window_config"]["steps"] == 15
+    assert load_checkpoint(ckpt / "snn.pt")["retimed"]["factor"] == 5.0
+    torch.testing.assert_close(
+        load_checkpoint(ckpt / "snn.pt")["model"]["enc.conv.weight"],
+        5 * source_snn["model"]["enc.conv.weight"],
+    )
+    # the hybrid stage started from the retimed hybrid (its SNN and state heads) and trained
+    # with frozen BatchNorm statistics: those are the retimed ones still, the weights moved
+    for key in ("snn.down1.bn.running_mean", "snn.down1.bn.running_var"):
+        assert torch.equal(trained["model"][key], retimed["model"][key])
+    assert not torch.equal(
+        trained["model"]["snn.down1.conv.weight"], retimed["model"]["snn.down1.conv.weight"]
+    )
+    assert set(report["models"]) == set(variant_names()) - {"hybrid_rnn"}
+    assert report["setup"]["steps_per_window"] == 15 and report["setup"]["output_rate_hz"] == 500.0

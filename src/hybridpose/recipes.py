@@ -29,6 +29,7 @@ from hybridpose.data import WindowConfig
 from hybridpose.subjects import TEST_SUBJECTS, TRAIN_SUBJECTS
 
 Stage = Literal["ann", "snn", "hybrid", "hybrid_rnn"]
+Protocol = Literal["project", "paper"]
 STAGES: tuple[Stage, ...] = ("ann", "snn", "hybrid", "hybrid_rnn")
 """The training stages, in the order ``reproduce`` trains them."""
 ANN_INITIALISED: tuple[Stage, ...] = ("hybrid", "hybrid_rnn")
@@ -47,6 +48,8 @@ class StageConfig:
             training windows; None = all of them.
         state_loss_weight: the hybrid's weight ``w`` of the state-consistency loss.
         grad_clip: maximum gradient norm (None = no clipping).
+        freeze_batchnorm: the SNN's BatchNorm normalises by its running statistics, which
+            stay fixed (for a retimed network, :mod:`hybridpose.retime`).
     """
 
     lr: float = 1e-4
@@ -55,6 +58,7 @@ class StageConfig:
     samples_per_epoch: int | None = None
     state_loss_weight: float = 0.05
     grad_clip: float | None = None
+    freeze_batchnorm: bool = False
 
     def __post_init__(self) -> None:
         if not self.lr > 0:
@@ -81,9 +85,13 @@ class Recipe:
     ``hybrid_from_snn``: ``reproduce`` starts the hybrid's SNN from the trained ``snn`` stage
     (``train --init-snn``) instead of a fresh initialisation. ``eval_windows_per_recording``
     and ``energy_windows``: what ``reproduce`` evaluates on (see :mod:`hybridpose.evaluate`);
-    ``eval_rate_factors``: its sweep of the ANN's rate (the rate divided by each factor).
+    ``eval_rate_factors``: its sweep of the ANN's rate (the rate divided by each factor);
+    ``eval_protocols``: the evaluation protocols it reports (:mod:`hybridpose.evaluate`).
     ``simulation_repetitions``: the most repetitions per recording of the dataset ``reproduce``
-    simulates (None: the dataset's default, up to 12 within 25 s).
+    simulates (None: the dataset's default, up to 12 within 25 s). ``retimed_from``: the
+    shipped preset whose ANN and SNN ``reproduce`` retimes to this recipe's bins
+    (:mod:`hybridpose.retime`) instead of training them, and whose hybrid starts the hybrid
+    stages; ``stages``: the stages ``reproduce`` trains.
     """
 
     window: WindowConfig
@@ -98,6 +106,9 @@ class Recipe:
     energy_windows: int = 16
     simulation_repetitions: int | None = None
     eval_rate_factors: tuple[int, ...] = (1, 2, 4)
+    retimed_from: str | None = None
+    stages: tuple[Stage, ...] = STAGES
+    eval_protocols: tuple[Protocol, ...] = ("project", "paper")
 
     def stage(self, name: Stage) -> StageConfig:
         if name not in STAGES:
@@ -116,6 +127,11 @@ def window_from_dict(data: dict[str, Any]) -> WindowConfig:
     return WindowConfig(**values)
 
 
+_CPU_WINDOW = WindowConfig(ann_events=500, crop=(11, 0, 64, 64), cameras=(2, 3))
+_CPU_HYBRID = StageConfig(
+    lr=5e-4, batch_size=16, epochs=5, samples_per_epoch=2_000, state_loss_weight=0.005
+)
+
 RECIPES: dict[str, Recipe] = {
     "paper": Recipe(
         # a centred 256x256 crop of the 346x260 sensor
@@ -129,15 +145,13 @@ RECIPES: dict[str, Recipe] = {
     "cpu": Recipe(
         # 87x65 sees 1/16 of DAVIS346's pixels and about 1/16 of its events: 500 events span
         # about the same time as the paper's 7500 at full resolution
-        window=WindowConfig(ann_events=500, crop=(11, 0, 64, 64), cameras=(2, 3)),
+        window=_CPU_WINDOW,
         ann=StageConfig(lr=1e-3, batch_size=16, epochs=6, samples_per_epoch=10_000),
         snn=StageConfig(lr=1e-3, batch_size=16, epochs=3, samples_per_epoch=2_000),
         # state-consistency weight 0.005, not the paper's 0.05: here the membranes' MSE is
         # about 200x the heatmaps' (0.6-1.0 against 0.003), and at 0.05 it dominated the
         # gradient (docs/training.md: 1.20x the ANN's error against 1.03x after one epoch)
-        hybrid=StageConfig(
-            lr=5e-4, batch_size=16, epochs=5, samples_per_epoch=2_000, state_loss_weight=0.005
-        ),
+        hybrid=_CPU_HYBRID,
         # the CNN-RNN hybrid with the hybrid's settings, on fewer windows: its dense ConvGRU's
         # training step took about 3.5x the hybrid's on 2 cores (measured on a few steps), so
         # 2 x 1,000 windows cost about 0.7x the hybrid stage's 5 x 2,000 (estimated; measured
@@ -155,6 +169,27 @@ RECIPES: dict[str, Recipe] = {
         simulation_repetitions=8,
     ),
 }
+RECIPES["cpu-1khz"] = Recipe(
+    # the cpu preset's windows cut into 100 bins of 1 ms: the same 100 ms between two ANN runs
+    window=dataclasses.replace(_CPU_WINDOW, bin_us=1_000, steps=100),
+    # not trained: the shipped cpu ANN and SNN, retimed (hybridpose.retime)
+    ann=RECIPES["cpu"].ann,
+    snn=RECIPES["cpu"].snn,
+    # the shipped cpu hybrid retimed, fine-tuned at 1 ms with its BatchNorm statistics frozen
+    hybrid=dataclasses.replace(
+        _CPU_HYBRID, lr=2e-4, batch_size=8, epochs=1, samples_per_epoch=1_200,
+        freeze_batchnorm=True,
+    ),
+    retimed_from="cpu",
+    stages=("hybrid",),
+    # 1 window per recording (after 1 unscored): a window runs every variant 100 steps
+    eval_windows_per_recording=1,
+    eval_protocols=("project",),
+    # the stage draws 1,200 windows: 2 repetitions per recording give enough (and simulate
+    # in about a quarter of the cpu preset's time)
+    simulation_repetitions=2,
+    eval_rate_factors=(),
+)  # fmt: skip
 
 
 def recipe(name: str) -> Recipe:

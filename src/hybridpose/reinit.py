@@ -53,7 +53,7 @@ class BackgroundInitError(HybridPoseError, RuntimeError):
     out of order."""
 
 
-_START, _BIN, _END = "start", "bin", "end"
+_START, _BIN, _END, _STOP = "start", "bin", "end", "stop"
 
 
 class BackgroundInit:
@@ -71,7 +71,6 @@ class BackgroundInit:
     def __init__(self, initialiser: HybridPose[SNN | ConvRNN], runner: SNNRunner) -> None:
         self._jobs: queue.SimpleQueue[tuple[str, Tensor | None]] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
-        self._runner = runner
         self._open = False  # a window is being prepared (start called, join not yet)
         self.waits = 0
         """Joins that found the worker busy (the stream's step waited for it)."""
@@ -85,7 +84,7 @@ class BackgroundInit:
             name="hybridpose-background-init", daemon=True,
         )  # fmt: skip
         self._thread.start()
-        self._finalizer = weakref.finalize(self, self._jobs.put, ("stop", None))
+        self._finalizer = weakref.finalize(self, self._jobs.put, (_STOP, None))
 
     @property
     def busy(self) -> bool:
@@ -160,7 +159,7 @@ def _work(
     with torch.inference_mode():
         while True:
             kind, tensor = jobs.get()
-            if kind == "stop":
+            if kind == _STOP:
                 return
             if kind == _END:
                 done.put(failed)

@@ -10,6 +10,10 @@ Layout of the output directory::
     OUT/report/           report.json, report.md, error_vs_step.png, error_vs_power.png
     OUT/timings.json      wall-clock seconds per phase (summed over resumed runs)
 
+A recipe with ``retimed_from`` (``cpu-1khz``) trains only its ``stages`` (the hybrid): its
+ANN and SNN are the shipped ones of that preset retimed to its bins (:mod:`hybridpose.retime`),
+and its hybrid starts from the shipped hybrid retimed.
+
 With ``ablations`` the two ablations of the hybrid are trained too (same recipe), so that
 the report shows trained ablations instead of ones derived from the hybrid at evaluation.
 
@@ -33,7 +37,9 @@ from hybridpose.checkpoint import load_checkpoint
 from hybridpose.errors import HybridPoseError
 from hybridpose.evaluate import EvalSpec, evaluate
 from hybridpose.nn.presets import preset
-from hybridpose.recipes import STAGES, recipe
+from hybridpose.pretrained import pretrained_dir
+from hybridpose.recipes import recipe
+from hybridpose.retime import retime_run
 from hybridpose.synth.generate import PRESETS as SIM_PRESETS
 from hybridpose.synth.generate import simulate_dataset
 from hybridpose.train import TrainSpec, make_spec, train
@@ -92,7 +98,7 @@ def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[s
     if rec.simulation_repetitions is not None:
         performance = replace(sim.performance, repetitions=rec.simulation_repetitions)
         sim = replace(sim, performance=performance)
-    phases = len(STAGES) + 2  # simulate, the stages, evaluate
+    phases = len(rec.stages) + 2  # simulate, the stages, evaluate
     log(f"[1/{phases}] simulating the default dataset at {sim.sensor_size[0]}x{sim.sensor_size[1]}")
     summary = _timed(
         timings,
@@ -112,17 +118,22 @@ def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[s
         log(f"{step} training {what}")
         _timed(timings, f"train_{name}", lambda: train(tspec, resume=True, progress=spec.progress))
 
-    for i, stage in enumerate(STAGES):
-        init = ckpt / "snn.pt" if stage == "hybrid" and rec.hybrid_from_snn else None
+    hybrid_init = ckpt / "snn.pt" if rec.hybrid_from_snn else None
+    if rec.retimed_from is not None:
+        source = pretrained_dir(rec.retimed_from)
+        log(f"[retime] the shipped {rec.retimed_from} networks for {rec.window.bin_us} us bins")
+        retimed = retime_run(source, model, rec.window, ckpt)
+        hybrid_init = retimed["hybrid"]
+    for i, stage in enumerate(rec.stages):
+        init = hybrid_init if stage == "hybrid" else None
         tspec = make_spec(stage, spec.preset, data, ckpt, seed=spec.seed, init_snn=init)
         train_once(tspec, f"[{i + 2}/{phases}]", stage, f"the {stage} stage")
 
-    trained = [ckpt / f"{s}.pt" for s in STAGES]
+    trained = [ckpt / f"{s}.pt" for s in rec.stages]
     if spec.ablations:  # the paper's ablations, trained like the hybrid
-        init = ckpt / "snn.pt" if rec.hybrid_from_snn else None
         for v in ablations():
             tspec = make_spec(
-                "hybrid", spec.preset, data, ckpt, seed=spec.seed, init_snn=init,
+                "hybrid", spec.preset, data, ckpt, seed=spec.seed, init_snn=hybrid_init,
                 state_init=v.state_init, delta_readout=v.delta_readout, name=v.checkpoint,
             )  # fmt: skip
             trained.append(tspec.checkpoint_path)
@@ -143,6 +154,7 @@ def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[s
         energy_windows=rec.energy_windows,
         seed=spec.seed,
         rate_factors=rec.eval_rate_factors,
+        protocols=rec.eval_protocols,
     )
     report = _timed(timings, "evaluate", lambda: evaluate(espec, progress=spec.progress))
     return report

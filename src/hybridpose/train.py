@@ -116,7 +116,8 @@ class TrainSpec:
         workers: DataLoader worker processes (0 = load in the training process).
         device: torch device.
         ann_checkpoint: the hybrid stages' ANN (default ``out_dir/ann.pt``).
-        init_snn: optionally start the hybrid's SNN from this SNN checkpoint.
+        init_snn: optionally start the hybrid's SNN from this SNN checkpoint, or its SNN and
+            state heads from this hybrid checkpoint.
         subjects: training subjects.
         max_windows: use at most this many training windows (a deterministic sample; for
             quick runs and tests).
@@ -314,13 +315,20 @@ def _freeze_ann(hybrid: AnyHybrid, train_state_heads: bool) -> None:
         param.requires_grad_(train_state_heads and name.startswith("state_heads."))
 
 
-def _set_modes(model: nn.Module) -> None:
-    """Training mode, but the hybrid's frozen U-Net in eval mode (its state heads train)."""
+def _set_modes(model: nn.Module, freeze_batchnorm: bool = False) -> None:
+    """Training mode, but the hybrid's frozen U-Net in eval mode (its state heads train), and
+    with ``freeze_batchnorm`` the recurrent network's BatchNorm normalising by its running
+    statistics (which then stay as they are)."""
     model.train()
     if isinstance(model, HybridPose):
         model.ann.eval()
         if model.config.state_init:
             model.ann.state_heads.train()
+    if freeze_batchnorm:
+        recurrent = model.snn if isinstance(model, HybridPose) else model
+        for module in recurrent.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
 
 
 # ------------------------------------------------------------------------------ distributed
@@ -502,14 +510,30 @@ def _initial_model(spec: TrainSpec) -> nn.Module:
         if any(not k.startswith("state_heads.") for k in missing):
             raise TrainingError(f"{ann_path}: incomplete ANN weights")
         if spec.init_snn is not None:
-            if not isinstance(model.snn, SNN):
-                raise TrainingError(f"init_snn: the {spec.stage} stage trains no SNN")
-            snn, _ = load_model(spec.init_snn)
-            if not isinstance(snn, SNN):
-                raise TrainingError(f"{spec.init_snn}: not an SNN checkpoint")
-            model.snn.load_state_dict(snn.state_dict())
+            _init_snn(model, spec.init_snn, spec.stage)
         _freeze_ann(model, train_state_heads=spec.model.hybrid.state_init)
     return model
+
+
+def _init_snn(model: AnyHybrid, path: Path, stage: str) -> None:
+    """Start the hybrid's SNN from an SNN checkpoint, or its SNN and state heads from a hybrid
+    checkpoint; the networks must be the preset's (a tau of other bins would load silently)."""
+    if not isinstance(model.snn, SNN):
+        raise TrainingError(f"init_snn: the {stage} stage trains no SNN")
+    source, _ = load_model(path)
+    heads: nn.Module | None = None
+    if isinstance(source, HybridPose) and isinstance(source.snn, SNN):
+        heads = source.ann.state_heads
+        source = source.snn
+    if not isinstance(source, SNN):
+        raise TrainingError(f"{path}: neither an SNN nor a hybrid checkpoint")
+    if replace(source.config, delta_readout=model.snn.config.delta_readout) != model.snn.config:
+        raise TrainingError(
+            f"{path}: its SNN is not this preset's ({source.config} against {model.snn.config})"
+        )
+    model.snn.load_state_dict(source.state_dict())
+    if heads is not None:
+        model.ann.state_heads.load_state_dict(heads.state_dict())
 
 
 def _stage_module(model: nn.Module) -> nn.Module:
@@ -698,7 +722,7 @@ def _prepare(
         model.load_state_dict(existing["model"])
         optimizer.load_state_dict(existing["optimizer"])
     model.to(device)
-    _set_modes(model)
+    _set_modes(model, spec.optim.freeze_batchnorm)
     return model, params, optimizer, windows
 
 

@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING
 from hybridpose.cli.args import Subparsers, add_command, float_above, int_at_least, path_arg
 from hybridpose.variants import hybrid_checkpoint_name
 
+PRESETS = ("paper", "cpu", "cpu-1khz")
+"""hybridpose.nn.presets.PRESETS, spelled out: importing it would load torch for every command
+(tests/test_cli.py checks that they agree)."""
+
 if TYPE_CHECKING:
     from hybridpose.evaluate.run import Protocol
 
@@ -23,7 +27,7 @@ def add_model_info(subparsers: Subparsers) -> None:
     p = add_command(
         subparsers, "model-info", "parameters and dense MACs of a model preset", run_model_info
     )
-    p.add_argument("--preset", choices=("paper", "cpu"), required=True, help="the model preset")
+    p.add_argument("--preset", choices=PRESETS, required=True, help="the model preset")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
@@ -63,7 +67,7 @@ def add_train(subparsers: Subparsers) -> None:
     # hybridpose.recipes.STAGES, spelled out: importing it would load torch for every command
     # (tests/test_cli.py checks that they agree)
     p.add_argument("--stage", choices=("ann", "snn", "hybrid", "hybrid_rnn"), required=True)
-    p.add_argument("--preset", choices=("paper", "cpu"), required=True, help="model preset")
+    p.add_argument("--preset", choices=PRESETS, required=True, help="model preset")
     p.add_argument("--data", type=path_arg, required=True, help="directory of recordings (.h5)")
     p.add_argument("--out", type=path_arg, required=True, help="directory for NAME.pt and logs")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
@@ -234,7 +238,7 @@ def add_reproduce(subparsers: Subparsers) -> None:
         "evaluate (resumable)",
         run_reproduce,
     )
-    p.add_argument("--preset", choices=("cpu", "paper"), default="cpu", help="default cpu")
+    p.add_argument("--preset", choices=PRESETS, default="cpu", help="default cpu")
     p.add_argument("--out", type=path_arg, required=True, help="output directory")
     p.add_argument(
         "--workers", type=int_at_least(1), metavar="N",

@@ -28,7 +28,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -62,12 +62,11 @@ from hybridpose.io.recording import Recording
 from hybridpose.nn.ann import ANN
 from hybridpose.nn.hybrid import HybridPose
 from hybridpose.nn.snn import SNN
-from hybridpose.recipes import RECIPES
+from hybridpose.recipes import RECIPES, Protocol
 from hybridpose.subjects import TEST_SUBJECTS
 from hybridpose.trained import EvaluationError, TrainedModels, load_models
 from hybridpose.variants import variant
 
-Protocol = Literal["project", "paper"]
 PROTOCOLS: tuple[Protocol, ...] = ("project", "paper")
 """The evaluation protocols: the project's (module docstring) and the paper's
 (:mod:`hybridpose.evaluate.paper`)."""

@@ -7,6 +7,8 @@ A preset fixes the networks and the input geometry; training and data settings b
   channels), tau 3 and readout decay 0.8 (the 100 Hz hybrid). For GPUs and DHP19.
 - ``cpu``: a 64x64 crop of an 87x65 sensor (a quarter of DAVIS346 per side: the same field of
   view as the paper's crop), widths divided by 4, the same structure; trainable on 2 CPU cores.
+- ``cpu-1khz``: ``cpu`` for 1 ms bins (tau 30 steps): the 1 kHz hybrid, retimed from the
+  ``cpu`` networks (:mod:`hybridpose.retime`).
 """
 
 from __future__ import annotations
@@ -84,6 +86,12 @@ PRESETS: dict[str, ModelConfig] = {
         snn=SNNConfig(widths=(8, 16, 32, 64), tau=3.0, readout_decay=1.0),
     ),
 }
+PRESETS["cpu-1khz"] = dataclasses.replace(
+    PRESETS["cpu"],
+    name="cpu-1khz",
+    # the cpu SNN's 30 ms time constant in 1 ms steps (hybridpose.retime)
+    snn=dataclasses.replace(PRESETS["cpu"].snn, tau=30.0),
+)
 
 
 def preset(name: str) -> ModelConfig:

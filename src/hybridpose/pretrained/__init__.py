@@ -1,4 +1,5 @@
-"""Shipped weights: the ``cpu`` preset as ``hybridpose reproduce --preset cpu`` trained it.
+"""Shipped weights: the ``cpu`` preset as ``hybridpose reproduce --preset cpu`` trained it, and
+the 1 kHz hybrid ``cpu-1khz`` as ``hybridpose reproduce --preset cpu-1khz`` made it from them.
 
 ``pretrained/cpu/`` holds ``ann.pt``, ``snn.pt`` and ``hybrid.pt`` (without optimizer state;
 ``hybrid.pt`` reads its frozen U-Net from ``ann.pt``, see
@@ -11,7 +12,12 @@ from the variant registry). Load them with :func:`pretrained_dir` and the usual 
     from hybridpose.pretrained import pretrained_dir
     hybrid, info = load_model(pretrained_dir("cpu") / "hybrid.pt")
 
-To refresh them after a new reproduction (maintainers): ``ship("runs/cpu")``.
+``pretrained/cpu-1khz/`` holds the same files for 1 ms bins: the ``cpu`` ANN and SNN retimed
+(:mod:`hybridpose.retime`; not trained again, their checkpoints say so under ``retimed``) and
+the hybrid retimed and fine-tuned at 1 ms.
+
+To refresh them after a new reproduction (maintainers): ``ship("runs/cpu")``,
+``ship("runs/cpu-1khz", "cpu-1khz")``.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from hybridpose.checkpoint import (
 from hybridpose.errors import HybridPoseError
 from hybridpose.variants import VARIANTS
 
-SHIPPED = ("cpu",)
+SHIPPED = ("cpu", "cpu-1khz")
 REPORT_FILES = ("report.json", "report.md")
 FILES = ("ann.pt", "snn.pt", "hybrid.pt", *REPORT_FILES)
 """What every shipped preset holds; the ablations and the CNN-RNN hybrid come when trained."""
