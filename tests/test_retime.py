@@ -8,6 +8,7 @@ kept): checked against the evaluation-mode BatchNorm written out by hand, layer 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from hybridpose.data import WindowConfig
 from hybridpose.nn.hybrid import HybridPose
 from hybridpose.nn.presets import ModelConfig, preset
 from hybridpose.nn.snn import SNN, SNNConfig
+from hybridpose.pretrained import pretrained_dir
 from hybridpose.recipes import window_to_dict
 from hybridpose.retime import (
     RetimeError,
@@ -141,3 +143,20 @@ def test_retime_checkpoint_refuses_what_it_cannot_retime() -> None:
     # bins of 2 ms: tau 15, not the 1 kHz preset's 30
     with pytest.raises(RetimeError, match="retimed by 5 its networks are not preset 'cpu-1khz'"):
         retime_checkpoint(_checkpoint("snn", cpu, window), fast, replace(short, bin_us=2_000))
+
+
+def test_the_hybrid_stage_refuses_an_snn_for_other_bins(tmp_path: Path) -> None:
+    """The 10 ms SNN loaded into the 1 kHz preset would keep its tau of 3 (a buffer of the
+    state dict): ``--init-snn`` refuses it and says to retime it; the retimed one loads."""
+    from hybridpose.train import TrainingError, _initial_model, make_spec
+
+    fast = pretrained_dir("cpu-1khz")
+    spec = make_spec(
+        "hybrid", "cpu-1khz", tmp_path, tmp_path, ann_checkpoint=fast / "ann.pt",
+        init_snn=pretrained_dir("cpu") / "snn.pt",
+    )  # fmt: skip
+    refused = r"snn\.pt: its SNN is not this preset's \(tau 3\.0 against 30\.0; a network for"
+    with pytest.raises(TrainingError, match=refused):
+        _initial_model(spec)
+    model = _initial_model(replace(spec, init_snn=fast / "snn.pt"))
+    assert isinstance(model, HybridPose) and float(model.snn.enc.tau) == 30.0

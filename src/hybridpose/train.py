@@ -527,9 +527,13 @@ def _init_snn(model: AnyHybrid, path: Path, stage: str) -> None:
         source = source.snn
     if not isinstance(source, SNN):
         raise TrainingError(f"{path}: neither an SNN nor a hybrid checkpoint")
-    if replace(source.config, delta_readout=model.snn.config.delta_readout) != model.snn.config:
+    theirs = asdict(replace(source.config, delta_readout=model.snn.config.delta_readout))
+    differ = [f"{k} {v} against {getattr(model.snn.config, k)}" for k, v in theirs.items()
+              if v != getattr(model.snn.config, k)]  # fmt: skip
+    if differ:
         raise TrainingError(
-            f"{path}: its SNN is not this preset's ({source.config} against {model.snn.config})"
+            f"{path}: its SNN is not this preset's ({', '.join(differ)}; a network for other "
+            "bins must be retimed first, hybridpose.retime)"
         )
     model.snn.load_state_dict(source.state_dict())
     if heads is not None:
