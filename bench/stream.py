@@ -58,6 +58,7 @@ import torch
 from hybridpose.demo import DemoSpec, demo_simulation
 from hybridpose.evaluate import load_models
 from hybridpose.pretrained import SHIPPED, pretrained_dir
+from hybridpose.recipes import recipe
 from hybridpose.sources import RecordingReplay
 from hybridpose.stream import Engine, Mode, StreamingPredictor
 from hybridpose.synth.generate import recording_name, simulate_dataset
@@ -73,11 +74,9 @@ def recording(data: Path) -> Path:
 
 
 def shipped_for(bin_us: int) -> str:
-    """The shipped set trained for ``bin_us`` bins (``cpu`` for any other length: speed only)."""
-    for name in SHIPPED:
-        if load_models(pretrained_dir(name)).window.bin_us == bin_us:
-            return name
-    return "cpu"
+    """The shipped set trained for ``bin_us`` bins (``cpu`` for any other length: speed only);
+    a shipped set is named after its preset, whose recipe gives its bins."""
+    return next((n for n in SHIPPED if recipe(n).window.bin_us == bin_us), "cpu")
 
 
 def run_once(
