@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from hybridpose.parallel import interrupt_on_sigterm
+
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/stat").exists(), reason="looks processes up in /proc (Linux)"
 )
@@ -137,6 +139,74 @@ def finished(out: Path) -> set[str]:
 
 def temporaries(out: Path) -> list[str]:
     return sorted(p.name for p in out.glob(".*.tmp"))
+
+
+# ------------------------------------------------------------------------------ lost signals
+class SignalledWhenCollected:
+    """Sends ``signum`` to this process from its ``__del__``, where Python swallows exceptions:
+    the signal's handler runs there and its ``KeyboardInterrupt`` is lost, as happened to a
+    SIGTERM that arrived while numba's compiler ran a weak-reference callback."""
+
+    def __init__(self, signum: int, raised_inside: list[str]) -> None:
+        self.signum = signum
+        self.raised_inside = raised_inside
+
+    def __del__(self) -> None:
+        try:
+            signal.raise_signal(self.signum)  # runs the Python handler before returning
+        except KeyboardInterrupt as interrupt:
+            self.raised_inside.append(str(interrupt))
+            raise
+
+
+def interrupted_after_losing(signum: int) -> tuple[list[str], BaseException | None]:
+    """Lose ``signum`` in a finaliser inside :func:`interrupt_on_sigterm`, then run on for up to
+    a second; the interrupts raised inside the finaliser and what stopped the run, if anything."""
+    raised_inside: list[str] = []
+    try:
+        with interrupt_on_sigterm():
+            finaliser = SignalledWhenCollected(signum, raised_inside)
+            del finaliser
+            for _ in range(100):
+                time.sleep(0.01)
+    except KeyboardInterrupt as interrupt:
+        return raised_inside, interrupt
+    return raised_inside, None
+
+
+def test_a_sigterm_lost_in_a_finaliser_is_delivered_again() -> None:
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    raised_inside, stopped_by = interrupted_after_losing(signal.SIGTERM)
+    assert raised_inside == ["signal SIGTERM"]  # lost there ...
+    assert isinstance(stopped_by, KeyboardInterrupt)  # ... and raised again where it propagates
+    assert str(stopped_by) == "signal SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_ctrl_c_lost_in_a_finaliser_is_delivered_again() -> None:
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    raised_inside, stopped_by = interrupted_after_losing(signal.SIGINT)
+    assert raised_inside == [""]
+    assert isinstance(stopped_by, KeyboardInterrupt)
+    assert str(stopped_by) == ""
+
+
+def test_other_unraisable_exceptions_go_to_the_previous_hook(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: seen.append(unraisable.exc_value))
+
+    class FailsWhenCollected:
+        def __del__(self) -> None:
+            raise ValueError("in a finaliser")
+
+    with interrupt_on_sigterm():
+        finaliser = FailsWhenCollected()
+        del finaliser
+    assert [str(e) for e in seen] == ["in a finaliser"]
+    assert isinstance(seen[0], ValueError)
+    assert sys.unraisablehook is not None and sys.unraisablehook.__name__ == "<lambda>"
 
 
 # ------------------------------------------------------------------------------ the pool

@@ -21,6 +21,7 @@ returned or raised (the workers are gone by then).
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import ctypes
 import os
@@ -49,12 +50,48 @@ PARENT_POLL_S = 0.5
 STOP_GRACE_S = 1.0
 """How long terminated workers get to exit before they are killed."""
 
+REDELIVER_AFTER_S = 0.01
+"""How long after an interrupt was swallowed it is delivered again."""
+
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 # ------------------------------------------------------------------------ signals
+_SIGTERM_MESSAGE = f"signal {signal.SIGTERM.name}"
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def _redeliver_lost_interrupt(
+    previous: Callable[[Any], object],
+) -> Callable[[Any], object]:
+    """An unraisable-exception hook that signals the main thread again when a
+    ``KeyboardInterrupt`` was swallowed, and hands every other exception to ``previous``.
+
+    Python runs a signal's handler wherever the main thread happens to be, including inside a
+    weak-reference callback or a ``__del__``, where an exception cannot propagate: Python
+    prints "Exception ignored in ..." and goes on. numba's compiler, with its many weakly
+    referenced objects, lost a SIGTERM that way and the run went on to its end. Signalling
+    again, from another thread once the hook has returned, makes the handler run at a point
+    where the exception does propagate (should it be swallowed again, this repeats).
+    """
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            lost = (
+                signal.SIGTERM if str(unraisable.exc_value) == _SIGTERM_MESSAGE else signal.SIGINT
+            )
+            # from another thread, a moment later: signalled here, the handler would run
+            # inside this hook, where its exception is swallowed again
+            again = threading.Timer(REDELIVER_AFTER_S, _thread.interrupt_main, args=(lost,))
+            again.daemon = True
+            again.start()
+        else:
+            previous(unraisable)
+
+    return hook
 
 
 @contextlib.contextmanager
@@ -62,8 +99,11 @@ def interrupt_on_sigterm() -> Iterator[None]:
     """Within the block, SIGTERM raises ``KeyboardInterrupt`` in the main thread, as Ctrl-C does.
 
     So an interrupted run cleans up (and a command exits with status 130) whichever of the two
-    stopped it. Does nothing outside the main thread, or where SIGTERM already has a handler
-    (such as this one, entered further up). The previous handler is restored on leaving.
+    stopped it. An interrupt that lands where Python swallows exceptions (a weak-reference
+    callback, a ``__del__``) is delivered again rather than lost (see
+    :func:`_redeliver_lost_interrupt`). Does nothing outside the main thread, or where SIGTERM
+    already has a handler (such as this one, entered further up). The previous handler and
+    unraisable hook are restored on leaving.
     """
     if (
         threading.current_thread() is not threading.main_thread()
@@ -72,9 +112,12 @@ def interrupt_on_sigterm() -> Iterator[None]:
         yield
         return
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _redeliver_lost_interrupt(previous_hook)
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         signal.signal(signal.SIGTERM, previous)
 
 
