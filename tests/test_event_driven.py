@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hybridpose.checkpoint import load_model
+from hybridpose.heatmaps import decode_array
 from hybridpose.nn.event_driven import (
     LAYERS,
     EventDrivenSNN,
@@ -27,6 +28,7 @@ from hybridpose.nn.event_driven import (
     _scatter_layout,
     _upsampled_kernel,
 )
+from hybridpose.nn.event_readout import decode, set_readout
 from hybridpose.nn.snn import SNN, SNNConfig, SNNState, fold_snn_batchnorm
 from hybridpose.pretrained import pretrained_dir
 
@@ -38,8 +40,12 @@ TOL = 1e-4
 TIE = 1e-5  # |h - v_th| below which float32 rounding may flip a spike
 
 
-def _tiny_snn(config: SNNConfig = TINY, seed: int = 0) -> SNN:
-    """Random weights, lively BatchNorm statistics (neurons fire on sparse input), eval mode."""
+def _tiny_snn(config: SNNConfig = TINY, seed: int = 0, quiet: bool = False) -> SNN:
+    """Random weights, lively BatchNorm statistics (neurons fire on sparse input), eval mode.
+
+    Some channels' biases reach the threshold (they fire without input, as some trained ones
+    do: their layers are tonic); ``quiet``: none do, every layer's leak is lazy.
+    """
     torch.manual_seed(seed)
     snn = SNN(config)
     for m in snn.modules():
@@ -48,7 +54,7 @@ def _tiny_snn(config: SNNConfig = TINY, seed: int = 0) -> SNN:
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.1, 0.4)
             m.weight.data.uniform_(0.8, 1.5)
-            m.bias.data.uniform_(0.2, 1.2)  # some channels fire without input, as trained ones do
+            m.bias.data.uniform_(0.2, 1.2) if not quiet else m.bias.data.uniform_(-0.6, 0.2)
     nn.init.normal_(snn.head.weight, std=0.5)
     assert snn.head.bias is not None
     nn.init.normal_(snn.head.bias, std=0.2)
@@ -198,6 +204,86 @@ def test_free_running_matches_the_dense_snn(start: str) -> None:
     assert fired > 100
 
 
+def _hot_state(snn: SNN, batch: int, seed: int) -> SNNState:
+    """A random state where a few membranes lie far above the threshold: they stay above it
+    after one spike and fire again at the next step without input."""
+    state = _random_state(snn, batch, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    layers = [t + 3.0 * (torch.rand(t.shape, generator=g) < 0.01) for t in state[:-1]]
+    return SNNState._make([*layers, state.readout])
+
+
+def test_lazy_leak_over_gaps_matches_the_dense_snn() -> None:
+    """A network without tonic channels: each step updates only the positions an input
+    reaches or that stayed above the threshold; the others' leak is applied when they are next
+    reached (in closed form, also past the leak table), or read."""
+    snn = _tiny_snn(seed=21, quiet=True)
+    engine = EventDrivenSNN(snn)
+    assert engine.tonic_layers == ()
+    engine._leak = engine._leak[:, :4].copy()  # gaps longer than the table: computed instead
+    state = _hot_state(snn, 2, seed=22)
+    engine.set_state(state)
+    xs = _sparse_inputs(20, batch=2, seed=23)
+    xs[5:12] = 0.0  # a gap of 7 empty bins, longer than the table
+    fired = updated = hot_steps = 0
+    for t in range(xs.shape[0]):
+        with torch.inference_mode():
+            want, state = snn.step(xs[t], state)
+        got = engine.step(xs[t])
+        torch.testing.assert_close(got, want, rtol=0, atol=TOL)
+        fired += sum(int(s.sum()) for s in engine.last_spikes().values())
+        hot_steps += int(engine._n_hot.sum() > 0)
+        if t > 0:  # after the first step (every neuron, from the state set), only some
+            updated += sum(int(n.sum()) for n in engine.updated_counts().values())
+        if t % 4 == 3:  # reading the state brings every membrane up to date
+            for name, a, b in zip(SNNState._fields, engine.state(), state, strict=True):
+                torch.testing.assert_close(a, b, rtol=0, atol=TOL, msg=name)
+    neurons = sum(t[0].numel() for t in state[:-1]) * 2
+    assert fired > 100
+    assert hot_steps >= 1  # the positions left above the threshold were stepped again
+    assert 0 < updated < 0.5 * neurons * (xs.shape[0] - 1)  # most leaks were deferred
+    for name, a, b in zip(SNNState._fields, engine.state(), state, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=TOL, msg=name)
+
+
+def test_without_input_only_hot_positions_are_updated() -> None:
+    snn = _tiny_snn(seed=24, quiet=True)
+    engine = EventDrivenSNN(snn)
+    engine.set_state(snn.zero_state(1, H, W))
+    x = torch.zeros(1, 2, H, W)
+    engine.step(x)  # the first step after a reset updates every neuron
+    assert all(int(n[0]) > 0 for n in engine.updated_counts().values())
+    for _ in range(3):
+        engine.step(x)
+        assert all(int(n[0]) == 0 for n in engine.updated_counts().values())
+
+
+def test_decoded_steps_equal_decoding_the_heatmaps() -> None:
+    """``step_uv`` decodes inside the engine; ``decode_array`` of ``step``'s heatmaps is the
+    reference: equal to the last bit (ties broken alike: the first maximum)."""
+    for quiet, config in [(False, TINY), (True, dataclasses.replace(TINY, joints=17))]:
+        snn = _tiny_snn(config, seed=25, quiet=quiet)
+        decoded, reference = EventDrivenSNN(snn), EventDrivenSNN(snn)
+        state = _random_state(snn, 2, seed=26)
+        decoded.set_state(state)
+        reference.set_state(state)
+        for x in _sparse_inputs(12, batch=2, seed=27):
+            uv = decoded.step_uv(x)
+            want = decode_array(reference.step(x).numpy())
+            assert uv.shape == (2, config.joints, 2) and uv.dtype == np.float32
+            np.testing.assert_array_equal(uv, want)
+    # ties: the first maximum in row-major order, as numpy's argmax
+    maps = np.zeros((3, H * W), dtype=np.float32)
+    maps[1, [5 * W + 7, 9 * W + 2, 9 * W + 3]] = 2.0  # a tie in rows 5 and 9: row 5's
+    maps[2, [4 * W + 9, 4 * W + 1]] = 1.5  # a tie within a row: column 1
+    readout = np.zeros((H * W, 8), dtype=np.float32)
+    set_readout(readout, maps)
+    uv = np.zeros((3, 2), dtype=np.float32)
+    decode(readout, np.zeros(8, np.float32), np.zeros(8, np.int32), H, W, uv)
+    np.testing.assert_array_equal(uv, decode_array(maps.reshape(3, H, W)))
+    assert uv[:, :].round().tolist() == [[0, 0], [7, 5], [1, 4]]
+
+
 def test_without_delta_readout_the_output_is_the_head() -> None:
     config = dataclasses.replace(TINY, delta_readout=False)
     snn = _tiny_snn(config, seed=6)
@@ -262,10 +348,20 @@ def test_one_scattered_input_equals_the_convolution_of_a_one_hot_map(
         acc = np.zeros(size + 7, dtype=np.float32)  # 7 more: nothing may land beyond the map
         sp = np.array([[0, 0, 0], [y, x, c]], dtype=np.int32)
         values = np.array([0.0, 2.0], dtype=np.float32)
-        _scatter(acc, c_out, h_out, w_out, weights, 0, k_s, stride, pad, scale, sp, values, 1, 1)
+        rows = np.tile(np.array([w_out, -1], dtype=np.int32), (h_out, 1))  # empty spans
+        _scatter(
+            acc, rows, c_out, h_out, w_out, weights, 0, k_s, stride, pad, scale, sp, values, 1, 1
+        )
         got = torch.from_numpy(acc[:size].reshape(h_out, w_out, c_out)).permute(2, 0, 1)
         assert not acc[size:].any()
         torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-5)
+        # each row's span is the first and last column the kernel's footprint reaches
+        reach = F.conv2d((one_hot != 0).double(), torch.ones(1, c_in, k, k, dtype=torch.float64),
+                         stride=stride, padding=k // 2)[0, 0] > 0  # fmt: skip
+        for oy in range(h_out):
+            columns = torch.nonzero(reach[oy]).flatten().tolist()
+            want_span = [columns[0], columns[-1]] if columns else [w_out, -1]
+            assert rows[oy].tolist() == want_span, (c, y, x, oy)
 
 
 def test_the_callers_snn_is_left_unmodified() -> None:

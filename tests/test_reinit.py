@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -25,11 +26,16 @@ class _Runner:
     def set_state(self, state: Any) -> None:
         self.calls.append(("set_state", float(state)))
 
-    def step(self, x: torch.Tensor) -> torch.Tensor:
+    def advance(self, x: torch.Tensor) -> None:
         if self.fail_at is not None and float(x) == self.fail_at:
             raise ValueError(f"{self.name} cannot step {float(x)}")
-        self.calls.append(("step", float(x)))
-        return x
+        self.calls.append(("advance", float(x)))
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("the worker catches up with advance(), which returns nothing")
+
+    def step_uv(self, x: torch.Tensor) -> np.ndarray:
+        raise AssertionError("the worker catches up with advance(), which returns nothing")
 
 
 class _Initialiser:
@@ -56,7 +62,7 @@ def test_start_feed_join_in_order_and_engines_trade_places() -> None:
     background.feed(torch.tensor(3.0))
     ready: object = background.join(main)
     assert ready is worker and preparing and not background.busy
-    assert worker.calls == [("set_state", 10.0), ("step", 2.0), ("step", 3.0)]
+    assert worker.calls == [("set_state", 10.0), ("advance", 2.0), ("advance", 3.0)]
     assert init.threads == ["hybridpose-background-init"]  # not the stream's thread
     # the next window is prepared on the engine the stream gave back
     background.start(torch.tensor(4.0))
@@ -81,7 +87,7 @@ def test_a_failure_in_the_worker_is_raised_at_the_join_and_the_next_window_works
     background.start(torch.tensor(5.0))
     background.feed(torch.tensor(6.0))
     assert background.join(main) is worker
-    assert worker.calls[-2:] == [("set_state", 50.0), ("step", 6.0)]
+    assert worker.calls[-2:] == [("set_state", 50.0), ("advance", 6.0)]
     background.close()
 
 

@@ -25,7 +25,7 @@ FloatArray = npt.NDArray[np.float32]
 
 
 @jit
-def _offset(left: float, mid: float, right: float) -> float:
+def parabola_offset(left: float, mid: float, right: float) -> float:
     """Vertex of the parabola through ``(-1, left), (0, mid), (1, right)``, in ``[-0.5, 0.5]``;
     0 where the values do not curve downwards (or one is NaN)."""
     curvature = left - 2.0 * mid + right
@@ -35,11 +35,17 @@ def _offset(left: float, mid: float, right: float) -> float:
 
 
 @jit
+def log_clamped(value: np.float32) -> float:
+    """The log of a heatmap value clamped to :data:`_FLOOR`."""
+    return float(np.log(max(value, np.float32(_FLOOR))))
+
+
+@jit
 def _log_at(flat: FloatArray, h: int, w: int, r: int, c: int) -> float:
     """The log of the clamped value at ``(r, c)``; NaN outside the map."""
     if r < 0 or r >= h or c < 0 or c >= w:
         return np.nan
-    return float(np.log(max(flat[r * w + c], np.float32(_FLOOR))))
+    return log_clamped(flat[r * w + c])
 
 
 @jit
@@ -50,8 +56,8 @@ def _refine(maps: FloatArray, peaks: npt.NDArray[np.intp], h: int, w: int, out: 
         flat = maps[i]
         r, c = peaks[i] // w, peaks[i] % w
         mid = _log_at(flat, h, w, r, c)
-        dx = _offset(_log_at(flat, h, w, r, c - 1), mid, _log_at(flat, h, w, r, c + 1))
-        dy = _offset(_log_at(flat, h, w, r - 1, c), mid, _log_at(flat, h, w, r + 1, c))
+        dx = parabola_offset(_log_at(flat, h, w, r, c - 1), mid, _log_at(flat, h, w, r, c + 1))
+        dy = parabola_offset(_log_at(flat, h, w, r - 1, c), mid, _log_at(flat, h, w, r + 1, c))
         out[i, 0] = c + dx
         out[i, 1] = r + dy
 
@@ -116,4 +122,10 @@ def argmax_heatmaps(heatmaps: Tensor) -> Tensor:
     return torch.stack([flat % w, flat // w], dim=-1).to(torch.float32)
 
 
-__all__ = ["argmax_heatmaps", "decode_array", "decode_heatmaps"]
+__all__ = [
+    "argmax_heatmaps",
+    "decode_array",
+    "decode_heatmaps",
+    "log_clamped",
+    "parabola_offset",
+]

@@ -173,7 +173,7 @@ def _work(
                     _, state = initialiser.initial_state(tensor)
                     box.runner.set_state(state)
                 else:
-                    box.runner.step(tensor)
+                    box.runner.advance(tensor)
             except Exception as err:  # reported to the stream at the join
                 failed = err
 

@@ -231,14 +231,31 @@ class _Pending:
 
 
 class SNNRunner(Protocol):
-    """One SNN step at a time from a state it holds (the dense or the event-driven engine)."""
+    """One SNN step at a time from a state it holds (the dense or the event-driven engine):
+    ``step`` returns the heatmaps (B, J, H, W), ``step_uv`` the decoded joints (B, J, 2) in
+    heatmap pixels (:func:`~hybridpose.heatmaps.decode_array`), ``advance`` nothing."""
 
     def reset(self, batch: int, height: int, width: int) -> None: ...
     def set_state(self, state: SNNState) -> None: ...
     def step(self, x: Tensor) -> Tensor: ...
+    def step_uv(self, x: Tensor) -> npt.NDArray[np.float32]: ...
+    def advance(self, x: Tensor) -> None: ...
 
 
-class DenseRunner:
+class _DecodesHeatmaps:
+    """``step_uv`` and ``advance`` of a runner whose step computes the heatmaps anyway."""
+
+    def step(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def step_uv(self, x: Tensor) -> npt.NDArray[np.float32]:
+        return decode_array(self.step(x).detach().cpu().numpy())
+
+    def advance(self, x: Tensor) -> None:
+        self.step(x)
+
+
+class DenseRunner(_DecodesHeatmaps):
     """One SNN step in PyTorch: :func:`~hybridpose.nn.snn.plain_snn_step` (the LIF as a few
     tensor operations; equal to :meth:`SNN.step`) under ``torch.inference_mode``, BatchNorm
     folded into the convolutions (a copy). The training LIF's fused numba kernel is not used:
@@ -263,7 +280,7 @@ class DenseRunner:
         return out
 
 
-class RecurrentRunner:
+class RecurrentRunner(_DecodesHeatmaps):
     """One ConvGRU step (the CNN-RNN hybrid's :meth:`ConvRNN.step`, a copy in eval mode)
     under ``torch.inference_mode``."""
 
@@ -503,7 +520,7 @@ class StreamingPredictor:
         # per stream: every event with t < clock has been pushed (None: nothing yet)
         self._clock: list[int | None] = [None] * len(self.projections)
         self._index = 0  # the next bin to close
-        self._held: Tensor | None = None  # ann_held: the last ANN heatmaps
+        self._held: npt.NDArray[np.float32] | None = None  # ann_held: the last ANN pose
 
     @torch.inference_mode()
     def _warm_up(self, worker: SNNRunner | None) -> None:
@@ -517,7 +534,7 @@ class StreamingPredictor:
         for runner in (self.runner, worker):
             if runner is not None:
                 runner.reset(batch, self.height, self.width)
-                runner.step(torch.zeros(batch, 2, self.height, self.width, device=self.device))
+                runner.step_uv(torch.zeros(batch, 2, self.height, self.width, device=self.device))
                 runner.reset(batch, self.height, self.width)
         # the compiled helpers of a step (decoding, triangulation) load on their first call
         decode_array(np.zeros((batch, 1, self.height, self.width), dtype=np.float32))
@@ -714,19 +731,19 @@ class StreamingPredictor:
         if schedule.ann == "every_step":
             assert self.ann is not None
             out, _ = self.ann(self._frames())  # the events before t1
+            uv_model = decode_array(out.detach().cpu().numpy())  # (S, J, 2)
         elif schedule.snn == "none":
             assert self._held is not None
-            out = self._held
+            uv_model = self._held
         else:
             bins = np.zeros((self.streams, *self._counter.shape), dtype=np.float32)
             for s, events in enumerate(taken):
                 self._counter.add(events, bins[s])
             assert self.runner is not None
             x = torch.from_numpy(bins).to(self.device)
-            out = self.runner.step(x)
+            uv_model = self.runner.step_uv(x)  # (S, J, 2), decoded by the runner
             if self.background is not None and self.background.busy:
                 self.background.feed(x)  # the next window's SNN catches up on it
-        uv_model = decode_array(out.detach().cpu().numpy())  # (S, J, 2)
         uv = to_sensor_pixels(uv_model, cfg.crop, cfg.downsample).astype(np.float32)
         xyz = None
         if self._triangulate is not None:
@@ -749,7 +766,8 @@ class StreamingPredictor:
                 self.runner.set_state(state)
             else:
                 assert self.ann is not None
-                self._held, _ = self.ann(self._frames())
+                held, _ = self.ann(self._frames())
+                self._held = decode_array(held.detach().cpu().numpy())
         elif schedule.snn == "from_zero":
             assert self.runner is not None
             self.runner.reset(self.streams, self.height, self.width)

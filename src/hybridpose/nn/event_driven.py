@@ -49,6 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from hybridpose._jit import jit
+from hybridpose.nn import event_readout as readout
 from hybridpose.nn.snn import (
     DOWNSAMPLING,
     SNN,
@@ -81,7 +82,7 @@ def _inputs(config: SNNConfig) -> dict[str, tuple[tuple[tuple[int, ...], bool], 
 
 
 # Columns of the layer table (one row per layer, row INPUT for the input events).
-_C, _H, _W, _V_OFF, _BIAS_OFF, _TILE, _SP_OFF, _G0, _G1 = range(9)
+_C, _H, _W, _V_OFF, _BIAS_OFF, _SP_OFF, _G0, _G1, _P_OFF, _R_OFF, _TONIC, _TB_OFF = range(12)
 # Columns of the synapse table (one row per (layer, source), in order of computation).
 _DST, _SRC, _W_OFF, _K, _STRIDE, _PAD, _SCALE = range(7)
 # Entries of the head table.
@@ -90,6 +91,21 @@ _HEAD_W, _HEAD_B, _HEAD_J = range(3)
 F32 = npt.NDArray[np.float32]
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
+B1 = npt.NDArray[np.bool_]
+
+_DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_BIT_INDEX = np.zeros(64, dtype=np.int64)
+_BIT_INDEX[((np.uint64(1) << np.arange(64, dtype=np.uint64)) * _DE_BRUIJN) >> np.uint64(58)] = (
+    np.arange(64)
+)
+"""The index of a 64-bit word's single set bit ``b``: ``_BIT_INDEX[(b * _DE_BRUIJN) >> 58]``
+(a de Bruijn sequence: the top six bits of the product differ for each of the 64 bits)."""
+
+VECTOR = 8
+"""Floats per vector operation (AVX2): the readout's joints are padded to a multiple."""
+
+DECAY_TABLE = 4096
+"""Steps for which the leak factor ``(1 - 1 / tau) ** k`` is tabulated (beyond: computed)."""
 
 
 def _upsampled_kernel(w: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -140,12 +156,12 @@ def _folded(layer: SpikingConv) -> tuple[nn.Conv2d, Tensor]:
 
 
 class EventDrivenSNN:
-    """One-step inference of a trained :class:`SNN` as scatters over its nonzero inputs.
+    """One-step inference of a trained :class:`SNN` whose cost follows the spikes.
 
     A snapshot: the weights (BatchNorm folded), ``tau`` and ``v_th`` of each layer and the head
     are copied at construction; later changes to ``snn`` do not reach it, and ``snn`` itself is
-    never modified. The state lives inside (numpy, float32, channels-last) and is read and
-    written as an :class:`SNNState` of torch tensors.
+    never modified. The state lives inside (numpy, float32, channels-last, membranes brought up
+    to date lazily) and is read and written as an :class:`SNNState` of torch tensors.
 
     Not thread-safe (one set of buffers); the compiled step releases the GIL.
 
@@ -153,6 +169,7 @@ class EventDrivenSNN:
 
         engine = EventDrivenSNN(snn)
         engine.reset(batch=1, height=64, width=64)    # or engine.set_state(ann_state)
+        uv = engine.step_uv(counts)                   # (1, J, 2): decoded, no heatmaps written
         heatmaps = engine.step(counts)                # (1, J, 64, 64), like snn.step in eval
     """
 
@@ -179,7 +196,7 @@ class EventDrivenSNN:
         wiring = _inputs(self.config)
         groups: list[list[int]] = []
         bias_offsets: list[int] = []
-        tiles: list[int] = []
+        tonic: list[bool] = []
         taus: list[float] = []
         for index, name in enumerate(LAYERS):
             layer = layers[name]
@@ -209,10 +226,11 @@ class EventDrivenSNN:
                     groups.append([index, source, w_off, k_s, stride, pad_s, scale])
             if first != w.shape[1]:
                 raise ValueError(f"{name}: {w.shape[1]} input channels, expected {first}")
-            # the bias repeated over whole positions, about 64 values: see _lif
-            tile = max(1, 64 // channels[index])
-            bias_offsets.append(add(np.tile(bias.to(torch.float64).numpy(), tile)))
-            tiles.append(tile * channels[index])
+            bias32 = bias.to(torch.float32).numpy()
+            bias_offsets.append(add(bias32))
+            # a neuron whose bias reaches the threshold may fire without input: its layer is
+            # updated in full every step (module docstring)
+            tonic.append(bool((bias32 >= np.float32(layer.v_th)).any()))
             taus.append(float(layer.tau.detach()))
         head_w = snn.head.weight.detach().to("cpu", torch.float64).numpy()  # (J, C, 1, 1)
         head_b = (
@@ -220,18 +238,32 @@ class EventDrivenSNN:
             if snn.head.bias is not None
             else np.zeros(head_w.shape[0])
         )
+        # the head's weights as (C, JP), JP = J padded to whole vectors: one spike's column is
+        # contiguous and its addition one vector operation per 8 joints
+        joints = head_w.shape[0]
+        padded = -(-joints // VECTOR) * VECTOR
+        columns = np.zeros((head_w.shape[1], padded))
+        columns[:, :joints] = head_w[:, :, 0, 0].T
         self._head = np.array(
-            [add(head_w[:, :, 0, 0].T), add(head_b), head_w.shape[0]], dtype=np.int64
-        )  # the head's weights as (C, J): one spike's column is contiguous
+            [add(columns), add(np.pad(head_b, (0, padded - joints))), padded], dtype=np.int64
+        )
         self._weights: F32 = np.concatenate(weights)
         self._groups: I64 = np.array(groups, dtype=np.int64)
         self._bias_offsets = bias_offsets
-        self._tiles = tiles
+        self._tonic = tonic
         self._taus: F32 = np.array(taus, dtype=np.float32)
         self._v_th: F32 = np.array([layers[n].v_th for n in LAYERS], dtype=np.float32)
-        self._decay = np.float32(self.config.readout_decay)
-        self._delta_readout = bool(self.config.delta_readout)
+        # the leak of k steps without input, per layer: (1 - 1 / tau) ** k
+        skipped = np.arange(DECAY_TABLE, dtype=np.float64)
+        self._leak: F32 = ((1.0 - 1.0 / np.array(taus)[:, None]) ** skipped).astype(np.float32)
+        # the readout forgets at once without the delta readout: decay 0
+        self._decay = float(self.config.readout_decay) if self.config.delta_readout else 0.0
         self._geometry: tuple[int, int, int] | None = None
+
+    @property
+    def tonic_layers(self) -> tuple[str, ...]:
+        """The layers updated in full every step: a bias reaches the threshold."""
+        return tuple(name for name, t in zip(LAYERS, self._tonic, strict=True) if t)
 
     # ----------------------------------------------------------------------------- state
 
@@ -245,23 +277,39 @@ class EventDrivenSNN:
             self._allocate(batch, height, width)
         self._v.fill(0.0)
         self._acc.fill(0.0)
-        self._readout.fill(0.0)
         self._n_spikes.fill(0)
+        self._n_updated.fill(0)
+        self._restart()
+        self._readout.fill(0.0)
+
+    def _restart(self) -> None:
+        """Every membrane is current as of now; the next step updates every neuron."""
+        self._stamp.fill(self._clock[0])
+        self._n_hot.fill(0)
+        self._full.fill(True)
 
     def _allocate(self, batch: int, height: int, width: int) -> None:
         rows = []
-        v_off = sp_off = 0
+        v_off = sp_off = p_off = r_off = 0
+        tiled: list[F32] = []  # each layer's bias repeated along a row: see _lif
+        tb_off = 0
         for index, spec in enumerate(self.config.layer_specs()):
             h, w = height // spec.scale, width // spec.scale
             # the layer's rows of the synapse table
             g0, g1 = np.flatnonzero(self._groups[:, _DST] == index)[[0, -1]]
             rows.append(
-                [spec.channels, h, w, v_off, self._bias_offsets[index], self._tiles[index],
-                 sp_off, g0, g1 + 1]
+                [spec.channels, h, w, v_off, self._bias_offsets[index], sp_off, g0, g1 + 1,
+                 p_off, r_off, self._tonic[index], tb_off]
             )  # fmt: skip
             v_off += spec.channels * h * w
             sp_off += spec.channels * h * w  # room for every neuron to spike
-        rows.append([self.config.in_channels, height, width, 0, 0, 0, sp_off, 0, 0])
+            p_off += h * w
+            r_off += h
+            start = self._bias_offsets[index]
+            tiled.append(np.tile(self._weights[start : start + spec.channels], w))
+            tb_off += w * spec.channels
+        rows.append([self.config.in_channels, height, width, 0, 0, sp_off, 0, 0, 0, 0, 0, 0])
+        self._tiled_bias: F32 = np.concatenate(tiled)
         sp_off += self.config.in_channels * height * width
         self._layers: I64 = np.array(rows, dtype=np.int64)
         self._v: F32 = np.zeros((batch, v_off), dtype=np.float32)  # membranes, channels-last
@@ -271,18 +319,45 @@ class EventDrivenSNN:
         self._spikes: I32 = np.zeros((batch, sp_off, 3), dtype=np.int32)  # (y, x, c) lists
         self._values: F32 = np.zeros((batch, sp_off), dtype=np.float32)
         self._n_spikes: I64 = np.zeros((batch, INPUT + 1), dtype=np.int64)
-        self._fired = np.zeros((batch, max(self._tiles)), dtype=np.bool_)
+        self._n_updated: I64 = np.zeros((batch, INPUT), dtype=np.int64)
+        # one row's spike flags, padded to whole 8-byte words
+        self._fired: B1 = np.zeros((batch, max(r[_C] * r[_W] for r in rows) + 8), dtype=np.bool_)
+        # lazy leak: the step each position's membranes are current at, the positions to
+        # update next step whatever their input, the span of columns to update in each row
+        self._clock: I64 = np.zeros(1, dtype=np.int64)  # steps taken
+        self._stamp: I64 = np.zeros((batch, p_off), dtype=np.int64)
+        self._hot: I32 = np.zeros((batch, p_off), dtype=np.int32)
+        self._n_hot: I64 = np.zeros((batch, INPUT), dtype=np.int64)
+        self._span: I32 = np.empty((batch, r_off, 2), dtype=np.int32)
+        for row in rows[:INPUT]:
+            self._span[:, row[_R_OFF] : row[_R_OFF] + row[_H]] = (row[_W], -1)  # empty
+        self._full: B1 = np.ones(batch, dtype=np.bool_)
+        # the readout, pixel-major, and its decoding's scratch (event_readout)
+        padded, pixels = int(self._head[2]), height * width
+        self._readout: F32 = np.zeros((batch, pixels, padded), dtype=np.float32)
+        self._delta: F32 = np.zeros((batch, padded), dtype=np.float32)
+        self._best: F32 = np.zeros((batch, padded), dtype=np.float32)
+        self._best_pixel: I32 = np.zeros((batch, padded), dtype=np.int32)
         joints = self.config.joints
-        self._delta: F32 = np.zeros((batch, joints), dtype=np.float32)  # the head at one pixel
-        self._readout: F32 = np.zeros((batch, joints, height * width), dtype=np.float32)
+        self._uv: F32 = np.zeros((batch, joints, 2), dtype=np.float32)
         self._geometry = (batch, height, width)
 
     def _layer_view(self, index: int) -> F32:
-        """Layer ``index``'s membranes as a (B, C, H, W) view of the state buffer."""
+        """Layer ``index``'s membranes as a (B, C, H, W) view of the state buffer (those of
+        positions not updated lately lag behind: see :meth:`_catch_up`)."""
         assert self._geometry is not None
         c, h, w, off = (int(n) for n in self._layers[index, :4])
         block = self._v[:, off : off + c * h * w].reshape(-1, h, w, c)
         return block.transpose(0, 3, 1, 2)
+
+    def _catch_up(self) -> None:
+        """Bring every membrane up to date (the leak of the steps a position was skipped)."""
+        for b in range(self._v.shape[0]):
+            for layer in range(INPUT):
+                _leak_all(
+                    self._v[b], self._stamp[b], self._layers[layer], self._weights,
+                    self._leak[layer], self._taus[layer], self._clock[0],
+                )  # fmt: skip
 
     def state(self) -> SNNState:
         """A copy of the current state as torch tensors (CPU, float32).
@@ -290,11 +365,22 @@ class EventDrivenSNN:
         Shape:
             as :meth:`SNN.zero_state`: layers (B, C, H / s, W / s), readout (B, J, H, W).
         """
-        geometry = self._require_state()
+        self._require_state()
+        self._catch_up()
         tensors = [torch.from_numpy(np.ascontiguousarray(self._layer_view(i))) for i in range(9)]
-        batch, height, width = geometry
-        readout = torch.from_numpy(self._readout.reshape(batch, -1, height, width).copy())
-        return SNNState._make([*tensors, readout])
+        return SNNState._make([*tensors, self.heatmaps()])
+
+    def heatmaps(self) -> Tensor:
+        """The current readout (the last step's heatmaps), a new tensor.
+
+        Shape:
+            (B, J, H, W)
+        """
+        batch, height, width = self._require_state()
+        out = np.empty((batch, self.config.joints, height * width), dtype=np.float32)
+        for b in range(batch):
+            readout.heatmaps(self._readout[b], out[b])
+        return torch.from_numpy(out.reshape(batch, -1, height, width))
 
     def set_state(self, state: SNNState) -> None:
         """Continue from ``state`` (copied in; e.g. the ANN's state at an initialisation).
@@ -315,7 +401,9 @@ class EventDrivenSNN:
         self.reset(batch, height, width)
         for index in range(9):
             self._layer_view(index)[...] = _as_numpy(state[index])
-        self._readout[...] = _as_numpy(state.readout).reshape(self._readout.shape)
+        values = _as_numpy(state.readout).reshape(batch, self.config.joints, height * width)
+        for b in range(batch):
+            readout.set_readout(self._readout[b], values[b])
 
     def _require_state(self) -> tuple[int, int, int]:
         if self._geometry is None:
@@ -324,6 +412,20 @@ class EventDrivenSNN:
 
     # ----------------------------------------------------------------------------- step
 
+    def _run(self, x: Tensor | npt.NDArray[np.floating], decode: bool) -> None:
+        batch, height, width = self._require_state()
+        counts = _as_numpy(x)
+        want = (batch, self.config.in_channels, height, width)
+        if counts.shape != want:
+            raise ValueError(f"x must be {want} (the state's geometry), got {counts.shape}")
+        _step(
+            counts, self._weights, self._tiled_bias, self._groups, self._layers, self._taus,
+            self._v_th, self._leak, self._clock, self._full, self._v, self._acc, self._stamp,
+            self._hot, self._n_hot, self._span, self._spikes, self._values, self._n_spikes,
+            self._n_updated, self._fired, self._head, self._decay, self._readout, self._delta,
+            self._best, self._best_pixel, decode, self._uv,
+        )  # fmt: skip
+
     def step(self, x: Tensor | npt.NDArray[np.floating]) -> Tensor:
         """Run one bin and update the state; equal to ``SNN.step`` in evaluation mode.
 
@@ -331,28 +433,39 @@ class EventDrivenSNN:
             x: event counts of the bin (any real values work; zeros cost nothing).
 
         Returns:
-            the heatmaps, a new tensor (the state keeps its own copy of the readout).
+            the heatmaps, a new tensor (:meth:`heatmaps`; :meth:`step_uv` skips writing them).
 
         Shape:
             ``x`` (B, C_in, H, W) -> (B, J, H, W), B, H, W those of the state.
         """
-        batch, height, width = self._require_state()
-        counts = _as_numpy(x)
-        want = (batch, self.config.in_channels, height, width)
-        if counts.shape != want:
-            raise ValueError(f"x must be {want} (the state's geometry), got {counts.shape}")
-        out = np.empty((batch, self.config.joints, height * width), dtype=np.float32)
-        _step(
-            counts, self._weights, self._groups, self._layers, self._taus, self._v_th,
-            self._head, self._decay, self._delta_readout, self._v, self._acc, self._spikes,
-            self._values, self._n_spikes, self._fired, self._delta, self._readout, out,
-        )  # fmt: skip
-        return torch.from_numpy(out.reshape(batch, -1, height, width))
+        self._run(x, decode=False)
+        return self.heatmaps()
+
+    def step_uv(self, x: Tensor | npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+        """Run one bin and return the decoded joints: equal to
+        ``decode_array(self.step(x).numpy())`` without the heatmaps being written.
+
+        Shape:
+            ``x`` (B, C_in, H, W) -> (B, J, 2) float32, (u, v) in heatmap pixels (a new array).
+        """
+        self._run(x, decode=True)
+        return self._uv.copy()
+
+    def advance(self, x: Tensor | npt.NDArray[np.floating]) -> None:
+        """Run one bin and update the state, with no output (:meth:`heatmaps` gives it)."""
+        self._run(x, decode=False)
 
     def spike_counts(self) -> dict[str, npt.NDArray[np.int64]]:
         """The number of spikes of each layer in the last step, per sample (shape (B,))."""
         self._require_state()
         return {name: self._n_spikes[:, i].copy() for i, name in enumerate(LAYERS)}
+
+    def updated_counts(self) -> dict[str, npt.NDArray[np.int64]]:
+        """The number of neurons of each layer whose LIF step ran in the last step, per sample
+        (shape (B,)): those in the spans reached by an input or left above the threshold, all
+        of a tonic layer's, every neuron after a reset; the others' leak waits."""
+        self._require_state()
+        return {name: self._n_updated[:, i].copy() for i, name in enumerate(LAYERS)}
 
     def last_spikes(self) -> dict[str, Tensor]:
         """The spikes of the last step as dense maps (for tests and inspection, not speed).
@@ -388,49 +501,68 @@ def _as_numpy(x: Tensor | npt.NDArray[np.floating]) -> F32:
 def _step(
     x: F32,
     weights: F32,
+    tiled_bias: F32,
     groups: I64,
     layers: I64,
     taus: F32,
     v_th: F32,
-    head: I64,
-    decay: np.float32,
-    delta_readout: bool,
+    leak: F32,
+    clock: I64,
+    full: B1,
     v: F32,
     acc: F32,
+    stamp: I64,
+    hot: I32,
+    n_hot: I64,
+    span: I32,
     spikes: I32,
     values: F32,
     n_spikes: I64,
-    fired: npt.NDArray[np.bool_],
+    n_updated: I64,
+    fired: B1,
+    head: I64,
+    decay: float,
+    readout_: F32,
     delta: F32,
-    readout: F32,
-    out: F32,
+    best: F32,
+    best_pixel: I32,
+    decode: bool,
+    uv: F32,
 ) -> None:
     """One step of the whole network, in place; see the module docstring.
 
-    ``x`` (B, C_in, H, W); ``v`` (B, neurons) channels-last per layer at the offsets of
-    ``layers``; ``acc`` (B, largest layer) one layer's currents; ``spikes`` (B, capacity, 3)
-    the (y, x, c) lists of each layer and of the input, ``values`` their values, ``n_spikes``
-    (B, 10) their lengths; ``fired`` and ``delta`` scratch; ``readout`` and ``out``
-    (B, J, H * W). Layer by layer, each for all samples: the samples share the layer's
-    weights while they are in cache.
+    Per sample ``b``: ``x[b]`` (C_in, H, W); ``v[b]`` the membranes, channels-last per layer
+    at the offsets of ``layers``; ``acc[b]`` one layer's currents; ``spikes[b]`` (capacity,
+    3) the (y, x, c) lists of each layer and of the input, ``values[b]`` their values,
+    ``n_spikes[b]`` (10) their lengths; ``stamp[b]``, ``hot[b]``, ``n_hot[b]``, ``span[b]``
+    the lazy leak's bookkeeping (positions, rows); ``full[b]`` set after a reset: every
+    neuron is updated. The readout arrays are :mod:`.event_readout`'s. Layer by layer, each
+    for all samples: the samples share the layer's weights while they are in cache.
 
     One core: running the samples of a batch of 2 on both cores (numba.prange) was 1.5x faster
     when the other core was idle and up to 10x slower when another process kept it busy.
     """
     batch = x.shape[0]
+    clock[0] += 1
+    now = clock[0]
     for b in range(batch):
         _events(x, b, layers, spikes[b], values[b], n_spikes[b])
     for layer in range(INPUT):
         for b in range(batch):
             _layer(
-                layer, weights, groups, layers, taus, v_th, v[b], acc[b], spikes[b], values[b],
-                n_spikes[b], fired[b],
+                layer, weights, tiled_bias, groups, layers, taus, v_th, leak[layer], now,
+                full[b], v[b], acc[b], stamp[b], hot[b], n_hot[b], span[b], spikes[b], values[b],
+                n_spikes[b], n_updated[b], fired[b],
             )  # fmt: skip
+    height, width = x.shape[2], x.shape[3]
     for b in range(batch):
-        _readout(
-            readout[b], out[b], weights, head, decay, delta_readout, spikes[b],
-            layers[INPUT - 1, _SP_OFF], n_spikes[b, INPUT - 1], x.shape[3], delta[b],
+        readout.update_readout(
+            readout_[b], weights, head, decay, spikes[b], layers[INPUT - 1, _SP_OFF],
+            n_spikes[b, INPUT - 1], width, delta[b],
         )  # fmt: skip
+        if decode:
+            readout.decode(readout_[b], best[b], best_pixel[b], height, width, uv[b])
+        full[b] = False
 
 
 @jit
@@ -455,36 +587,59 @@ def _events(x: F32, b: int, layers: I64, sp: I32, values: F32, n_spikes: I64) ->
 def _layer(
     layer: int,
     weights: F32,
+    tiled_bias: F32,
     groups: I64,
     layers: I64,
     taus: F32,
     v_th: F32,
+    leak: F32,
+    now: int,
+    full: bool,
     v: F32,
     acc: F32,
+    stamp: I64,
+    hot: I32,
+    n_hot: I64,
+    span: I32,
     sp: I32,
     values: F32,
     n_spikes: I64,
-    fired: npt.NDArray[np.bool_],
+    n_updated: I64,
+    fired: B1,
 ) -> None:
-    """One spiking layer of one sample: scatter each of its inputs' lists, then the LIF."""
+    """One spiking layer of one sample: the rows' spans of positions to update (all of them
+    after a reset or for a tonic layer, else last step's hot positions), each input list
+    scattered (widening the spans), then the LIF over the spans."""
     c_out, h_out, w_out = layers[layer, _C], layers[layer, _H], layers[layer, _W]
+    p_off, r_off = layers[layer, _P_OFF], layers[layer, _R_OFF]
+    rows = span[r_off : r_off + h_out]
+    if full or layers[layer, _TONIC]:
+        rows[:, 0] = 0
+        rows[:, 1] = w_out - 1
+    else:
+        for i in range(n_hot[layer]):
+            p = hot[p_off + i]
+            y, x = p // w_out, p % w_out
+            rows[y, 0] = min(rows[y, 0], x)
+            rows[y, 1] = max(rows[y, 1], x)
     for g in range(layers[layer, _G0], layers[layer, _G1]):
         src = groups[g, _SRC]
         _scatter(
-            acc, c_out, h_out, w_out, weights, groups[g, _W_OFF], groups[g, _K],
+            acc, rows, c_out, h_out, w_out, weights, groups[g, _W_OFF], groups[g, _K],
             groups[g, _STRIDE], groups[g, _PAD], groups[g, _SCALE], sp, values,
             layers[src, _SP_OFF], n_spikes[src],
         )  # fmt: skip
-    n_spikes[layer] = _lif(
-        acc, v, layers[layer, _V_OFF], c_out, h_out * w_out, w_out, weights,
-        layers[layer, _BIAS_OFF], layers[layer, _TILE], taus[layer], v_th[layer], sp, values,
-        layers[layer, _SP_OFF], fired,
+    n_spikes[layer], n_hot[layer], n_updated[layer] = _lif(
+        acc, v, rows, stamp[p_off : p_off + h_out * w_out], hot[p_off : p_off + h_out * w_out],
+        layers[layer], weights, tiled_bias, leak, taus[layer], v_th[layer], now, sp, values,
+        fired,
     )  # fmt: skip
 
 
 @jit
 def _scatter(
     acc: F32,
+    rows: I32,
     c_out: int,
     h_out: int,
     w_out: int,
@@ -499,7 +654,8 @@ def _scatter(
     sp_off: int,
     n: int,
 ) -> None:
-    """Add ``value * W[:, c, ky, kx]`` at every output each listed input reaches.
+    """Add ``value * W[:, c, ky, kx]`` at every output each listed input reaches, and widen
+    each output row's span ``rows[oy] = (first, last)`` column to cover the outputs reached.
 
     Input ``(y, x)`` sits at ``(scale * y, scale * x)`` of the convolution's input; output row
     ``oy`` gets kernel row ``ky = scale * y + pad - stride * oy`` (as nn.Conv2d), so the valid
@@ -534,8 +690,11 @@ def _scatter(
             value2 = values[sp_off + i + 1]
             w_c2 = first + sp[sp_off + i + 1, 2] * channel_stride
         for ky in range(ky0, ky1 + 1, stride):
+            oy = (ty - ky) // stride
+            rows[oy, 0] = min(rows[oy, 0], ox0 + m0)
+            rows[oy, 1] = max(rows[oy, 1], ox0 + m1)
             # unsigned indices: numba adds no negative-index wraparound, the loop vectorises
-            a = np.uint64(((ty - ky) // stride * w_out + ox0 + m0) * c_out)
+            a = np.uint64((oy * w_out + ox0 + m0) * c_out)
             wi = np.uint64(w_c + ky * row_stride)
             if pair:
                 wi2 = np.uint64(w_c2 + ky * row_stride)
@@ -550,114 +709,151 @@ def _scatter(
 
 
 @jit
+def _leak_factor(leak: F32, tau: np.float32, k: int) -> np.float32:
+    """``(1 - 1 / tau) ** k``: tabulated, or computed beyond the table."""
+    if k < leak.shape[0]:
+        return np.float32(leak[k])
+    return np.float32((1.0 - 1.0 / np.float64(tau)) ** k)
+
+
+@jit
 def _lif(
     acc: F32,
     v: F32,
-    off: int,
-    c: int,
-    positions: int,
-    width: int,
+    rows: I32,
+    stamp: I64,
+    hot: I32,
+    layer: I64,
     weights: F32,
-    bias_off: int,
-    tile: int,
+    tiled_bias: F32,
+    leak: F32,
     tau: np.float32,
+    v_th: np.float32,
+    now: int,
+    sp: I32,
+    values: F32,
+    fired: B1,
+) -> tuple[int, int, int]:
+    """The LIF step (lif.py's arithmetic) of the neurons in the rows' spans, after the leak
+    of the steps each position was skipped; clears the spans.
+
+    A span is contiguous in the channels-last layout, so its LIF is one flat loop (vectorised
+    whatever the channel count) with the bias tiled along the row (``tiled_bias``). Reads and
+    clears the scattered current ``acc`` (so it is zero for the next layer), lists the spikes
+    at ``sp[layer's offset:]`` and the positions left at or above the threshold (they fire
+    next step without input) in ``hot``. Returns the numbers of spikes, of hot positions and
+    of neurons updated.
+    """
+    c, width = layer[_C], layer[_W]
+    bias, sp_off = layer[_BIAS_OFF], layer[_SP_OFF]
+    fired_words = fired.view(np.uint64)  # once per layer: a view costs as much as a row
+    n = 0
+    n_hot = 0
+    updated = 0
+    for y in range(layer[_H]):
+        lo, hi = rows[y, 0], rows[y, 1]
+        if lo > hi:
+            continue
+        rows[y, 0], rows[y, 1] = width, -1
+        for x in range(lo, hi + 1):
+            p = y * width + x
+            skipped = now - 1 - stamp[p]
+            stamp[p] = now
+            if skipped > 0:  # k steps of the bias alone: v -> b + (v - b) * (1 - 1/tau)^k
+                f = _leak_factor(leak, tau, skipped)
+                q = layer[_V_OFF] + p * c
+                for j in range(c):
+                    b = weights[bias + j]
+                    v[q + j] = b + (v[q + j] - b) * f
+        first = (y * width + lo) * c
+        a = np.uint64(first)
+        q = np.uint64(layer[_V_OFF] + first)
+        tb = np.uint64(layer[_TB_OFF] + lo * c)
+        total = (hi - lo + 1) * c
+        updated += total
+        count = 0
+        for j in range(total):
+            u = np.uint64(j)
+            z = tiled_bias[tb + u] + acc[a + u]
+            acc[a + u] = 0.0
+            v_old = v[q + u]
+            h = v_old + (z - v_old) / tau
+            s = h >= v_th
+            v[q + u] = h - v_th if s else h
+            fired[u] = s
+            count += s
+        if count:
+            for j in range(total, -(-total // 8) * 8):
+                fired[j] = False  # the last word's tail: an earlier, longer span's flags
+            n, n_hot = _list_spikes(
+                fired, fired_words, total, y, lo, c, width, v, q, v_th, sp, values, sp_off, n,
+                hot, n_hot,
+            )  # fmt: skip
+    return n, n_hot, updated
+
+
+@jit
+def _list_spikes(
+    fired: B1,
+    fired_words: npt.NDArray[np.uint64],
+    total: int,
+    y: int,
+    lo: int,
+    c: int,
+    width: int,
+    v: F32,
+    q: np.uint64,
     v_th: np.float32,
     sp: I32,
     values: F32,
     sp_off: int,
-    fired: npt.NDArray[np.bool_],
-) -> int:
-    """The LIF step of every neuron of a layer (lif.py's arithmetic); lists its spikes.
-
-    Reads and clears the scattered current ``acc`` (so it is zero for the next layer) and
-    returns the number of spikes written at ``sp[sp_off:]``. The bias is stored repeated over
-    ``tile // c`` positions, so one flat loop of ``tile`` neurons vectorises whatever ``c``.
-    """
-    n = 0
-    total = positions * c
-    bias = np.uint64(bias_off)
-    for start in range(0, total, tile):
-        length = min(tile, total - start)
-        a = np.uint64(start)
-        b = np.uint64(off + start)
-        count = 0
-        for j in range(length):
-            q = np.uint64(j)
-            z = weights[bias + q] + acc[a + q]
-            acc[a + q] = 0.0
-            v_old = v[b + q]
-            h = v_old + (z - v_old) / tau
-            s = h >= v_th
-            v[b + q] = h - v_th if s else h
-            fired[q] = s
-            count += s
-        if count:  # the tiles that spike are listed after the vectorised pass
-            p = start // c
-            y = p // width
-            x = p - y * width
-            j = 0
-            for _ in range(length // c):
-                for co in range(c):
-                    if fired[j]:
-                        sp[sp_off + n, 0] = y
-                        sp[sp_off + n, 1] = x
-                        sp[sp_off + n, 2] = co
-                        values[sp_off + n] = 1.0
-                        n += 1
-                    j += 1
+    n: int,
+    hot: I32,
+    n_hot: int,
+) -> tuple[int, int]:
+    """List the spikes flagged in ``fired[:total]`` (a span of row ``y`` from column ``lo``)
+    and the positions whose membrane stays at or above the threshold. Eight flags at a time,
+    and within a word only its set flags, found by their lowest bit (no branch on each flag:
+    at a few percent of spikes, mispredicted branches cost more than the rest). Returns the
+    new counts."""
+    last = -1
+    x = lo  # the position and channel of flag `start`, counted along (no division)
+    start = 0
+    for w in range((total + 7) // 8):
+        word = fired_words[w]
+        while word:  # one flag byte per neuron: each set byte's lowest bit, lowest first
+            low = word & (~word + np.uint64(1))
+            j = 8 * w + _BIT_INDEX[(low * _DE_BRUIJN) >> np.uint64(58)] // 8
+            word ^= low
+            while j - start >= c:
+                start += c
                 x += 1
-                if x == width:
-                    x = 0
-                    y += 1
-    return n
+            sp[sp_off + n, 0] = y
+            sp[sp_off + n, 1] = x
+            sp[sp_off + n, 2] = j - start
+            values[sp_off + n] = 1.0
+            n += 1
+            p = y * width + x
+            if v[q + np.uint64(j)] >= v_th and p != last:
+                hot[n_hot] = p
+                n_hot += 1
+                last = p
+    return n, n_hot
 
 
 @jit
-def _readout(
-    readout: F32,
-    out: F32,
-    weights: F32,
-    head: I64,
-    decay: np.float32,
-    delta_readout: bool,
-    sp: I32,
-    sp_off: int,
-    n: int,
-    width: int,
-    delta: F32,
+def _leak_all(
+    v: F32, stamp: I64, layer: I64, weights: F32, leak: F32, tau: np.float32, now: int
 ) -> None:
-    """``out = decay * readout + delta`` (or ``delta``), ``delta`` the 1x1 head over the last
-    layer's spikes: the bias everywhere, plus a weight column where a neuron spiked.
-
-    The bias is added in the dense pass and the columns after it, at the few pixels that have
-    spikes (``SNN`` adds ``bias + columns`` at once: the same up to float32 rounding).
-    ``readout`` and ``out`` are (J, H * W); ``delta`` is (J,) scratch.
-    """
-    joints = head[_HEAD_J]
-    pixels = readout.shape[1]
-    flat, flat_out = readout.reshape(-1), out.reshape(-1)
-    for j in range(joints):
-        bias = weights[head[_HEAD_B] + j]
-        row = np.uint64(j * pixels)
-        for p in range(pixels):
-            q = row + np.uint64(p)
-            r = decay * flat[q] + bias if delta_readout else bias
-            flat[q] = r
-            flat_out[q] = r
-    # the spikes are listed position by position: sum each position's weight columns, then
-    # touch its J strided outputs once
-    w_off = head[_HEAD_W]
-    i = 0
-    while i < n:
-        y, x = sp[sp_off + i, 0], sp[sp_off + i, 1]
-        delta[:] = 0.0
-        while i < n and sp[sp_off + i, 0] == y and sp[sp_off + i, 1] == x:
-            w_c = w_off + sp[sp_off + i, 2] * joints
-            for j in range(joints):
-                delta[j] += weights[w_c + j]
-            i += 1
-        p = y * width + x
-        for j in range(joints):
-            r = readout[j, p] + delta[j]
-            readout[j, p] = r
-            out[j, p] = r
+    """Bring every membrane of one layer of one sample up to step ``now`` (no input since
+    each position's stamp: the bias alone)."""
+    c, height, width = layer[_C], layer[_H], layer[_W]
+    off, bias, p_off = layer[_V_OFF], layer[_BIAS_OFF], layer[_P_OFF]
+    for p in range(height * width):
+        skipped = now - stamp[p_off + p]
+        if skipped > 0:
+            f = _leak_factor(leak, tau, skipped)
+            for j in range(c):
+                b = weights[bias + j]
+                v[off + p * c + j] = b + (v[off + p * c + j] - b) * f
+            stamp[p_off + p] = now
