@@ -101,8 +101,13 @@ _BIT_INDEX[((np.uint64(1) << np.arange(64, dtype=np.uint64)) * _DE_BRUIJN) >> np
 """The index of a 64-bit word's single set bit ``b``: ``_BIT_INDEX[(b * _DE_BRUIJN) >> 58]``
 (a de Bruijn sequence: the top six bits of the product differ for each of the 64 bits)."""
 
-VECTOR = 8
-"""Floats per vector operation (AVX2): the readout's joints are padded to a multiple."""
+LANES = 8
+"""The readout's joints are padded to a multiple of this (an AVX2 vector of float32)."""
+
+BLOCK_LANES = 64
+"""Floats per iteration of the readout's dense passes (whole pixels: 64 // JP of them). LLVM
+vectorises a loop 8 floats wide and 4 deep: a loop over one pixel's 16 joints ran entirely
+in its scalar tail (decoding took 2.5x longer)."""
 
 DECAY_TABLE = 4096
 """Steps for which the leak factor ``(1 - 1 / tau) ** k`` is tabulated (beyond: computed)."""
@@ -238,15 +243,15 @@ class EventDrivenSNN:
             if snn.head.bias is not None
             else np.zeros(head_w.shape[0])
         )
-        # the head's weights as (C, JP), JP = J padded to whole vectors: one spike's column is
-        # contiguous and its addition one vector operation per 8 joints
+        # the head's weights as (C, JP), JP = J padded to LANES: one spike's column is
+        # contiguous and its addition vectorised; the bias repeated over a block of pixels
         joints = head_w.shape[0]
-        padded = -(-joints // VECTOR) * VECTOR
+        padded = -(-joints // LANES) * LANES
+        block = max(1, BLOCK_LANES // padded)
         columns = np.zeros((head_w.shape[1], padded))
         columns[:, :joints] = head_w[:, :, 0, 0].T
-        self._head = np.array(
-            [add(columns), add(np.pad(head_b, (0, padded - joints))), padded], dtype=np.int64
-        )
+        bias_block = np.tile(np.pad(head_b, (0, padded - joints)), block)
+        self._head = np.array([add(columns), add(bias_block), padded, block], dtype=np.int64)
         self._weights: F32 = np.concatenate(weights)
         self._groups: I64 = np.array(groups, dtype=np.int64)
         self._bias_offsets = bias_offsets
@@ -335,9 +340,10 @@ class EventDrivenSNN:
         # the readout, pixel-major, and its decoding's scratch (event_readout)
         padded, pixels = int(self._head[2]), height * width
         self._readout: F32 = np.zeros((batch, pixels, padded), dtype=np.float32)
+        lanes = padded * int(self._head[3])  # a block of pixels
         self._delta: F32 = np.zeros((batch, padded), dtype=np.float32)
-        self._best: F32 = np.zeros((batch, padded), dtype=np.float32)
-        self._best_pixel: I32 = np.zeros((batch, padded), dtype=np.int32)
+        self._best: F32 = np.zeros((batch, lanes), dtype=np.float32)
+        self._best_pixel: I32 = np.zeros((batch, lanes), dtype=np.int32)
         joints = self.config.joints
         self._uv: F32 = np.zeros((batch, joints, 2), dtype=np.float32)
         self._geometry = (batch, height, width)
@@ -682,22 +688,39 @@ def _scatter(
         ky1 = min(k - 1, ty)
         value = values[sp_off + i]
         w_c = first + sp[sp_off + i, 2] * channel_stride
-        # two inputs at one position (lists are position by position) share one pass over
-        # the outputs: half the loads and stores of the currents
-        pair = i + 1 < n and sp[sp_off + i + 1, 0] == y and sp[sp_off + i + 1, 1] == x
-        value2, w_c2 = np.float32(0.0), w_c
-        if pair:
+        # two or four inputs at one position (lists are position by position) share one pass
+        # over the outputs: a half or a quarter of the loads and stores of the currents
+        group = 1
+        if i + 1 < n and sp[sp_off + i + 1, 0] == y and sp[sp_off + i + 1, 1] == x:
+            group = 2
+            if i + 3 < n and sp[sp_off + i + 3, 0] == y and sp[sp_off + i + 3, 1] == x:
+                group = 4
+        value2 = value3 = value4 = np.float32(0.0)
+        w_c2 = w_c3 = w_c4 = w_c
+        if group >= 2:
             value2 = values[sp_off + i + 1]
             w_c2 = first + sp[sp_off + i + 1, 2] * channel_stride
+        if group == 4:
+            value3, value4 = values[sp_off + i + 2], values[sp_off + i + 3]
+            w_c3 = first + sp[sp_off + i + 2, 2] * channel_stride
+            w_c4 = first + sp[sp_off + i + 3, 2] * channel_stride
         for ky in range(ky0, ky1 + 1, stride):
             oy = (ty - ky) // stride
             rows[oy, 0] = min(rows[oy, 0], ox0 + m0)
             rows[oy, 1] = max(rows[oy, 1], ox0 + m1)
             # unsigned indices: numba adds no negative-index wraparound, the loop vectorises
             a = np.uint64((oy * w_out + ox0 + m0) * c_out)
-            wi = np.uint64(w_c + ky * row_stride)
-            if pair:
-                wi2 = np.uint64(w_c2 + ky * row_stride)
+            row = ky * row_stride
+            wi = np.uint64(w_c + row)
+            if group == 4:
+                wi2, wi3, wi4 = np.uint64(w_c2 + row), np.uint64(w_c3 + row), np.uint64(w_c4 + row)
+                for j in range(run):
+                    q = np.uint64(j)
+                    acc[a + q] += (value * weights[wi + q] + value2 * weights[wi2 + q]) + (
+                        value3 * weights[wi3 + q] + value4 * weights[wi4 + q]
+                    )
+            elif group == 2:
+                wi2 = np.uint64(w_c2 + row)
                 for j in range(run):
                     q = np.uint64(j)
                     acc[a + q] += value * weights[wi + q] + value2 * weights[wi2 + q]
@@ -705,7 +728,7 @@ def _scatter(
                 for j in range(run):
                     q = np.uint64(j)
                     acc[a + q] += value * weights[wi + q]
-        i += 2 if pair else 1
+        i += group
 
 
 @jit

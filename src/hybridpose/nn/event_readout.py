@@ -70,22 +70,24 @@ def update_readout(
     bias alone at ``decay`` 0), then at each pixel the sum of the weight columns of its
     spikes, the ``n`` listed at ``sp[sp_off:]`` position by position.
 
-    ``head`` is (weights' offset of the (C, JP) head weights, of the (JP) bias, JP);
-    ``delta`` (JP) is scratch.
+    ``head`` is (weights' offset of the (C, JP) head weights, of the bias repeated over a
+    block of pixels, JP, pixels per block); ``delta`` (JP) is scratch.
     """
     padded = head[2]
     flat = readout.reshape(-1)
     bias = np.uint64(head[1])
+    lanes = padded * head[3]
     decay32 = np.float32(decay)
-    # unsigned indices: no negative-index wraparound, the loops vectorise
-    for p in range(readout.shape[0]):
-        a = np.uint64(p * padded)
+    # unsigned indices: no negative-index wraparound; a block of pixels per iteration: the
+    # inner loops are long enough to vectorise
+    for block in range(flat.shape[0] // lanes):
+        a = np.uint64(block * lanes)
         if decay == 0.0:
-            for j in range(padded):
+            for j in range(lanes):
                 q = np.uint64(j)
                 flat[a + q] = weights[bias + q]
         else:
-            for j in range(padded):
+            for j in range(lanes):
                 q = np.uint64(j)
                 flat[a + q] = decay32 * flat[a + q] + weights[bias + q]
     i = 0
@@ -109,22 +111,32 @@ def update_readout(
 def decode(readout: F32, best: F32, best_pixel: I32, height: int, width: int, uv: F32) -> None:
     """Each joint's ``(u, v)`` in heatmap pixels (J, 2) from one sample's readout
     (H * W, JP): the argmax, then the parabola through the logs of the peak and its
-    neighbours along x and along y. ``best`` and ``best_pixel`` (JP) are scratch."""
+    neighbours along x and along y. ``best`` and ``best_pixel`` (a block of pixels' lanes:
+    one maximum per joint and pixel of the block, vectorised) are scratch."""
     padded = readout.shape[1]
+    lanes = best.shape[0]
+    block = lanes // padded
     flat = readout.reshape(-1)
-    for j in range(padded):
+    for j in range(lanes):
         best[j] = flat[j]
         best_pixel[j] = 0
-    for p in range(1, height * width):
-        a = np.uint64(p * padded)
-        for j in range(padded):
+    for i in range(1, flat.shape[0] // lanes):
+        a = np.uint64(i * lanes)
+        first = np.int32(i * block)  # the block's first pixel
+        for j in range(lanes):
             q = np.uint64(j)
             value = flat[a + q]
             higher = value > best[q]
             best[q] = value if higher else best[q]
-            best_pixel[q] = p if higher else best_pixel[q]
+            best_pixel[q] = first if higher else best_pixel[q]
     for j in range(uv.shape[0]):
-        r, c = best_pixel[j] // width, best_pixel[j] % width
+        # the blocks' maxima: the highest, the first pixel among equals
+        peak, pixel = best[j], best_pixel[j]
+        for k in range(1, block):
+            value, other = best[k * padded + j], best_pixel[k * padded + j] + k
+            if value > peak or (value == peak and other < pixel):
+                peak, pixel = value, other
+        r, c = pixel // width, pixel % width
         mid = _log_value(readout, j, height, width, r, c)
         left = _log_value(readout, j, height, width, r, c - 1)
         right = _log_value(readout, j, height, width, r, c + 1)
