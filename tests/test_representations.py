@@ -561,3 +561,9 @@ def test_event_counter_adds_what_binned_histograms_counts(
     np.testing.assert_array_equal(out, want + 1)
     with pytest.raises(RepresentationError, match="C-contiguous float32"):
         counter.add(events, np.zeros(counter.shape, dtype=np.float64))
+    bad = events[:20].copy()
+    bad["y"][13] = 65  # outside the sensor: named, and nothing is counted
+    before = out.copy()
+    with pytest.raises(EventError, match="y=65 at event 13 is outside the 87x65 sensor"):
+        counter.add(bad, out)
+    np.testing.assert_array_equal(out, before)

@@ -401,15 +401,19 @@ class TwoViewTriangulator:
         :func:`triangulate_two_views`."""
         pix1 = _as_vectors(uv1, 2, "uv1")
         pix2 = _as_vectors(uv2, 2, "uv2")
-        try:
-            lead = np.broadcast_shapes(pix1.shape[:-1], pix2.shape[:-1])
-        except ValueError:
-            raise GeometryError(
-                f"uv1 {pix1.shape[:-1]} and uv2 {pix2.shape[:-1]}: leading dimensions do not "
-                "broadcast"
-            ) from None
-        flat1 = np.ascontiguousarray(np.broadcast_to(pix1, (*lead, 2)).reshape(-1, 2))
-        flat2 = np.ascontiguousarray(np.broadcast_to(pix2, (*lead, 2)).reshape(-1, 2))
+        if pix1.shape == pix2.shape and pix1.flags.c_contiguous and pix2.flags.c_contiguous:
+            # a stream's case (J, 2) and (J, 2): no broadcasting or copying to do
+            lead, flat1, flat2 = pix1.shape[:-1], pix1.reshape(-1, 2), pix2.reshape(-1, 2)
+        else:
+            try:
+                lead = np.broadcast_shapes(pix1.shape[:-1], pix2.shape[:-1])
+            except ValueError:
+                raise GeometryError(
+                    f"uv1 {pix1.shape[:-1]} and uv2 {pix2.shape[:-1]}: leading dimensions do "
+                    "not broadcast"
+                ) from None
+            flat1 = np.ascontiguousarray(np.broadcast_to(pix1, (*lead, 2)).reshape(-1, 2))
+            flat2 = np.ascontiguousarray(np.broadcast_to(pix2, (*lead, 2)).reshape(-1, 2))
         out = np.empty((len(flat1), 3))
         (c1, m1), (c2, m2) = self._bases
         _midpoints(c1, m1, c2, m2, flat1, flat2, PARALLEL_SIN_ANGLE**2, out)

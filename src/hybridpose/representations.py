@@ -41,6 +41,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from hybridpose._jit import jit
 from hybridpose.errors import HybridPoseError
 from hybridpose.events import EventError, Events, check_event_array
 
@@ -514,10 +515,44 @@ class EventCounter:
             raise RepresentationError(f"out must be a C-contiguous float32 array of {self.shape}")
         if len(events) == 0:
             return
-        index, inside = _flat_pixel_index(events, self._geom, with_polarity=True)
-        if inside is not None:
-            index = np.compress(inside, index)
-        np.add.at(out.reshape(-1), index, _ONE)
+        g = self._geom
+        outside = _count_one_bin(
+            events["x"], events["y"], events["p"], g.sensor_width, g.sensor_height, g.x0, g.y0,
+            g.crop_width, g.crop_height, g.downsample, g.width, out.reshape(-1),
+        )  # fmt: skip
+        if outside:  # nothing was counted: name the first offending event
+            _check_coordinate(events["x"], "x", g)
+            _check_coordinate(events["y"], "y", g)
+
+
+@jit
+def _count_one_bin(
+    xs: npt.NDArray[np.uint16],
+    ys: npt.NDArray[np.uint16],
+    ps: npt.NDArray[np.int8],
+    sensor_width: int,
+    sensor_height: int,
+    x0: int,
+    y0: int,
+    crop_width: int,
+    crop_height: int,
+    downsample: int,
+    width: int,
+    out: FloatArray,
+) -> bool:
+    """:meth:`EventCounter.add` in one compiled loop (a stream's bin holds a few events, where
+    the dozen numpy calls of :func:`_flat_pixel_index` cost 20-30 us); returns True, having
+    counted nothing, when an event lies outside the sensor."""
+    for i in range(len(xs)):
+        if xs[i] >= sensor_width or ys[i] >= sensor_height:
+            return True
+    height = out.shape[0] // (2 * width)
+    for i in range(len(xs)):
+        x, y = np.int64(xs[i]) - x0, np.int64(ys[i]) - y0
+        if 0 <= x < crop_width and 0 <= y < crop_height:
+            channel = 1 if ps[i] > 0 else 0
+            out[(channel * height + y // downsample) * width + x // downsample] += 1.0
+    return False
 
 
 def voxel_grid(
