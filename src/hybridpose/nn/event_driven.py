@@ -8,11 +8,10 @@ layer's input current is built by scattering one weight column per nonzero input
                    for every (ky, kx) with oy * stride - pad + ky = iy, ox * stride - pad + kx = ix
 
 exactly the cross-correlation ``nn.Conv2d`` computes (zero padding ``pad``), then the LIF step of
-:mod:`hybridpose.nn.lif` runs densely over all neurons (every membrane leaks) in the same
-float32 arithmetic, and the positions that spike become the next layer's sparse input. The
-layers and their inputs are the SNN's declared wiring (:meth:`SNNConfig.layer_specs`); the
-residual ``res2 + down3`` is scattered as its two spike lists with the same weights (the sum of
-the scatters is the scatter of the sum).
+:mod:`hybridpose.nn.lif` runs in the same float32 arithmetic, and the positions that spike
+become the next layer's sparse input. The layers and their inputs are the SNN's declared
+wiring (:meth:`SNNConfig.layer_specs`); the residual ``res2 + down3`` is scattered as its two
+spike lists with the same weights (the sum of the scatters is the scatter of the sum).
 
 Nearest x2 upsampling before a stride-1 convolution needs no upsampled map: one low-resolution
 input at ``(iy, ix)`` is the four inputs ``(2 iy + a, 2 ix + b)``, ``a, b in {0, 1}``, with the
@@ -20,25 +19,48 @@ same value, and their four scatters add up to one scatter from ``(2 iy, 2 ix)`` 
 ``U[ky, kx] = sum_{a, b} W[ky - a, kx - b]`` (size ``k + 1``, padding ``pad + 1``, ``W`` zero
 outside ``0..k-1``): 36 instead of 100 output positions per input for a 5x5 kernel.
 
+Lazy leak: a neuron without input current but its bias ``b`` moves as
+``v <- v + (b - v) / tau``, so after ``k`` such steps ``v_k = b + (v - b) (1 - 1 / tau) ** k``,
+and it cannot spike if ``v < v_th`` and ``b < v_th`` (``v_k`` stays between ``v`` and ``b``).
+So a step updates only the positions some input reached, plus those left at or above the
+threshold by the previous step (``hot``: a soft reset can leave ``v >= v_th``); the others keep
+the step their membranes are current at (``stamp``) and get the closed form when next reached,
+or when the state is read (:meth:`EventDrivenSNN.state`). A layer with a channel whose bias
+reaches the threshold fires without input and is updated in full (``tonic``; the shipped SNNs'
+``down2`` and ``down3``), and every neuron is updated at the first step after
+:meth:`~EventDrivenSNN.reset` or :meth:`~EventDrivenSNN.set_state` (whatever the state). Each
+scatter widens, per output row, the span of columns it reached; the LIF then runs over each
+row's span, contiguous channels-last memory, as one flat loop.
+
+The readout and its decoding are :mod:`hybridpose.nn.event_readout`'s: a dense pass per step,
+for exactness (that module says why it is not lazy). Decoded poses come from the engine
+(:meth:`EventDrivenSNN.step_uv`) without the heatmaps being copied out.
+
 BatchNorm is folded into each convolution's bias (running statistics, as in evaluation). The
 heatmaps agree with ``SNN.step`` in evaluation mode up to float32 rounding (the sums run in
-another order: about 1e-6); a spike can therefore differ only where the reference's ``h`` lies
-within that rounding of the threshold.
+another order, and the closed-form leak rounds differently from the iterated one: about
+1e-6); a spike can therefore differ only where the reference's ``h`` lies within that rounding
+of the threshold.
 
 Layout (why it is fast): membranes are stored channels-last ``(H, W, C)`` per sample and each
 kernel by parity and in reverse column order (:func:`_scatter_layout`), so one input adds one
 contiguous run of weights to one contiguous run of currents per kernel row: the innermost loop
-vectorises whatever the channel count. Two inputs at one position share the pass. One layer's
-currents live in a buffer the size of the largest layer, which stays in cache. One compiled
-call runs the whole step; every buffer is allocated once per geometry
-(:meth:`EventDrivenSNN.reset`), none per step but the returned heatmaps.
+vectorises whatever the channel count. Two or four inputs at one position share the pass
+(spikes come in bursts synchronised across channels). One layer's currents live in a buffer
+the size of the largest layer, which stays in cache. Spikes are listed from the flags of a
+span eight at a time, jumping to each set flag (no branch per neuron). One compiled call runs
+the whole step; every buffer is allocated once per geometry (:meth:`EventDrivenSNN.reset`),
+none per step.
 
-Measured on the shipped ``cpu`` SNN (64x64, a 2-core CPU shared with other jobs, 1 ms bins of
-3-30 events, 2.2-2.8 % of the neurons firing): 0.3-0.4 ms per step at the median and
-0.45-0.65 ms at the 99th percentile at batch 1 (0.6-0.8 and 1.0-1.5 ms at batch 2), against
-3.5-5 ms at the median for the dense ``SNN.step`` (folded BatchNorm, inference mode). Most of
-the time goes to the scatters of ``down2``'s spikes (the busiest layer, ~12 %) into ``down3``
-and ``up1``, then the dense LIF passes and the readout (memory-bound).
+Measured on the shipped 1 kHz hybrid (``cpu-1khz``, 64x64; a demo recording's 4 s at 1 ms
+bins, 7.8 events per camera and bin): the network fires ~3700 spikes per step and sample
+(2.9 % of its 127 k neurons; 12.7 k at the first step after an ANN initialisation, then
+decaying over ~10 steps) and the lazy leak updates ~48 % of the neurons per step. Step and
+decoding, side by side with the previous engine (dense LIF and readout, commit c8945fc) in one
+run on a shared 2-core CPU: 0.34 against 0.45 ms at the median and 1.08 against 1.27 ms at
+the 99th percentile at batch 1, 0.65 against 1.04 and 1.90 against 2.56 ms at batch 2. Of a
+batch-1 step (cycle counters): the scatters ~150 us (``up1``, ``up2``, ``up3``: ~110), the
+LIF ~110 us (listing the spikes ~55), the readout ~30, decoding ~11, the input ~7.
 """
 
 from __future__ import annotations
