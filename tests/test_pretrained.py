@@ -183,6 +183,9 @@ def test_shipped_1khz_set_is_the_cpu_set_retimed_then_fine_tuned(shipped: Path) 
     assert report["setup"]["steps_per_window"] == 100
     assert report["setup"]["output_rate_hz"] == 1000.0
     assert report_markdown(report) == (fast / "report.md").read_text()
+    # the paper's figures beside ours are its 100 Hz ones, and say so
+    assert "paper at 100 Hz 2D px" in report_markdown(report)
+    assert "The paper reports no 1000 Hz results" in report_markdown(report)
     for m in report["models"].values():
         assert len(m["mpjpe2d_px_per_step"]) == 100
     macs = model_info(PRESETS["cpu-1khz"])["ann"]["macs"]
