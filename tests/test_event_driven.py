@@ -246,6 +246,24 @@ def test_lazy_leak_over_gaps_matches_the_dense_snn() -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=TOL, msg=name)
 
 
+def test_a_layer_whose_leak_overshoots_is_stepped_in_full() -> None:
+    """A learned tau below 1 makes the leak oscillate around the bias, which may cross the
+    threshold without input: that layer is updated every step, and still matches."""
+    config = dataclasses.replace(TINY, learn_tau=True)
+    snn = _tiny_snn(config, seed=28, quiet=True)
+    with torch.no_grad():
+        snn.spiking_layers()["up2"].tau.fill_(0.8)
+    engine = EventDrivenSNN(snn)
+    assert engine.tonic_layers == ("up2",)
+    state = _random_state(snn, 1, seed=29)
+    engine.set_state(state)
+    for x in _sparse_inputs(8, batch=1, seed=30):
+        with torch.inference_mode():
+            want, state = snn.step(x, state)
+        torch.testing.assert_close(engine.step(x), want, rtol=0, atol=TOL)
+        assert int(engine.updated_counts()["up2"][0]) == state.up2[0].numel()
+
+
 def test_without_input_only_hot_positions_are_updated() -> None:
     snn = _tiny_snn(seed=24, quiet=True)
     engine = EventDrivenSNN(snn)

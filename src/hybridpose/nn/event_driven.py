@@ -255,10 +255,12 @@ class EventDrivenSNN:
                 raise ValueError(f"{name}: {w.shape[1]} input channels, expected {first}")
             bias32 = bias.to(torch.float32).numpy()
             bias_offsets.append(add(bias32))
+            tau = float(layer.tau.detach())
             # a neuron whose bias reaches the threshold may fire without input: its layer is
-            # updated in full every step (module docstring)
-            tonic.append(bool((bias32 >= np.float32(layer.v_th)).any()))
-            taus.append(float(layer.tau.detach()))
+            # updated in full every step (module docstring); so is one whose leak would
+            # overshoot (a learned tau below 1: the closed form's v_k then oscillates)
+            tonic.append(bool((bias32 >= np.float32(layer.v_th)).any()) or tau <= 1.0)
+            taus.append(tau)
         head_w = snn.head.weight.detach().to("cpu", torch.float64).numpy()  # (J, C, 1, 1)
         head_b = (
             snn.head.bias.detach().to("cpu", torch.float64).numpy()
@@ -289,7 +291,8 @@ class EventDrivenSNN:
 
     @property
     def tonic_layers(self) -> tuple[str, ...]:
-        """The layers updated in full every step: a bias reaches the threshold."""
+        """The layers updated in full every step: a bias reaches the threshold (or a learned
+        ``tau`` fell to 1 or below)."""
         return tuple(name for name, t in zip(LAYERS, self._tonic, strict=True) if t)
 
     # ----------------------------------------------------------------------------- state
