@@ -230,6 +230,26 @@ def test_stream_summary_json(
     assert summary["checkpoint"] == str(tiny[0]) and summary["engine"] == "event"
 
 
+def test_stream_scores_every_pose_whatever_the_batching(
+    tiny: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Poses are scored SCORE_EVERY at a time and the rest at the end: one by one, in batches
+    that leave a remainder, or all at the end, the errors are the same."""
+    import hybridpose.cli.run as run_module
+
+    got = []
+    for every in (1, 3, 10**9):
+        monkeypatch.setattr(run_module, "SCORE_EVERY", every)
+        out = tmp_path / f"summary{every}.json"
+        assert main(_stream(tiny, "--duration", "0.25", "--summary-json", str(out))) == 0
+        summary = json.loads(out.read_text())
+        assert summary["steps"] == 25
+        got.append((summary["mpjpe2d_px"], summary["mpjpe3d_mm"]))
+    assert got[0][0] > 0 and got[0][1] > 0
+    for errors in got[1:]:
+        assert errors == pytest.approx(got[0], rel=1e-12)
+
+
 def test_stream_checks_its_checkpoint_and_summary_arguments_first(
     tiny: tuple[Path, Path],
     tmp_path: Path,
