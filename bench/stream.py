@@ -24,7 +24,8 @@ and reports, from the predictor's own per-step wall times (binning, the networks
 triangulation of both cameras): p50/p99 of the SNN steps, p50 and p99 of the steps that start
 a window (where the synchronous hybrid runs its ANN) with how many of them waited for the
 background ANN, p99 over all steps, and the sustained throughput over the whole stream (steps
-per second, events per second, multiples of real time). Engines: ``dense`` (PyTorch, BatchNorm
+per second, events per second, multiples of real time); for the event-driven engine, its work
+per step and camera (spikes, neurons whose LIF step ran). Engines: ``dense`` (PyTorch, BatchNorm
 folded, inference mode) and ``event`` (:mod:`hybridpose.nn.event_driven`, event-driven
 convolutions in numba). Both engines are measured side by side in the same run, in alternating
 order, after a warm-up stream of one second that is not timed. ``--profile`` prints
@@ -57,6 +58,7 @@ import torch
 
 from hybridpose.demo import DemoSpec, demo_simulation
 from hybridpose.evaluate import load_models
+from hybridpose.nn.event_driven import EventDrivenSNN
 from hybridpose.pretrained import SHIPPED, pretrained_dir
 from hybridpose.recipes import recipe
 from hybridpose.sources import RecordingReplay
@@ -114,6 +116,7 @@ def run_once(
     every: list[float] = []
     events = 0
     wall = 0.0
+    work = _EngineWork()
     wall0 = time.perf_counter()
     for t_end, chunk in chunks:
         if realtime:  # release the chunk when the camera would have delivered it
@@ -129,6 +132,7 @@ def run_once(
             continue
         wall += dt
         events += sum(len(c) for c in chunk)
+        work.add(predictor.runner, len(poses))
         for p in poses:
             (ann_steps if p.step == 1 and mode == "hybrid" else snn_steps).append(p.latency_s)
             every.append(p.latency_s)
@@ -161,7 +165,29 @@ def run_once(
         "events_per_s": events / wall,
         "realtime_factor": stream_s / wall,
         "events_per_step": events / max(1, steps),
+        **work.summary(len(cameras)),
     }
+
+
+class _EngineWork:
+    """The event-driven engine's work per step, read after each one-bin chunk: spikes and
+    neurons updated (the lazy leak's), per camera; the dense engine's reads as None."""
+
+    def __init__(self) -> None:
+        self.steps = self.spikes = self.updated = 0
+
+    def add(self, runner: object, poses: int) -> None:
+        if poses != 1 or not isinstance(runner, EventDrivenSNN):
+            return  # one step per chunk: the counts are that step's
+        self.steps += 1
+        self.spikes += sum(int(n.sum()) for n in runner.spike_counts().values())
+        self.updated += sum(int(n.sum()) for n in runner.updated_counts().values())
+
+    def summary(self, cameras: int) -> dict[str, float | None]:
+        if not self.steps:
+            return {"spikes_per_step": None, "updated_per_step": None}
+        per = self.steps * cameras
+        return {"spikes_per_step": self.spikes / per, "updated_per_step": self.updated / per}
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -222,7 +248,13 @@ def main() -> None:
                         f"{_fmt(row['all_p99_ms'])} ms  {row['steps_per_s']:.0f} steps/s  "
                         f"{row['events_per_s'] / 1e3:.0f} kev/s  "
                         f"{row['realtime_factor']:.2f}x real time"
-                        f"  ({row['events_per_step']:.1f} events/step)",
+                        f"  ({row['events_per_step']:.1f} events/step"
+                        + (
+                            f", per camera {row['spikes_per_step']:.0f} spikes, "
+                            f"{row['updated_per_step'] / 1e3:.1f} k neurons updated)"
+                            if row["spikes_per_step"] is not None
+                            else ")"
+                        ),
                         flush=True,
                     )
     if args.json:
