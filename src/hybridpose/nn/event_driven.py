@@ -309,11 +309,8 @@ class EventDrivenSNN:
         self._acc.fill(0.0)
         self._n_spikes.fill(0)
         self._n_updated.fill(0)
-        self._restart()
         self._readout.fill(0.0)
-
-    def _restart(self) -> None:
-        """Every membrane is current as of now; the next step updates every neuron."""
+        # every membrane is current as of now; the next step updates every neuron
         self._stamp.fill(self._clock[0])
         self._n_hot.fill(0)
         self._full.fill(True)
