@@ -242,6 +242,11 @@ class SNNRunner(Protocol):
     def advance(self, x: Tensor) -> None: ...
 
 
+def _decoded(heatmaps: Tensor) -> npt.NDArray[np.float32]:
+    """The joints (..., J, 2) in heatmap pixels of heatmaps on any device."""
+    return decode_array(heatmaps.detach().cpu().numpy())
+
+
 class _DecodesHeatmaps:
     """``step_uv`` and ``advance`` of a runner whose step computes the heatmaps anyway."""
 
@@ -249,7 +254,7 @@ class _DecodesHeatmaps:
         raise NotImplementedError
 
     def step_uv(self, x: Tensor) -> npt.NDArray[np.float32]:
-        return decode_array(self.step(x).detach().cpu().numpy())
+        return _decoded(self.step(x))
 
     def advance(self, x: Tensor) -> None:
         self.step(x)
@@ -731,7 +736,7 @@ class StreamingPredictor:
         if schedule.ann == "every_step":
             assert self.ann is not None
             out, _ = self.ann(self._frames())  # the events before t1
-            uv_model = decode_array(out.detach().cpu().numpy())  # (S, J, 2)
+            uv_model = _decoded(out)  # (S, J, 2)
         elif schedule.snn == "none":
             assert self._held is not None
             uv_model = self._held
@@ -767,7 +772,7 @@ class StreamingPredictor:
             else:
                 assert self.ann is not None
                 held, _ = self.ann(self._frames())
-                self._held = decode_array(held.detach().cpu().numpy())
+                self._held = _decoded(held)
         elif schedule.snn == "from_zero":
             assert self.runner is not None
             self.runner.reset(self.streams, self.height, self.width)

@@ -71,7 +71,7 @@ import torch
 from torch import Tensor, nn
 
 from hybridpose._jit import jit
-from hybridpose.nn import event_readout as readout
+from hybridpose.nn import event_readout
 from hybridpose.nn.snn import (
     DOWNSAMPLING,
     SNN,
@@ -407,7 +407,7 @@ class EventDrivenSNN:
         batch, height, width = self._require_state()
         out = np.empty((batch, self.config.joints, height * width), dtype=np.float32)
         for b in range(batch):
-            readout.heatmaps(self._readout[b], out[b])
+            event_readout.heatmaps(self._readout[b], out[b])
         return torch.from_numpy(out.reshape(batch, -1, height, width))
 
     def set_state(self, state: SNNState) -> None:
@@ -431,7 +431,7 @@ class EventDrivenSNN:
             self._layer_view(index)[...] = _as_numpy(state[index])
         values = _as_numpy(state.readout).reshape(batch, self.config.joints, height * width)
         for b in range(batch):
-            readout.set_readout(self._readout[b], values[b])
+            event_readout.set_readout(self._readout[b], values[b])
 
     def _require_state(self) -> tuple[int, int, int]:
         if self._geometry is None:
@@ -550,7 +550,7 @@ def _step(
     fired: B1,
     head: I64,
     decay: float,
-    readout_: F32,
+    readout: F32,
     delta: F32,
     best: F32,
     best_pixel: I32,
@@ -584,12 +584,12 @@ def _step(
             )  # fmt: skip
     height, width = x.shape[2], x.shape[3]
     for b in range(batch):
-        readout.update_readout(
-            readout_[b], weights, head, decay, spikes[b], layers[INPUT - 1, _SP_OFF],
+        event_readout.update_readout(
+            readout[b], weights, head, decay, spikes[b], layers[INPUT - 1, _SP_OFF],
             n_spikes[b, INPUT - 1], width, delta[b],
         )  # fmt: skip
         if decode:
-            readout.decode(readout_[b], best[b], best_pixel[b], height, width, uv[b])
+            event_readout.decode(readout[b], best[b], best_pixel[b], height, width, uv[b])
         full[b] = False
 
 
