@@ -702,6 +702,32 @@ def test_spike_recorder_accumulates_and_detaches() -> None:
     assert recorder.firing_rate == 1.0
 
 
+def test_spike_recorder_differentiable_rate() -> None:
+    """The rate as a tensor (the training's firing-rate penalty): the same value as
+    :attr:`firing_rate`, and more current means more spikes along its gradient."""
+    mixed = dict.fromkeys(LAYERS, -100.0)
+    mixed["enc"] = 100.0
+    mixed["down1"] = 1.5
+    snn = _forced_snn(mixed)
+    x = torch.zeros(6, 1, 2, 16, 16)
+    with SpikeRecorder(snn, differentiable=True) as rec:
+        snn(x, snn.zero_state(1, 16, 16))
+    rate = rec.rate()
+    assert float(rate.detach()) == pytest.approx(rec.firing_rate, rel=1e-6) and rec.firing_rate > 0
+    rate.backward()  # type: ignore[no-untyped-call]
+    grads = {n: p.grad for n, p in snn.named_parameters()}
+    down1, enc = grads["down1.bn.bias"], grads["enc.bn.bias"]
+    assert down1 is not None and bool((down1 > 0).all())
+    # enc lies 99 above the threshold: the surrogate is nearly flat there
+    assert enc is not None and float(enc.abs().max()) < 1e-3 * float(down1.min())
+    with SpikeRecorder(snn) as plain:
+        snn(x, snn.zero_state(1, 16, 16))
+    with pytest.raises(RuntimeError, match="differentiable=True"):
+        plain.rate()
+    with pytest.raises(RuntimeError, match="no spiking layer ran"):
+        SpikeRecorder(snn, differentiable=True).rate()
+
+
 def test_evaluate_refuses_a_later_recording_of_another_sensor(setup: Setup, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()

@@ -209,9 +209,11 @@ def test_ann_stage_writes_checkpoint_and_log(
         "train_loss",
         "train_heatmap_loss",
         "train_state_loss",
+        "train_firing_rate",
         "train_mpjpe_px",
     }
     assert data["metrics"]["train_state_loss"] == 0.0  # no state loss outside the hybrid
+    assert data["metrics"]["train_firing_rate"] == 0.0  # and no spikes
     # the U-Net trained; the state heads (not run in this stage) kept their initialisation
     torch.manual_seed(7)
     fresh = build_model("ann", MODEL)
@@ -241,6 +243,32 @@ def test_snn_stage_writes_checkpoint_and_log(data_dir: Path, tmp_path: Path) -> 
     fresh = build_model("snn", MODEL).state_dict()
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, fresh[k])]
     assert "head.weight" in changed
+    assert 0.0 < data["metrics"]["train_firing_rate"] < 1.0
+
+
+@pytest.mark.parametrize("stage", ["snn", "hybrid"])
+def test_spike_loss_weight_lowers_the_firing_rate(
+    data_dir: Path, ann_checkpoint: Path, tmp_path: Path, stage: Stage
+) -> None:
+    """The firing-rate penalty: the loss is the heatmaps' (and state) loss plus the weight
+    times the logged rate, and training with it fires less than the same run without it."""
+    weight = 0.5
+
+    def last_row(w: float) -> dict[str, float]:
+        spec = make_spec(
+            stage, data_dir, tmp_path / f"w{w}", epochs=3, lr=1e-2, state_loss_weight=0.0,
+            spike_loss_weight=w,
+        )  # fmt: skip
+        spec = replace(spec, ann_checkpoint=ann_checkpoint)
+        run(spec)
+        rows = read_log(spec.log_path)[1]
+        return {k: float(v) for k, v in rows[-1].items()}
+
+    plain, penalised = last_row(0.0), last_row(weight)
+    assert plain["loss"] == pytest.approx(plain["heatmap_loss"], rel=1e-5)
+    extra = penalised["loss"] - penalised["heatmap_loss"]
+    assert extra == pytest.approx(weight * penalised["firing_rate"], rel=1e-3)
+    assert penalised["firing_rate"] < 0.5 * plain["firing_rate"]
 
 
 def unet_keys(state: dict[str, Tensor]) -> list[str]:
@@ -310,7 +338,7 @@ def run_interrupted(spec: TrainSpec, monkeypatch: pytest.MonkeyPatch, after: int
     real = train_module._train_step
     calls = 0
 
-    def step_then_interrupt(*args: Any, **kwargs: Any) -> tuple[float, float, float, float, int]:
+    def step_then_interrupt(*args: Any, **kwargs: Any) -> train_module._StepLosses:
         nonlocal calls
         out = real(*args, **kwargs)
         calls += 1
@@ -393,6 +421,27 @@ def test_resume_mid_epoch_reproduces_log_and_metrics(
     assert resumed["metrics"] == reference["metrics"]
 
 
+def test_resume_of_a_checkpoint_from_before_the_firing_rate_penalty(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run stopped by an earlier version (no spike_loss_weight in its settings, no firing
+    sums) resumes as one trained without the penalty."""
+    whole = make_spec("snn", data_dir, tmp_path / "whole", epochs=1)
+    mid = make_spec("snn", data_dir, tmp_path / "mid", epochs=1)
+    run(whole)
+    run_interrupted(mid, monkeypatch, after=2)
+    old = load_checkpoint(mid.checkpoint_path)
+    del old["stage_config"]["spike_loss_weight"]
+    for sums in old["sums"].values():
+        del sums["firing"]
+    save_checkpoint(mid.checkpoint_path, old)
+    run(mid, resume=True)
+    assert_same(
+        load_checkpoint(mid.checkpoint_path)["model"],
+        load_checkpoint(whole.checkpoint_path)["model"],
+    )
+
+
 def test_resume_of_a_complete_run_changes_nothing(
     data_dir: Path, ann_checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -418,6 +467,8 @@ def test_errors(data_dir: Path, ann_checkpoint: Path, tmp_path: Path) -> None:
         run(replace(spec, optim=replace(spec.optim, lr=2e-3)), resume=True)
     with pytest.raises(TrainingError, match="seed="):
         run(replace(spec, seed=8), resume=True)
+    with pytest.raises(TrainingError, match=r"spike_loss_weight=0\.0, this run has 0\.1"):
+        run(replace(spec, optim=replace(spec.optim, spike_loss_weight=0.1)), resume=True)
     with pytest.raises(TrainingError, match="another model configuration"):
         run(replace(spec, model=replace(MODEL, snn=SNNConfig(widths=(2, 2, 2, 3)))), resume=True)
     with pytest.raises(TrainingError, match="another stage"):

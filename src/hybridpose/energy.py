@@ -399,13 +399,19 @@ class SpikeRecorder(_Hooks):
 
     :attr:`firing_rate` is the mean number of spikes per neuron and time step over all spiking
     layers together (spikes / neuron-steps); :meth:`layer_rates` gives it per layer.
+
+    With ``differentiable`` the recorder also keeps :meth:`rate`, the same rate as a tensor
+    through which gradients reach the network (the training's firing-rate penalty,
+    :attr:`hybridpose.recipes.StageConfig.spike_loss_weight`).
     """
 
-    def __init__(self, snn: SNN) -> None:
+    def __init__(self, snn: SNN, differentiable: bool = False) -> None:
         self._layers = snn.spiking_layers()
         self.spikes = dict.fromkeys(self._layers, 0.0)
         self.neuron_steps = dict.fromkeys(self._layers, 0)
         self._handles: list[RemovableHandle] = []
+        self._differentiable = differentiable
+        self._total: Tensor | None = None
 
     def __enter__(self) -> SpikeRecorder:
         for name, layer in self._layers.items():
@@ -417,8 +423,19 @@ class SpikeRecorder(_Hooks):
             spikes = output[0]
             self.spikes[name] += float(spikes.detach().sum(dtype=torch.float64))
             self.neuron_steps[name] += spikes.numel()
+            if self._differentiable:
+                total = spikes.sum()
+                self._total = total if self._total is None else self._total + total
 
         return hook
+
+    def rate(self) -> Tensor:
+        """:attr:`firing_rate` as a tensor that carries gradients (needs ``differentiable``)."""
+        if not self._differentiable:
+            raise RuntimeError("SpikeRecorder(differentiable=True) keeps the rate as a tensor")
+        if self._total is None:
+            raise RuntimeError("no spiking layer ran inside the recorder's with block")
+        return self._total / sum(self.neuron_steps.values())
 
     def layer_rates(self) -> dict[str, float]:
         """Spikes per neuron and step, per layer (0 where nothing ran)."""

@@ -22,6 +22,7 @@ run is short.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -50,6 +51,9 @@ class StageConfig:
         grad_clip: maximum gradient norm (None = no clipping).
         freeze_batchnorm: the SNN's BatchNorm normalises by its running statistics, which
             stay fixed (for a retimed network, :mod:`hybridpose.retime`).
+        spike_loss_weight: weight of the SNN's mean firing rate (spikes per neuron and step,
+            the report's firing rate) added to the loss of the snn and hybrid stages: fewer
+            spikes, less power, and less work for the event-driven engine.
     """
 
     lr: float = 1e-4
@@ -59,6 +63,7 @@ class StageConfig:
     state_loss_weight: float = 0.05
     grad_clip: float | None = None
     freeze_batchnorm: bool = False
+    spike_loss_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.lr > 0:
@@ -69,6 +74,8 @@ class StageConfig:
             raise ValueError(f"samples_per_epoch must be >= 1, got {self.samples_per_epoch}")
         if not 0.0 <= self.state_loss_weight <= 1.0:
             raise ValueError(f"state_loss_weight must lie in [0, 1], got {self.state_loss_weight}")
+        if not (self.spike_loss_weight >= 0 and math.isfinite(self.spike_loss_weight)):
+            raise ValueError(f"spike_loss_weight must be >= 0, got {self.spike_loss_weight}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be positive, got {self.grad_clip}")
 

@@ -34,12 +34,12 @@ import math
 import os
 import signal
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -69,6 +69,7 @@ from hybridpose.data import (
     split_by_subject,
 )
 from hybridpose.devices import resolve_device
+from hybridpose.energy import SpikeRecorder
 from hybridpose.errors import HybridPoseError
 from hybridpose.heatmaps import decode_heatmaps
 from hybridpose.nn.ann import ANN
@@ -82,8 +83,8 @@ LOG_EVERY = 10
 """Optimiser steps between rows of the CSV log (and an epoch's last step always)."""
 
 LOG_FIELDS = (
-    "epoch", "step", "samples", "loss", "heatmap_loss", "state_loss", "mpjpe_px", "lr",
-    "elapsed_s",
+    "epoch", "step", "samples", "loss", "heatmap_loss", "state_loss", "firing_rate", "mpjpe_px",
+    "lr", "elapsed_s",
 )  # fmt: skip
 
 
@@ -167,7 +168,7 @@ def make_spec(
 ) -> TrainSpec:
     """A :class:`TrainSpec` from a preset, with ablation switches and stage overrides
     (``lr``, ``batch_size``, ``epochs``, ``samples_per_epoch``, ``state_loss_weight``,
-    ``grad_clip``; None = the recipe's)."""
+    ``spike_loss_weight``, ``grad_clip``; None = the recipe's)."""
     model = preset(preset_name)
     rec = recipe(preset_name)
     if stage != "hybrid" and (not state_init or not delta_readout):
@@ -272,21 +273,36 @@ class AnnHeatmaps(nn.Module):
         return heatmaps
 
 
+@contextmanager
+def _firing(network: nn.Module, zero: Tensor) -> Iterator[Callable[[], Tensor]]:
+    """Record the spikes of ``network`` (an SNN; anything else fires nothing) in a ``with``
+    block; the yielded function gives their mean rate as a tensor with gradients."""
+    if not isinstance(network, SNN):
+        yield lambda: zero
+        return
+    with SpikeRecorder(network, differentiable=True) as recorder:
+        yield recorder.rate
+
+
 class SnnFromZero(nn.Module):
-    """The SNN stage's module: bins -> per-step heatmaps from an empty state."""
+    """The SNN stage's module: bins -> per-step heatmaps from an empty state, and the SNN's
+    firing rate (a tensor with gradients, for the firing-rate penalty)."""
 
     def __init__(self, snn: SNN) -> None:
         super().__init__()
         self.snn = snn
 
-    def forward(self, bins: Tensor) -> Tensor:
+    def forward(self, bins: Tensor) -> tuple[Tensor, Tensor]:
         _, b, _, h, w = bins.shape
-        heatmaps: Tensor = self.snn(bins, self.snn.zero_state(b, h, w, bins.device, bins.dtype))[0]
-        return heatmaps
+        zero = self.snn.zero_state(b, h, w, bins.device, bins.dtype)
+        with _firing(self.snn, bins.new_zeros(())) as rate:
+            heatmaps: Tensor = self.snn(bins, zero)[0]
+        return heatmaps, rate()
 
 
 class HybridWindow(nn.Module):
-    """The hybrid stages' module: one window -> per-step heatmaps and the state loss."""
+    """The hybrid stages' module: one window -> per-step heatmaps, the state loss and the
+    recurrent network's firing rate (zero for the ConvGRU)."""
 
     def __init__(self, hybrid: AnyHybrid) -> None:
         super().__init__()
@@ -294,13 +310,15 @@ class HybridWindow(nn.Module):
 
     def forward(
         self, frame: Tensor, bins: Tensor, next_frame: Tensor | None
-    ) -> tuple[Tensor, Tensor]:
-        _, heatmaps, state = self.hybrid(frame, bins)
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        zero = bins.new_zeros(())
+        with _firing(self.hybrid.snn, zero) as rate:
+            _, heatmaps, state = self.hybrid(frame, bins)
         if next_frame is None:
-            return heatmaps, heatmaps.new_zeros(())
+            return heatmaps, zero, rate()
         with torch.no_grad():
             _, target = self.hybrid.ann(next_frame)
-        return heatmaps, state_consistency_loss(state, target)
+        return heatmaps, state_consistency_loss(state, target), rate()
 
 
 def state_consistency_loss(state: SNNState, target: SNNState) -> Tensor:
@@ -454,6 +472,17 @@ def _fmt(value: float | int) -> str:
 # ------------------------------------------------------------------------------ the run
 
 
+class _StepLosses(NamedTuple):
+    """One optimiser step's figures."""
+
+    loss: float
+    heatmap: float
+    state: float
+    firing: float  # the SNN's spikes per neuron and step (0 without an SNN)
+    error: float  # sum of joint errors (px) at the last label
+    joints: int  # how many joints the error covers
+
+
 @dataclass
 class _Running:
     """Sums since the last log row."""
@@ -461,16 +490,18 @@ class _Running:
     loss: float = 0.0
     heatmap: float = 0.0
     state: float = 0.0
+    firing: float = 0.0
     error: float = 0.0
     error_n: int = 0
     steps: int = 0
 
-    def add(self, losses: tuple[float, float, float, float, int]) -> None:
-        self.loss += losses[0]
-        self.heatmap += losses[1]
-        self.state += losses[2]
-        self.error += losses[3]
-        self.error_n += losses[4]
+    def add(self, losses: _StepLosses) -> None:
+        self.loss += losses.loss
+        self.heatmap += losses.heatmap
+        self.state += losses.state
+        self.firing += losses.firing
+        self.error += losses.error
+        self.error_n += losses.joints
         self.steps += 1
 
     def row(self) -> dict[str, float]:
@@ -479,6 +510,7 @@ class _Running:
             "loss": self.loss / n,
             "heatmap_loss": self.heatmap / n,
             "state_loss": self.state / n,
+            "firing_rate": self.firing / n,
             "mpjpe_px": self.error / self.error_n if self.error_n else math.nan,
         }
 
@@ -590,8 +622,11 @@ def _check_resumable(spec: TrainSpec, data: dict[str, Any]) -> None:
     if data.get("model_config") != spec.model.to_dict():
         raise TrainingError(f"{path}: written for another model configuration")
     stored = dict(data.get("stage_config", {}))
+    stored.setdefault("spike_loss_weight", 0.0)  # checkpoints from before the penalty
     mine = {**asdict(spec.optim), "seed": spec.seed}
-    for key in ("lr", "batch_size", "samples_per_epoch", "state_loss_weight", "grad_clip", "seed"):
+    keys = ("lr", "batch_size", "samples_per_epoch", "state_loss_weight", "spike_loss_weight",
+            "grad_clip", "seed")  # fmt: skip
+    for key in keys:
         if stored.get(key) != mine[key]:
             raise TrainingError(
                 f"{path}: written with {key}={stored.get(key)!r}, this run has {mine[key]!r}; "
@@ -814,7 +849,7 @@ def _run_batches(
         run.running.add(losses)
         run.epoch_sum.add(losses)
         bar.update(1)
-        bar.set_postfix(loss=f"{losses[0]:.3g}", px=f"{run.running.row()['mpjpe_px']:.2f}")
+        bar.set_postfix(loss=f"{losses.loss:.3g}", px=f"{run.running.row()['mpjpe_px']:.2f}")
         if ctx.log is not None and (run.step % LOG_EVERY == 0 or run.batch == n_batches):
             ctx.log.add(
                 {
@@ -854,29 +889,35 @@ def _train_step(
     params: list[nn.Parameter],
     items: dict[str, Tensor],
     device: torch.device,
-) -> tuple[float, float, float, float, int]:
-    """One optimiser step; returns (loss, heatmap loss, state loss, error sum, joints)."""
+) -> _StepLosses:
+    """One optimiser step: the heatmaps' MSE, for the hybrids mixed with the state loss
+    (``(1 - w) * heatmaps + w * state``), plus ``spike_loss_weight`` times the firing rate."""
     batch = {k: v.to(device) for k, v in items.items()}
     target = batch["heatmaps"]
-    state_loss = target.new_zeros(())
+    state_loss = rate = target.new_zeros(())
     if spec.stage == "ann":
         heatmaps = module(batch["frame"])
         heatmap_loss = F.mse_loss(heatmaps, target[0])
     elif spec.stage == "snn":
-        heatmaps = module(batch["bins"])
+        heatmaps, rate = module(batch["bins"])
         heatmap_loss = F.mse_loss(heatmaps, target)
     else:
-        heatmaps, state_loss = module(batch["frame"], batch["bins"], batch.get("next_frame"))
+        heatmaps, state_loss, rate = module(batch["frame"], batch["bins"], batch.get("next_frame"))
         heatmap_loss = F.mse_loss(heatmaps, target)
     w = spec.optim.state_loss_weight if spec.stage in ANN_INITIALISED else 0.0
     loss = (1.0 - w) * heatmap_loss + w * state_loss if w > 0 else heatmap_loss
+    if spec.optim.spike_loss_weight > 0:
+        loss = loss + spec.optim.spike_loss_weight * rate
     optimizer.zero_grad(set_to_none=True)
     loss.backward()  # type: ignore[no-untyped-call]
     if spec.optim.grad_clip is not None:
         nn.utils.clip_grad_norm_(params, spec.optim.grad_clip)
     optimizer.step()
     err, n = _batch_error(heatmaps.detach(), batch["joints2d"], batch["valid"])
-    return (float(loss.detach()), float(heatmap_loss.detach()), float(state_loss.detach()), err, n)
+    return _StepLosses(
+        float(loss.detach()), float(heatmap_loss.detach()), float(state_loss.detach()),
+        float(rate.detach()), err, n,
+    )  # fmt: skip
 
 
 def checkpoint_summary(path: str | os.PathLike[str]) -> str:

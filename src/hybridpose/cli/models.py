@@ -78,6 +78,10 @@ def add_train(subparsers: Subparsers) -> None:
         "--samples-per-epoch", type=int_at_least(1), metavar="N",
         help="windows per epoch (override the recipe)",
     )  # fmt: skip
+    p.add_argument(
+        "--spike-loss-weight", type=float_above(0.0, inclusive=True), metavar="W",
+        help="snn, hybrid: weight of the firing rate added to the loss (override the recipe)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int_at_least(0), default=0, metavar="N", help="default 0")
     p.add_argument(
         "--workers", type=int_at_least(0), default=0, metavar="N",
@@ -133,6 +137,7 @@ def run_train(args: argparse.Namespace) -> int:
         lr=args.lr,
         batch_size=args.batch_size,
         samples_per_epoch=args.samples_per_epoch,
+        spike_loss_weight=args.spike_loss_weight,
     )
     if args.resume and not spec.checkpoint_path.exists() and os.environ.get("RANK", "0") == "0":
         # the same command starts a run and continues it; say which one this is
