@@ -586,10 +586,10 @@ def _step(
     for b in range(batch):
         event_readout.update_readout(
             readout[b], weights, head, decay, spikes[b], layers[INPUT - 1, _SP_OFF],
-            n_spikes[b, INPUT - 1], width, delta[b],
+            n_spikes[b, INPUT - 1], width, delta[b], decode, best[b], best_pixel[b],
         )  # fmt: skip
         if decode:
-            event_readout.decode(readout[b], best[b], best_pixel[b], height, width, uv[b])
+            event_readout.locate(readout[b], best[b], best_pixel[b], height, width, uv[b])
         full[b] = False
 
 
@@ -600,6 +600,13 @@ def _events(x: F32, b: int, layers: I64, sp: I32, values: F32, n_spikes: I64) ->
     n = 0
     for c in range(x.shape[1]):
         for y in range(x.shape[2]):
+            # a bin holds a few events: test each row at once (a vectorised reduction), and
+            # look for them only in the rows that have some
+            nonzero = False
+            for xx in range(x.shape[3]):
+                nonzero |= x[b, c, y, xx] != 0
+            if not nonzero:
+                continue
             for xx in range(x.shape[3]):
                 value = x[b, c, y, xx]
                 if value != 0:
