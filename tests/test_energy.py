@@ -32,7 +32,7 @@ from hybridpose.energy import (
     synaptic_operations,
 )
 from hybridpose.nn.presets import preset
-from hybridpose.nn.snn import SNN, SpikingConv
+from hybridpose.nn.snn import SNN, SpikingConv, fan_out
 
 CPU = preset("cpu")
 
@@ -545,3 +545,30 @@ def test_targets_cover_every_synapse() -> None:
     # frozen records
     with pytest.raises(dataclasses.FrozenInstanceError):
         targets["head"].neuron = True  # type: ignore[misc]
+
+
+def test_fan_out_by_hand() -> None:
+    """The synaptic operations per spike that weight the training's activity penalty, for
+    the cpu preset (widths 8, 16, 32, 64; kernels 5, residual 3; 13 joints), by hand: a
+    stride-2 5x5 convolution reaches 25 / 4 outputs per input on average (9 or 4 by parity),
+    an input upsampled x2 is four inputs."""
+    assert fan_out(CPU.snn) == {
+        "enc": 25 / 4 * 16 + 25 * 8,  # down1; up3's skip input
+        "down1": 25 / 4 * 32 + 25 * 16,  # down2; up2's skip
+        "down2": 25 / 4 * 64 + 25 * 32,  # down3; up1's skip
+        "down3": 9 * 64 + 4 * 25 * 32,  # res1; up1's residual sum, upsampled
+        "res1": 9 * 64,  # res2
+        "res2": 4 * 25 * 32,  # up1, upsampled
+        "up1": 4 * 25 * 16,  # up2, upsampled
+        "up2": 4 * 25 * 8,  # up3, upsampled
+        "up3": 13,  # the 1x1 head
+    }
+    # the stride-2 average against the energy model's count of one input at each parity
+    conv = nn.Conv2d(1, 16, 5, stride=2, padding=2, bias=False)
+    counts = []
+    for y, x in [(8, 8), (8, 9), (9, 8), (9, 9)]:
+        with OperationCounter({"c": Target(conv, "synaptic")}) as counter:
+            conv(_spike(20, 20, y, x))
+        counts.append(counter.totals.synops)
+    assert counts == [9 * 16, 6 * 16, 6 * 16, 4 * 16]
+    assert sum(counts) / 4 == 25 / 4 * 16

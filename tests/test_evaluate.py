@@ -720,6 +720,13 @@ def test_spike_recorder_differentiable_rate() -> None:
     assert down1 is not None and bool((down1 > 0).all())
     # enc lies 99 above the threshold: the surrogate is nearly flat there
     assert enc is not None and float(enc.abs().max()) < 1e-3 * float(down1.min())
+    # weighted by layer: enc fires every step, down1 a third of them (see the test above)
+    with SpikeRecorder(snn, differentiable=True) as rec:
+        snn(x, snn.zero_state(1, 16, 16))
+    weights = dict.fromkeys(LAYERS, 0.0) | {"enc": 2.0, "down1": 3.0, "up3": 5.0}
+    n = {k: c * (16 // s) ** 2 * 6 for k, (c, s) in CHANNELS_SCALES.items()}
+    want = (2 * n["enc"] + 3 * n["down1"] / 3) / (2 * n["enc"] + 3 * n["down1"] + 5 * n["up3"])
+    assert float(rec.rate(weights).detach()) == pytest.approx(want, rel=1e-6)
     with SpikeRecorder(snn) as plain:
         snn(x, snn.zero_state(1, 16, 16))
     with pytest.raises(RuntimeError, match="differentiable=True"):

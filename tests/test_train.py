@@ -209,11 +209,11 @@ def test_ann_stage_writes_checkpoint_and_log(
         "train_loss",
         "train_heatmap_loss",
         "train_state_loss",
-        "train_firing_rate",
+        "train_synop_rate",
         "train_mpjpe_px",
     }
     assert data["metrics"]["train_state_loss"] == 0.0  # no state loss outside the hybrid
-    assert data["metrics"]["train_firing_rate"] == 0.0  # and no spikes
+    assert data["metrics"]["train_synop_rate"] == 0.0  # and no spikes
     # the U-Net trained; the state heads (not run in this stage) kept their initialisation
     torch.manual_seed(7)
     fresh = build_model("ann", MODEL)
@@ -243,15 +243,15 @@ def test_snn_stage_writes_checkpoint_and_log(data_dir: Path, tmp_path: Path) -> 
     fresh = build_model("snn", MODEL).state_dict()
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, fresh[k])]
     assert "head.weight" in changed
-    assert 0.0 < data["metrics"]["train_firing_rate"] < 1.0
+    assert 0.0 < data["metrics"]["train_synop_rate"] < 1.0
 
 
 @pytest.mark.parametrize("stage", ["snn", "hybrid"])
-def test_spike_loss_weight_lowers_the_firing_rate(
+def test_spike_loss_weight_lowers_the_synaptic_activity(
     data_dir: Path, ann_checkpoint: Path, tmp_path: Path, stage: Stage
 ) -> None:
-    """The firing-rate penalty: the loss is the heatmaps' (and state) loss plus the weight
-    times the logged rate, and training with it fires less than the same run without it."""
+    """The activity penalty: the loss is the heatmaps' (and state) loss plus the weight times
+    the logged synaptic activity, and training with it spikes less than without it."""
     weight = 0.5
 
     def last_row(w: float) -> dict[str, float]:
@@ -267,8 +267,8 @@ def test_spike_loss_weight_lowers_the_firing_rate(
     plain, penalised = last_row(0.0), last_row(weight)
     assert plain["loss"] == pytest.approx(plain["heatmap_loss"], rel=1e-5)
     extra = penalised["loss"] - penalised["heatmap_loss"]
-    assert extra == pytest.approx(weight * penalised["firing_rate"], rel=1e-3)
-    assert penalised["firing_rate"] < 0.5 * plain["firing_rate"]
+    assert extra == pytest.approx(weight * penalised["synop_rate"], rel=1e-3)
+    assert penalised["synop_rate"] < 0.5 * plain["synop_rate"]
 
 
 def unet_keys(state: dict[str, Tensor]) -> list[str]:
@@ -421,10 +421,10 @@ def test_resume_mid_epoch_reproduces_log_and_metrics(
     assert resumed["metrics"] == reference["metrics"]
 
 
-def test_resume_of_a_checkpoint_from_before_the_firing_rate_penalty(
+def test_resume_of_a_checkpoint_from_before_the_activity_penalty(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A run stopped by an earlier version (no spike_loss_weight in its settings, no firing
+    """A run stopped by an earlier version (no spike_loss_weight in its settings, no synop
     sums) resumes as one trained without the penalty."""
     whole = make_spec("snn", data_dir, tmp_path / "whole", epochs=1)
     mid = make_spec("snn", data_dir, tmp_path / "mid", epochs=1)
@@ -433,7 +433,7 @@ def test_resume_of_a_checkpoint_from_before_the_firing_rate_penalty(
     old = load_checkpoint(mid.checkpoint_path)
     del old["stage_config"]["spike_loss_weight"]
     for sums in old["sums"].values():
-        del sums["firing"]
+        del sums["synops"]
     save_checkpoint(mid.checkpoint_path, old)
     run(mid, resume=True)
     assert_same(

@@ -401,8 +401,8 @@ class SpikeRecorder(_Hooks):
     layers together (spikes / neuron-steps); :meth:`layer_rates` gives it per layer.
 
     With ``differentiable`` the recorder also keeps :meth:`rate`, the same rate as a tensor
-    through which gradients reach the network (the training's firing-rate penalty,
-    :attr:`hybridpose.recipes.StageConfig.spike_loss_weight`).
+    through which gradients reach the network, optionally with a weight per layer (the
+    training's activity penalty, :attr:`hybridpose.recipes.StageConfig.spike_loss_weight`).
     """
 
     def __init__(self, snn: SNN, differentiable: bool = False) -> None:
@@ -411,7 +411,7 @@ class SpikeRecorder(_Hooks):
         self.neuron_steps = dict.fromkeys(self._layers, 0)
         self._handles: list[RemovableHandle] = []
         self._differentiable = differentiable
-        self._total: Tensor | None = None
+        self._totals: dict[str, Tensor] = {}
 
     def __enter__(self) -> SpikeRecorder:
         for name, layer in self._layers.items():
@@ -425,17 +425,23 @@ class SpikeRecorder(_Hooks):
             self.neuron_steps[name] += spikes.numel()
             if self._differentiable:
                 total = spikes.sum()
-                self._total = total if self._total is None else self._total + total
+                self._totals[name] = self._totals[name] + total if name in self._totals else total
 
         return hook
 
-    def rate(self) -> Tensor:
-        """:attr:`firing_rate` as a tensor that carries gradients (needs ``differentiable``)."""
+    def rate(self, weights: Mapping[str, float] | None = None) -> Tensor:
+        """:attr:`firing_rate` as a tensor that carries gradients (needs ``differentiable``);
+        with ``weights`` (per layer, e.g. :func:`hybridpose.nn.snn.fan_out`) each layer's
+        spikes and neuron-steps count ``weights[layer]`` times: with the fan-out, the
+        fraction of the synapses that carry a spike per step."""
         if not self._differentiable:
             raise RuntimeError("SpikeRecorder(differentiable=True) keeps the rate as a tensor")
-        if self._total is None:
+        if not self._totals:
             raise RuntimeError("no spiking layer ran inside the recorder's with block")
-        return self._total / sum(self.neuron_steps.values())
+        w = dict.fromkeys(self._totals, 1.0) if weights is None else weights
+        spikes = sum(w[k] * total for k, total in self._totals.items())
+        assert isinstance(spikes, Tensor)
+        return spikes / sum(w[k] * self.neuron_steps[k] for k in self._totals)
 
     def layer_rates(self) -> dict[str, float]:
         """Spikes per neuron and step, per layer (0 where nothing ran)."""

@@ -75,7 +75,7 @@ from hybridpose.heatmaps import decode_heatmaps
 from hybridpose.nn.ann import ANN
 from hybridpose.nn.hybrid import AnyHybrid, HybridPose
 from hybridpose.nn.presets import ModelConfig, preset
-from hybridpose.nn.snn import SNN, SNNState
+from hybridpose.nn.snn import SNN, SNNState, fan_out
 from hybridpose.recipes import ANN_INITIALISED, Stage, StageConfig, recipe, window_to_dict
 from hybridpose.variants import hybrid_checkpoint_name
 
@@ -83,7 +83,7 @@ LOG_EVERY = 10
 """Optimiser steps between rows of the CSV log (and an epoch's last step always)."""
 
 LOG_FIELDS = (
-    "epoch", "step", "samples", "loss", "heatmap_loss", "state_loss", "firing_rate", "mpjpe_px",
+    "epoch", "step", "samples", "loss", "heatmap_loss", "state_loss", "synop_rate", "mpjpe_px",
     "lr", "elapsed_s",
 )  # fmt: skip
 
@@ -274,19 +274,22 @@ class AnnHeatmaps(nn.Module):
 
 
 @contextmanager
-def _firing(network: nn.Module, zero: Tensor) -> Iterator[Callable[[], Tensor]]:
+def _synop_rate(network: nn.Module, zero: Tensor) -> Iterator[Callable[[], Tensor]]:
     """Record the spikes of ``network`` (an SNN; anything else fires nothing) in a ``with``
-    block; the yielded function gives their mean rate as a tensor with gradients."""
+    block; the yielded function gives the fraction of its synapses that carried a spike per
+    step (the spikes weighted by their fan-out, :func:`~hybridpose.nn.snn.fan_out`) as a
+    tensor with gradients."""
     if not isinstance(network, SNN):
         yield lambda: zero
         return
+    weights = fan_out(network.config)
     with SpikeRecorder(network, differentiable=True) as recorder:
-        yield recorder.rate
+        yield lambda: recorder.rate(weights)
 
 
 class SnnFromZero(nn.Module):
     """The SNN stage's module: bins -> per-step heatmaps from an empty state, and the SNN's
-    firing rate (a tensor with gradients, for the firing-rate penalty)."""
+    synaptic activity (a tensor with gradients, for the activity penalty)."""
 
     def __init__(self, snn: SNN) -> None:
         super().__init__()
@@ -295,14 +298,14 @@ class SnnFromZero(nn.Module):
     def forward(self, bins: Tensor) -> tuple[Tensor, Tensor]:
         _, b, _, h, w = bins.shape
         zero = self.snn.zero_state(b, h, w, bins.device, bins.dtype)
-        with _firing(self.snn, bins.new_zeros(())) as rate:
+        with _synop_rate(self.snn, bins.new_zeros(())) as rate:
             heatmaps: Tensor = self.snn(bins, zero)[0]
         return heatmaps, rate()
 
 
 class HybridWindow(nn.Module):
     """The hybrid stages' module: one window -> per-step heatmaps, the state loss and the
-    recurrent network's firing rate (zero for the ConvGRU)."""
+    recurrent network's synaptic activity (zero for the ConvGRU)."""
 
     def __init__(self, hybrid: AnyHybrid) -> None:
         super().__init__()
@@ -312,7 +315,7 @@ class HybridWindow(nn.Module):
         self, frame: Tensor, bins: Tensor, next_frame: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor]:
         zero = bins.new_zeros(())
-        with _firing(self.hybrid.snn, zero) as rate:
+        with _synop_rate(self.hybrid.snn, zero) as rate:
             _, heatmaps, state = self.hybrid(frame, bins)
         if next_frame is None:
             return heatmaps, zero, rate()
@@ -478,7 +481,7 @@ class _StepLosses(NamedTuple):
     loss: float
     heatmap: float
     state: float
-    firing: float  # the SNN's spikes per neuron and step (0 without an SNN)
+    synops: float  # the fraction of the SNN's synapses carrying a spike per step (0: no SNN)
     error: float  # sum of joint errors (px) at the last label
     joints: int  # how many joints the error covers
 
@@ -490,7 +493,7 @@ class _Running:
     loss: float = 0.0
     heatmap: float = 0.0
     state: float = 0.0
-    firing: float = 0.0
+    synops: float = 0.0
     error: float = 0.0
     error_n: int = 0
     steps: int = 0
@@ -499,7 +502,7 @@ class _Running:
         self.loss += losses.loss
         self.heatmap += losses.heatmap
         self.state += losses.state
-        self.firing += losses.firing
+        self.synops += losses.synops
         self.error += losses.error
         self.error_n += losses.joints
         self.steps += 1
@@ -510,7 +513,7 @@ class _Running:
             "loss": self.loss / n,
             "heatmap_loss": self.heatmap / n,
             "state_loss": self.state / n,
-            "firing_rate": self.firing / n,
+            "synop_rate": self.synops / n,
             "mpjpe_px": self.error / self.error_n if self.error_n else math.nan,
         }
 
@@ -891,7 +894,8 @@ def _train_step(
     device: torch.device,
 ) -> _StepLosses:
     """One optimiser step: the heatmaps' MSE, for the hybrids mixed with the state loss
-    (``(1 - w) * heatmaps + w * state``), plus ``spike_loss_weight`` times the firing rate."""
+    (``(1 - w) * heatmaps + w * state``), plus ``spike_loss_weight`` times the SNN's synaptic
+    activity."""
     batch = {k: v.to(device) for k, v in items.items()}
     target = batch["heatmaps"]
     state_loss = rate = target.new_zeros(())

@@ -80,7 +80,8 @@ def add_train(subparsers: Subparsers) -> None:
     )  # fmt: skip
     p.add_argument(
         "--spike-loss-weight", type=float_above(0.0, inclusive=True), metavar="W",
-        help="snn, hybrid: weight of the firing rate added to the loss (override the recipe)",
+        help="snn, hybrid: weight of the synaptic activity (the fraction of synapses carrying a "
+        "spike per step) added to the loss (override the recipe)",
     )  # fmt: skip
     p.add_argument("--seed", type=int_at_least(0), default=0, metavar="N", help="default 0")
     p.add_argument(

@@ -155,6 +155,28 @@ DOWNSAMPLING = 8
 """Input height and width must be multiples of this."""
 
 
+def fan_out(config: SNNConfig) -> dict[str, float]:
+    """The synaptic operations one spike of each layer triggers, away from the borders.
+
+    Per layer it feeds: ``kernel ** 2 / stride ** 2`` output positions (four times as many
+    when the input is upsampled x2 first: the spike is four inputs) times that layer's
+    channels; the last layer's spikes also feed the 1x1 head (one per joint). The weights of
+    the training's activity penalty (:attr:`hybridpose.recipes.StageConfig.spike_loss_weight`):
+    a spike costs what it costs the energy model (synaptic operations) and the event-driven
+    engine (its scatter).
+    """
+    specs = config.layer_specs()
+    out = {s.name: 0.0 for s in specs}
+    for spec in specs:
+        for block in spec.inputs:
+            per_input = spec.kernel**2 / spec.stride**2 * spec.channels
+            for source in block.sources:
+                if source != INPUT:
+                    out[source] += per_input * (4 if block.upsample else 1)
+    out[specs[-1].name] += config.joints
+    return out
+
+
 class SpikingConv(nn.Module):
     """Bias-free convolution, BatchNorm, LIF; applied to a whole sequence at once.
 
