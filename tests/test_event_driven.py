@@ -233,15 +233,14 @@ def test_lazy_leak_over_gaps_matches_the_dense_snn() -> None:
         torch.testing.assert_close(got, want, rtol=0, atol=TOL)
         fired += sum(int(s.sum()) for s in engine.last_spikes().values())
         hot_steps += int(engine._n_hot.sum() > 0)
-        if t > 0:  # after the first step (every neuron, from the state set), only some
-            updated += sum(int(n.sum()) for n in engine.updated_counts().values())
+        updated += sum(int(n.sum()) for n in engine.updated_counts().values())
         if t % 4 == 3:  # reading the state brings every membrane up to date
             for name, a, b in zip(SNNState._fields, engine.state(), state, strict=True):
                 torch.testing.assert_close(a, b, rtol=0, atol=TOL, msg=name)
     neurons = sum(t[0].numel() for t in state[:-1]) * 2
     assert fired > 100
     assert hot_steps >= 1  # the positions left above the threshold were stepped again
-    assert 0 < updated < 0.5 * neurons * (xs.shape[0] - 1)  # most leaks were deferred
+    assert 0 < updated < 0.5 * neurons * xs.shape[0]  # most leaks were deferred
     for name, a, b in zip(SNNState._fields, engine.state(), state, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=TOL, msg=name)
 
@@ -265,15 +264,28 @@ def test_a_layer_whose_leak_overshoots_is_stepped_in_full() -> None:
 
 
 def test_without_input_only_hot_positions_are_updated() -> None:
+    """Also at the first step after a state is set: the positions it leaves at or above the
+    threshold, and no other."""
     snn = _tiny_snn(seed=24, quiet=True)
     engine = EventDrivenSNN(snn)
     engine.set_state(snn.zero_state(1, H, W))
     x = torch.zeros(1, 2, H, W)
-    engine.step(x)  # the first step after a reset updates every neuron
-    assert all(int(n[0]) > 0 for n in engine.updated_counts().values())
     for _ in range(3):
         engine.step(x)
         assert all(int(n[0]) == 0 for n in engine.updated_counts().values())
+    state = _random_state(snn, 1, seed=31)  # -0.5..1.5: most positions would be hot
+    state = SNNState._make([t * 0.7 for t in state[:-1]] + [state.readout])
+    hot = {name: (state[i][0] >= 1.0).any(dim=0) for i, name in enumerate(SNNState._fields[:-1])}
+    assert all(bool(h.any()) and not bool(h.all()) for h in hot.values())
+    engine.set_state(state)
+    want, _ = snn.step(x, state)
+    torch.testing.assert_close(engine.step(x), want, rtol=0, atol=TOL)
+    for i, (name, n) in enumerate(engine.updated_counts().items()):
+        # each row from its first hot position to its last (one span per row)
+        spans = [
+            int(c[-1] - c[0] + 1) for c in (torch.nonzero(r)[:, 0] for r in hot[name]) if len(c)
+        ]
+        assert int(n[0]) == sum(spans) * state[i].shape[1] < hot[name].numel() * state[i].shape[1]
 
 
 def test_decoded_steps_equal_decoding_the_heatmaps() -> None:

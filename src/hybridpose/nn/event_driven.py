@@ -27,8 +27,9 @@ threshold by the previous step (``hot``: a soft reset can leave ``v >= v_th``); 
 the step their membranes are current at (``stamp``) and get the closed form when next reached,
 or when the state is read (:meth:`EventDrivenSNN.state`). A layer with a channel whose bias
 reaches the threshold fires without input and is updated in full (``tonic``; the shipped SNNs'
-``down2`` and ``down3``), and every neuron is updated at the first step after
-:meth:`~EventDrivenSNN.reset` or :meth:`~EventDrivenSNN.set_state` (whatever the state). Each
+``down2`` and ``down3``). :meth:`~EventDrivenSNN.set_state` (an ANN's initialisation) marks
+the positions it leaves at or above the threshold as hot, like a step: the first step after it
+updates those, not every neuron. Each
 scatter widens, per output row, the span of columns it reached; the LIF then runs over each
 row's span, contiguous channels-last memory, as one flat loop.
 
@@ -310,10 +311,23 @@ class EventDrivenSNN:
         self._n_spikes.fill(0)
         self._n_updated.fill(0)
         self._readout.fill(0.0)
-        # every membrane is current as of now; the next step updates every neuron
+        # every membrane is current as of now
         self._stamp.fill(self._clock[0])
-        self._n_hot.fill(0)
-        self._full.fill(True)
+        self._mark_hot()
+
+    def _mark_hot(self) -> None:
+        """List each layer's positions with a membrane at or above the threshold: they may
+        fire at the next step without input, so it updates them (and those inputs reach)."""
+        batch = self._v.shape[0]
+        for index in range(INPUT):
+            c, h, w, off = (int(n) for n in self._layers[index, :4])
+            p_off = int(self._layers[index, _P_OFF])
+            block = self._v[:, off : off + c * h * w].reshape(batch, h * w, c)
+            hot = (block >= self._v_th[index]).any(axis=2)
+            for b in range(batch):
+                positions = np.flatnonzero(hot[b])
+                self._hot[b, p_off : p_off + positions.size] = positions
+                self._n_hot[b, index] = positions.size
 
     def _allocate(self, batch: int, height: int, width: int) -> None:
         rows = []
@@ -358,7 +372,6 @@ class EventDrivenSNN:
         self._span: I32 = np.empty((batch, r_off, 2), dtype=np.int32)
         for row in rows[:INPUT]:
             self._span[:, row[_R_OFF] : row[_R_OFF] + row[_H]] = (row[_W], -1)  # empty
-        self._full: B1 = np.ones(batch, dtype=np.bool_)
         # the readout, pixel-major, and its decoding's scratch (event_readout)
         padded, pixels = int(self._head[2]), height * width
         self._readout: F32 = np.zeros((batch, pixels, padded), dtype=np.float32)
@@ -429,6 +442,7 @@ class EventDrivenSNN:
         self.reset(batch, height, width)
         for index in range(9):
             self._layer_view(index)[...] = _as_numpy(state[index])
+        self._mark_hot()
         values = _as_numpy(state.readout).reshape(batch, self.config.joints, height * width)
         for b in range(batch):
             event_readout.set_readout(self._readout[b], values[b])
@@ -448,7 +462,7 @@ class EventDrivenSNN:
             raise ValueError(f"x must be {want} (the state's geometry), got {counts.shape}")
         _step(
             counts, self._weights, self._tiled_bias, self._groups, self._layers, self._taus,
-            self._v_th, self._leak, self._clock, self._full, self._v, self._acc, self._stamp,
+            self._v_th, self._leak, self._clock, self._v, self._acc, self._stamp,
             self._hot, self._n_hot, self._span, self._spikes, self._values, self._n_spikes,
             self._n_updated, self._fired, self._head, self._decay, self._readout, self._delta,
             self._best, self._best_pixel, decode, self._uv,
@@ -491,7 +505,7 @@ class EventDrivenSNN:
     def updated_counts(self) -> dict[str, npt.NDArray[np.int64]]:
         """The number of neurons of each layer whose LIF step ran in the last step, per sample
         (shape (B,)): those in the spans reached by an input or left above the threshold, all
-        of a tonic layer's, every neuron after a reset; the others' leak waits."""
+        of a tonic layer's; the others' leak waits."""
         self._require_state()
         return {name: self._n_updated[:, i].copy() for i, name in enumerate(LAYERS)}
 
@@ -536,7 +550,6 @@ def _step(
     v_th: F32,
     leak: F32,
     clock: I64,
-    full: B1,
     v: F32,
     acc: F32,
     stamp: I64,
@@ -563,9 +576,9 @@ def _step(
     at the offsets of ``layers``; ``acc[b]`` one layer's currents; ``spikes[b]`` (capacity,
     3) the (y, x, c) lists of each layer and of the input, ``values[b]`` their values,
     ``n_spikes[b]`` (10) their lengths; ``stamp[b]``, ``hot[b]``, ``n_hot[b]``, ``span[b]``
-    the lazy leak's bookkeeping (positions, rows); ``full[b]`` set after a reset: every
-    neuron is updated. The readout arrays are :mod:`.event_readout`'s. Layer by layer, each
-    for all samples: the samples share the layer's weights while they are in cache.
+    the lazy leak's bookkeeping (positions, rows). The readout arrays are
+    :mod:`.event_readout`'s. Layer by layer, each for all samples: the samples share the
+    layer's weights while they are in cache.
 
     One core: running the samples of a batch of 2 on both cores (numba.prange) was 1.5x faster
     when the other core was idle and up to 10x slower when another process kept it busy.
@@ -579,7 +592,7 @@ def _step(
         for b in range(batch):
             _layer(
                 layer, weights, tiled_bias, groups, layers, taus, v_th, leak[layer], now,
-                full[b], v[b], acc[b], stamp[b], hot[b], n_hot[b], span[b], spikes[b], values[b],
+                v[b], acc[b], stamp[b], hot[b], n_hot[b], span[b], spikes[b], values[b],
                 n_spikes[b], n_updated[b], fired[b],
             )  # fmt: skip
     height, width = x.shape[2], x.shape[3]
@@ -590,7 +603,6 @@ def _step(
         )  # fmt: skip
         if decode:
             event_readout.locate(readout[b], best[b], best_pixel[b], height, width, uv[b])
-        full[b] = False
 
 
 @jit
@@ -629,7 +641,6 @@ def _layer(
     v_th: F32,
     leak: F32,
     now: int,
-    full: bool,
     v: F32,
     acc: F32,
     stamp: I64,
@@ -643,12 +654,13 @@ def _layer(
     fired: B1,
 ) -> None:
     """One spiking layer of one sample: the rows' spans of positions to update (all of them
-    after a reset or for a tonic layer, else last step's hot positions), each input list
+    for a tonic layer, else the hot positions: left at or above the threshold by the last
+    step or by the state set), each input list
     scattered (widening the spans), then the LIF over the spans."""
     c_out, h_out, w_out = layers[layer, _C], layers[layer, _H], layers[layer, _W]
     p_off, r_off = layers[layer, _P_OFF], layers[layer, _R_OFF]
     rows = span[r_off : r_off + h_out]
-    if full or layers[layer, _TONIC]:
+    if layers[layer, _TONIC]:
         rows[:, 0] = 0
         rows[:, 1] = w_out - 1
     else:
