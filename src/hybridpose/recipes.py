@@ -185,10 +185,8 @@ RECIPES["cpu-1khz"] = Recipe(
     ann=RECIPES["cpu"].ann,
     snn=RECIPES["cpu"].snn,
     # the shipped cpu hybrid retimed, fine-tuned at 1 ms with its BatchNorm statistics frozen
-    # and a firing-rate penalty: the event-driven engine's work follows the spikes. In 20-step
-    # pilots (docs/training.md) the rate fell from 5.9% to 3.6% without the penalty, 3.1% at
-    # weights 0.5 and 5 (lr 2e-4: Adam's step, not the weight, limits the biases' travel), 1.2%
-    # at weight 1 and lr 1e-3, which also had the lowest heatmap loss
+    # and the activity penalty: the event-driven engine's work follows the spikes
+    # (docs/training.md, "The 1 kHz hybrid", has the pilots that chose lr 1e-3 and weight 1)
     hybrid=dataclasses.replace(
         _CPU_HYBRID, lr=1e-3, batch_size=8, epochs=1, samples_per_epoch=1_200,
         freeze_batchnorm=True, spike_loss_weight=1.0,

@@ -599,10 +599,10 @@ def _step(
     for b in range(batch):
         event_readout.update_readout(
             readout[b], weights, head, decay, spikes[b], layers[INPUT - 1, _SP_OFF],
-            n_spikes[b, INPUT - 1], width, delta[b], decode, best[b], best_pixel[b],
+            n_spikes[b, INPUT - 1], width, delta[b],
         )  # fmt: skip
         if decode:
-            event_readout.locate(readout[b], best[b], best_pixel[b], height, width, uv[b])
+            event_readout.decode(readout[b], best[b], best_pixel[b], height, width, uv[b])
 
 
 @jit
