@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -177,6 +177,8 @@ def test_shipped_1khz_set_is_the_cpu_set_retimed_then_fine_tuned(shipped: Path) 
     assert float(snn["model"]["up3.tau"]) == 30.0
     hybrid = unshared(fast / "hybrid.pt")
     assert "retimed" not in hybrid and hybrid["stage_config"]["freeze_batchnorm"] is True
+    # trained by the recipe as it stands (the activity penalty included)
+    assert hybrid["stage_config"] == {**asdict(RECIPES["cpu-1khz"].hybrid), "seed": 0}
     for key in ("snn.down2.bn.running_mean", "snn.down2.bn.running_var"):  # frozen statistics
         assert torch.equal(hybrid["model"][key], cpu["hybrid"][key])
     report = json.loads((fast / "report.json").read_text())
