@@ -53,15 +53,15 @@ span eight at a time, jumping to each set flag (no branch per neuron). One compi
 the whole step; every buffer is allocated once per geometry (:meth:`EventDrivenSNN.reset`),
 none per step.
 
-Measured on the shipped 1 kHz hybrid (``cpu-1khz``, 64x64; a demo recording's 4 s at 1 ms
-bins, 7.8 events per camera and bin): the network fires ~3700 spikes per step and sample
-(2.9 % of its 127 k neurons; 12.7 k at the first step after an ANN initialisation, then
-decaying over ~10 steps) and the lazy leak updates ~48 % of the neurons per step. Step and
-decoding, side by side with the previous engine (dense LIF and readout, commit c8945fc) in one
-run on a shared 2-core CPU: 0.34 against 0.45 ms at the median and 1.08 against 1.27 ms at
-the 99th percentile at batch 1, 0.65 against 1.04 and 1.90 against 2.56 ms at batch 2. Of a
-batch-1 step (cycle counters): the scatters ~150 us (``up1``, ``up2``, ``up3``: ~110), the
-LIF ~110 us (listing the spikes ~55), the readout ~30, decoding ~11, the input ~7.
+Measured on the shipped 1 kHz hybrid (``cpu-1khz``, 64x64; a demo recording at 1 ms bins,
+~10 events per camera and bin, both cameras in one batch, the synchronous hybrid's calls
+replayed): the network fires ~660 spikes per step and sample (8.7 k at the first step after
+an ANN initialisation, then decaying over ~10 steps) and the lazy leak updates ~37 k of its
+127 k neurons per step (12.3 k in ``down2`` and ``down3``, tonic). Step and decoding: 0.26 ms
+at the median, 1.66 ms at the 99th percentile (the steps after an initialisation); the
+previous 1 kHz hybrid, trained without the activity penalty (~3,750 spikes), 0.64 and 2.01 ms
+in the same run. Per step (cycle counters): the scatters ~140 us, the LIF ~120 us, the readout
+and decoding ~60, the input ~9.
 """
 
 from __future__ import annotations
