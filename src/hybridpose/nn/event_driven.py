@@ -300,6 +300,11 @@ class EventDrivenSNN:
 
     def reset(self, batch: int, height: int, width: int) -> None:
         """Start from the empty state, as :meth:`SNN.zero_state` (allocates the buffers)."""
+        self._clear(batch, height, width)
+        self._mark_hot()
+
+    def _clear(self, batch: int, height: int, width: int) -> None:
+        """Zero every buffer of this geometry (allocated when it is new); no hot list."""
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
         if height % DOWNSAMPLING or width % DOWNSAMPLING or min(height, width) < 1:
@@ -313,7 +318,6 @@ class EventDrivenSNN:
         self._readout.fill(0.0)
         # every membrane is current as of now
         self._stamp.fill(self._clock[0])
-        self._mark_hot()
 
     def _mark_hot(self) -> None:
         """List each layer's positions with a membrane at or above the threshold: they may
@@ -439,7 +443,7 @@ class EventDrivenSNN:
         want_readout = (batch, self.config.joints, height, width)
         if tuple(state.readout.shape) != want_readout:
             raise ValueError(f"state.readout: shape {tuple(state.readout.shape)} != {want_readout}")
-        self.reset(batch, height, width)
+        self._clear(batch, height, width)
         for index in range(9):
             self._layer_view(index)[...] = _as_numpy(state[index])
         self._mark_hot()
