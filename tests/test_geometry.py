@@ -15,6 +15,7 @@ from hybridpose.geometry import (
     PARALLEL_SIN_ANGLE,
     Camera,
     GeometryError,
+    TwoViewTriangulator,
     backproject,
     camera_center,
     depth,
@@ -394,6 +395,23 @@ def test_two_view_triangulation_with_a_v_flipped_camera() -> None:
     uv2_flipped = np.stack([uv2[:, 0], HEIGHT - uv2[:, 1]], axis=-1)
     X_hat = triangulate_two_views(RIG_P[1], FLIP_V @ RIG_P[2], project(RIG_P[1], X), uv2_flipped)
     assert rel_error(X_hat, X) < 1e-6
+
+
+def test_unchecked_triangulation_equals_the_checked_one() -> None:
+    # TwoViewTriangulator.into (a stream's every step) computes what __call__ does, bit for
+    # bit, from float64 pixels and from float32 ones (cast to float64 first), NaN included
+    rng = np.random.default_rng(6)
+    X = body_points(13, seed=6)
+    uv1 = (project(RIG_P[0], X) + rng.normal(0, 3, (13, 2))).astype(np.float32)
+    uv2 = (project(RIG_P[1], X) + rng.normal(0, 3, (13, 2))).astype(np.float32)
+    uv1[4] = np.nan
+    triangulator = TwoViewTriangulator(RIG_P[0], RIG_P[1])
+    want = triangulator(uv1.astype(np.float64), uv2.astype(np.float64))
+    for a, b in [(uv1, uv2), (uv1.astype(np.float64), uv2.astype(np.float64))]:
+        out = np.full((13, 3), -1.0)
+        triangulator.into(a, b, out)
+        np.testing.assert_array_equal(out, want)
+    assert np.isnan(out[4]).all() and np.isfinite(np.delete(out, 4, axis=0)).all()
 
 
 def test_two_view_midpoint_of_skew_rays_matches_least_squares() -> None:

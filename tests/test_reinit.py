@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from hybridpose.reinit import BackgroundInit, BackgroundInitError
+from hybridpose.stream import Bins
 
 
 class _Runner:
@@ -26,15 +27,15 @@ class _Runner:
     def set_state(self, state: Any) -> None:
         self.calls.append(("set_state", float(state)))
 
-    def advance(self, x: torch.Tensor) -> None:
+    def advance(self, x: Bins) -> None:
         if self.fail_at is not None and float(x) == self.fail_at:
             raise ValueError(f"{self.name} cannot step {float(x)}")
         self.calls.append(("advance", float(x)))
 
-    def step(self, x: torch.Tensor) -> torch.Tensor:
+    def step(self, x: Bins) -> torch.Tensor:
         raise AssertionError("the worker catches up with advance(), which returns nothing")
 
-    def step_uv(self, x: torch.Tensor) -> np.ndarray:
+    def step_uv(self, x: Bins) -> np.ndarray:
         raise AssertionError("the worker catches up with advance(), which returns nothing")
 
 

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tiny_run import DURATION_US, WINDOW, write_checkpoints, write_recording
 
-from hybridpose.data import to_sensor_pixels
+from hybridpose.data import crop_origin, to_sensor_pixels
 from hybridpose.evaluate import Segment, load_models, load_segment, predict
 from hybridpose.events import EVENT_DTYPE, EventError, Events, make_events
 from hybridpose.geometry import triangulate_two_views
@@ -31,6 +31,7 @@ from hybridpose.stream import (
     StreamError,
     StreamingPredictor,
     StreamPose,
+    _sensor_pixels,
     poses_between,
 )
 from hybridpose.variants import names
@@ -86,6 +87,19 @@ def _stream(sp: StreamingPredictor, events: list[Events], cuts: list[int]) -> li
             poses += sp.push(ev[lo:hi], s)
     poses += sp.advance(DURATION_US)
     return poses
+
+
+def test_sensor_pixels_are_to_sensor_pixels() -> None:
+    # the stream's compiled conversion is data.to_sensor_pixels then a float32 cast, bit for
+    # bit (NaN stays NaN), for a crop and without one
+    rng = np.random.default_rng(0)
+    uv = (rng.uniform(-2.0, 70.0, (2, 13, 2))).astype(np.float32)
+    uv[1, 3, 0] = np.nan
+    for crop, downsample in [((11, 1, 64, 64), 1), (None, 2), ((3, 5, 40, 32), 4)]:
+        out = np.empty_like(uv)
+        _sensor_pixels(uv, downsample, *crop_origin(crop), out)
+        want = to_sensor_pixels(uv, crop, downsample).astype(np.float32)
+        np.testing.assert_array_equal(out, want)
 
 
 @pytest.mark.parametrize("mode", names())

@@ -209,7 +209,8 @@ def interpolate_joints(
 # ----------------------------------------------------------------------------- pixels
 
 
-def _crop_origin(crop: Crop | None) -> tuple[int, int]:
+def crop_origin(crop: Crop | None) -> tuple[int, int]:
+    """The sensor pixel ``(x0, y0)`` where a crop starts (``(0, 0)`` without one)."""
     return (0, 0) if crop is None else (int(crop[0]), int(crop[1]))
 
 
@@ -233,7 +234,7 @@ def to_model_pixels(uv: npt.ArrayLike, crop: Crop | None = None, downsample: int
         (..., 2) -> (..., 2)
     """
     arr = _check_uv(uv, downsample)
-    origin = np.asarray(_crop_origin(crop), dtype=np.float64)
+    origin = np.asarray(crop_origin(crop), dtype=np.float64)
     result: FloatArray = (arr - origin + 0.5) / downsample - 0.5
     return result
 
@@ -247,7 +248,7 @@ def to_sensor_pixels(
         (..., 2) -> (..., 2)
     """
     arr = _check_uv(uv, downsample)
-    origin = np.asarray(_crop_origin(crop), dtype=np.float64)
+    origin = np.asarray(crop_origin(crop), dtype=np.float64)
     result: FloatArray = (arr + 0.5) * downsample - 0.5 + origin
     return result
 
@@ -695,6 +696,7 @@ __all__ = [
     "ann_frame",
     "ann_frames",
     "collate_windows",
+    "crop_origin",
     "gaussian_heatmaps",
     "index_windows",
     "index_windows_cached",

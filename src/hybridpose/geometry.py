@@ -420,6 +420,16 @@ class TwoViewTriangulator:
         result: FloatArray = out.reshape(*lead, 3)
         return result
 
+    def into(
+        self, uv1: npt.NDArray[np.floating], uv2: npt.NDArray[np.floating], out: FloatArray
+    ) -> None:
+        """:meth:`__call__` without its checks, into ``out``: for a caller that guarantees
+        ``uv1`` and ``uv2`` are (N, 2) arrays (float32 or float64, no infinities) and ``out``
+        an (N, 3) float64 array. A stream triangulates every step, where the checks and
+        allocations of :meth:`__call__` cost several times the arithmetic."""
+        (c1, m1), (c2, m2) = self._bases
+        _midpoints(c1, m1, c2, m2, uv1, uv2, PARALLEL_SIN_ANGLE**2, out)
+
 
 @jit
 def _ray(m_inv: FloatArray, u: float, v: float, d: FloatArray) -> None:
@@ -437,8 +447,8 @@ def _midpoints(
     m1: FloatArray,
     c2: FloatArray,
     m2: FloatArray,
-    uv1: FloatArray,
-    uv2: FloatArray,
+    uv1: npt.NDArray[np.floating],
+    uv2: npt.NDArray[np.floating],
     min_sin2: float,
     out: FloatArray,
 ) -> None:

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from hybridpose.nn.hybrid import HybridPose
     from hybridpose.nn.rnn import ConvRNN
     from hybridpose.nn.snn import SNN
-    from hybridpose.stream import SNNRunner
+    from hybridpose.stream import Bins, SNNRunner
 
 
 class BackgroundInitError(HybridPoseError, RuntimeError):
@@ -69,7 +69,7 @@ class BackgroundInit:
     """
 
     def __init__(self, initialiser: HybridPose[SNN | ConvRNN], runner: SNNRunner) -> None:
-        self._jobs: queue.SimpleQueue[tuple[str, Tensor | None]] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[str, Bins | None]] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
         self._open = False  # a window is being prepared (start called, join not yet)
         self.waits = 0
@@ -99,7 +99,7 @@ class BackgroundInit:
         self._open = True
         self._jobs.put((_START, frames))
 
-    def feed(self, bins: Tensor) -> None:
+    def feed(self, bins: Bins) -> None:
         """One bin the stream has stepped (S, C, H, W) since :meth:`start`: the worker steps
         it too, from the ANN's state."""
         if not self._open:
@@ -150,7 +150,7 @@ class _RunnerBox:
 def _work(
     initialiser: HybridPose[SNN | ConvRNN],
     box: _RunnerBox,
-    jobs: queue.SimpleQueue[tuple[str, Tensor | None]],
+    jobs: queue.SimpleQueue[tuple[str, Bins | None]],
     done: queue.SimpleQueue[BaseException | None],
 ) -> None:
     """The worker's loop (no reference to the predictor or to :class:`BackgroundInit`, so
@@ -158,7 +158,7 @@ def _work(
     failed: BaseException | None = None
     with torch.inference_mode():
         while True:
-            kind, tensor = jobs.get()
+            kind, array = jobs.get()
             if kind == _STOP:
                 return
             if kind == _END:
@@ -168,12 +168,13 @@ def _work(
             if failed is not None:
                 continue  # the window is lost: skip its work, report at the join
             try:
-                assert tensor is not None
+                assert array is not None
                 if kind == _START:
-                    _, state = initialiser.initial_state(tensor)
+                    assert isinstance(array, Tensor)
+                    _, state = initialiser.initial_state(array)
                     box.runner.set_state(state)
                 else:
-                    box.runner.advance(tensor)
+                    box.runner.advance(array)
             except Exception as err:  # reported to the stream at the join
                 failed = err
 

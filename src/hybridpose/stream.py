@@ -56,7 +56,7 @@ from torch import Tensor
 
 from hybridpose._jit import jit
 from hybridpose.checkpoint import Model, load_checkpoint
-from hybridpose.data import WindowConfig, to_sensor_pixels
+from hybridpose.data import WindowConfig, crop_origin
 from hybridpose.errors import HybridPoseError
 from hybridpose.events import EVENT_DTYPE, Events, check_event_array
 from hybridpose.geometry import TwoViewTriangulator
@@ -229,6 +229,18 @@ class _Pending:
 
 
 @jit
+def _sensor_pixels(uv: npt.NDArray[np.float32], downsample: int, x0: int, y0: int,
+                   out: npt.NDArray[np.float32]) -> None:  # fmt: skip
+    """:func:`~hybridpose.data.to_sensor_pixels` of (S, J, 2) float32 model pixels into
+    ``out`` (float32): the same float64 arithmetic in one compiled loop (numpy's per-call
+    overhead made that function and the casts around it a tenth of a 1 ms step)."""
+    for s in range(uv.shape[0]):
+        for j in range(uv.shape[1]):
+            out[s, j, 0] = (np.float64(uv[s, j, 0]) + 0.5) * downsample - 0.5 + x0
+            out[s, j, 1] = (np.float64(uv[s, j, 1]) + 0.5) * downsample - 0.5 + y0
+
+
+@jit
 def _time_sorted(t: npt.NDArray[np.int64]) -> bool:
     """Whether ``t`` never decreases (one compiled loop: a chunk of one bin holds a few
     events, where numpy's diff and any cost several microseconds each)."""
@@ -241,6 +253,11 @@ def _time_sorted(t: npt.NDArray[np.int64]) -> bool:
 # ------------------------------------------------------------------------------ SNN runners
 
 
+Bins: TypeAlias = Tensor | npt.NDArray[np.float32]
+"""One bin's event counts (B, C, H, W), as a tensor or a numpy array (the stream's: the
+event-driven engine reads it as it is, a dense runner moves it to its device)."""
+
+
 class SNNRunner(Protocol):
     """One SNN step at a time from a state it holds (the dense or the event-driven engine):
     ``step`` returns the heatmaps (B, J, H, W), ``step_uv`` the decoded joints (B, J, 2) in
@@ -248,9 +265,9 @@ class SNNRunner(Protocol):
 
     def reset(self, batch: int, height: int, width: int) -> None: ...
     def set_state(self, state: SNNState) -> None: ...
-    def step(self, x: Tensor) -> Tensor: ...
-    def step_uv(self, x: Tensor) -> npt.NDArray[np.float32]: ...
-    def advance(self, x: Tensor) -> None: ...
+    def step(self, x: Bins) -> Tensor: ...
+    def step_uv(self, x: Bins) -> npt.NDArray[np.float32]: ...
+    def advance(self, x: Bins) -> None: ...
 
 
 def _decoded(heatmaps: Tensor) -> npt.NDArray[np.float32]:
@@ -261,13 +278,13 @@ def _decoded(heatmaps: Tensor) -> npt.NDArray[np.float32]:
 class _DecodesHeatmaps:
     """``step_uv`` and ``advance`` of a runner whose step computes the heatmaps anyway."""
 
-    def step(self, x: Tensor) -> Tensor:
+    def step(self, x: Bins) -> Tensor:
         raise NotImplementedError
 
-    def step_uv(self, x: Tensor) -> npt.NDArray[np.float32]:
+    def step_uv(self, x: Bins) -> npt.NDArray[np.float32]:
         return _decoded(self.step(x))
 
-    def advance(self, x: Tensor) -> None:
+    def advance(self, x: Bins) -> None:
         self.step(x)
 
 
@@ -289,10 +306,11 @@ class DenseRunner(_DecodesHeatmaps):
         self.state = state
 
     @torch.inference_mode()
-    def step(self, x: Tensor) -> Tensor:
+    def step(self, x: Bins) -> Tensor:
         if self.state is None:
             raise StreamError("the SNN has no state: reset or set it first")
-        out, self.state = plain_snn_step(self.snn, x.to(self.device), self.state)
+        out, self.state = plain_snn_step(self.snn, torch.as_tensor(x, device=self.device),
+                                         self.state)  # fmt: skip
         return out
 
 
@@ -312,10 +330,10 @@ class RecurrentRunner(_DecodesHeatmaps):
         self.state = state
 
     @torch.inference_mode()
-    def step(self, x: Tensor) -> Tensor:
+    def step(self, x: Bins) -> Tensor:
         if self.state is None:
             raise StreamError("the ConvGRU has no state: reset or set it first")
-        out, self.state = self.rnn.step(x.to(self.device), self.state)
+        out, self.state = self.rnn.step(torch.as_tensor(x, device=self.device), self.state)
         return out
 
 
@@ -493,6 +511,7 @@ class StreamingPredictor:
             )
         self.projections = [None if p is None else np.asarray(p, np.float64) for p in projections]
         self.width, self.height = frame_size(self.sensor_size, window.crop, window.downsample)
+        self._crop_origin = crop_origin(window.crop)
         p0, p1 = [*self.projections, None, None][:2]
         self._triangulate = (
             TwoViewTriangulator(p0, p1)
@@ -550,12 +569,14 @@ class StreamingPredictor:
         for runner in (self.runner, worker):
             if runner is not None:
                 runner.reset(batch, self.height, self.width)
-                runner.step_uv(torch.zeros(batch, 2, self.height, self.width, device=self.device))
+                runner.step_uv(np.zeros((batch, 2, self.height, self.width), np.float32))
                 runner.reset(batch, self.height, self.width)
         # the compiled helpers of a step (decoding, triangulation) load on their first call
         decode_array(np.zeros((batch, 1, self.height, self.width), dtype=np.float32))
+        uv = np.zeros((batch, 1, 2), dtype=np.float32)
+        _sensor_pixels(uv, 1, 0, 0, uv)
         if self._triangulate is not None:
-            self._triangulate(np.zeros((1, 2)), np.zeros((1, 2)))
+            self._triangulate.into(uv[0], uv[0], np.empty((1, 3)))
 
     @classmethod
     def from_network(
@@ -705,6 +726,8 @@ class StreamingPredictor:
     # -------------------------------------------------------------------- stepping
 
     def _close_bins(self) -> list[StreamPose]:
+        """Step every bin that every stream has passed: once a bin closes, no event before
+        its end can arrive (:meth:`push` refuses events before a stream's clock)."""
         poses: list[StreamPose] = []
         if self.origin_us is None or any(c is None for c in self._clock):
             return poses
@@ -733,8 +756,9 @@ class StreamingPredictor:
         t0 = self.origin_us + self._index * self.bin_us
         t1 = t0 + self.bin_us
         step = self._index % self.reinit_every
-        for ring, pending in zip(self._rings, self._pending, strict=True):
-            ring.extend(pending.take_before(t0))  # events before the grid's origin
+        if self._index == 0:  # events before the grid's origin (none later: see _close_bins)
+            for ring, pending in zip(self._rings, self._pending, strict=True):
+                ring.extend(pending.take_before(t0))
         if step == 0:
             self._start_window()
         elif self.background is not None and step == self.reinit_every - self.ann_lead:
@@ -756,14 +780,15 @@ class StreamingPredictor:
             for s, events in enumerate(taken):
                 self._counter.add(events, bins[s])
             assert self.runner is not None
-            x = torch.from_numpy(bins).to(self.device)
-            uv_model = self.runner.step_uv(x)  # (S, J, 2), decoded by the runner
+            uv_model = self.runner.step_uv(bins)  # (S, J, 2), decoded by the runner
             if self.background is not None and self.background.busy:
-                self.background.feed(x)  # the next window's SNN catches up on it
-        uv = to_sensor_pixels(uv_model, cfg.crop, cfg.downsample).astype(np.float32)
+                self.background.feed(bins)  # the next window's SNN catches up on it
+        uv = np.empty(uv_model.shape, dtype=np.float32)
+        _sensor_pixels(uv_model, cfg.downsample, *self._crop_origin, uv)
         xyz = None
         if self._triangulate is not None:
-            xyz = self._triangulate(uv[0].astype(np.float64), uv[1].astype(np.float64))
+            xyz = np.empty((len(uv[0]), 3))
+            self._triangulate.into(uv[0], uv[1], xyz)
         self._index += 1
         latency = time.perf_counter() - start
         self.latency.add(latency)
@@ -790,6 +815,7 @@ class StreamingPredictor:
 
 
 __all__ = [
+    "Bins",
     "DenseRunner",
     "EventRing",
     "LatencyStats",
