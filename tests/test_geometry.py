@@ -407,7 +407,11 @@ def test_unchecked_triangulation_equals_the_checked_one() -> None:
     uv1[4] = np.nan
     triangulator = TwoViewTriangulator(RIG_P[0], RIG_P[1])
     want = triangulator(uv1.astype(np.float64), uv2.astype(np.float64))
-    for a, b in [(uv1, uv2), (uv1.astype(np.float64), uv2.astype(np.float64))]:
+    pairs: list[tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]] = [
+        (uv1, uv2),
+        (uv1.astype(np.float64), uv2.astype(np.float64)),
+    ]
+    for a, b in pairs:
         out = np.full((13, 3), -1.0)
         triangulator.into(a, b, out)
         np.testing.assert_array_equal(out, want)
