@@ -8,6 +8,8 @@ in chunks of any size, with a gap and with bursts, must give the same poses at t
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -388,3 +390,28 @@ def test_background_init_settings_are_checked(run: tuple[Path, Path]) -> None:
         _predictor(checkpoints, "hybrid", ann_lead=k)
     with pytest.raises(StreamError, match="ann_lead must be a whole number"):
         _predictor(checkpoints, "hybrid", ann_lead=-1)
+
+
+def test_a_script_that_never_closes_its_background_predictor_exits_cleanly(
+    run: tuple[Path, Path],
+) -> None:
+    # the worker thread is stopped at the interpreter's exit (weakref.finalize's atexit):
+    # left running inside torch, the process aborted at exit ("terminate called without an
+    # active exception", status 134) instead of returning the script's own status
+    checkpoints, recording = run
+    script = f"""
+import sys
+from hybridpose.io.recording import Recording
+from hybridpose.stream import StreamingPredictor
+with Recording({str(recording)!r}) as rec:
+    events = [rec.events(c, 0, 10**12) for c in {CAMS!r}]
+sp = StreamingPredictor.from_checkpoints({str(checkpoints)!r}, "hybrid", streams=2, ann_lead=2)
+for s, ev in enumerate(events):
+    sp.push(ev[ev["t"] < 100_000], s)
+assert sp.background is not None and sp.background.joins > 0
+sys.exit(3)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert "terminate" not in done.stderr

@@ -7,11 +7,12 @@ second core: the ANN's torch operations and the event-driven SNN's compiled step
 GIL), *leading* the window by ``lead`` bins:
 
 1. before the stream steps the bin at ``t0 - lead * bin_us``, the predictor hands the worker
-   the ANN frame of the events before that time (:meth:`BackgroundInit.start`);
-2. the worker runs the ANN (the SNN's state from it, :meth:`HybridPose.initial_state`) while
-   the stream goes on stepping the old state; each of the ``lead`` bins the stream steps
-   meanwhile is also handed to the worker (:meth:`~BackgroundInit.feed`), which steps its own
-   copy of the SNN from the ANN's state over them: it *catches up*;
+   a copy of the events before that time (:meth:`BackgroundInit.start`);
+2. the worker builds the ANN's frames from them and runs the ANN (the SNN's state from it,
+   :meth:`HybridPose.initial_state`) while the stream goes on stepping the old state; each of
+   the ``lead`` bins the stream steps meanwhile is also handed to the worker
+   (:meth:`~BackgroundInit.feed`), which steps its own copy of the SNN from the ANN's state
+   over them: it *catches up*;
 3. at ``t0`` the stream swaps in the worker's SNN, whose state is the ANN's of ``t0 - lead``
    carried to ``t0`` over the buffered bins (:meth:`~BackgroundInit.join`), and steps the
    window's first bin from it.
@@ -34,7 +35,8 @@ import queue
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 import torch
 from torch import Tensor
@@ -55,8 +57,11 @@ class BackgroundInitError(HybridPoseError, RuntimeError):
 
 _START, _BIN, _END, _STOP = "start", "bin", "end", "stop"
 
+Source = TypeVar("Source")
+"""What :meth:`BackgroundInit.start` is given: the ANN's input before ``frames`` makes it."""
 
-class BackgroundInit:
+
+class BackgroundInit(Generic[Source]):
     """One worker thread that initialises and catches up the next window's SNN.
 
     Args:
@@ -66,10 +71,20 @@ class BackgroundInit:
         runner: the worker's own SNN engine (the same network as the stream's, another
             instance); it is handed to the stream at each :meth:`join`, and the stream's
             previous engine comes back in exchange.
+        frames: turns what :meth:`start` is given (the stream's held events) into the ANN's
+            input, in the worker: building the frames takes about a millisecond, a whole
+            1 ms step. It must hold no reference to the stream's predictor (the worker keeps
+            it as long as it runs).
     """
 
-    def __init__(self, initialiser: HybridPose[SNN | ConvRNN], runner: SNNRunner) -> None:
-        self._jobs: queue.SimpleQueue[tuple[str, Bins | None]] = queue.SimpleQueue()
+    def __init__(
+        self,
+        initialiser: HybridPose[SNN | ConvRNN],
+        runner: SNNRunner,
+        frames: Callable[[Source], Tensor],
+    ) -> None:
+        # (kind, item): the source at _START, a bin at _BIN, None otherwise
+        self._jobs: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
         self._open = False  # a window is being prepared (start called, join not yet)
         self.waits = 0
@@ -80,24 +95,27 @@ class BackgroundInit:
         box = _RunnerBox(runner)
         self._box = box
         self._thread = threading.Thread(
-            target=_work, args=(initialiser, box, self._jobs, self._done),
+            target=_work, args=(initialiser, frames, box, self._jobs, self._done),
             name="hybridpose-background-init", daemon=True,
         )  # fmt: skip
         self._thread.start()
-        self._finalizer = weakref.finalize(self, self._jobs.put, (_STOP, None))
+        # run by close(), by the collector, or at the interpreter's exit (a script that never
+        # closed its predictor): the worker must be stopped before the interpreter goes, or the
+        # process aborts in torch's teardown
+        self._finalizer = weakref.finalize(self, _stop, self._jobs, self._thread)
 
     @property
     def busy(self) -> bool:
         """Whether a window is being prepared (between :meth:`start` and :meth:`join`)."""
         return self._open
 
-    def start(self, frames: Tensor) -> None:
-        """Begin preparing the next window from the ANN frames ``frames`` (S, C, H, W) of the
-        events before the lead's first bin."""
+    def start(self, source: Source) -> None:
+        """Begin preparing the next window from ``source`` (the events before the lead's first
+        bin, which ``frames`` turns into the ANN's (S, C, H, W) input)."""
         if self._open:
             raise BackgroundInitError("start: the previous window was not joined")
         self._open = True
-        self._jobs.put((_START, frames))
+        self._jobs.put((_START, source))
 
     def feed(self, bins: Bins) -> None:
         """One bin the stream has stepped (S, C, H, W) since :meth:`start`: the worker steps
@@ -137,7 +155,14 @@ class BackgroundInit:
     def close(self) -> None:
         """Stop the worker (it finishes the bin in hand); idempotent."""
         self._finalizer()
-        self._thread.join(timeout=5.0)
+
+
+def _stop(jobs: queue.SimpleQueue[tuple[str, object]], thread: threading.Thread) -> None:
+    """Tell the worker to stop and wait for it (not from the worker itself: the collector
+    may run a finalizer in any thread)."""
+    jobs.put((_STOP, None))
+    if thread is not threading.current_thread():
+        thread.join(timeout=5.0)
 
 
 class _RunnerBox:
@@ -149,8 +174,9 @@ class _RunnerBox:
 
 def _work(
     initialiser: HybridPose[SNN | ConvRNN],
+    frames: Callable[[Source], Tensor],
     box: _RunnerBox,
-    jobs: queue.SimpleQueue[tuple[str, Bins | None]],
+    jobs: queue.SimpleQueue[tuple[str, object]],
     done: queue.SimpleQueue[BaseException | None],
 ) -> None:
     """The worker's loop (no reference to the predictor or to :class:`BackgroundInit`, so
@@ -158,7 +184,7 @@ def _work(
     failed: BaseException | None = None
     with torch.inference_mode():
         while True:
-            kind, array = jobs.get()
+            kind, item = jobs.get()
             if kind == _STOP:
                 return
             if kind == _END:
@@ -168,13 +194,11 @@ def _work(
             if failed is not None:
                 continue  # the window is lost: skip its work, report at the join
             try:
-                assert array is not None
                 if kind == _START:
-                    assert isinstance(array, Tensor)
-                    _, state = initialiser.initial_state(array)
+                    _, state = initialiser.initial_state(frames(cast(Source, item)))
                     box.runner.set_state(state)
                 else:
-                    box.runner.advance(array)
+                    box.runner.advance(cast("Bins", item))
             except Exception as err:  # reported to the stream at the join
                 failed = err
 

@@ -364,6 +364,26 @@ def make_runner(snn: SNN | ConvRNN, engine: Engine, device: torch.device) -> SNN
 # ------------------------------------------------------------------------------ predictor
 
 
+@dataclass(frozen=True)
+class _AnnFrames:
+    """The ANN's input from each stream's held events: (S, C, H, W) frames on ``device``
+    (a plain callable: the background worker builds them, and holds no predictor)."""
+
+    sensor_size: tuple[int, int]
+    window: WindowConfig
+    device: torch.device
+
+    def __call__(self, events: Sequence[Events]) -> Tensor:
+        cfg = self.window
+        frames = [
+            stacked_histogram(
+                e, self.sensor_size, cfg.ann_bins, crop=cfg.crop, downsample=cfg.downsample
+            )
+            for e in events
+        ]
+        return torch.from_numpy(np.stack(frames).astype(np.float32)).to(self.device)
+
+
 def _check_lead(lead: int, reinit_every: int, initialises: bool, mode: str) -> int:
     """``ann_lead``, checked: 0, or 1..reinit_every - 1 for a variant whose ANN initialises a
     network."""
@@ -538,8 +558,9 @@ class StreamingPredictor:
                 except ValueError as err:
                     raise StreamError(f"mode {self.mode!r}: {err}") from None
         self._state_init = init
+        self._frames_of = _AnnFrames(self.sensor_size, window, self.device)
         self.ann_lead = _check_lead(ann_lead, k, self._initialiser is not None, self.mode)
-        self.background: BackgroundInit | None = None
+        self.background: BackgroundInit[Sequence[Events]] | None = None
         worker = None
         if self.ann_lead:
             assert snn is not None and self._initialiser is not None
@@ -547,7 +568,7 @@ class StreamingPredictor:
         self._warm_up(worker)
         if worker is not None:
             assert self._initialiser is not None
-            self.background = BackgroundInit(self._initialiser, worker)
+            self.background = BackgroundInit(self._initialiser, worker, self._frames_of)
         self.latency = LatencyStats()
         self._counter = EventCounter(self.sensor_size, window.crop, window.downsample)
         self._pending = [_Pending() for _ in self.projections]
@@ -738,15 +759,7 @@ class StreamingPredictor:
 
     def _frames(self) -> Tensor:
         """(S, C, H, W) ANN frames of the events held (those before the current time)."""
-        cfg = self.window
-        frames = [
-            stacked_histogram(
-                ring.events(), self.sensor_size, cfg.ann_bins, crop=cfg.crop,
-                downsample=cfg.downsample,
-            )
-            for ring in self._rings
-        ]  # fmt: skip
-        return torch.from_numpy(np.stack(frames).astype(np.float32)).to(self.device)
+        return self._frames_of([ring.events() for ring in self._rings])
 
     @torch.inference_mode()
     def _step(self) -> StreamPose:
@@ -762,7 +775,8 @@ class StreamingPredictor:
         if step == 0:
             self._start_window()
         elif self.background is not None and step == self.reinit_every - self.ann_lead:
-            self.background.start(self._frames())  # the next window's ANN, ahead of it
+            # the next window's ANN, ahead of it; its frames are built there too (~1 ms)
+            self.background.start([ring.events() for ring in self._rings])
         taken = [p.take_before(t1) for p in self._pending]
         for ring, events in zip(self._rings, taken, strict=True):
             ring.extend(events)

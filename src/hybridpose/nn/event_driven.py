@@ -839,7 +839,7 @@ def _lif(
         tb = np.uint64(layer[_TB_OFF] + lo * c)
         total = (hi - lo + 1) * c
         updated += total
-        count = 0
+        any_fired = False  # a boolean, not a count: an int64 sum held LLVM to 4 lanes
         for j in range(total):
             u = np.uint64(j)
             z = tiled_bias[tb + u] + acc[a + u]
@@ -849,8 +849,8 @@ def _lif(
             s = h >= v_th
             v[q + u] = h - v_th if s else h
             fired[u] = s
-            count += s
-        if count:
+            any_fired |= s
+        if any_fired:
             for j in range(total, -(-total // 8) * 8):
                 fired[j] = False  # the last word's tail: an earlier, longer span's flags
             n, n_hot = _list_spikes(
