@@ -54,14 +54,19 @@ the whole step; every buffer is allocated once per geometry (:meth:`EventDrivenS
 none per step.
 
 Measured on the shipped 1 kHz hybrid (``cpu-1khz``, 64x64; a demo recording at 1 ms bins,
-~10 events per camera and bin, both cameras in one batch, the synchronous hybrid's calls
-replayed): the network fires ~660 spikes per step and sample (8.7 k at the first step after
-an ANN initialisation, then decaying over ~10 steps) and the lazy leak updates ~37 k of its
-127 k neurons per step (12.3 k in ``down2`` and ``down3``, tonic). Step and decoding: 0.26 ms
-at the median, 1.66 ms at the 99th percentile (the steps after an initialisation); the
-previous 1 kHz hybrid, trained without the activity penalty (~3,750 spikes), 0.64 and 2.01 ms
-in the same run. Per step (cycle counters): the scatters ~140 us, the LIF ~120 us, the readout
-and decoding ~60, the input ~9.
+~10 events per camera and bin, both cameras in one batch, inside the streaming predictor, as
+fast as possible): the network fires ~660 spikes per step and sample (8.7 k at the first step
+after an ANN initialisation, then decaying over ~10 steps) and the lazy leak updates ~37 k of
+its 127 k neurons per step (12.3 k in ``down2`` and ``down3``, tonic). Step and decoding:
+0.23 ms at the median, 1.33-1.39 ms at the 99th percentile (the steps after an
+initialisation); with the ANN beside the stream (:mod:`hybridpose.reinit`, a 50 ms lead:
+those steps run in the worker) 0.17-0.18 and 0.50-0.51 ms. Per step of the latter (cycle
+counters): the scatters ~66 us, the LIF ~75, the readout ~21 and its decoding ~30, the
+input ~2. The LIF costs 0.7 ns per neuron in the full updates of ``down2`` and ``down3``
+against 2-5 ns in ``enc``, ``down1`` and ``up3``, whose spans are short and whose positions
+mostly need the leak's catch-up (their membranes untouched for many steps): not the
+arithmetic (its loop runs 8 lanes wide since a boolean replaced an int64 spike count, which
+held LLVM to 4 lanes, and measured no faster).
 """
 
 from __future__ import annotations
