@@ -6,8 +6,8 @@ fraction of a millisecond). :class:`BackgroundInit` moves that work to a second 
 second core: the ANN's torch operations and the event-driven SNN's compiled step release the
 GIL), *leading* the window by ``lead`` bins:
 
-1. before the stream steps the bin at ``t0 - lead * bin_us``, the predictor hands the worker
-   a copy of the events before that time (:meth:`BackgroundInit.start`);
+1. at the end of its step of the bin that starts at ``t0 - lead * bin_us``, the predictor
+   hands the worker a copy of the events before that time (:meth:`BackgroundInit.start`);
 2. the worker builds the ANN's frames from them and runs the ANN (the SNN's state from it,
    :meth:`HybridPose.initial_state`) while the stream goes on stepping the old state; each of
    the ``lead`` bins the stream steps meanwhile is also handed to the worker

@@ -813,7 +813,7 @@ class StreamingPredictor:
     def _to_worker(self, held: list[Events] | None, bins: npt.NDArray[np.float32] | None) -> None:
         """Hand the background worker its work of this step, once the step's own is done: the
         worker then takes the GIL while the stream waits for its next bin, not in the middle
-        of a step (a handover at the step's start made it 3-4 ms at 10 ms bins). ``held``: the
+        of a step (a handover at the step's start made it 3-5 ms at 10 ms bins). ``held``: the
         events before this bin, when the next window's ANN starts here; ``bins``: this bin,
         which the next window's SNN catches up on."""
         assert self.background is not None
