@@ -415,8 +415,7 @@ class TwoViewTriangulator:
             flat1 = np.ascontiguousarray(np.broadcast_to(pix1, (*lead, 2)).reshape(-1, 2))
             flat2 = np.ascontiguousarray(np.broadcast_to(pix2, (*lead, 2)).reshape(-1, 2))
         out = np.empty((len(flat1), 3))
-        (c1, m1), (c2, m2) = self._bases
-        _midpoints(c1, m1, c2, m2, flat1, flat2, PARALLEL_SIN_ANGLE**2, out)
+        self.into(flat1, flat2, out)
         result: FloatArray = out.reshape(*lead, 3)
         return result
 

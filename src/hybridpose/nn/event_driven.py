@@ -327,7 +327,7 @@ class EventDrivenSNN:
     def _mark_hot(self) -> None:
         """List each layer's positions with a membrane at or above the threshold: they may
         fire at the next step without input, so it updates them (and those inputs reach)."""
-        _mark_hot(self._v, self._layers, self._v_th, self._hot, self._n_hot)
+        _list_hot(self._v, self._layers, self._v_th, self._hot, self._n_hot)
 
     def _allocate(self, batch: int, height: int, width: int) -> None:
         rows = []
@@ -906,7 +906,7 @@ def _list_spikes(
 
 
 @jit
-def _mark_hot(v: F32, layers: I64, v_th: F32, hot: I32, n_hot: I64) -> None:
+def _list_hot(v: F32, layers: I64, v_th: F32, hot: I32, n_hot: I64) -> None:
     """List, per sample and layer, the positions with a membrane at or above the threshold
     (one compiled pass: per layer in numpy it took half of a set_state)."""
     for b in range(v.shape[0]):
