@@ -303,7 +303,8 @@ class DenseRunner(_DecodesHeatmaps):
         self.state = self.snn.zero_state(batch, height, width, self.device)
 
     def set_state(self, state: SNNState) -> None:
-        self.state = state
+        # contiguous: a channels-last state (the predictor's ANN's) would run the step in it
+        self.state = SNNState._make(t.contiguous() for t in state)
 
     @torch.inference_mode()
     def step(self, x: Bins) -> Tensor:
@@ -327,7 +328,7 @@ class RecurrentRunner(_DecodesHeatmaps):
         self.state = self.rnn.zero_state(batch, height, width, self.device)
 
     def set_state(self, state: SNNState) -> None:
-        self.state = state
+        self.state = SNNState._make(t.contiguous() for t in state)  # as DenseRunner's
 
     @torch.inference_mode()
     def step(self, x: Bins) -> Tensor:
@@ -382,6 +383,17 @@ class _AnnFrames:
             for e in events
         ]
         return torch.from_numpy(np.stack(frames).astype(np.float32)).to(self.device)
+
+
+def _inference_copy(ann: ANN, device: torch.device) -> ANN:
+    """A copy of ``ann`` in evaluation mode on ``device``; on the CPU its weights are in
+    channels-last memory, where oneDNN's convolutions need no reordering: the shipped ANN
+    ran 25% faster (16.5 against 12.5 ms for two 64x64 frames, one thread), with outputs
+    equal up to float32 rounding (3e-5)."""
+    copied = copy.deepcopy(ann).eval().to(device)
+    if device.type == "cpu":
+        copied = copied.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return copied
 
 
 def _check_lead(lead: int, reinit_every: int, initialises: bool, mode: str) -> int:
@@ -538,7 +550,7 @@ class StreamingPredictor:
             if self.streams == 2 and p0 is not None and p1 is not None
             else None
         )
-        self.ann = None if ann is None else copy.deepcopy(ann).eval().to(self.device)
+        self.ann = None if ann is None else _inference_copy(ann, self.device)
         self.runner: SNNRunner | None = None
         # the hybrid's initialisation (HybridPose.initial_state) around the same ANN
         self._initialiser: HybridPose[SNN | ConvRNN] | None = None
@@ -687,9 +699,14 @@ class StreamingPredictor:
     def push(self, events: Events, stream: int = 0) -> list[StreamPose]:
         """Add events of one camera stream (time order, at or after its previous events);
         returns the poses of the bins this closes (possibly none)."""
-        check_event_array(events)
         if not 0 <= stream < self.streams:
             raise StreamError(f"stream {stream} does not exist (this predictor has {self.streams})")
+        self._hold(events, stream)
+        return self._close_bins()
+
+    def _hold(self, events: Events, stream: int) -> None:
+        """:meth:`push` without closing bins."""
+        check_event_array(events)
         if len(events):
             t = events["t"]
             if not _time_sorted(t):
@@ -703,7 +720,6 @@ class StreamingPredictor:
             self._set_origin(first)
             self._pending[stream].append(events)
             self._clock[stream] = int(t[-1])
-        return self._close_bins()
 
     def advance(self, t_us: int, stream: int | None = None) -> list[StreamPose]:
         """Declare that every event with ``t < t_us`` has been pushed (on ``stream``, or on all
@@ -722,10 +738,9 @@ class StreamingPredictor:
         (a source's chunk, :mod:`hybridpose.sources`); returns the poses it completes."""
         if len(per_stream) != self.streams:
             raise StreamError(f"a chunk of {len(per_stream)} streams for {self.streams} streams")
-        poses: list[StreamPose] = []
         for s, events in enumerate(per_stream):
-            poses += self.push(events, s)
-        return poses + self.advance(t_end_us)
+            self._hold(events, s)
+        return self.advance(t_end_us)  # the same poses as pushing one by one, in order
 
     def run(self, chunks: Iterable[tuple[int, Sequence[Events]]]) -> Iterator[StreamPose]:
         """:meth:`feed` every chunk of a source and yield the poses as they come."""
@@ -761,8 +776,10 @@ class StreamingPredictor:
         """(S, C, H, W) ANN frames of the events held (those before the current time)."""
         return self._frames_of([ring.events() for ring in self._rings])
 
-    @torch.inference_mode()
     def _step(self) -> StreamPose:
+        """Step the next bin. Not under ``torch.inference_mode`` as a whole: entering it costs
+        ~10 us, a few % of a 1 ms step with the event-driven engine, which needs no torch; the
+        networks' calls enter it themselves."""
         start = time.perf_counter()
         cfg = self.window
         assert self.origin_us is not None
@@ -786,7 +803,8 @@ class StreamingPredictor:
         schedule = self.variant.schedule
         if schedule.ann == "every_step":
             assert self.ann is not None
-            out, _ = self.ann(self._frames())  # the events before t1
+            with torch.inference_mode():
+                out, _ = self.ann(self._frames())  # the events before t1
             uv_model = _decoded(out)  # (S, J, 2)
         elif schedule.snn == "none":
             assert self._held is not None
@@ -823,6 +841,7 @@ class StreamingPredictor:
             assert bins is not None  # a hybrid: the SNN stepped this bin
             self.background.feed(bins)
 
+    @torch.inference_mode()
     def _start_window(self) -> None:
         """What the variant does at a window start, on the frames of the events before it."""
         schedule = self.variant.schedule
