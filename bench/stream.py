@@ -34,7 +34,8 @@ torch.profiler's top operators of one dense 1 ms run.
 As fast as possible (the default) a background ANN cannot win: the worker's chain (the ANN,
 then the lead's bins) is longer than the stream's (the lead's bins), so every window start
 waits about the ANN's time. ``--realtime`` releases the chunks at the camera's pace, which is
-what a live camera gives and where the lead buys the ANN its time.
+what a live camera gives and where the lead buys the ANN its time; its steps cost more than
+a replay's, since each follows an idle wait (``bench/idle_gap.py`` measures why).
 
 The target: faster than real time with 1 ms bins on 2 cores, p99 step latency below
 1 ms.

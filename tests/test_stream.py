@@ -152,6 +152,29 @@ def test_chunking_does_not_change_the_poses(run: tuple[Path, Path]) -> None:
     np.testing.assert_array_equal(uvs(list(range(0, n, 997))), burst)
 
 
+def test_feed_gives_the_poses_of_pushing_each_camera_then_advancing(
+    run: tuple[Path, Path],
+) -> None:
+    """``feed`` closes a chunk's bins once, after all cameras' events; pushing camera by camera
+    closes some of them earlier (after the last camera's push). The poses are the same, in the
+    same order. Chunks end between bin boundaries (every 15 ms for 10 ms bins)."""
+    checkpoints, recording = run
+    events, projections = _camera_events(recording)
+    fed = _predictor(checkpoints, "hybrid", projections=projections)
+    pushed = _predictor(checkpoints, "hybrid", projections=projections)
+    got: list[StreamPose] = []
+    want: list[StreamPose] = []
+    for t_end in range(15_000, DURATION_US + 1, 15_000):
+        chunk = [ev[(ev["t"] >= t_end - 15_000) & (ev["t"] < t_end)] for ev in events]
+        got += fed.feed(t_end, chunk)
+        for s, ev in enumerate(chunk):
+            want += pushed.push(ev, s)
+        want += pushed.advance(t_end)
+    assert len(got) == DURATION_US // WINDOW.bin_us
+    assert [(p.t_us, p.step, p.events) for p in got] == [(p.t_us, p.step, p.events) for p in want]
+    np.testing.assert_array_equal(np.stack([p.uv for p in got]), np.stack([p.uv for p in want]))
+
+
 def test_three_d_poses_are_the_triangulated_streams(run: tuple[Path, Path]) -> None:
     checkpoints, recording = run
     events, projections = _camera_events(recording)
