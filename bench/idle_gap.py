@@ -39,6 +39,7 @@ from hybridpose._jit import jit
 from hybridpose.demo import DemoSpec, demo_simulation
 from hybridpose.evaluate import load_models
 from hybridpose.nn.event_driven import EventDrivenSNN
+from hybridpose.nn.snn import SNN
 from hybridpose.pretrained import pretrained_dir
 from hybridpose.representations import EventCounter
 from hybridpose.sources import RecordingReplay
@@ -75,7 +76,9 @@ def engine_step(data: Path) -> Callable[[], object]:
     replay = RecordingReplay(path, (2, 3), chunk_us=cfg.bin_us)
     replay = RecordingReplay(path, (2, 3), chunk_us=cfg.bin_us, end_us=replay.start_us + 2_000_000)
     counter = EventCounter(replay.sensor_size, cfg.crop, cfg.downsample)
-    engine = EventDrivenSNN(models.networks["hybrid"].snn)
+    snn = models.networks["hybrid"].snn  # the hybrid's SNN
+    assert isinstance(snn, SNN)
+    engine = EventDrivenSNN(snn)
     engine.reset(2, *counter.shape[1:])
     bins = np.zeros((2, *counter.shape), dtype=np.float32)
     for _, chunk in replay:
