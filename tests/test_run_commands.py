@@ -228,6 +228,12 @@ def test_stream_summary_json(
     assert f"2D {summary['mpjpe2d_px']:.2f} px, 3D {summary['mpjpe3d_mm']:.1f} mm" in printed
     assert summary["events"] > 0 and summary["realtime_factor"] > 0
     assert summary["checkpoint"] == str(tiny[0]) and summary["engine"] == "event"
+    # the steps' own time: within the run's wall time, so at least its real-time factor
+    assert 0 < summary["compute_s"] <= summary["wall_s"]
+    factor = summary["compute_realtime_factor"]
+    assert factor == pytest.approx(summary["stream_s"] / summary["compute_s"], rel=1e-12)
+    assert factor >= summary["realtime_factor"]
+    assert f"the steps alone {factor:.2f}x real time" in printed
 
 
 def test_stream_scores_every_pose_whatever_the_batching(

@@ -56,6 +56,41 @@ def test_replay_part_and_realtime_pacing(recording: Path) -> None:
     assert replay.release_time(300_000) == pytest.approx(replay.wall0 + 0.05)
 
 
+def test_the_replay_clock_starts_once_the_first_events_are_read(
+    recording: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening the file and reading the first second take time; the replay's clock starts
+    after them, so the first chunk is released one chunk after the start, not already late
+    by the read. A fake clock: each read of a camera's events costs 1 s, sleeping advances it."""
+    import hybridpose.sources as sources
+
+    clock = [100.0]
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter() -> float:
+            return clock[0]
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            clock[0] += seconds
+
+    read = Recording.events
+
+    def slow_read(self: Recording, camera: int, t_start: int, t_end: int) -> np.ndarray:
+        clock[0] += 1.0
+        return read(self, camera, t_start, t_end)
+
+    monkeypatch.setattr(sources, "time", FakeTime)
+    monkeypatch.setattr(Recording, "events", slow_read)
+    replay = RecordingReplay(recording, (2, 3), chunk_us=10_000, realtime=True,
+                             start_us=100_000, end_us=300_000)  # fmt: skip
+    t_end, _ = next(iter(replay))
+    assert t_end == 110_000
+    assert replay.wall0 == pytest.approx(102.0)  # after the two cameras' reads
+    assert clock[0] == pytest.approx(replay.release_time(t_end)) == pytest.approx(102.01)
+
+
 def test_replay_errors(recording: Path, tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="no camera \\[7\\]; the file has cameras 0-3"):
         RecordingReplay(recording, (2, 7))

@@ -175,6 +175,34 @@ def test_feed_gives_the_poses_of_pushing_each_camera_then_advancing(
     np.testing.assert_array_equal(np.stack([p.uv for p in got]), np.stack([p.uv for p in want]))
 
 
+@pytest.mark.parametrize("mode", ["hybrid", "ann_low_held"])
+def test_a_window_with_no_event_before_it_does_not_wait_for_the_ann(
+    run: tuple[Path, Path], mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream's first window has no event before it: its step takes the ANN's output on
+    empty frames, computed when the predictor was made, instead of running the ANN (whose
+    output it equals: test_stream_equals_the_offline_evaluation). Later windows run it."""
+    checkpoints, recording = run
+    events, projections = _camera_events(recording)
+    sp = _predictor(checkpoints, mode, projections=projections)
+    calls: list[int] = []
+    target: object = sp._initialiser if mode == "hybrid" else sp.ann
+    name = "initial_state" if mode == "hybrid" else "forward"
+    ann_call = getattr(target, name)
+
+    def counted(frames: torch.Tensor) -> object:
+        calls.append(1)
+        return ann_call(frames)
+
+    monkeypatch.setattr(target, name, counted)
+    first = sp.feed(WINDOW.bin_us, [ev[ev["t"] < WINDOW.bin_us] for ev in events])
+    assert [p.step for p in first] == [1] and calls == []
+    second_window = WINDOW.stride_us + WINDOW.bin_us
+    rest = sp.feed(second_window, [ev[(ev["t"] >= WINDOW.bin_us) & (ev["t"] < second_window)]
+                                   for ev in events])  # fmt: skip
+    assert rest[-1].step == 1 and calls == [1]
+
+
 def test_three_d_poses_are_the_triangulated_streams(run: tuple[Path, Path]) -> None:
     checkpoints, recording = run
     events, projections = _camera_events(recording)

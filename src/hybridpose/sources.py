@@ -86,14 +86,17 @@ class RecordingReplay:
         self.chunk_us = int(chunk_us)
         self.realtime = realtime
         self.speed = float(speed)
-        self.wall0 = 0.0  # set when iteration starts
+        self.wall0 = 0.0  # set when iteration starts, once the first events are read
 
     @property
     def duration_us(self) -> int:
         return max(0, self.end_us - self.start_us)
 
     def __iter__(self) -> Iterator[Chunk]:
-        self.wall0 = wall0 = time.perf_counter()
+        # the replay clock starts once the file is open and its first second read (tens of
+        # milliseconds): the first chunk is then released one chunk later, not already late
+        self.wall0 = time.perf_counter()
+        started = False
         # chunks on the absolute grid of multiples of chunk_us (aligned with a predictor's
         # bins when chunk_us divides or equals bin_us); blocks hold whole chunks
         block_us = max(1, self.BLOCK_US // self.chunk_us) * self.chunk_us
@@ -110,8 +113,10 @@ class RecordingReplay:
                         t = events["t"]
                         lo, hi = np.searchsorted(t, [a, b], side="left")
                         chunk.append(events[lo:hi])
+                    if not started:
+                        self.wall0, started = time.perf_counter(), True
                     if self.realtime:
-                        due = wall0 + (b - self.start_us) / 1e6 / self.speed
+                        due = self.wall0 + (b - self.start_us) / 1e6 / self.speed
                         delay = due - time.perf_counter()
                         if delay > 0:
                             time.sleep(delay)

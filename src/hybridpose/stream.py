@@ -498,7 +498,8 @@ class StreamingPredictor:
             step of its first bin. ``L >= 1`` (hybrids, ``L < reinit_every``): it runs in a
             second thread on the events before ``L`` bins ahead of the window, and the SNN it
             initialises catches up over those bins there (:mod:`hybridpose.reinit`), so that
-            no step waits for the ANN; the stream's first window is initialised in its step.
+            no step waits for the ANN. A window with no event before it (the stream's first)
+            takes the ANN's output on empty frames, computed when the predictor is made.
     """
 
     def __init__(
@@ -571,18 +572,21 @@ class StreamingPredictor:
                     raise StreamError(f"mode {self.mode!r}: {err}") from None
         self._state_init = init
         self._frames_of = _AnnFrames(self.sensor_size, window, self.device)
+        # the ANN's output on empty frames (_warm_up)
+        self._empty_init: SNNState | None = None
+        self._empty_held: npt.NDArray[np.float32] | None = None
         self.ann_lead = _check_lead(ann_lead, k, self._initialiser is not None, self.mode)
         self.background: BackgroundInit[Sequence[Events]] | None = None
         worker = None
         if self.ann_lead:
             assert snn is not None and self._initialiser is not None
             worker = make_runner(snn, engine, self.device)
+        self._counter = EventCounter(self.sensor_size, window.crop, window.downsample)
         self._warm_up(worker)
         if worker is not None:
             assert self._initialiser is not None
             self.background = BackgroundInit(self._initialiser, worker, self._frames_of)
         self.latency = LatencyStats()
-        self._counter = EventCounter(self.sensor_size, window.crop, window.downsample)
         self._pending = [_Pending() for _ in self.projections]
         self._rings = [EventRing(window.ann_events) for _ in self.projections]
         # per stream: every event with t < clock has been pushed (None: nothing yet)
@@ -597,14 +601,27 @@ class StreamingPredictor:
         batch = len(self.projections)
         if self.ann is not None:
             cfg = self.window
-            self.ann(torch.zeros(batch, 2 * cfg.ann_bins, self.height, self.width,
-                                 device=self.device))  # fmt: skip
+            empty = torch.zeros(batch, 2 * cfg.ann_bins, self.height, self.width,
+                                device=self.device)  # fmt: skip
+            # the frames of a window with no event before it (the stream's first): kept, so
+            # that its step does not wait for the ANN
+            if self._initialiser is not None:
+                self._empty_init = self._initialiser.initial_state(empty)[1]
+            else:
+                self._empty_held = _decoded(self.ann(empty)[0])
         for runner in (self.runner, worker):
             if runner is not None:
+                if self._empty_init is not None:  # set_state's compiled helpers
+                    runner.set_state(SNNState._make(t.clone() for t in self._empty_init))
                 runner.reset(batch, self.height, self.width)
                 runner.step_uv(np.zeros((batch, 2, self.height, self.width), np.float32))
                 runner.reset(batch, self.height, self.width)
-        # the compiled helpers of a step (decoding, triangulation) load on their first call
+        # the compiled helpers of a step (input checks, binning, decoding, triangulation)
+        # load on their first call
+        for n in (1, 2):  # a chunk's fields are strided views, contiguous for one event
+            events = np.zeros(n, dtype=EVENT_DTYPE)
+            _time_sorted(events["t"])
+            self._counter.add(events, np.zeros(self._counter.shape, np.float32))
         decode_array(np.zeros((batch, 1, self.height, self.width), dtype=np.float32))
         uv = np.zeros((batch, 1, 2), dtype=np.float32)
         _sensor_pixels(uv, 1, 0, 0, uv)
@@ -849,10 +866,16 @@ class StreamingPredictor:
             assert self.runner is not None
             self.runner = self.background.join(self.runner)
         elif schedule.ann == "window_start":
+            empty = not any(len(ring) for ring in self._rings)  # the ANN's output is known
             if self._initialiser is not None:  # the hybrid
-                assert self.runner is not None
-                _, state = self._initialiser.initial_state(self._frames())
+                assert self.runner is not None and self._empty_init is not None
+                if empty:
+                    state = SNNState._make(t.clone() for t in self._empty_init)
+                else:
+                    _, state = self._initialiser.initial_state(self._frames())
                 self.runner.set_state(state)
+            elif empty:
+                self._held = self._empty_held
             else:
                 assert self.ann is not None
                 held, _ = self.ann(self._frames())

@@ -483,6 +483,11 @@ class RecordingWriter:
 class Recording:
     """A recording file opened for lazy reading.
 
+    Each camera's event fields are opened once, on first read, and kept open until
+    :meth:`close`, with HDF5's cache of decompressed chunks (up to 1 MiB per field; the
+    writer's chunks hold 65,536 events by default): consecutive reads decompress each chunk
+    once.
+
     Args:
         source: a path, or a binary file object (seekable) holding the file.
 
@@ -501,6 +506,7 @@ class Recording:
                 raise RecordingError(f"{self.name}: is a directory, not a recording file")
         else:
             self.name = str(getattr(source, "name", "<stream>"))
+        self._datasets: dict[tuple[int, str], h5py.Dataset] = {}
         try:
             self._file = h5py.File(source, "r")
         except OSError as err:
@@ -646,12 +652,11 @@ class Recording:
             raise RecordingError(
                 f"{self.name}: camera {camera} has events 0:{n}; cannot read {lo}:{hi}"
             )
-        g = self._file[f"cameras/{camera}"]
         out = np.empty(max(0, hi - lo), dtype=EVENT_DTYPE)
         if len(out):
             try:
                 for fname in EVENT_FIELDS:
-                    out[fname] = g[fname][lo:hi]
+                    out[fname] = self._event_field(camera, fname)[lo:hi]
             except OSError as err:
                 raise RecordingError(f"{self.name}: corrupt data ({first_line(err)})") from None
         return out
@@ -672,7 +677,18 @@ class Recording:
 
     def _t(self, camera: int) -> h5py.Dataset:
         self._check_camera(camera)
-        return self._file[f"cameras/{camera}/t"]
+        return self._event_field(camera, "t")
+
+    def _event_field(self, camera: int, field: str) -> h5py.Dataset:
+        """An event field's dataset, opened once: HDF5 keeps a cache of decompressed chunks
+        per open dataset, so nearby reads (a replay's consecutive chunks, a window's event
+        fields and the time search before them) decompress each chunk once. Opened anew for
+        every read, reading 200 events of four fields measured 0.43 against 0.03 ms."""
+        key = (camera, field)
+        dataset = self._datasets.get(key)
+        if dataset is None:
+            dataset = self._datasets[key] = self._file[f"cameras/{camera}/{field}"]
+        return dataset
 
     def _check_camera(self, camera: int) -> None:
         if not 0 <= camera < len(self.cameras):
@@ -687,6 +703,7 @@ class Recording:
             raise RecordingError(f"{self.name}: corrupt data ({first_line(err)})") from None
 
     def close(self) -> None:
+        self._datasets.clear()
         self._file.close()
 
     def __enter__(self) -> Self:
