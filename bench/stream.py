@@ -23,13 +23,15 @@ engine, it runs
 and reports, from the predictor's own per-step wall times (binning, the networks, decoding and
 triangulation of both cameras): p50/p99 of the SNN steps, p50 and p99 of the steps that start
 a window (where the synchronous hybrid runs its ANN) with how many of them waited for the
-background ANN, p99 over all steps, and the sustained throughput over the whole stream (steps
-per second, events per second, multiples of real time); for the event-driven engine, its work
-per step and camera (spikes, neurons whose LIF step ran). Engines: ``dense`` (PyTorch, BatchNorm
-folded, inference mode) and ``event`` (:mod:`hybridpose.nn.event_driven`, event-driven
-convolutions in numba). Both engines are measured side by side in the same run, in alternating
-order, after a warm-up stream of one second that is not timed. ``--profile`` prints
-torch.profiler's top operators of one dense 1 ms run.
+background ANN and for how long in all (a join waits at least for the lead's last bin, handed
+over at the end of the step before it), p99 over all steps, and the sustained throughput over
+the whole stream (steps per second, events per second, multiples of real time); for the event-
+driven engine, its work per step and camera (spikes, neurons whose LIF step ran). Engines:
+``dense`` (PyTorch, BatchNorm folded, inference mode) and ``event``
+(:mod:`hybridpose.nn.event_driven`, event-driven convolutions in numba). Both engines are
+measured side by side in the same run, in alternating order, after a warm-up stream of one
+second that is not timed. ``--profile`` prints torch.profiler's top operators of one dense 1
+ms run.
 
 As fast as possible (the default) a background ANN cannot win: the worker's chain (the ANN,
 then the lead's bins) is longer than the stream's (the lead's bins), so every window start
@@ -111,7 +113,7 @@ def run_once(
         ann_lead=math.ceil(lead_ms * 1000 / bin_us),
     )
     skip_until = replay.start_us + int(skip_s * 1e6)
-    waited = 0
+    waited, waited_s = 0, 0.0
     snn_steps: list[float] = []
     ann_steps: list[float] = []
     every: list[float] = []
@@ -128,7 +130,8 @@ def run_once(
         poses = predictor.feed(t_end, chunk)
         dt = time.perf_counter() - t
         if predictor.background is not None and t_end <= skip_until:
-            waited = predictor.background.waits  # waits of the untimed warm-up second
+            # waits of the untimed warm-up second
+            waited, waited_s = predictor.background.waits, predictor.background.wait_s
         if t_end <= skip_until:
             continue
         wall += dt
@@ -139,9 +142,10 @@ def run_once(
             every.append(p.latency_s)
     steps = len(every)
     stream_s = steps * bin_us / 1e6
-    waits = None
+    waits = wait_ms = None
     if predictor.background is not None:
         waits = predictor.background.waits - waited
+        wait_ms = (predictor.background.wait_s - waited_s) * 1e3
     predictor.close()
 
     def q(x: list[float], p: float) -> float | None:
@@ -161,6 +165,7 @@ def run_once(
         "ann_p50_ms": q(ann_steps, 0.5),
         "ann_p99_ms": q(ann_steps, 0.99),
         "window_starts_waited": waits,
+        "waited_ms": wait_ms,
         "all_p99_ms": q(every, 0.99),
         "steps_per_s": steps / wall,
         "events_per_s": events / wall,
@@ -239,12 +244,15 @@ def main() -> None:
                         path, mode, bin_us, engine, args.seconds, 1.0, cams, lead, args.realtime
                     )
                     rows.append(row)
+                    waited = f"waited {row['window_starts_waited']}" + (
+                        "" if row["waited_ms"] is None else f", {row['waited_ms']:.1f} ms in all"
+                    )
                     print(
                         f"bin {bin_us / 1000:g} ms  threads {threads}  cams {n_cams}  "
                         f"{row['mode']:11s}  {engine:5s}  "
                         f"SNN step p50 {_fmt(row['snn_p50_ms'])} p99 {_fmt(row['snn_p99_ms'])} ms"
                         f"  window start p50 {_fmt(row['ann_p50_ms'], 2)} p99 "
-                        f"{_fmt(row['ann_p99_ms'], 2)} ms (waited {row['window_starts_waited']})"
+                        f"{_fmt(row['ann_p99_ms'], 2)} ms ({waited})"
                         f"  all p99 "
                         f"{_fmt(row['all_p99_ms'])} ms  {row['steps_per_s']:.0f} steps/s  "
                         f"{row['events_per_s'] / 1e3:.0f} kev/s  "
