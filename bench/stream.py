@@ -25,13 +25,13 @@ triangulation of both cameras): p50/p99 of the SNN steps, p50 and p99 of the ste
 a window (where the synchronous hybrid runs its ANN) with how many of them waited for the
 background ANN and for how long in all (a join waits at least for the lead's last bin, handed
 over at the end of the step before it), p99 over all steps, and the sustained throughput over
-the whole stream (steps per second, events per second, multiples of real time); for the event-
-driven engine, its work per step and camera (spikes, neurons whose LIF step ran). Engines:
-``dense`` (PyTorch, BatchNorm folded, inference mode) and ``event``
+the whole stream (steps per second, events per second, multiples of real time); for the
+event-driven engine, its work per step and camera (spikes, neurons whose LIF step ran).
+Engines: ``dense`` (PyTorch, BatchNorm folded, inference mode) and ``event``
 (:mod:`hybridpose.nn.event_driven`, event-driven convolutions in numba). Both engines are
 measured side by side in the same run, in alternating order, after a warm-up stream of one
-second that is not timed. ``--profile`` prints torch.profiler's top operators of one dense 1
-ms run.
+second that is not timed. ``--profile`` prints torch.profiler's top operators of one dense
+1 ms run.
 
 As fast as possible (the default) a background ANN cannot win: the worker's chain (the ANN,
 then the lead's bins) is longer than the stream's (the lead's bins), so every window start
