@@ -429,6 +429,11 @@ def test_state_round_trip_reset_and_errors() -> None:
         assert a.dtype == b.dtype and torch.equal(a, b), name
     back.enc.fill_(7.0)  # a copy: the engine's state is its own
     assert torch.equal(engine.state().enc, state.enc)
+    # a channels-last state (the stream's ANN gives one) is taken as the same values
+    engine.set_state(SNNState._make(t.contiguous(memory_format=torch.channels_last)
+                                    if t.dim() == 4 else t for t in state))  # fmt: skip
+    for name, a, b in zip(SNNState._fields, engine.state(), state, strict=True):
+        assert torch.equal(a, b), name
     engine.reset(1, H, W)
     for name, a, b in zip(SNNState._fields, engine.state(), snn.zero_state(1, H, W), strict=True):
         assert a.shape == b.shape and torch.equal(a, b), name

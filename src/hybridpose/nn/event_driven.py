@@ -386,10 +386,13 @@ class EventDrivenSNN:
     def _layer_view(self, index: int) -> F32:
         """Layer ``index``'s membranes as a (B, C, H, W) view of the state buffer (those of
         positions not updated lately lag behind: see :meth:`_catch_up`)."""
+        return self._layer_block(index).transpose(0, 3, 1, 2)
+
+    def _layer_block(self, index: int) -> F32:
+        """Layer ``index``'s membranes as stored: a (B, H, W, C) view of the state buffer."""
         assert self._geometry is not None
         c, h, w, off = (int(n) for n in self._layers[index, :4])
-        block = self._v[:, off : off + c * h * w].reshape(-1, h, w, c)
-        return block.transpose(0, 3, 1, 2)
+        return self._v[:, off : off + c * h * w].reshape(-1, h, w, c)
 
     def _catch_up(self) -> None:
         """Bring every membrane up to date (the leak of the steps a position was skipped)."""
@@ -441,7 +444,12 @@ class EventDrivenSNN:
             raise ValueError(f"state.readout: shape {tuple(state.readout.shape)} != {want_readout}")
         self._clear(batch, height, width)
         for index in range(9):
-            self._layer_view(index)[...] = _as_numpy(state[index])
+            tensor = state[index]
+            if tensor.is_contiguous(memory_format=torch.channels_last):  # the stream's ANN's
+                # stored as the engine stores it: a plain copy, not a transposing one
+                self._layer_block(index)[...] = _as_numpy(tensor.permute(0, 2, 3, 1))
+            else:
+                self._layer_view(index)[...] = _as_numpy(tensor)
         self._mark_hot()
         values = _as_numpy(state.readout).reshape(batch, self.config.joints, height * width)
         for b in range(batch):
