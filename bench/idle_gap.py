@@ -34,18 +34,15 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import torch
+from stream import recording  # bench/stream.py's recording (this directory)
 
 from hybridpose._jit import jit
-from hybridpose.demo import DemoSpec, demo_simulation
 from hybridpose.evaluate import load_models
 from hybridpose.nn.event_driven import EventDrivenSNN
 from hybridpose.nn.snn import SNN
 from hybridpose.pretrained import pretrained_dir
 from hybridpose.representations import EventCounter
 from hybridpose.sources import RecordingReplay
-from hybridpose.synth.generate import recording_name, simulate_dataset
-
-SUBJECT, MOVEMENT = 18, 22  # bench/stream.py's recording
 
 
 @jit
@@ -68,10 +65,8 @@ def _touch(buffer: npt.NDArray[np.float32], index: npt.NDArray[np.int64]) -> flo
 
 def engine_step(data: Path) -> Callable[[], object]:
     """One event-driven step of ``cpu-1khz``'s SNN, from a real stream's state."""
-    spec = DemoSpec(subjects=(SUBJECT,), movements=(MOVEMENT,))
     models = load_models(pretrained_dir("cpu-1khz"), ["hybrid"])
-    simulate_dataset(data, demo_simulation(spec, models.config.sensor_size), progress=False)
-    path = data / recording_name(SUBJECT, MOVEMENT)
+    path = recording(data)
     cfg = models.window
     replay = RecordingReplay(path, (2, 3), chunk_us=cfg.bin_us)
     replay = RecordingReplay(path, (2, 3), chunk_us=cfg.bin_us, end_us=replay.start_us + 2_000_000)

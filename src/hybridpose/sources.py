@@ -93,9 +93,8 @@ class RecordingReplay:
         return max(0, self.end_us - self.start_us)
 
     def __iter__(self) -> Iterator[Chunk]:
-        # the replay clock starts once the file is open and its first second read (tens of
-        # milliseconds): the first chunk is then released one chunk later, not already late
-        self.wall0 = time.perf_counter()
+        # the replay clock (wall0) starts once the file is open and its first second read
+        # (tens of milliseconds): the first chunk is then released one chunk later, not late
         started = False
         # chunks on the absolute grid of multiples of chunk_us (aligned with a predictor's
         # bins when chunk_us divides or equals bin_us); blocks hold whole chunks

@@ -276,7 +276,14 @@ def _decoded(heatmaps: Tensor) -> npt.NDArray[np.float32]:
 
 
 class _DecodesHeatmaps:
-    """``step_uv`` and ``advance`` of a runner whose step computes the heatmaps anyway."""
+    """What the torch runners share: ``set_state``, and ``step_uv`` and ``advance`` of a step
+    that computes the heatmaps anyway."""
+
+    state: SNNState | None
+
+    def set_state(self, state: SNNState) -> None:
+        # contiguous: a channels-last state (the predictor's ANN's) would run the step in it
+        self.state = SNNState._make(t.contiguous() for t in state)
 
     def step(self, x: Bins) -> Tensor:
         raise NotImplementedError
@@ -302,10 +309,6 @@ class DenseRunner(_DecodesHeatmaps):
     def reset(self, batch: int, height: int, width: int) -> None:
         self.state = self.snn.zero_state(batch, height, width, self.device)
 
-    def set_state(self, state: SNNState) -> None:
-        # contiguous: a channels-last state (the predictor's ANN's) would run the step in it
-        self.state = SNNState._make(t.contiguous() for t in state)
-
     @torch.inference_mode()
     def step(self, x: Bins) -> Tensor:
         if self.state is None:
@@ -326,9 +329,6 @@ class RecurrentRunner(_DecodesHeatmaps):
 
     def reset(self, batch: int, height: int, width: int) -> None:
         self.state = self.rnn.zero_state(batch, height, width, self.device)
-
-    def set_state(self, state: SNNState) -> None:
-        self.state = SNNState._make(t.contiguous() for t in state)  # as DenseRunner's
 
     @torch.inference_mode()
     def step(self, x: Bins) -> Tensor:
@@ -612,7 +612,7 @@ class StreamingPredictor:
         for runner in (self.runner, worker):
             if runner is not None:
                 if self._empty_init is not None:  # set_state's compiled helpers
-                    runner.set_state(SNNState._make(t.clone() for t in self._empty_init))
+                    runner.set_state(self._empty_init)  # replaced by the reset below
                 runner.reset(batch, self.height, self.width)
                 runner.step_uv(np.zeros((batch, 2, self.height, self.width), np.float32))
                 runner.reset(batch, self.height, self.width)
