@@ -62,7 +62,7 @@ import torch
 from hybridpose.demo import DemoSpec, demo_simulation
 from hybridpose.evaluate import load_models
 from hybridpose.nn.event_driven import EventDrivenSNN
-from hybridpose.pretrained import SHIPPED, pretrained_dir
+from hybridpose.pretrained import SHIPPED, checkpoint_dir, pretrained_dir
 from hybridpose.recipes import recipe
 from hybridpose.sources import RecordingReplay
 from hybridpose.stream import Engine, Mode, StreamingPredictor
@@ -78,14 +78,15 @@ def recording(data: Path) -> Path:
     return data / recording_name(SUBJECT, MOVEMENT)
 
 
-def shipped_for(bin_us: int) -> str:
-    """The shipped set trained for ``bin_us`` bins (``cpu`` for any other length: speed only);
-    a shipped set is named after its preset, whose recipe gives its bins."""
-    return next((n for n in SHIPPED if recipe(n).window.bin_us == bin_us), "cpu")
+def shipped_for(bin_us: int) -> list[str]:
+    """The shipped sets trained for ``bin_us`` bins (``cpu`` for any other length: speed
+    only); a shipped set is named after its preset, whose recipe gives its bins."""
+    return [n for n in SHIPPED if recipe(n).window.bin_us == bin_us] or ["cpu"]
 
 
 def run_once(
     path: Path,
+    checkpoints: str,
     mode: Mode,
     bin_us: int,
     engine: Engine,
@@ -95,7 +96,7 @@ def run_once(
     lead_ms: float = 0.0,
     realtime: bool = False,
 ) -> dict[str, Any]:
-    models = load_models(pretrained_dir(shipped_for(bin_us)))
+    models = load_models(checkpoint_dir(checkpoints))
     window = replace(models.window, bin_us=bin_us)
     reinit = 100_000 // bin_us  # the ANN at 10 Hz
     replay = RecordingReplay(path, cameras, chunk_us=bin_us)
@@ -152,6 +153,7 @@ def run_once(
         return float(np.quantile(x, p)) * 1e3 if x else None
 
     return {
+        "checkpoints": checkpoints,
         "mode": f"{mode}+lead" if lead_ms else mode,
         "ann_lead_ms": lead_ms,
         "realtime": realtime,
@@ -220,6 +222,12 @@ def main() -> None:
         help="release the chunks at the camera's pace (the latency a live camera "
         "sees; the throughput is then the compute's share of real time)",
     )
+    parser.add_argument(
+        "--sets",
+        default=None,
+        help="checkpoint sets, shipped names or directories, comma-separated (default: "
+        "every shipped set trained for the bins; cpu for other bins)",
+    )
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
@@ -231,7 +239,10 @@ def main() -> None:
     rows = []
     engines = cast(list[Engine], args.engines.split(","))
     for bin_us in (int(b) for b in args.bins_us.split(",")):
-        for threads in (int(t) for t in args.threads.split(",")):
+        sets = args.sets.split(",") if args.sets else shipped_for(bin_us)
+        for threads, checkpoints in itertools.product(
+            (int(t) for t in args.threads.split(",")), sets
+        ):
             torch.set_num_threads(threads)
             for n_cams, mode in itertools.product(
                 (int(c) for c in args.cameras.split(",")), cast(list[Mode], args.modes.split(","))
@@ -241,14 +252,16 @@ def main() -> None:
                 leads = [0.0, args.ann_lead_ms] if mode == "hybrid" and args.ann_lead_ms else [0.0]
                 for engine, lead in itertools.product(order, leads):
                     row = run_once(
-                        path, mode, bin_us, engine, args.seconds, 1.0, cams, lead, args.realtime
-                    )
+                        path, checkpoints, mode, bin_us, engine, args.seconds, 1.0, cams, lead,
+                        args.realtime,
+                    )  # fmt: skip
                     rows.append(row)
                     waited = f"waited {row['window_starts_waited']}" + (
                         "" if row["waited_ms"] is None else f", {row['waited_ms']:.1f} ms in all"
                     )
                     print(
-                        f"bin {bin_us / 1000:g} ms  threads {threads}  cams {n_cams}  "
+                        f"{checkpoints}  bin {bin_us / 1000:g} ms  threads {threads}  "
+                        f"cams {n_cams}  "
                         f"{row['mode']:11s}  {engine:5s}  "
                         f"SNN step p50 {_fmt(row['snn_p50_ms'])} p99 {_fmt(row['snn_p99_ms'])} ms"
                         f"  window start p50 {_fmt(row['ann_p50_ms'], 2)} p99 "
@@ -271,7 +284,7 @@ def main() -> None:
     if args.profile:
         torch.set_num_threads(1)
         with torch.profiler.profile() as prof:
-            run_once(path, "snn", 1000, "dense", min(args.seconds, 2.0), 0.5)
+            run_once(path, "cpu-1khz", "snn", 1000, "dense", min(args.seconds, 2.0), 0.5)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 

@@ -1,6 +1,6 @@
-"""Tests of the shipped weights (``cpu``, and ``cpu-1khz`` made from it): they load, match the
-preset, and the cpu set predicts sensibly on a recording simulated here with a seed and a
-subject the training never saw."""
+"""Tests of the shipped weights (``cpu``, and ``cpu-1khz`` and ``cpu-sparse`` made from it): they
+load, match the preset, and the cpu set predicts sensibly on a recording simulated here with a
+seed and a subject the training never saw."""
 
 from __future__ import annotations
 
@@ -125,8 +125,9 @@ def test_checkpoint_dir_takes_a_shipped_name_or_a_directory(
     (tmp_path / "cpu").mkdir()
     assert checkpoint_dir("cpu") == pretrained_dir("cpu")  # the name wins over ./cpu
     assert checkpoint_dir("./cpu") == Path("cpu")
+    shipped_sets = r"\(shipped: cpu, cpu-1khz, cpu-sparse\)$"
     with pytest.raises(CheckpointDirError, match=r"^nowhere: no such directory, and not a "
-                       r"shipped set of weights \(shipped: cpu, cpu-1khz\)$"):  # fmt: skip
+                       r"shipped set of weights " + shipped_sets):  # fmt: skip
         checkpoint_dir("nowhere")
     (tmp_path / "f.pt").write_text("")
     with pytest.raises(CheckpointDirError, match=r"^f\.pt: a file, not a directory, and not"):
@@ -192,3 +193,41 @@ def test_shipped_1khz_set_is_the_cpu_set_retimed_then_fine_tuned(shipped: Path) 
         assert len(m["mpjpe2d_px_per_step"]) == 100
     macs = model_info(PRESETS["cpu-1khz"])["ann"]["macs"]
     assert report["models"]["ann_high"]["power_w"] == pytest.approx(macs * 4.6e-12 * 1000)
+
+
+def test_shipped_sparse_set_is_the_cpu_set_with_its_hybrid_fine_tuned(shipped: Path) -> None:
+    """``cpu-sparse``: the cpu ANN and SNN as they are (retimed by a factor of 1), the cpu
+    hybrid fine-tuned at its own 10 ms bins with the activity penalty, evaluated: it fires
+    fewer spikes than the cpu hybrid in the same evaluation."""
+    sparse = pretrained_dir("cpu-sparse")
+    window = RECIPES["cpu-sparse"].window
+    assert window == RECIPES["cpu"].window
+    cpu = {n: unshared(shipped / f"{n}.pt")["model"] for n in ("ann", "snn", "hybrid")}
+    for name in ("ann", "snn", "hybrid"):
+        _, info = load_model(sparse / f"{name}.pt")
+        assert info["preset"] == "cpu-sparse" and info["complete"] is True
+        assert info["model_config"] == PRESETS["cpu-sparse"].to_dict()
+        assert window_from_dict(info["window_config"]) == window
+    for name in ("ann", "snn"):
+        data = load_checkpoint(sparse / f"{name}.pt")
+        assert data["retimed"] == {"preset": "cpu", "factor": 1.0, "bin_us": 10_000}
+        assert data["model"].keys() == cpu[name].keys()
+        assert all(torch.equal(v, cpu[name][k]) for k, v in data["model"].items()), name
+    hybrid = unshared(sparse / "hybrid.pt")
+    assert hybrid["stage_config"] == {**asdict(RECIPES["cpu-sparse"].hybrid), "seed": 0}
+    assert hybrid["stage_config"]["spike_loss_weight"] > 0
+    for key in ("snn.down2.bn.running_mean", "snn.down2.bn.running_var"):  # frozen statistics
+        assert torch.equal(hybrid["model"][key], cpu["hybrid"][key])
+    assert not torch.equal(
+        hybrid["model"]["snn.up1.conv.weight"], cpu["hybrid"]["snn.up1.conv.weight"]
+    )
+    report = json.loads((sparse / "report.json").read_text())
+    assert report_markdown(report) == (sparse / "report.md").read_text()
+    assert report["setup"]["steps_per_window"] == 10
+    for m in report["models"].values():
+        assert len(m["mpjpe2d_px_per_step"]) == 10
+    cpu_report = json.loads((shipped / "report.json").read_text())
+    assert (
+        report["models"]["hybrid"]["firing_rate"]
+        < 0.5 * cpu_report["models"]["hybrid"]["firing_rate"]
+    )

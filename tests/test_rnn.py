@@ -400,7 +400,10 @@ def test_recipes_and_specs_have_the_stage(tmp_path: Path) -> None:
         if "hybrid_rnn" in rec.stages:
             assert rec.hybrid_rnn is not None, name
             assert rec.stage("hybrid_rnn") is rec.hybrid_rnn
-    assert [n for n, r in RECIPES.items() if "hybrid_rnn" not in r.stages] == ["cpu-1khz"]
+    assert [n for n, r in RECIPES.items() if "hybrid_rnn" not in r.stages] == [
+        "cpu-1khz",
+        "cpu-sparse",
+    ]
     assert RECIPES["cpu"].stage("hybrid_rnn").epochs == 2
     plain = Recipe(RECIPES["cpu"].window, StageConfig(), StageConfig(), StageConfig(epochs=3))
     assert plain.stage("hybrid_rnn") == StageConfig(epochs=3)  # the hybrid's, by default

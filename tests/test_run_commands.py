@@ -271,7 +271,7 @@ def test_stream_checks_its_checkpoint_and_summary_arguments_first(
     assert main(args) == 2
     assert capsys.readouterr().err == (
         "hybridpose stream: error: cpu-nope: no such directory, and not a shipped set of "
-        "weights (shipped: cpu, cpu-1khz)\n"
+        "weights (shipped: cpu, cpu-1khz, cpu-sparse)\n"
     )
 
 

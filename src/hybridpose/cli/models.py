@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from hybridpose.cli.args import Subparsers, add_command, float_above, int_at_least, path_arg
 from hybridpose.variants import hybrid_checkpoint_name
 
-PRESETS = ("paper", "cpu", "cpu-1khz")
+PRESETS = ("paper", "cpu", "cpu-1khz", "cpu-sparse")
 """hybridpose.nn.presets.PRESETS, spelled out: importing it would load torch for every command
 (tests/test_cli.py checks that they agree)."""
 

@@ -9,6 +9,8 @@ A preset fixes the networks and the input geometry; training and data settings b
   view as the paper's crop), widths divided by 4, the same structure; trainable on 2 CPU cores.
 - ``cpu-1khz``: ``cpu`` for 1 ms bins (tau 30 steps): the 1 kHz hybrid, retimed from the
   ``cpu`` networks (:mod:`hybridpose.retime`).
+- ``cpu-sparse``: ``cpu``'s networks, its hybrid fine-tuned with the activity penalty: the
+  10 ms hybrid for the event-driven engine (:mod:`hybridpose.recipes`).
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ PRESETS["cpu-1khz"] = dataclasses.replace(
     # the cpu SNN's 30 ms time constant in 1 ms steps (hybridpose.retime)
     snn=dataclasses.replace(PRESETS["cpu"].snn, tau=30.0),
 )
+PRESETS["cpu-sparse"] = dataclasses.replace(PRESETS["cpu"], name="cpu-sparse")
 
 
 def preset(name: str) -> ModelConfig:

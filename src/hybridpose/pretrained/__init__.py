@@ -1,5 +1,6 @@
 """Shipped weights: the ``cpu`` preset as ``hybridpose reproduce --preset cpu`` trained it, and
-the 1 kHz hybrid ``cpu-1khz`` as ``hybridpose reproduce --preset cpu-1khz`` made it from them.
+two sets ``reproduce`` made from them: the 1 kHz hybrid ``cpu-1khz`` and the sparse 10 ms
+hybrid ``cpu-sparse``.
 
 ``pretrained/cpu/`` holds ``ann.pt``, ``snn.pt`` and ``hybrid.pt`` (without optimizer state;
 ``hybrid.pt`` reads its frozen U-Net from ``ann.pt``, see
@@ -14,10 +15,13 @@ from the variant registry). Load them with :func:`pretrained_dir` and the usual 
 
 ``pretrained/cpu-1khz/`` holds the same files for 1 ms bins: the ``cpu`` ANN and SNN retimed
 (:mod:`hybridpose.retime`; not trained again, their checkpoints say so under ``retimed``) and
-the hybrid retimed and fine-tuned at 1 ms.
+the hybrid retimed and fine-tuned at 1 ms. ``pretrained/cpu-sparse/`` holds the ``cpu`` ANN
+and SNN unchanged (retimed by a factor of 1) and the ``cpu`` hybrid fine-tuned at 10 ms with
+the activity penalty, which fires about a quarter of its spikes: the event-driven engine's
+10 ms model.
 
 To refresh them after a new reproduction (maintainers): ``ship("runs/cpu")``,
-``ship("runs/cpu-1khz", "cpu-1khz")``.
+``ship("runs/cpu-1khz", "cpu-1khz")``, ``ship("runs/cpu-sparse", "cpu-sparse")``.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from hybridpose.checkpoint import (
 from hybridpose.errors import HybridPoseError
 from hybridpose.variants import VARIANTS
 
-SHIPPED = ("cpu", "cpu-1khz")
+SHIPPED = ("cpu", "cpu-1khz", "cpu-sparse")
 REPORT_FILES = ("report.json", "report.md")
 FILES = ("ann.pt", "snn.pt", "hybrid.pt", *REPORT_FILES)
 """What every shipped preset holds; the ablations and the CNN-RNN hybrid come when trained."""
