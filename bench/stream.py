@@ -4,10 +4,12 @@ Run from the repository root::
 
     python bench/stream.py [--seconds 6] [--bins-us 10000,1000] [--threads 1] [--cameras 1,2]
                            [--engines dense,event] [--modes snn,hybrid] [--ann-lead-ms 30]
-                           [--profile] [--data DIR]
+                           [--sets cpu,cpu-sparse|DIR,...] [--realtime] [--profile] [--data DIR]
+                           [--json FILE]
 
-The shipped models (87x65 sensor, 64x64 crop: ``cpu`` for 10 ms bins, the 1 kHz hybrid
-``cpu-1khz`` for 1 ms bins; any other bin length runs ``cpu``'s) stream one held-out
+Every shipped set trained for the bins (87x65 sensor, 64x64 crop: ``cpu`` and the sparse
+``cpu-sparse`` for 10 ms bins, the 1 kHz hybrid ``cpu-1khz`` for 1 ms bins; any other bin
+length runs ``cpu``'s; ``--sets`` names others, shipped or directories) streams one held-out
 synthetic recording (subject 18, star jumps: the demo's; simulated once into ``--data``) on
 camera 3 alone and on cameras 2 and 3 (one batch of two), as fast as possible, in chunks of
 one bin. For each bin
