@@ -22,13 +22,22 @@ from torch import Tensor, nn
 from hybridpose.checkpoint import load_model
 from hybridpose.heatmaps import decode_array
 from hybridpose.nn.event_driven import (
+    BLOCK_LANES,
     LAYERS,
     EventDrivenSNN,
     _scatter,
     _scatter_layout,
     _upsampled_kernel,
 )
-from hybridpose.nn.event_readout import decode, set_readout
+from hybridpose.nn.event_readout import (
+    CANDIDATES,
+    decode,
+    decode_followed,
+    follow,
+    new_candidates,
+    set_readout,
+    update_readout,
+)
 from hybridpose.nn.snn import SNN, SNNConfig, SNNState, fold_snn_batchnorm
 from hybridpose.pretrained import pretrained_dir
 
@@ -291,7 +300,11 @@ def test_without_input_only_hot_positions_are_updated() -> None:
 def test_decoded_steps_equal_decoding_the_heatmaps() -> None:
     """``step_uv`` decodes inside the engine; ``decode_array`` of ``step``'s heatmaps is the
     reference: equal to the last bit (ties broken alike: the first maximum)."""
-    for quiet, config in [(False, TINY), (True, dataclasses.replace(TINY, joints=17))]:
+    for quiet, config in [
+        (False, TINY),
+        (True, dataclasses.replace(TINY, joints=17)),
+        (False, dataclasses.replace(TINY, readout_decay=1.0)),  # decoded by candidates
+    ]:
         snn = _tiny_snn(config, seed=25, quiet=quiet)
         decoded, reference = EventDrivenSNN(snn), EventDrivenSNN(snn)
         state = _random_state(snn, 2, seed=26)
@@ -312,6 +325,50 @@ def test_decoded_steps_equal_decoding_the_heatmaps() -> None:
     decode(readout, np.zeros(8, np.float32), np.zeros(8, np.int32), H, W, uv)
     np.testing.assert_array_equal(uv, decode_array(maps.reshape(3, H, W)))
     assert uv[:, :].round().tolist() == [[0, 0], [7, 5], [1, 4]]
+
+
+def test_decoding_by_candidates_equals_the_full_scan_to_the_bit() -> None:
+    """At decay 1 the decoding follows candidates instead of scanning the map. Against the
+    full scan on the same readout, step after step (values on a coarse grid: ties everywhere;
+    a bias whose additions round; new maps as at initialisations), the poses are equal to the
+    bit, and most steps decode without a scan."""
+    rng = np.random.default_rng(0)
+    height, width, joints, padded, channels = 8, 16, 5, 8, 6
+    pixels, block = height * width, BLOCK_LANES // padded
+    columns = np.zeros((channels, padded), np.float32)
+    columns[:, :joints] = rng.integers(-2, 3, (channels, joints)) * 0.125
+    bias = np.zeros(padded, np.float32)
+    bias[:joints] = rng.normal(0, 1e-3, joints)
+    weights = np.concatenate([columns.ravel(), np.tile(bias, block)]).astype(np.float32)
+    head = np.array([0, columns.size, padded, block], np.int64)
+    readout = np.zeros((pixels, padded), np.float32)
+    floor = np.zeros(joints, np.float32)
+    cand = np.zeros(CANDIDATES, np.int32)
+    is_cand = np.zeros(pixels, np.bool_)
+    rstate = np.zeros(2, np.int64)
+    best, best_pixel = np.zeros(64, np.float32), np.zeros(64, np.int32)
+    want, got = np.zeros((joints, 2), np.float32), np.zeros((joints, 2), np.float32)
+    delta = np.zeros(padded, np.float32)
+    followed = 0
+    for step in range(400):
+        if step % 100 == 0:  # a new state, as at an initialisation
+            maps = (rng.integers(0, 4, (joints, pixels)) * 0.25).astype(np.float32)
+            set_readout(readout, maps)
+            new_candidates(readout, floor, cand, is_cand, rstate)
+        positions = np.sort(rng.choice(pixels, int(rng.integers(0, 12)), replace=False))
+        spikes = np.array(
+            [(p // width, p % width, c) for p in positions for c in rng.choice(channels, 2)],
+            np.int32,
+        ).reshape(-1, 3)
+        update_readout(readout, weights, head, 1.0, spikes, 0, len(spikes), width, delta)
+        follow(readout, weights, head, spikes, 0, len(spikes), width, floor, cand, is_cand, rstate)
+        decode(readout, best.copy(), best_pixel.copy(), height, width, want)
+        before = floor.copy()
+        decode_followed(readout, best, best_pixel, height, width, got, floor, cand, is_cand, rstate)
+        np.testing.assert_array_equal(got, want)
+        followed += int(np.array_equal(floor, before))  # no scan: the floors were kept
+        assert np.flatnonzero(is_cand).tolist() == cand[: rstate[0]].tolist()  # pixel order
+    assert followed > 300
 
 
 def test_without_delta_readout_the_output_is_the_head() -> None:

@@ -34,7 +34,8 @@ scatter widens, per output row, the span of columns it reached; the LIF then run
 row's span, contiguous channels-last memory, as one flat loop.
 
 The readout and its decoding are :mod:`hybridpose.nn.event_readout`'s: a dense pass per step,
-for exactness (that module says why it is not lazy). Decoded poses come from the engine
+for exactness (that module says why it is not lazy), and at decay 1 each joint's maximum
+followed by candidates instead of a scan of the map. Decoded poses come from the engine
 (:meth:`EventDrivenSNN.step_uv`) without the heatmaps being copied out.
 
 BatchNorm is folded into each convolution's bias (running statistics, as in evaluation). The
@@ -323,6 +324,9 @@ class EventDrivenSNN:
         self._readout.fill(0.0)
         # every membrane is current as of now
         self._stamp.fill(self._clock[0])
+        # an empty map has no candidates: its first decoding scans
+        self._is_cand.fill(False)
+        self._rstate.fill(0)
 
     def _mark_hot(self) -> None:
         """List each layer's positions with a membrane at or above the threshold: they may
@@ -381,6 +385,11 @@ class EventDrivenSNN:
         self._best_pixel: I32 = np.zeros((batch, lanes), dtype=np.int32)
         joints = self.config.joints
         self._uv: F32 = np.zeros((batch, joints, 2), dtype=np.float32)
+        # the candidates of the decoding at decay 1 (event_readout.follow)
+        self._floor: F32 = np.zeros((batch, joints), dtype=np.float32)
+        self._cand: I32 = np.zeros((batch, event_readout.CANDIDATES), dtype=np.int32)
+        self._is_cand: B1 = np.zeros((batch, pixels), dtype=np.bool_)
+        self._rstate: I64 = np.zeros((batch, 2), dtype=np.int64)
         self._geometry = (batch, height, width)
 
     def _layer_view(self, index: int) -> F32:
@@ -454,6 +463,11 @@ class EventDrivenSNN:
         values = _as_numpy(state.readout).reshape(batch, self.config.joints, height * width)
         for b in range(batch):
             event_readout.set_readout(self._readout[b], values[b])
+            if self._decay == 1.0:  # chosen here, in the stream's worker when there is one
+                event_readout.new_candidates(
+                    self._readout[b], self._floor[b], self._cand[b], self._is_cand[b],
+                    self._rstate[b],
+                )  # fmt: skip
 
     def _require_state(self) -> tuple[int, int, int]:
         if self._geometry is None:
@@ -473,7 +487,8 @@ class EventDrivenSNN:
             self._v_th, self._leak, self._clock, self._v, self._acc, self._stamp,
             self._hot, self._n_hot, self._span, self._spikes, self._values, self._n_spikes,
             self._n_updated, self._fired, self._head, self._decay, self._readout, self._delta,
-            self._best, self._best_pixel, decode, self._uv,
+            self._best, self._best_pixel, decode, self._uv, self._floor, self._cand,
+            self._is_cand, self._rstate,
         )  # fmt: skip
 
     def step(self, x: Tensor | npt.NDArray[np.floating]) -> Tensor:
@@ -577,6 +592,10 @@ def _step(
     best_pixel: I32,
     decode: bool,
     uv: F32,
+    floor: F32,
+    cand: I32,
+    is_cand: B1,
+    rstate: I64,
 ) -> None:
     """One step of the whole network, in place; see the module docstring.
 
@@ -604,13 +623,26 @@ def _step(
                 n_spikes[b], n_updated[b], fired[b],
             )  # fmt: skip
     height, width = x.shape[2], x.shape[3]
+    sp_off = layers[INPUT - 1, _SP_OFF]
     for b in range(batch):
+        n = n_spikes[b, INPUT - 1]
         event_readout.update_readout(
-            readout[b], weights, head, decay, spikes[b], layers[INPUT - 1, _SP_OFF],
-            n_spikes[b, INPUT - 1], width, delta[b],
+            readout[b], weights, head, decay, spikes[b], sp_off, n, width, delta[b]
+        )
+        if decay != 1.0:
+            if decode:
+                event_readout.decode(readout[b], best[b], best_pixel[b], height, width, uv[b])
+            continue
+        # the maxima followed by candidates (event_readout.follow), not a scan of the map
+        event_readout.follow(
+            readout[b], weights, head, spikes[b], sp_off, n, width, floor[b], cand[b],
+            is_cand[b], rstate[b],
         )  # fmt: skip
         if decode:
-            event_readout.decode(readout[b], best[b], best_pixel[b], height, width, uv[b])
+            event_readout.decode_followed(
+                readout[b], best[b], best_pixel[b], height, width, uv[b], floor[b], cand[b],
+                is_cand[b], rstate[b],
+            )  # fmt: skip
 
 
 @jit
