@@ -37,6 +37,10 @@ Decoding takes each joint's argmax, the first maximum in row-major order as nump
 is never a maximum here, unlike numpy's), then :mod:`hybridpose.heatmaps`' parabola through
 the logs of the peak and its neighbours: the poses of
 :func:`~hybridpose.heatmaps.decode_array` on the same heatmaps, which are never copied out.
+
+Editing: numba's disk cache checks only the file of the function it compiled, and the
+engine's compiled step (:mod:`hybridpose.nn.event_driven`) holds these kernels; after a
+change here, touch that file too (or its cached step keeps the old ones).
 """
 
 from __future__ import annotations
