@@ -229,3 +229,16 @@ def test_preset_choices_are_the_presets_and_recipes() -> None:
     for command in ("model-info", "train", "reproduce"):
         options = {a.dest: a for a in commands.choices[command]._actions}
         assert tuple(options["preset"].choices or ()) == tuple(PRESETS) == tuple(RECIPES)
+
+
+def test_precision_choices_are_the_trainings() -> None:
+    """The CLI spells the precisions out too; train and reproduce both offer them."""
+    from hybridpose.cli import build_parser
+    from hybridpose.train import PRECISIONS
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for command in ("train", "reproduce"):
+        options = {a.dest: a for a in commands.choices[command]._actions}
+        assert tuple(options["precision"].choices or ()) == PRECISIONS == ("fp32", "bf16")
+        assert options["precision"].default == "fp32"
+        assert options["channels_last"].default is False

@@ -133,3 +133,25 @@ def test_pooled_passes_stay_exact_across_repeated_calls() -> None:
         (grad,) = torch.autograd.grad(s.sum(), xg)
         assert torch.equal(s, s_ref) and torch.allclose(v, v_ref, atol=1e-6)
         assert torch.allclose(grad, grad_ref, atol=1e-5) and grad.abs().sum() > 0
+
+
+def test_half_precision_inputs_are_integrated_in_float32() -> None:
+    # autocast hands the LIF bfloat16 currents: the membranes must not be summed in bfloat16,
+    # where 1 + 1/512 rounds back to 1 (a current of 1/256 with tau 2 would be lost)
+    g = torch.Generator().manual_seed(5)
+    x = (torch.randn(12, 300, generator=g) * 1.2).bfloat16().requires_grad_()
+    v0 = (torch.rand(300, generator=g) * 0.9).bfloat16()
+    s, v = lif_multistep(x, v0, 2.0)
+    x32 = x.detach().float().requires_grad_()
+    s_ref, v_ref = _step_loop(x32, v0.float(), torch.tensor(2.0))
+    assert s.dtype == v.dtype == torch.float32
+    assert torch.equal(s, s_ref) and torch.allclose(v, v_ref, atol=1e-6)
+    (grad,) = torch.autograd.grad(s.sum() + v.sum(), x)
+    (grad_ref,) = torch.autograd.grad(s_ref.sum() + v_ref.sum(), x32)
+    assert grad.dtype == torch.bfloat16  # back to the input's dtype
+    assert torch.allclose(grad.float(), grad_ref.bfloat16().float()) and grad.abs().sum() > 0
+    # by hand: the bfloat16 input 0.92 is 236/256 = 0.921875; h = 0.9 + (0.921875 - 0.9) / 2
+    # in float32 (in bfloat16, whose step near 0.9 is 1/256, it would round to 0.91015625)
+    small = lif_multistep(torch.full((1, 1), 0.92).bfloat16(), torch.full((1,), 0.9), 2.0)[1]
+    assert small.dtype == torch.float32
+    assert small.item() == pytest.approx((0.9 + 0.921875) / 2, abs=1e-7)

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 from tiny_run import MODEL  # tests/tiny_run.py: the tiny networks' configuration
-from torch import Tensor
+from torch import Tensor, nn
 
 import hybridpose.train as train_module
 from hybridpose.checkpoint import build_model, load_checkpoint, load_model, save_checkpoint
@@ -189,6 +189,8 @@ def check_log(path: Path, steps: list[tuple[int, int]], batch_size: int, lr: flo
         assert float(r["lr"]) == lr
         for key in ("loss", "heatmap_loss", "state_loss", "mpjpe_px", "elapsed_s"):
             assert np.isfinite(float(r[key])), key
+        # the process's peak resident memory holds at least torch's own ~100 MB
+        assert 0 < float(r["samples_per_s"]) < np.inf and float(r["peak_memory_mb"]) > 100
         assert float(r["loss"]) > 0
 
 
@@ -354,8 +356,12 @@ def run_interrupted(spec: TrainSpec, monkeypatch: pytest.MonkeyPatch, after: int
     assert calls == after  # the run stopped right after the step that was interrupted
 
 
+MEASURED = ("elapsed_s", "samples_per_s", "peak_memory_mb")
+"""The log's columns that measure the run (time, memory), not the training."""
+
+
 def log_without_time(path: Path) -> list[dict[str, str]]:
-    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in read_log(path)[1]]
+    return [{k: v for k, v in r.items() if k not in MEASURED} for r in read_log(path)[1]]
 
 
 def resume_specs(
@@ -498,6 +504,62 @@ def test_errors(data_dir: Path, ann_checkpoint: Path, tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ pieces
+
+
+def spy_on_forward(monkeypatch: pytest.MonkeyPatch) -> list[tuple[torch.dtype, bool]]:
+    """Record, for every training step, the heatmaps' dtype and whether the network's first
+    convolution held its weights in channels-last memory."""
+    seen: list[tuple[torch.dtype, bool]] = []
+    real = train_module._losses
+
+    def spy(spec: TrainSpec, module: nn.Module, batch: dict[str, Tensor]) -> Any:
+        out = real(spec, module, batch)
+        conv = next(m for m in module.modules() if isinstance(m, nn.Conv2d))
+        seen.append((out[0].dtype, conv.weight.is_contiguous(memory_format=torch.channels_last)))
+        return out
+
+    monkeypatch.setattr(train_module, "_losses", spy)
+    return seen
+
+
+def test_bf16_precision_runs_the_forward_pass_under_autocast(
+    data_dir: Path, ann_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = spy_on_forward(monkeypatch)
+    path = run(replace(make_spec("ann", data_dir, tmp_path / "bf16", epochs=1), precision="bf16"))
+    assert seen == [(torch.bfloat16, False)] * 4  # the U-Net's output: the autocast's dtype
+    data = load_checkpoint(path)
+    assert all(v.dtype == torch.float32 for v in data["model"].values() if v.is_floating_point())
+    check_log(path.parent / "ann_log.csv", [(0, 4)], 4, 1e-3)
+    seen.clear()
+    run(make_spec("ann", data_dir, tmp_path / "fp32", epochs=1))
+    assert seen == [(torch.float32, False)] * 4
+    # the SNN stages run too: the LIF integrates the autocast's bfloat16 currents in float32
+    for stage in ("snn", "hybrid"):
+        spec = make_spec(stage, data_dir, tmp_path / stage, epochs=1)
+        spec = replace(spec, precision="bf16", ann_checkpoint=ann_checkpoint)
+        check_log(run(spec).parent / f"{stage}_log.csv", [(0, 4)], 4, 1e-3)
+
+
+def test_channels_last_trains_the_same_network(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = spy_on_forward(monkeypatch)
+    spec = make_spec("ann", data_dir, tmp_path / "nchw", epochs=1)
+    reference = load_checkpoint(run(spec))["model"]
+    assert seen == [(torch.float32, False)] * 4
+    seen.clear()
+    path = run(replace(spec, out_dir=tmp_path / "nhwc", channels_last=True))
+    assert seen == [(torch.float32, True)] * 4
+    model = load_checkpoint(path)["model"]
+    # the same arithmetic up to the convolutions' summation order, over 4 Adam steps
+    for key, value in reference.items():
+        assert torch.allclose(model[key], value, atol=1e-5), key
+
+
+def test_an_unknown_precision_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="unknown precision 'fp16'; choose one of"):
+        replace(make_spec("ann", data_dir, tmp_path), precision="fp16")  # type: ignore[arg-type]
 
 
 def test_state_consistency_loss_known_answer() -> None:

@@ -42,7 +42,7 @@ from hybridpose.recipes import recipe
 from hybridpose.retime import retime_run
 from hybridpose.synth.generate import PRESETS as SIM_PRESETS
 from hybridpose.synth.generate import simulate_dataset
-from hybridpose.train import TrainSpec, make_spec, train
+from hybridpose.train import Precision, TrainSpec, make_spec, train
 from hybridpose.variants import ablations
 
 T = TypeVar("T")
@@ -54,12 +54,20 @@ class ReproduceError(HybridPoseError, RuntimeError):
 
 @dataclass(frozen=True)
 class ReproduceSpec:
+    """One reproduction. ``workers``: simulation processes; ``device``, ``precision``,
+    ``channels_last`` and ``loader_workers`` (DataLoader processes): the training stages' run
+    settings (:class:`~hybridpose.train.TrainSpec`); the evaluation runs on ``device`` too."""
+
     preset: str
     out_dir: Path
     workers: int = 1
     seed: int = 0
     progress: bool = True
     ablations: bool = False
+    device: str = "cpu"
+    precision: Precision = "fp32"
+    channels_last: bool = False
+    loader_workers: int = 0
 
 
 def _timings(path: Path) -> dict[str, float]:
@@ -118,6 +126,10 @@ def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[s
         log(f"{step} training {what}")
         _timed(timings, f"train_{name}", lambda: train(tspec, resume=True, progress=spec.progress))
 
+    run_settings: dict[str, Any] = {
+        "seed": spec.seed, "device": spec.device, "precision": spec.precision,
+        "channels_last": spec.channels_last, "workers": spec.loader_workers,
+    }  # fmt: skip
     hybrid_init = ckpt / "snn.pt" if rec.hybrid_from_snn else None
     if rec.retimed_from is not None:
         source = pretrained_dir(rec.retimed_from)
@@ -126,14 +138,14 @@ def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[s
         hybrid_init = retimed["hybrid"]
     for i, stage in enumerate(rec.stages):
         init = hybrid_init if stage == "hybrid" else None
-        tspec = make_spec(stage, spec.preset, data, ckpt, seed=spec.seed, init_snn=init)
+        tspec = make_spec(stage, spec.preset, data, ckpt, init_snn=init, **run_settings)
         train_once(tspec, f"[{i + 2}/{phases}]", stage, f"the {stage} stage")
 
     trained = [ckpt / f"{s}.pt" for s in rec.stages]
     if spec.ablations:  # the paper's ablations, trained like the hybrid
         for v in ablations():
             tspec = make_spec(
-                "hybrid", spec.preset, data, ckpt, seed=spec.seed, init_snn=hybrid_init,
+                "hybrid", spec.preset, data, ckpt, init_snn=hybrid_init, **run_settings,
                 state_init=v.state_init, delta_readout=v.delta_readout, name=v.checkpoint,
             )  # fmt: skip
             trained.append(tspec.checkpoint_path)
@@ -155,6 +167,7 @@ def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[s
         seed=spec.seed,
         rate_factors=rec.eval_rate_factors,
         protocols=rec.eval_protocols,
+        device=spec.device,
     )
     report = _timed(timings, "evaluate", lambda: evaluate(espec, progress=spec.progress))
     return report

@@ -32,6 +32,7 @@ import csv
 import io
 import math
 import os
+import resource
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -39,7 +40,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -84,8 +85,15 @@ LOG_EVERY = 10
 
 LOG_FIELDS = (
     "epoch", "step", "samples", "loss", "heatmap_loss", "state_loss", "synop_rate", "mpjpe_px",
-    "lr", "elapsed_s",
+    "lr", "elapsed_s", "samples_per_s", "peak_memory_mb",
 )  # fmt: skip
+"""The CSV log's columns. ``samples_per_s``: this process's training samples per second since
+the previous row (the global batch's share times the processes, so the run's throughput);
+``peak_memory_mb``: the device's peak allocated memory (CUDA) or the process's peak resident
+memory (CPU) so far."""
+
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16")
 
 
 class TrainingError(HybridPoseError, ValueError):
@@ -116,6 +124,12 @@ class TrainSpec:
         seed: initialisation and data order.
         workers: DataLoader worker processes (0 = load in the training process).
         device: torch device.
+        precision: ``bf16`` runs the forward pass and the loss under ``torch.autocast`` in
+            bfloat16 (the LIF's membranes stay float32; no loss scaling is needed); ``fp32``
+            runs everything in float32. A run setting, like ``workers``: a checkpoint resumes
+            in either.
+        channels_last: keep the networks' weights and the ANN's frames in channels-last memory
+            (faster convolutions on GPUs with tensor cores; a run setting too).
         ann_checkpoint: the hybrid stages' ANN (default ``out_dir/ann.pt``).
         init_snn: optionally start the hybrid's SNN from this SNN checkpoint, or its SNN and
             state heads from this hybrid checkpoint.
@@ -135,10 +149,18 @@ class TrainSpec:
     seed: int = 0
     workers: int = 0
     device: str = "cpu"
+    precision: Precision = "fp32"
+    channels_last: bool = False
     ann_checkpoint: Path | None = None
     init_snn: Path | None = None
     subjects: tuple[int, ...] = field(default_factory=tuple)
     max_windows: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise TrainingError(
+                f"unknown precision {self.precision!r}; choose one of {list(PRECISIONS)}"
+            )
 
     @property
     def checkpoint_path(self) -> Path:
@@ -161,6 +183,8 @@ def make_spec(
     seed: int = 0,
     workers: int = 0,
     device: str = "cpu",
+    precision: Precision = "fp32",
+    channels_last: bool = False,
     ann_checkpoint: str | os.PathLike[str] | None = None,
     init_snn: str | os.PathLike[str] | None = None,
     max_windows: int | None = None,
@@ -196,6 +220,8 @@ def make_spec(
         seed=seed,
         workers=workers,
         device=device,
+        precision=precision,
+        channels_last=channels_last,
         ann_checkpoint=Path(ann_checkpoint) if ann_checkpoint is not None else None,
         init_snn=Path(init_snn) if init_snn is not None else None,
         subjects=rec.train_subjects,
@@ -764,6 +790,8 @@ def _prepare(
         model.load_state_dict(existing["model"])
         optimizer.load_state_dict(existing["optimizer"])
     model.to(device)
+    if spec.channels_last:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     _set_modes(model, spec.optim.freeze_batchnorm)
     return model, params, optimizer, windows
 
@@ -845,8 +873,10 @@ def _run_batches(
 ) -> bool:
     """Train on the loader's batches; True when stopped before the epoch's last one."""
     spec = ctx.spec
+    last_row, since_row = time.perf_counter(), 0
     for items in loader:
         losses = _train_step(spec, ctx.module, ctx.optimizer, ctx.params, items, ctx.device)
+        since_row += 1
         run.batch += 1
         run.step += 1
         run.running.add(losses)
@@ -862,9 +892,14 @@ def _run_batches(
                     **run.running.row(),
                     "lr": spec.optim.lr,
                     "elapsed_s": run.elapsed(),
+                    "samples_per_s": since_row
+                    * spec.optim.batch_size
+                    / max(time.perf_counter() - last_row, 1e-9),
+                    "peak_memory_mb": peak_memory_mb(ctx.device),
                 }
             )
             run.running = _Running()
+            last_row, since_row = time.perf_counter(), 0
         if _any_rank(stop.requested, ctx.world, ctx.device) and run.batch < n_batches:
             return True
     return False
@@ -885,6 +920,32 @@ def _save_progress(ctx: _Context, run: _RunState, *, mid_epoch: bool) -> None:
     )  # fmt: skip
 
 
+def _losses(
+    spec: TrainSpec, module: nn.Module, batch: dict[str, Tensor]
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The stage's forward pass: heatmaps, the heatmaps' MSE, the state loss and the synaptic
+    activity (zero where the stage has none)."""
+    target = batch["heatmaps"]
+    state_loss = rate = target.new_zeros(())
+    if spec.stage == "ann":
+        heatmaps = module(batch["frame"])
+        heatmap_loss = F.mse_loss(heatmaps, target[0])
+    elif spec.stage == "snn":
+        heatmaps, rate = module(batch["bins"])
+        heatmap_loss = F.mse_loss(heatmaps, target)
+    else:
+        heatmaps, state_loss, rate = module(batch["frame"], batch["bins"], batch.get("next_frame"))
+        heatmap_loss = F.mse_loss(heatmaps, target)
+    return heatmaps, heatmap_loss, state_loss, rate
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """The device's peak allocated memory (CUDA), or the process's peak resident memory."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
 def _train_step(
     spec: TrainSpec,
     module: nn.Module,
@@ -897,18 +958,15 @@ def _train_step(
     (``(1 - w) * heatmaps + w * state``), plus ``spike_loss_weight`` times the SNN's synaptic
     activity."""
     batch = {k: v.to(device) for k, v in items.items()}
-    target = batch["heatmaps"]
-    state_loss = rate = target.new_zeros(())
-    if spec.stage == "ann":
-        heatmaps = module(batch["frame"])
-        heatmap_loss = F.mse_loss(heatmaps, target[0])
-    elif spec.stage == "snn":
-        heatmaps, rate = module(batch["bins"])
-        heatmap_loss = F.mse_loss(heatmaps, target)
-    else:
-        heatmaps, state_loss, rate = module(batch["frame"], batch["bins"], batch.get("next_frame"))
-        heatmap_loss = F.mse_loss(heatmaps, target)
+    if spec.channels_last:
+        batch = {
+            k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+            for k, v in batch.items()
+        }
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16"):
+        heatmaps, heatmap_loss, state_loss, rate = _losses(spec, module, batch)
     w = spec.optim.state_loss_weight if spec.stage in ANN_INITIALISED else 0.0
+    heatmaps = heatmaps.float()
     loss = (1.0 - w) * heatmap_loss + w * state_loss if w > 0 else heatmap_loss
     if spec.optim.spike_loss_weight > 0:
         loss = loss + spec.optim.spike_loss_weight * rate
@@ -934,8 +992,10 @@ def checkpoint_summary(path: str | os.PathLike[str]) -> str:
 
 __all__ = [
     "LOG_FIELDS",
+    "PRECISIONS",
     "AnnHeatmaps",
     "HybridWindow",
+    "Precision",
     "SnnFromZero",
     "TrainSpec",
     "TrainingError",
@@ -943,6 +1003,7 @@ __all__ = [
     "checkpoint_summary",
     "epoch_windows",
     "make_spec",
+    "peak_memory_mb",
     "state_consistency_loss",
     "train",
     "training_windows",

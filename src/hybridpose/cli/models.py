@@ -17,6 +17,8 @@ from hybridpose.variants import hybrid_checkpoint_name
 PRESETS = ("paper", "cpu", "cpu-1khz", "cpu-sparse")
 """hybridpose.nn.presets.PRESETS, spelled out: importing it would load torch for every command
 (tests/test_cli.py checks that they agree)."""
+PRECISIONS = ("fp32", "bf16")
+"""hybridpose.train.PRECISIONS, spelled out for the same reason."""
 
 if TYPE_CHECKING:
     from hybridpose.evaluate.run import Protocol
@@ -89,6 +91,7 @@ def add_train(subparsers: Subparsers) -> None:
         help="data-loading processes (default 0: in the training process)",
     )  # fmt: skip
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    _add_run_settings(p)
     p.add_argument(
         "--ann", type=path_arg, metavar="FILE",
         help="hybrid, hybrid_rnn: the ANN checkpoint (default OUT/ann.pt)",
@@ -114,6 +117,18 @@ def add_train(subparsers: Subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_run_settings(p: argparse.ArgumentParser) -> None:
+    """The training's precision and memory layout (train, reproduce)."""
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32",
+        help="bf16: forward pass and loss under torch.autocast in bfloat16 (GPUs; default fp32)",
+    )  # fmt: skip
+    p.add_argument(
+        "--channels-last", action="store_true",
+        help="channels-last weights and frames (faster convolutions on GPUs with tensor cores)",
+    )  # fmt: skip
+
+
 def run_train(args: argparse.Namespace) -> int:
     from hybridpose.devices import resolve_device
     from hybridpose.paths import check_output_dir
@@ -131,6 +146,8 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         workers=args.workers,
         device=args.device,
+        precision=args.precision,
+        channels_last=args.channels_last,
         ann_checkpoint=args.ann,
         init_snn=args.init_snn,
         max_windows=args.max_windows,
@@ -255,19 +272,32 @@ def add_reproduce(subparsers: Subparsers) -> None:
         "--ablations", action="store_true",
         help="also train the hybrid's two ablations (about 2 x the hybrid stage's time)",
     )  # fmt: skip
+    p.add_argument(
+        "--device", default="cpu", help="torch device of training and evaluation (default cpu)"
+    )
+    _add_run_settings(p)
+    p.add_argument(
+        "--loader-workers", type=int_at_least(0), default=0, metavar="N",
+        help="data-loading processes per training stage (default 0: in the training process)",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
+    from hybridpose.devices import resolve_device
     from hybridpose.evaluate import report_markdown
     from hybridpose.paths import check_output_dir
     from hybridpose.reproduce import ReproduceSpec, default_workers, reproduce
     from hybridpose.train import TrainingInterrupted
 
+    resolve_device(args.device)  # a bad --device or --out is refused before any work
     check_output_dir(args.out)
     workers = args.workers if args.workers is not None else default_workers()
-    spec = ReproduceSpec(args.preset, args.out, workers=workers, seed=args.seed,
-                         progress=not args.quiet, ablations=args.ablations)  # fmt: skip
+    spec = ReproduceSpec(
+        args.preset, args.out, workers=workers, seed=args.seed, progress=not args.quiet,
+        ablations=args.ablations, device=args.device, precision=args.precision,
+        channels_last=args.channels_last, loader_workers=args.loader_workers,
+    )  # fmt: skip
     try:
         report = reproduce(spec)
     except TrainingInterrupted as stop:

@@ -37,6 +37,9 @@ from hybridpose._jit import jit_parallel
 DEFAULT_ALPHA = 2.0
 """Sharpness of the ATan surrogate gradient (SpikingJelly's default)."""
 
+HALF = (torch.float16, torch.bfloat16)
+"""Dtypes :func:`lif_multistep` integrates in float32."""
+
 
 def atan_surrogate_grad(u: Tensor, alpha: float) -> Tensor:
     """d spike / d u of the ATan surrogate at ``u = h - v_th``."""
@@ -95,10 +98,15 @@ def lif_multistep(
     """``T`` LIF steps at once: ``x`` (T, ...) and ``v0`` (...) -> ``(spikes (T, ...), v_T)``.
 
     Equal to looping :func:`lif_step` (outputs and gradients, including the gradient of a
-    tensor ``tau``), much faster. ``v0`` is the potential before the first step.
+    tensor ``tau``), much faster. ``v0`` is the potential before the first step. Half-precision
+    inputs (a bfloat16 ``torch.autocast``'s convolutions) are integrated in float32, whose
+    spikes and potentials it returns: a membrane summed in bfloat16 (8 bits of mantissa)
+    would round away inputs below ~1/256 of the threshold.
     """
     if x.dim() < 1 or x.shape[1:] != v0.shape:
         raise ValueError(f"x must be (T, *v0.shape); got x {tuple(x.shape)}, v0 {tuple(v0.shape)}")
+    if x.dtype in HALF or v0.dtype in HALF:  # autocast's outputs: membranes stay float32
+        x, v0 = x.float(), v0.float()
     tau_t = tau if isinstance(tau, Tensor) else torch.tensor(float(tau), dtype=x.dtype)
     if tau_t.numel() != 1:
         raise ValueError("tau must be a scalar")
