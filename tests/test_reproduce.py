@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -21,12 +22,14 @@ import hybridpose.synth.generate as generate
 from hybridpose.checkpoint import load_checkpoint
 from hybridpose.cli import main
 from hybridpose.data import WindowConfig
+from hybridpose.evaluate import EvalSpec
 from hybridpose.nn.ann import ANNConfig
 from hybridpose.nn.presets import ModelConfig
 from hybridpose.nn.snn import SNNConfig
 from hybridpose.pretrained import ship
 from hybridpose.recipes import Recipe, StageConfig
 from hybridpose.reproduce import ReproduceSpec, reproduce
+from hybridpose.train import TrainSpec
 from hybridpose.trained import load_models
 from hybridpose.variants import names as variant_names
 
@@ -213,3 +216,34 @@ def test_a_retimed_recipe_starts_from_the_shipped_networks_retimed(
     )
     assert set(report["models"]) == set(variant_names()) - {"hybrid_rnn"}
     assert report["setup"]["steps_per_window"] == 15 and report["setup"]["output_rate_hz"] == 500.0
+
+
+def test_the_run_settings_reach_every_stage_and_the_evaluation(
+    test_preset: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trained: list[TrainSpec] = []
+    evaluated: list[EvalSpec] = []
+
+    def fake_train(spec: TrainSpec, **_: Any) -> Path:
+        trained.append(spec)
+        spec.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        spec.checkpoint_path.touch()
+        return spec.checkpoint_path
+
+    def fake_evaluate(spec: EvalSpec, **_: Any) -> dict[str, Any]:
+        evaluated.append(spec)
+        return {}
+
+    monkeypatch.setattr(reproduce_module, "train", fake_train)
+    monkeypatch.setattr(reproduce_module, "evaluate", fake_evaluate)
+    spec = ReproduceSpec(
+        "test", tmp_path / "run", progress=False, seed=3, device="meta", precision="bf16",
+        channels_last=True, loader_workers=2,
+    )  # fmt: skip
+    reproduce(spec, log=lambda _: None)
+    assert [s.stage for s in trained] == ["ann", "snn", "hybrid", "hybrid_rnn"]
+    for s in trained:
+        assert (s.device, s.precision, s.channels_last, s.workers, s.seed) == (
+            "meta", "bf16", True, 2, 3,
+        )  # fmt: skip
+    assert [e.device for e in evaluated] == ["meta"]
