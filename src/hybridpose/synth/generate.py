@@ -231,6 +231,15 @@ def make_subject(config: SimulationConfig, number: int) -> Subject:
     return Subject(number, body, clothing)
 
 
+def make_performance(
+    config: SimulationConfig, subject: Subject, movement_number: int
+) -> Performance:
+    """The subject's performance of movement ``movement_number`` in the dataset ``config``
+    (its plan only: cheap; :func:`simulate_recording` renders it)."""
+    rng = _rng(config, _PERFORMANCE, subject.number, movement_number)
+    return perform(movement_number, subject.body, rng, config.performance)
+
+
 def make_views(config: SimulationConfig) -> list[View]:
     """The four cameras with their static backgrounds."""
     rng = _rng(config, _SCENE)
@@ -452,12 +461,7 @@ def simulate_recording(
 ) -> RecordingResult:
     """Simulate one recording into ``path`` (atomically)."""
     subject = make_subject(config, subject_number)
-    performance = perform(
-        movement_number,
-        subject.body,
-        _rng(config, _PERFORMANCE, subject_number, movement_number),
-        config.performance,
-    )
+    performance = make_performance(config, subject, movement_number)
     views = make_views(config)
     m = movement(movement_number)
     label_t = np.arange(0.0, performance.duration_s, 1.0 / config.label_rate_hz)
@@ -646,6 +650,7 @@ __all__ = [
     "SimulationError",
     "SimulationSummary",
     "Subject",
+    "make_performance",
     "make_subject",
     "make_views",
     "parse_shard",
