@@ -3,9 +3,10 @@
 Sized to fit about 8 minutes on one H100/H200-class GPU with 16 CPU cores:
 
 1. **simulate** about a minute of full-resolution (346x260) data: training subject 1 and test
-   subject 13, a few movements of one repetition each, in ``--sim-workers`` processes. The
-   simulator runs on the CPU (it has no torch path yet): events per second and simulated
-   seconds per wall second are those of this machine's cores;
+   subject 13, a few movements of one repetition each, in ``--sim-workers`` processes, with
+   the recipe's sampling (tiles for ``paper``). The simulator runs on the CPU (it has no
+   torch path yet): events per second and simulated seconds per wall second are those of
+   this machine's cores;
 2. **train** each stage of the recipe (ann, snn, hybrid, hybrid_rnn) for ``--steps``
    optimisation steps at the recipe's batch, with ``--precision`` and ``--channels-last``:
    samples per second (after the first step, which pays for cuDNN's autotuning) and peak GPU
@@ -60,6 +61,7 @@ def simulation_config(
     sim = dataclasses.replace(
         SIM_PRESETS["default"], sensor_size=preset(model_preset).sensor_size,
         subjects=subjects, movements=movements,
+        sampling=recipe(model_preset).simulation_sampling,
     )  # fmt: skip
     performance = dataclasses.replace(sim.performance, repetitions=1)
     return dataclasses.replace(sim, performance=performance)

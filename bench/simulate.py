@@ -12,7 +12,7 @@ processes; ``--full`` generates the whole dataset instead and reports its real t
 
     python bench/simulate.py [--movements 1,16,22] [--subject 13] [--workers 2] [--full DIR]
         [--sizes 346x260,87x65] [--sensor davis346|clean] [--appearance clothed|plain]
-        [--repetitions N]
+        [--repetitions N] [--sampling frames|tiles]
 """
 
 from __future__ import annotations
@@ -33,14 +33,23 @@ SIZES = ((346, 260), (87, 65))
 
 
 def _child(
-    size: str, subject: str, movements: str, out: str, sensor: str, appearance: Any, reps: str
+    size: str,
+    subject: str,
+    movements: str,
+    out: str,
+    sensor: str,
+    appearance: Any,
+    reps: str,
+    sampling: Any,
 ) -> None:
     """Runs in a fresh process: simulate, then print one JSON line of measurements."""
     from hybridpose.synth.generate import PRESETS, simulate_recording, with_sensor
 
     width, height = (int(v) for v in size.split("x"))
     config = dataclasses.replace(PRESETS["default"], sensor_size=(width, height))
-    config = dataclasses.replace(with_sensor(config, sensor), appearance=appearance)
+    config = dataclasses.replace(
+        with_sensor(config, sensor), appearance=appearance, sampling=sampling
+    )
     if reps != "default":
         performance = dataclasses.replace(config.performance, repetitions=int(reps))
         config = dataclasses.replace(config, performance=performance)
@@ -66,8 +75,8 @@ def _child(
     )
 
 
-MODEL = ["davis346", "clothed", "default"]
-"""The sensor, appearance and repetitions measured (set from the command line)."""
+MODEL = ["davis346", "clothed", "default", "frames"]
+"""The sensor, appearance, repetitions and sampling measured (set from the command line)."""
 
 
 def measure(size: tuple[int, int], subject: int, movements: str) -> dict[str, Any]:
@@ -106,7 +115,7 @@ def summarise(size: tuple[int, int], data: dict[str, Any]) -> dict[str, float]:
 
 
 def main() -> None:
-    if len(sys.argv) == 9 and sys.argv[1] == "--child":
+    if len(sys.argv) == 10 and sys.argv[1] == "--child":
         _child(*sys.argv[2:])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -119,8 +128,9 @@ def main() -> None:
     parser.add_argument("--sensor", default="davis346", choices=("davis346", "clean"))
     parser.add_argument("--appearance", default="clothed", choices=("clothed", "plain"))
     parser.add_argument("--repetitions", default="default", help="at most, per recording")
+    parser.add_argument("--sampling", default="frames", choices=("frames", "tiles"))
     args = parser.parse_args()
-    MODEL[:] = [args.sensor, args.appearance, args.repetitions]
+    MODEL[:] = [args.sensor, args.appearance, args.repetitions, args.sampling]
     sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
 
     # one tiny run compiles and caches the kernels before anything is timed
@@ -160,7 +170,7 @@ def main() -> None:
         cmd = [
             sys.executable, "-m", "hybridpose", "simulate", "--out", str(args.full),
             "--resolution", "87x65", "--workers", str(args.workers), "--sensor", args.sensor,
-            "--appearance", args.appearance,
+            "--appearance", args.appearance, "--sampling", args.sampling,
         ]  # fmt: skip
         if args.repetitions != "default":
             cmd += ["--repetitions", args.repetitions]

@@ -195,7 +195,7 @@ def test_simulate_choices_are_the_registries() -> None:
     every command's start); they must be the simulator's own."""
     from hybridpose.cli import build_parser
     from hybridpose.synth.appearance import APPEARANCES
-    from hybridpose.synth.generate import SimulationConfig
+    from hybridpose.synth.generate import SAMPLINGS, SimulationConfig
     from hybridpose.synth.sensor import DEFAULT_SENSOR, SENSOR_REFLECTIONS, SENSORS
 
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
@@ -205,6 +205,8 @@ def test_simulate_choices_are_the_registries() -> None:
     assert options["sensor"].default == DEFAULT_SENSOR
     assert set(options["appearance"].choices) == set(APPEARANCES)
     assert options["appearance"].default == SimulationConfig().appearance
+    assert tuple(options["sampling"].choices or ()) == SAMPLINGS
+    assert options["sampling"].default == SimulationConfig().sampling == "frames"
 
 
 def test_train_stage_choices_are_the_stages() -> None:

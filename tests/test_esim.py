@@ -4,7 +4,9 @@ chunking equivalence, regions, determinism and argument checks."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -16,10 +18,12 @@ from hybridpose.synth.esim import (
     EsimError,
     EsimState,
     esim_advance,
+    esim_advance_regions,
     esim_init,
     log_intensity,
     max_log_change,
 )
+from hybridpose.synth.sensor import SENSORS
 
 # exact thresholds, no noise, no refractory period: every crossing is an event
 EXACT = EsimConfig(
@@ -460,3 +464,79 @@ def test_bad_init_arguments_raise() -> None:
         replace(state, last_log=np.zeros((2, 3)))
     with pytest.raises(EsimError, match="hot_pixels"):
         replace(state, hot_pixels=np.array([4]))
+
+
+# ------------------------------------------------------------------------------ regions
+Tiles = list[tuple[tuple[int, int], npt.NDArray[Any], npt.NDArray[Any]]]
+
+
+def split(frames: npt.NDArray[Any], times: npt.NDArray[Any], sparse_tile: bool) -> Tiles:
+    """Four tiles of (K, 30, 40) frames at origin (10, 5); the second keeps only the odd
+    instants and the last when ``sparse_tile``."""
+    keep = np.r_[1:21:2, 20] if sparse_tile else np.arange(1, 21)
+    return [
+        ((10, 5), frames[1:, :16, :24], times[1:]),
+        ((34, 5), frames[keep, :16, 24:], times[keep]),
+        ((10, 21), frames[1:, 16:, :24], times[1:]),
+        ((34, 21), frames[1:, 16:, 24:], times[1:]),
+    ]
+
+
+def test_regions_with_their_own_instants_equal_one_region() -> None:
+    # a 60x40 scene split into four tiles, against one region. The scene is made linear in
+    # time between the odd instants, so a tile keeping only those has the same interpolation
+    frames = moving_scene(21)[:, 5:35, 10:50].astype(np.float64)  # (21, 30, 40)
+    times = 1000.0 * np.arange(21) + 0.5
+    frames[2:-1:2] = 0.5 * (frames[1:-2:2] + frames[3::2])
+    sensor = np.zeros((40, 60))
+    sensor[5:35, 10:50] = frames[0]
+    davis = SENSORS["davis346"]
+    for config, sparse in (
+        # leak, low-pass, noise: every tile with the same instants
+        (replace(davis, timestamp_jitter_us=0.0), False),
+        # the low-pass filter steps once per sample: without it, fewer samples on a line too
+        (replace(davis, timestamp_jitter_us=0.0, cutoff_hz=0.0), True),
+    ):
+        state = esim_init(sensor, times[0], config, rng(3))
+        whole, end = esim_advance(state, frames[1:], times[1:], config, rng(4), origin=(10, 5))
+        assert len(whole) > 4000
+        tiled, tiled_end = esim_advance_regions(state, split(frames, times, sparse), config, rng(4))
+        np.testing.assert_array_equal(tiled, whole)
+        for name in ("reference", "last_log", "filtered", "last_event_us"):
+            # the leak is summed over fewer intervals in the sparse tile: rounding only
+            atol = 1e-9 if sparse else 0.0
+            np.testing.assert_allclose(
+                getattr(tiled_end, name), getattr(end, name), rtol=0, atol=atol
+            )
+        assert tiled_end.t_us == end.t_us
+    # the low-pass filter steps per sample: there fewer samples give other events
+    config = replace(davis, timestamp_jitter_us=0.0)
+    state = esim_init(sensor, times[0], config, rng(3))
+    whole, _ = esim_advance(state, frames[1:], times[1:], config, rng(4), origin=(10, 5))
+    assert len(esim_advance_regions(state, split(frames, times, True), config, rng(4))[0]) != len(
+        whole
+    )
+    # timestamp jitter is drawn in the order of the tiles' events: the same events, other times
+    state = esim_init(sensor, times[0], davis, rng(3))
+    whole, _ = esim_advance(state, frames[1:], times[1:], davis, rng(4), origin=(10, 5))
+    tiled, _ = esim_advance_regions(state, split(frames, times, False), davis, rng(4))
+    assert sorted(as_tuples(tiled)) != sorted(as_tuples(whole))
+    assert sorted((x, y, p) for x, y, _, p in as_tuples(tiled)) == sorted(
+        (x, y, p) for x, y, _, p in as_tuples(whole)
+    )
+
+
+def test_regions_must_tile_one_rectangle_and_end_together() -> None:
+    state = start(np.zeros((8, 10)))
+    one = np.zeros((1, 2, 3))
+    cases = [
+        ([((0, 0), one, [10.0]), ((4, 0), one, [10.0])], "tile one rectangle exactly"),
+        ([((0, 0), one, [10.0]), ((2, 0), one, [10.0])], "tile one rectangle exactly"),
+        ([((0, 0), one, [10.0]), ((3, 0), one, [20.0])], "last instants differ"),
+        ([((8, 0), one, [10.0])], "region 0 (3x2 at (8, 0), 1 instants for 1 frames)"),
+        ([((0, 0), one, [0.0])], "region 0's instants must be finite and increase"),
+        ([], "no region"),
+    ]
+    for regions, message in cases:
+        with pytest.raises(EsimError, match=re.escape(message)):
+            esim_advance_regions(state, regions, EXACT, rng())

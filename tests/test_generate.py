@@ -725,3 +725,54 @@ def test_presets() -> None:
     assert default.sensor_size == SENSOR_SIZE
     assert default.subjects == tuple(range(1, 18)) and default.movements == tuple(range(1, 34))
     assert len(planned_recordings(default)) == 17 * 33
+
+
+# ------------------------------------------------------------------------------ tile sampling
+@pytest.fixture(scope="module")
+def sampled_both_ways(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RecordingResult]:
+    """Subject 1 punching (movement 16) at 87x65 with the whole-frame and the tile sampler."""
+    config = dataclasses.replace(SMALL, sensor_size=(87, 65), movements=(16,))
+    out = tmp_path_factory.mktemp("sampling")
+    return {
+        sampling: simulate_recording(
+            1, 16, dataclasses.replace(config, sampling=sampling), out / f"{sampling}.h5"
+        )
+        for sampling in ("frames", "tiles")
+    }
+
+
+def test_tile_sampling_keeps_the_bound_and_the_events_with_fewer_renders(
+    sampled_both_ways: dict[str, RecordingResult],
+) -> None:
+    frames, tiles = sampled_both_ways["frames"], sampled_both_ways["tiles"]
+    bound = SMALL.esim.log_step_limit
+    for whole, tiled in zip(frames.cameras, tiles.cameras, strict=True):
+        assert tiled.largest_log_step <= bound * (1 + 1e-6) and tiled.unresolved_intervals == 0
+        # the same bound per pixel: the events agree within a few percent, for fewer renders
+        # (counted in whole-box frames)
+        assert tiled.events_moving == pytest.approx(whole.events_moving, rel=0.05)
+        assert tiled.frames < 0.8 * whole.frames
+    events_f, labels_f = read_all(frames.path)
+    events_t, labels_t = read_all(tiles.path)
+    np.testing.assert_array_equal(labels_t.joints_mm, labels_f.joints_mm)
+    for ef, et in zip(events_f, events_t, strict=True):
+        # where the events fall: per-pixel counts of the two files are nearly proportional
+        maps = [
+            np.bincount(e["y"].astype(np.int64) * 87 + e["x"], minlength=87 * 65) for e in (ef, et)
+        ]
+        assert np.corrcoef(maps[0].astype(float), maps[1].astype(float))[0, 1] > 0.95
+
+
+def test_tile_sampling_is_deterministic_and_recorded_in_the_settings(
+    sampled_both_ways: dict[str, RecordingResult], tmp_path: Path
+) -> None:
+    tiles = sampled_both_ways["tiles"]
+    config = dataclasses.replace(SMALL, sensor_size=(87, 65), movements=(16,), sampling="tiles")
+    again = simulate_recording(1, 16, config, tmp_path / "again.h5")
+    assert_same_recording(again.path, tiles.path)
+    assert config.settings()["sampling"] == "tiles"
+    # the whole-frame sampler's settings are those of the files made before the choice, which
+    # a resumed run still takes as finished
+    assert "sampling" not in dataclasses.replace(config, sampling="frames").settings()
+    with pytest.raises(SimulationError, match="sampling must be frames or tiles, got 'pixels'"):
+        dataclasses.replace(config, sampling="pixels")  # type: ignore[arg-type]

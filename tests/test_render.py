@@ -9,8 +9,13 @@ import pytest
 from hybridpose.geometry import Camera, project
 from hybridpose.synth.appearance import Appearance, sample_person
 from hybridpose.synth.body import CAPSULE_NAMES, CAPSULE_PARTS, BodyPart, Capsules, body_capsules
-from hybridpose.synth.generate import SimulationConfig, SimulationError, make_subject
-from hybridpose.synth.render import View, capsule_boxes, make_view, render, union_box
+from hybridpose.synth.generate import (
+    SimulationConfig,
+    SimulationError,
+    make_performance,
+    make_subject,
+)
+from hybridpose.synth.render import View, capsule_boxes, make_view, render, render_tiles, union_box
 from hybridpose.synth.render_kernels import (
     PIXEL_BLUR,
     STRIPE_BLUR,
@@ -483,3 +488,37 @@ def test_textured_rendering_needs_frames() -> None:
         _full(_view(), _capsules([0, 0, 0], [0, 0, 0], [100.0]), _look(look.surfaces[0]))
     with pytest.raises(SynthError, match="describes 19 capsules"):
         _full(_view(), _capsules([0, 0, 0], [0, 0, 0], [100.0], ACROSS), look)
+
+
+def test_tiles_render_the_pixels_of_the_whole_image() -> None:
+    # tiles at many places and poses, edge tiles reaching past the sensor included, hold the
+    # very values of the whole image of their pose (a pixel depends on its ray and the pose)
+    config = SimulationConfig(sensor_size=(87, 65))
+    subject = make_subject(config, 1)
+    performance = make_performance(config, subject, 16)
+    camera = rig_cameras((87, 65))[2]
+    view = make_view(camera, np.linspace(0.2, 0.6, 87 * 65, dtype=np.float32).reshape(65, 87))
+    instants = np.array([0.8, 1.3])  # s: two poses of the movement
+    f = performance.frames(instants)
+    look, light = subject.clothing, Lighting()
+    whole = render(view, body_capsules(subject.body, f), f.forward, look, light, (0, 87, 0, 65))
+    assert np.abs(whole[0] - whole[1]).max() > 0.1  # the body moved
+    rng = np.random.default_rng(8)
+    size, n = 16, 40
+    which = rng.integers(0, 2, n)
+    origins = np.stack([rng.integers(0, 87, n), rng.integers(0, 65, n)], axis=1)
+    origins[:4] = [[80, 10], [10, 60], [85, 63], [0, 0]]  # past the right and bottom edges
+    frames = performance.frames(instants[which])
+    capsules = body_capsules(subject.body, frames)
+    tiles = render_tiles(view, capsules, frames.forward, look, light, origins, size)
+    assert tiles.shape == (n, size, size)
+    covered = 0
+    for k, (x, y) in enumerate(origins):
+        inside = whole[which[k]][y : y + size, x : x + size]
+        h, w = inside.shape
+        np.testing.assert_array_equal(tiles[k, :h, :w], inside)
+        assert (tiles[k, h:] == 0).all() and (tiles[k, :, w:] == 0).all()
+        covered += int((inside != view.background[y : y + size, x : x + size]).sum())
+    assert covered > 500  # the body is in many of the tiles
+    with pytest.raises(SynthError, match="render_tiles: need 40 tile origins inside the 87x65"):
+        render_tiles(view, capsules, frames.forward, look, light, np.add(origins, [87, 0]), size)

@@ -97,7 +97,10 @@ class Recipe:
     ``eval_rate_factors``: its sweep of the ANN's rate (the rate divided by each factor);
     ``eval_protocols``: the evaluation protocols it reports (:mod:`hybridpose.evaluate`).
     ``simulation_repetitions``: the most repetitions per recording of the dataset ``reproduce``
-    simulates (None: the dataset's default, up to 12 within 25 s). ``retimed_from``: the
+    simulates (None: the dataset's default, up to 12 within 25 s); ``simulation_sampling``:
+    how it samples the moving body (:class:`hybridpose.synth.generate.SimulationConfig`:
+    ``tiles`` for the full-resolution ``paper`` preset, ~5x faster there; the 87x65 presets'
+    shipped datasets were made with ``frames``). ``retimed_from``: the
     shipped preset whose ANN and SNN ``reproduce`` retimes to this recipe's bins
     (:mod:`hybridpose.retime`) instead of training them, and whose hybrid starts the hybrid
     stages; ``stages``: the stages ``reproduce`` trains.
@@ -114,6 +117,7 @@ class Recipe:
     eval_windows_per_recording: int | None = None
     energy_windows: int = 16
     simulation_repetitions: int | None = None
+    simulation_sampling: Literal["frames", "tiles"] = "frames"
     eval_rate_factors: tuple[int, ...] = (1, 2, 4)
     retimed_from: str | None = None
     stages: tuple[Stage, ...] = STAGES
@@ -150,6 +154,7 @@ RECIPES: dict[str, Recipe] = {
         hybrid=StageConfig(lr=5e-5, batch_size=8, epochs=5),
         # the CNN-RNN hybrid as the hybrid
         hybrid_rnn=StageConfig(lr=5e-5, batch_size=8, epochs=5),
+        simulation_sampling="tiles",
     ),
     "cpu": Recipe(
         # 87x65 sees 1/16 of DAVIS346's pixels and about 1/16 of its events: 500 events span

@@ -102,7 +102,10 @@ def reproduce(spec: ReproduceSpec, log: Callable[[str], None] = print) -> dict[s
     timings = out / "timings.json"
     out.mkdir(parents=True, exist_ok=True)
 
-    sim = replace(SIM_PRESETS["default"], sensor_size=model.sensor_size, seed=spec.seed)
+    sim = replace(
+        SIM_PRESETS["default"], sensor_size=model.sensor_size, seed=spec.seed,
+        sampling=rec.simulation_sampling,
+    )  # fmt: skip
     if rec.simulation_repetitions is not None:
         performance = replace(sim.performance, repetitions=rec.simulation_repetitions)
         sim = replace(sim, performance=performance)

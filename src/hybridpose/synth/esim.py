@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -436,35 +437,127 @@ def esim_advance(
     if n_k > 1 and np.any(np.diff(times) <= 0):
         raise EsimError("esim_advance: t_us must increase strictly")
 
-    reference = state.reference.copy()
-    last_log = state.last_log.copy()
-    filtered = state.filtered.copy()
-    last_event = state.last_event_us.copy()
-    counts = np.zeros((h, w), np.int64)
-    model = (
-        times, state.t_us, x0, y0, reference, last_log, filtered, last_event,
-        state.threshold_pos, state.threshold_neg, state.leak_per_us, config.refractory_us,
-        2.0 * math.pi * config.cutoff_hz / US_PER_S, config.log_eps,
-    )  # fmt: skip
-    no_rows = np.zeros(h, np.int64)
-    bad = region_pass(frames, *model, counts, False, no_rows, *_event_columns(0))
-    if bad >= 0:
-        k, rest = divmod(int(bad), h * w)
+    result = _advance(state, [(x0, y0, frames, times)], (x0, x0 + w, y0, y0 + h), config, rng)
+    if isinstance(result, int):
+        k, rest = divmod(result, h * w)
         r, c = divmod(rest, w)
         raise EsimError(
             f"esim_advance: log_frames[{k}, {r}, {c}] is {frames[k, r, c]} (must be finite)"
         )
-    region = _event_columns(int(counts.sum()))
-    if len(region[0]):
-        row_counts = counts.sum(axis=1)
-        original = (state.reference, state.last_log, state.filtered, state.last_event_us)
-        replay = model[:4] + original + model[8:]
-        region_pass(frames, *replay, counts, True, np.cumsum(row_counts) - row_counts, *region)
-    columns = [region]
+    return result
+
+
+Region = tuple[int, int, npt.NDArray[np.floating], FloatArray]
+"""``(x0, y0, log_frames (K, h, w), t_us (K,))``: one rectangle's samples."""
+
+
+def esim_advance_regions(
+    state: EsimState,
+    regions: Sequence[tuple[tuple[int, int], npt.ArrayLike, npt.ArrayLike]],
+    config: EsimConfig,
+    rng: np.random.Generator,
+) -> tuple[Events, EsimState]:
+    """:func:`esim_advance` with each rectangle sampled at its own instants.
+
+    ``regions`` holds ``(origin, log_frames, t_us)`` for disjoint rectangles that together
+    tile one rectangle of the sensor (the rest is taken as unchanged, as there); each
+    region's instants increase strictly from after ``state.t_us`` and all end at the same
+    instant. Every pixel's crossings are those of the linear interpolation between its own
+    region's samples, so a region holding the same samples as one :func:`esim_advance` call
+    gives its pixels the same events; noise is drawn once, over the whole sensor.
+
+    Raises:
+        EsimError: bad shapes, regions that overlap, leave a gap or leave the sensor,
+            instants that do not increase or do not end together, non-finite samples.
+    """
+    _check_config(config)
+    if not isinstance(state, EsimState) or not isinstance(rng, np.random.Generator):
+        raise EsimError("esim_advance_regions: needs an EsimState and a numpy Generator")
+    width, height = state.sensor_size
+    checked: list[Region] = []
+    for i, (origin, log_frames, t_us) in enumerate(regions):
+        frames = _as_frames(log_frames, f"esim_advance_regions: region {i}'s log_frames")
+        x0, y0 = _check_origin(origin)
+        times = np.ascontiguousarray(t_us, dtype=np.float64)
+        n_k, h, w = frames.shape
+        if x0 + w > width or y0 + h > height or times.shape != (n_k,):
+            raise EsimError(
+                f"esim_advance_regions: region {i} ({w}x{h} at ({x0}, {y0}), {len(times)} "
+                f"instants for {n_k} frames) does not fit the {width}x{height} sensor"
+            )
+        if not np.all(np.isfinite(times)) or times[0] <= state.t_us or np.any(np.diff(times) <= 0):
+            raise EsimError(
+                f"esim_advance_regions: region {i}'s instants must be finite and increase "
+                f"strictly from after {state.t_us} us"
+            )
+        checked.append((x0, y0, frames, times))
+    if not checked:
+        raise EsimError("esim_advance_regions: no region")
+    if len({float(r[3][-1]) for r in checked}) != 1:
+        raise EsimError("esim_advance_regions: the regions' last instants differ")
+    box = (
+        min(r[0] for r in checked), max(r[0] + r[2].shape[2] for r in checked),
+        min(r[1] for r in checked), max(r[1] + r[2].shape[1] for r in checked),
+    )  # fmt: skip
+    cover = np.zeros((box[3] - box[2], box[1] - box[0]), np.int64)
+    for x0, y0, frames, _ in checked:
+        r0, c0 = y0 - box[2], x0 - box[0]
+        cover[r0 : r0 + frames.shape[1], c0 : c0 + frames.shape[2]] += 1
+    if (cover != 1).any():
+        raise EsimError("esim_advance_regions: the regions must tile one rectangle exactly")
+    result = _advance(state, checked, box, config, rng)
+    if isinstance(result, int):
+        raise EsimError("esim_advance_regions: a region holds non-finite log intensities")
+    return result
+
+
+def _advance(
+    state: EsimState,
+    regions: Sequence[Region],
+    box: tuple[int, int, int, int],
+    config: EsimConfig,
+    rng: np.random.Generator,
+) -> tuple[Events, EsimState] | int:
+    """The sensor over checked regions tiling ``box = (x0, x1, y0, y1)``: their crossings, the
+    pixels outside the box (leak, settling), noise. Returns the events and the new state, or
+    the flat index of a non-finite sample (a single region's, as esim_advance reports it)."""
+    reference = state.reference.copy()
+    last_log = state.last_log.copy()
+    filtered = state.filtered.copy()
+    last_event = state.last_event_us.copy()
+    t_end = float(regions[0][3][-1])
+    c_pos, c_neg, leak = state.threshold_pos, state.threshold_neg, state.leak_per_us
+    cutoff_w = 2.0 * math.pi * config.cutoff_hz / US_PER_S
+    refractory, eps = config.refractory_us, config.log_eps
+    counted = []
+    for x0, y0, frames, times in regions:
+        counts = np.zeros(frames.shape[1:], np.int64)
+        bad = region_pass(
+            frames, times, state.t_us, x0, y0, reference, last_log, filtered, last_event,
+            c_pos, c_neg, leak, refractory, cutoff_w, eps, counts, False,
+            np.zeros(frames.shape[1], np.int64), *_event_columns(0),
+        )  # fmt: skip
+        if bad >= 0:
+            return int(bad)
+        counted.append(counts)
+    columns = []
+    for (x0, y0, frames, times), counts in zip(regions, counted, strict=True):
+        region = _event_columns(int(counts.sum()))
+        if len(region[0]):
+            # the same computation from the unmodified state, writing the events
+            row_counts = counts.sum(axis=1)
+            region_pass(
+                frames, times, state.t_us, x0, y0, state.reference, state.last_log,
+                state.filtered, state.last_event_us, c_pos, c_neg, leak, refractory, cutoff_w,
+                eps, counts, True, np.cumsum(row_counts) - row_counts, *region,
+            )  # fmt: skip
+        columns.append(region)
+    model: tuple[Any, ...] = (
+        None, state.t_us, None, None, reference, last_log, filtered, last_event,
+        c_pos, c_neg, leak, refractory, cutoff_w, eps,
+    )  # fmt: skip
     if config.leak_rate_hz > 0 or config.cutoff_hz > 0:
-        box = np.array([x0, x0 + w, y0, y0 + h], np.int64)
-        columns.append(_outside(state, box, float(times[-1]), model, config))
-    t_end = float(times[-1])
+        columns.append(_outside(state, np.array(box, np.int64), t_end, model, config))
     columns.append(_noise_events(state, t_end, config, rng, last_log))
     xs, ys, ts, ps = (np.concatenate([col[i] for col in columns]) for i in range(4))
     if config.timestamp_jitter_us > 0 and len(ts):

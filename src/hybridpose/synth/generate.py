@@ -37,7 +37,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -55,16 +55,26 @@ from hybridpose.io.recording import (
 from hybridpose.parallel import map_in_processes
 from hybridpose.subjects import TEST_SUBJECTS, TRAIN_SUBJECTS
 from hybridpose.synth.appearance import APPEARANCES, Appearance, AppearanceName, sample_person
-from hybridpose.synth.body import body_capsules
+from hybridpose.synth.body import Capsules, body_capsules
 from hybridpose.synth.esim import (
     EsimConfig,
+    EsimState,
     esim_advance,
+    esim_advance_regions,
     esim_init,
     log_intensity,
     max_log_change,
 )
 from hybridpose.synth.motions import MOVEMENTS, Performance, PerformanceSettings, movement, perform
-from hybridpose.synth.render import View, capsule_boxes, make_view, render, union_box
+from hybridpose.synth.render import (
+    View,
+    capsule_boxes,
+    make_view,
+    render,
+    render_tiles,
+    union_box,
+)
+from hybridpose.synth.sampler import TILE, sample_tiles
 from hybridpose.synth.scene import (
     SENSOR_SIZE,
     Clothing,
@@ -83,6 +93,9 @@ from hybridpose.synth.sensor import (
     reflection_events,
 )
 from hybridpose.synth.skeleton import BodyShape, SkeletonFrames
+
+Sampling = Literal["frames", "tiles"]
+SAMPLINGS: tuple[Sampling, ...] = ("frames", "tiles")
 
 GENERATOR_VERSION = 2
 """Stored in every file's settings: a file made by another version is not skipped as finished."""
@@ -127,6 +140,10 @@ class SimulationConfig:
         appearance: how the subjects look: ``"clothed"`` (clothes, skin and hair textured on
             the body, per-segment girths; :mod:`hybridpose.synth.appearance`) or ``"plain"``
             (the first generator's capsules, drawn and rendered exactly as it did).
+        sampling: how the moving body's images are sampled in time: ``"frames"`` (the
+            body's whole box at instants set by its fastest point, refined where any pixel
+            steps too far) or ``"tiles"`` (each 8x8 tile of the box refined alone,
+            :mod:`hybridpose.synth.sampler`: the same bound per pixel, far fewer renders).
     """
 
     sensor_size: tuple[int, int] = SENSOR_SIZE
@@ -144,6 +161,7 @@ class SimulationConfig:
     edge_log_contrast: float = 0.7
     label_rate_hz: float = 100.0
     appearance: AppearanceName = "clothed"
+    sampling: Sampling = "frames"
 
     def __post_init__(self) -> None:
         width, height = self.sensor_size
@@ -168,11 +186,15 @@ class SimulationConfig:
             raise SimulationError(f"seed must be >= 0, got {self.seed}")
         if self.appearance not in APPEARANCES:
             raise SimulationError(f"appearance must be plain or clothed, got {self.appearance!r}")
+        if self.sampling not in SAMPLINGS:
+            raise SimulationError(f"sampling must be frames or tiles, got {self.sampling!r}")
 
     def settings(self) -> dict[str, Any]:
         """What a recording's content depends on (everything but the subject/movement lists)."""
         out = dataclasses.asdict(self)
         del out["subjects"], out["movements"]
+        if self.sampling == "frames":  # files made before the choice existed stay finished
+            del out["sampling"]
         out["generator_version"] = GENERATOR_VERSION
         stored: dict[str, Any] = json.loads(json.dumps(out))  # tuples -> lists, as in the file
         return stored
@@ -335,6 +357,9 @@ def simulate_camera(
             one_pixel = state.last_log[:1, :1].astype(np.float32)[None]
             events, state = esim_advance(state, one_pixel, np.array([t_b]), esim, rng)
             chunk_events.append(events)
+        elif config.sampling == "tiles":
+            events, state = _tiled_chunk(renderer, state, t_a, t_b, box, rng, stats)
+            chunk_events.append(events)
         else:
             # cap the step while moving, and always end the chunk at t_b
             coarse = np.arange(t_a + config.max_step_us, t_b, config.max_step_us)
@@ -371,6 +396,38 @@ def simulate_camera(
     return stats
 
 
+def _tiled_chunk(
+    renderer: _Renderer,
+    state: EsimState,
+    t_a: float,
+    t_b: float,
+    box: tuple[int, int, int, int],
+    rng: np.random.Generator,
+    stats: CameraStats,
+) -> tuple[Events, EsimState]:
+    """The moving body over ``(t_a, t_b]`` sampled tile by tile (``sampling="tiles"``): every
+    tile from the coarse instants, refined alone; at most :data:`MAX_FRAME_VALUES` pixel
+    samples of the coarse instants per batch."""
+    config = renderer.config
+    bound = config.esim.log_step_limit
+    coarse = np.arange(t_a + config.max_step_us, t_b, config.max_step_us)
+    instants = np.unique(np.concatenate([coarse, [t_b]]))
+    per_batch = max(1, MAX_FRAME_VALUES // (2 * _area(box)))
+    pieces = []
+    for start in range(0, len(instants), per_batch):
+        previous = state.last_log[box[2] : box[3], box[0] : box[1]]
+        samples = sample_tiles(
+            renderer.log_tiles, previous, state.t_us, instants[start : start + per_batch], box,
+            bound, 2.0 * config.min_step_us,
+        )  # fmt: skip
+        stats.frames += math.ceil(samples.renders * TILE * TILE / _area(box))
+        stats.unresolved_intervals += samples.unresolved
+        stats.largest_log_step = max(stats.largest_log_step, samples.largest_step)
+        events, state = esim_advance_regions(state, samples.regions, config.esim, rng)
+        pieces.append(events)
+    return np.concatenate(pieces), state
+
+
 class _Renderer:
     """Renders one camera's view of one performance at arbitrary instants."""
 
@@ -393,6 +450,26 @@ class _Renderer:
             frames = self.performance.frames(t_us / US)
         capsules = body_capsules(self.subject.body, frames)
         return union_box(capsule_boxes(self.view, capsules, margin=margin))
+
+    def log_tiles(
+        self, t_us: npt.NDArray[np.float64], origins: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        """Log intensity of the :data:`~hybridpose.synth.sampler.TILE`-pixel tile at
+        ``origins[k]`` at instant ``t_us[k]``: (K, TILE, TILE). The body is posed once per
+        distinct instant."""
+        instants, which = np.unique(t_us, return_inverse=True)
+        frames = self.performance.frames(instants / US)
+        posed = body_capsules(self.subject.body, frames)
+        capsules = Capsules(
+            posed.a[which], posed.b[which], posed.radius, posed.part, posed.side,
+            None if posed.frame is None else posed.frame[which],
+        )  # fmt: skip
+        boxes = capsule_boxes(self.view, posed)[which]
+        images = render_tiles(
+            self.view, capsules, frames.forward[which], self.subject.clothing,
+            self.config.lighting, origins, TILE, boxes,
+        )  # fmt: skip
+        return log_intensity(images, self.config.esim)
 
     def log_frames(
         self, t_us: npt.NDArray[np.float64], box: tuple[int, int, int, int]
@@ -644,6 +721,7 @@ def simulate_dataset(
 __all__ = [
     "GENERATOR_VERSION",
     "PRESETS",
+    "SAMPLINGS",
     "CameraStats",
     "RecordingResult",
     "SimulationConfig",

@@ -193,8 +193,59 @@ def render(
     x0, x1, y0, y1 = box
     k = capsules.a.shape[0]
     out = np.empty((k, y1 - y0, x1 - x0), dtype=np.float32)
+    origins = np.tile(np.array([x0, y0], dtype=np.int64), (k, 1))
+    _render_into(view, capsules, forward, clothing, lighting, boxes, origins, out)
+    return out
+
+
+def render_tiles(
+    view: View,
+    capsules: Capsules,
+    forward: npt.ArrayLike,
+    clothing: Clothing | Appearance,
+    lighting: Lighting,
+    origins: npt.ArrayLike,
+    size: int,
+    boxes: npt.NDArray[np.int64] | None = None,
+) -> npt.NDArray[np.float32]:
+    """Render one ``size`` x ``size`` tile per body pose: frame ``k`` is the tile whose top-left
+    pixel is ``origins[k] = (x, y)``, at pose ``k``. Each pixel's value is the one
+    :func:`render` gives it (a pixel depends on its ray and the pose alone); pixels past the
+    sensor's edge are 0. The tiles of many instants and places render in one call.
+
+    Returns:
+        (K, size, size) float32.
+    """
+    if boxes is None:
+        boxes = capsule_boxes(view, capsules)
+    k = capsules.a.shape[0]
+    corners = np.ascontiguousarray(origins, dtype=np.int64).reshape(-1, 2)
+    width, height = view.sensor_size
+    if (
+        len(corners) != k
+        or (corners < 0).any()
+        or (corners[:, 0] >= width).any()
+        or (corners[:, 1] >= height).any()
+    ):
+        raise SynthError(f"render_tiles: need {k} tile origins inside the {width}x{height} sensor")
+    out = np.empty((k, size, size), dtype=np.float32)
+    _render_into(view, capsules, forward, clothing, lighting, boxes, corners, out)
+    return out
+
+
+def _render_into(
+    view: View,
+    capsules: Capsules,
+    forward: npt.ArrayLike,
+    clothing: Clothing | Appearance,
+    lighting: Lighting,
+    boxes: npt.NDArray[np.int64],
+    origins: npt.NDArray[np.int64],
+    out: npt.NDArray[np.float32],
+) -> None:
+    """Render into ``out`` (K, h, w), frame ``k``'s top-left pixel at ``origins[k]``."""
     if out.size == 0:
-        return out
+        return
     texture, frame = _texture_arguments(capsules, clothing)
     if isinstance(clothing, Appearance):  # the plain arrays go unused
         clothing = Clothing(*(np.ones(capsules.count) for _ in range(5)))
@@ -217,11 +268,10 @@ def render(
         frame,
         lighting.unit_direction(),
         float(lighting.ambient),
-        x0,
-        y0,
+        np.ascontiguousarray(origins[:, 0]),
+        np.ascontiguousarray(origins[:, 1]),
         out,
     )
-    return out
 
 
 def _texture_arguments(

@@ -207,11 +207,13 @@ def render_kernel(
     frame: FloatArray | None,
     light: FloatArray,
     ambient: float,
-    x0: int,
-    y0: int,
+    x0: npt.NDArray[np.int64],
+    y0: npt.NDArray[np.int64],
     out: npt.NDArray[np.float32],
 ) -> None:
-    """Render ``out`` (K, h, w), the box at ``(x0, y0)``, for each of the K poses of the capsules.
+    """Render ``out`` (K, h, w) for each of the K poses of the capsules: frame ``k`` is the
+    rectangle whose top-left pixel is ``(x0[k], y0[k])`` (the same box for every pose, or a
+    tile of its own per pose). Pixels past the sensor's edge are set to 0.
 
     Per frame, every pixel of each capsule's box that the capsule covers gets a layer (depth,
     coverage, shade; :func:`_coverage`, and :func:`_shade` for plain clothing or, given a
@@ -227,11 +229,13 @@ def render_kernel(
     count = np.zeros((h, w), dtype=np.int64)
     for k in range(n_frames):
         count[:, :] = 0
+        ox, oy = x0[k], y0[k]
         for c in range(n_caps):
-            bx0 = max(boxes[k, c, 0], x0) - x0
-            bx1 = min(boxes[k, c, 1], x0 + w) - x0
-            by0 = max(boxes[k, c, 2], y0) - y0
-            by1 = min(boxes[k, c, 3], y0 + h) - y0
+            # capsule boxes lie within the sensor, so these pixels do too
+            bx0 = max(boxes[k, c, 0], ox) - ox
+            bx1 = min(boxes[k, c, 1], ox + w) - ox
+            by0 = max(boxes[k, c, 2], oy) - oy
+            by1 = min(boxes[k, c, 3], oy + h) - oy
             r = radius[c]
             # per-capsule constants of the closest-approach test (see _ray_capsule)
             mx, my, mz = origin[0] - a[k, c, 0], origin[1] - a[k, c, 1], origin[2] - a[k, c, 2]
@@ -245,9 +249,9 @@ def render_kernel(
             for i in range(by0, by1):
                 for j in range(bx0, bx1):
                     dx, dy, dz = (
-                        rays[y0 + i, x0 + j, 0],
-                        rays[y0 + i, x0 + j, 1],
-                        rays[y0 + i, x0 + j, 2],
+                        rays[oy + i, ox + j, 0],
+                        rays[oy + i, ox + j, 1],
+                        rays[oy + i, ox + j, 2],
                     )
                     # cheap rejection first: most pixels of a capsule's box miss it by more
                     # than half a pixel, which the ray-axis distance alone decides
@@ -280,7 +284,7 @@ def render_kernel(
                             ambient,
                         )  # fmt: skip
                     _insert(depth, alpha, shade, count, i, j, s, cover, value)
-        _composite_frame(depth, alpha, shade, count, background, pixel_angle, x0, y0, out[k])
+        _composite_frame(depth, alpha, shade, count, background, pixel_angle, ox, oy, out[k])
 
 
 @jit_inline
@@ -454,11 +458,15 @@ def _composite_frame(
     y0: int,
     out: npt.NDArray[np.float32],
 ) -> None:
-    """One frame ``out`` (h, w) from the layers: :func:`_composite`, or the background alone."""
+    """One frame ``out`` (h, w) from the layers: :func:`_composite`, or the background alone
+    (0 past the sensor's edge, where no capsule box reaches)."""
     h, w = out.shape
+    height, width = background.shape
     for i in range(h):
         for j in range(w):
-            if count[i, j] == 0:
+            if y0 + i >= height or x0 + j >= width:
+                out[i, j] = 0.0
+            elif count[i, j] == 0:
                 out[i, j] = background[y0 + i, x0 + j]
             else:
                 out[i, j] = _composite(

@@ -1,0 +1,96 @@
+"""The per-tile adaptive sampler (hybridpose.synth.sampler) on analytic images: the bound per
+pixel, refinement only where the image moves, and the whole-frame sampler's instants when the
+box is one tile."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import numpy.typing as npt
+
+from hybridpose.synth import generate
+from hybridpose.synth.sampler import sample_tiles, tile_origins
+
+BOUND, MIN_GAP = 0.05, 20.0
+TILE = 16  # the tests' tile side (the sampler's default is smaller)
+BOX = (3, 53, 2, 37)  # 50 x 35 pixels: 4 x 3 tiles, the last column and row partial
+
+
+def edge_image(t_us: float, origin: tuple[int, int], size: int = TILE) -> npt.NDArray[np.float32]:
+    """Log intensity of a soft vertical edge at x = 10 + 0.01 t (us) in rows 2-17 only (the
+    rest of the image is still), seen through a ``size`` tile at ``origin``."""
+    x0, y0 = origin
+    y, x = np.mgrid[y0 : y0 + size, x0 : x0 + size].astype(np.float64)
+    edge = 10.0 + 0.01 * t_us
+    image = np.where(y < 18, 0.1 * np.clip(x - edge + 0.5, 0.0, 1.0), 0.2 + 0.01 * x)
+    return np.asarray(image, dtype=np.float32)
+
+
+def render(
+    times: npt.NDArray[np.float64], origins: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float32]:
+    return np.stack(
+        [edge_image(t, (int(x), int(y))) for t, (x, y) in zip(times, origins, strict=True)]
+    )
+
+
+def box_image(t_us: float) -> npt.NDArray[np.float32]:
+    x0, x1, y0, y1 = BOX
+    return edge_image(t_us, (x0, y0), size=max(x1 - x0, y1 - y0))[: y1 - y0, : x1 - x0]
+
+
+def test_tiles_cover_the_box() -> None:
+    origins, sizes = tile_origins(BOX, TILE)
+    assert len(origins) == 4 * 3
+    assert origins[:5].tolist() == [[3, 2], [19, 2], [35, 2], [51, 2], [3, 18]]
+    assert sizes[:4].tolist() == [[16, 16], [16, 16], [16, 16], [2, 16]]
+    assert sizes[-1].tolist() == [2, 3]  # the bottom-right corner: 50 - 48, 35 - 32
+    assert int((sizes[:, 0] * sizes[:, 1]).sum()) == 50 * 35
+
+
+def test_every_pixel_keeps_the_bound_and_only_the_moving_tiles_are_refined() -> None:
+    coarse = np.arange(1000.0, 4001.0, 1000.0)  # the edge crosses 30 px in 3 ms
+    samples = sample_tiles(render, box_image(0.0), 0.0, coarse, BOX, BOUND, MIN_GAP, TILE)
+    origins, sizes = tile_origins(BOX, TILE)
+    assert len(samples.regions) == len(origins)
+    counts = []
+    for ((x, y), logs, times), (w, h) in zip(samples.regions, sizes, strict=True):
+        assert logs.shape == (len(times), h, w) and times[-1] == coarse[-1]
+        assert np.all(np.diff(times) > 0) and times[0] > 0.0
+        # the samples are the images at their instants, the bound holds between them
+        truth = np.stack([edge_image(t, (x, y))[:h, :w] for t in times])
+        np.testing.assert_array_equal(logs, truth)
+        first = box_image(0.0)[y - BOX[2] : y - BOX[2] + h, x - BOX[0] : x - BOX[0] + w]
+        steps = np.abs(np.diff(np.concatenate([first[None], logs]), axis=0)).max(axis=(1, 2))
+        assert (steps <= BOUND).all()
+        counts.append(len(times))
+    # rows 2-17 hold the edge, which passes x = 10..40: the tiles it crosses are refined,
+    # the rest keep the four coarse instants
+    assert counts[4:] == [4] * 8 and counts[3] == 4  # still rows; the column past x = 50
+    assert min(counts[:3]) > 5 * len(coarse)
+    assert samples.renders == sum(counts) and samples.unresolved == 0
+    assert 0 < samples.largest_step <= BOUND
+
+
+def test_one_tile_box_samples_the_instants_of_the_whole_frame_sampler() -> None:
+    # the box is a single tile: both samplers halve the same intervals
+    box = (14, 14 + TILE, 2, 2 + TILE)
+    coarse = np.arange(500.0, 2501.0, 500.0)
+
+    def log_frames(
+        times: npt.NDArray[np.float64], b: tuple[int, int, int, int]
+    ) -> npt.NDArray[np.float32]:
+        return np.stack([edge_image(t, (b[0], b[2])) for t in times])
+
+    renderer = SimpleNamespace(
+        log_frames=log_frames, config=SimpleNamespace(min_step_us=MIN_GAP / 2)
+    )
+    previous = edge_image(0.0, (14, 2))
+    logs, times, steps = generate._refine(renderer, previous, 0.0, coarse, box, BOUND)  # type: ignore[arg-type]
+    samples = sample_tiles(render, previous, 0.0, coarse, box, BOUND, MIN_GAP, TILE)
+    ((origin, tile_logs, tile_times),) = samples.regions
+    assert origin == (14, 2) and len(times) > 3 * len(coarse)
+    np.testing.assert_array_equal(tile_times, times)
+    np.testing.assert_array_equal(tile_logs, logs)
+    assert samples.largest_step == float(steps.max())
