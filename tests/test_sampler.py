@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hybridpose.synth import generate
-from hybridpose.synth.sampler import sample_tiles, tile_origins
+from hybridpose.synth.sampler import needed_instants, sample_tiles, tile_origins
 
 BOUND, MIN_GAP = 0.05, 20.0
 TILE = 16  # the tests' tile side (the sampler's default is smaller)
@@ -94,3 +94,22 @@ def test_one_tile_box_samples_the_instants_of_the_whole_frame_sampler() -> None:
     np.testing.assert_array_equal(tile_times, times)
     np.testing.assert_array_equal(tile_logs, logs)
     assert samples.largest_step == float(steps.max())
+
+
+def test_a_tile_takes_an_instant_once_the_capsules_near_it_moved_a_pixel() -> None:
+    # two tiles of 8 px at x = 0 and x = 8; one capsule whose box stays over the first tile,
+    # moving 0.4 px per interval; a second, far away, moving 5 px per interval
+    origins = np.array([[0, 0], [8, 0]], dtype=np.int64)
+    near_first = [1, 6, 1, 6]
+    far = [40, 50, 40, 50]
+    boxes = np.array([[near_first, far]] * 6, dtype=np.int64)  # (K + 1 = 6, C = 2, 4)
+    motion = np.array([[0.4, 5.0]] * 5)
+    needed = needed_instants(boxes, motion, origins, tile=8, quiet_px=1.0)
+    # the first tile: 0.4, 0.8, 1.2 -> sample at the third instant, then 0.4, 0.8 and the last
+    assert needed.tolist() == [[False, False, True, False, True], [False] * 4 + [True]]
+    # a capsule sweeping across the second tile within one interval (its box left of the tile
+    # before, right of it after) is near it over that interval
+    boxes[2, 1] = [0, 4, 1, 6]
+    boxes[3, 1] = [20, 24, 1, 6]
+    needed = needed_instants(boxes, motion, origins, tile=8, quiet_px=1.0)
+    assert needed[1].tolist() == [False, True, True, False, True]

@@ -74,7 +74,7 @@ from hybridpose.synth.render import (
     render_tiles,
     union_box,
 )
-from hybridpose.synth.sampler import TILE, sample_tiles
+from hybridpose.synth.sampler import TILE, needed_instants, sample_tiles, tile_origins
 from hybridpose.synth.scene import (
     SENSOR_SIZE,
     Clothing,
@@ -416,9 +416,12 @@ def _tiled_chunk(
     pieces = []
     for start in range(0, len(instants), per_batch):
         previous = state.last_log[box[2] : box[3], box[0] : box[1]]
+        batch = instants[start : start + per_batch]
+        boxes, motion = renderer.capsule_motion(np.concatenate([[state.t_us], batch]))
+        needed = needed_instants(boxes, motion, tile_origins(box)[0])
         samples = sample_tiles(
-            renderer.log_tiles, previous, state.t_us, instants[start : start + per_batch], box,
-            bound, 2.0 * config.min_step_us,
+            renderer.log_tiles, previous, state.t_us, batch, box, bound,
+            2.0 * config.min_step_us, needed=needed,
         )  # fmt: skip
         stats.frames += math.ceil(samples.renders * TILE * TILE / _area(box))
         stats.unresolved_intervals += samples.unresolved
@@ -450,6 +453,25 @@ class _Renderer:
             frames = self.performance.frames(t_us / US)
         capsules = body_capsules(self.subject.body, frames)
         return union_box(capsule_boxes(self.view, capsules, margin=margin))
+
+    def capsule_motion(
+        self, t_us: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """The capsules' pixel boxes at each instant (K, C, 4) and how far each capsule's
+        image moved between consecutive instants (K - 1, C): the most that its axis ends and
+        two points of its surface (which turn with it about its axis) moved, in pixels."""
+        frames = self.performance.frames(t_us / US)
+        capsules = body_capsules(self.subject.body, frames)
+        radius = capsules.radius[None, :, None]
+        points = [capsules.a, capsules.b]
+        if capsules.frame is not None:
+            points += [
+                capsules.a + radius * capsules.frame[:, :, 0],
+                capsules.b + radius * capsules.frame[:, :, 1],
+            ]
+        uv = project(self.view.camera.P, np.stack(points, axis=2))  # (K, C, P, 2)
+        moved = np.linalg.norm(np.diff(uv, axis=0), axis=-1).max(axis=-1)
+        return capsule_boxes(self.view, capsules), np.nan_to_num(moved, nan=np.inf)
 
     def log_tiles(
         self, t_us: npt.NDArray[np.float64], origins: npt.NDArray[np.int64]
