@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -136,30 +137,78 @@ def sample_tiles(
         mask[i, :h, :w] = 1.0
         prev[i, :h, :w] = box_prev[r : r + h, c : c + w]
     ids, which = np.nonzero(want)
-    times = first[which]
-    logs = render(times, origins[ids])
+    samples = _Samples(n, tile)
+    samples.add(np.arange(n), np.full(n, float(t_previous)), prev)
+    samples.add(ids, first[which], render(first[which], origins[ids]))
     renders = len(ids)
-    tile_id = np.concatenate([np.arange(n), ids])
-    t = np.concatenate([np.full(n, float(t_previous)), times])
-    values = np.concatenate([prev, logs.astype(np.float64)])
-    while True:
-        order = np.lexsort((t, tile_id))
-        tile_id, t, values = tile_id[order], t[order], values[order]
-        same = tile_id[1:] == tile_id[:-1]
-        step = (np.abs(values[1:] - values[:-1]) * mask[tile_id[1:]]).max(axis=(1, 2))
-        step[~same] = 0.0
-        split = (step > bound) & (t[1:] - t[:-1] > min_gap)
+    # the intervals between consecutive samples of a tile; each round measures only the new
+    # ones and halves those that step too far
+    order = np.lexsort((samples.t, samples.tile_id))
+    same = samples.tile_id[order[1:]] == samples.tile_id[order[:-1]]
+    left, right = order[:-1][same], order[1:][same]
+    final: list[FloatArray] = []
+    while len(left):
+        values = samples.values
+        step = (np.abs(values[right] - values[left]) * mask[samples.tile_id[right]]).max(
+            axis=(1, 2), initial=0.0
+        )
+        split = (step > bound) & (samples.t[right] - samples.t[left] > min_gap)
+        final.append(step[~split])
         if not split.any():
             break
-        mid = 0.5 * (t[:-1] + t[1:])[split]
-        where = tile_id[1:][split]
+        mid = 0.5 * (samples.t[left[split]] + samples.t[right[split]])
+        where = samples.tile_id[right[split]]
+        added = samples.add(where, mid, render(mid, origins[where]))
         renders += len(mid)
-        tile_id = np.concatenate([tile_id, where])
-        t = np.concatenate([t, mid])
-        values = np.concatenate([values, render(mid, origins[where]).astype(np.float64)])
+        left, right = np.concatenate([left[split], added]), np.concatenate([added, right[split]])
+    step = np.concatenate(final) if final else np.zeros(0)
+    order = np.lexsort((samples.t, samples.tile_id))
+    tile_id, t, values = samples.tile_id[order], samples.t[order], samples.values[order]
     starts = np.searchsorted(tile_id, np.arange(n + 1))
     regions = []
     for i, ((x, y), (w, h)) in enumerate(zip(origins, sizes, strict=True)):
         lo, hi = starts[i] + 1, starts[i + 1]  # the previous sample first: left out
         regions.append(((int(x), int(y)), values[lo:hi, :h, :w], t[lo:hi]))
     return TileSamples(regions, renders, int((step > bound).sum()), float(step.max(initial=0.0)))
+
+
+class _Samples:
+    """The samples of every tile in arrival order: tile, instant, float64 log values; grown by
+    doubling, so that a round appends without copying every earlier sample."""
+
+    def __init__(self, n_tiles: int, tile: int) -> None:
+        self.size = 0
+        self._tile_id = np.empty(4 * n_tiles, np.int64)
+        self._t = np.empty(4 * n_tiles)
+        self._values = np.empty((4 * n_tiles, tile, tile))
+
+    def add(self, tile_id: I64, t: FloatArray, values: npt.ArrayLike) -> I64:
+        """Append; returns the new samples' indices."""
+        lo, hi = self.size, self.size + len(t)
+        if hi > len(self._t):
+            grow = max(hi, 2 * len(self._t))
+            self._tile_id = _grown(self._tile_id, lo, grow)
+            self._t = _grown(self._t, lo, grow)
+            self._values = _grown(self._values, lo, grow)
+        self._tile_id[lo:hi], self._t[lo:hi], self._values[lo:hi] = tile_id, t, values
+        self.size = hi
+        return np.arange(lo, hi)
+
+    @property
+    def tile_id(self) -> I64:
+        return self._tile_id[: self.size]
+
+    @property
+    def t(self) -> FloatArray:
+        return self._t[: self.size]
+
+    @property
+    def values(self) -> FloatArray:
+        return self._values[: self.size]
+
+
+def _grown(array: npt.NDArray[Any], used: int, rows: int) -> npt.NDArray[Any]:
+    """A buffer of ``rows`` rows holding the first ``used`` of ``array``."""
+    out = np.empty((rows, *array.shape[1:]), array.dtype)
+    out[:used] = array[:used]
+    return out
