@@ -84,8 +84,10 @@ def needed_instants(
     interval when the box holding both of its boxes meets the tile. A tile takes an instant
     once the capsules near it have moved ``quiet_px`` in all since its last sample: where
     nothing near it moves, its image cannot change (and is not rendered); where something
-    does, every ``quiet_px`` of motion is sampled, so no capsule crosses it unseen between two
-    of its samples. The refinement then halves the intervals that still step too far.
+    does, it takes every coarse instant, as without this rule. The refinement then halves the
+    intervals that still step too far. Either way a thin part that crosses a whole tile
+    between two coarse instants, leaving it as it was, would go unseen: at 346x260 a forearm
+    (~7 px wide) past an 8-pixel tile in 5 ms, ~3,000 px/s, about 40 m/s at the subject.
     """
     x = origins[:, 0, None, None]
     y = origins[:, 1, None, None]
