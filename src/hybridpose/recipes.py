@@ -183,19 +183,23 @@ RECIPES: dict[str, Recipe] = {
         simulation_repetitions=8,
     ),
 }
+_PENALISED_FINE_TUNE = dataclasses.replace(
+    _CPU_HYBRID, lr=1e-3, batch_size=8, epochs=1, samples_per_epoch=1_200,
+    freeze_batchnorm=True, spike_loss_weight=1.0,
+)  # fmt: skip
+"""The shipped cpu hybrid fine-tuned with its BatchNorm statistics frozen and the activity
+penalty (cpu-1khz at 1 ms, cpu-sparse at 10 ms): the event-driven engine's work follows the
+spikes (docs/training.md, "The 1 kHz hybrid", has the pilots that chose lr 1e-3 and weight 1).
+"""
+
 RECIPES["cpu-1khz"] = Recipe(
     # the cpu preset's windows cut into 100 bins of 1 ms: the same 100 ms between two ANN runs
     window=dataclasses.replace(_CPU_WINDOW, bin_us=1_000, steps=100),
     # not trained: the shipped cpu ANN and SNN, retimed (hybridpose.retime)
     ann=RECIPES["cpu"].ann,
     snn=RECIPES["cpu"].snn,
-    # the shipped cpu hybrid retimed, fine-tuned at 1 ms with its BatchNorm statistics frozen
-    # and the activity penalty: the event-driven engine's work follows the spikes
-    # (docs/training.md, "The 1 kHz hybrid", has the pilots that chose lr 1e-3 and weight 1)
-    hybrid=dataclasses.replace(
-        _CPU_HYBRID, lr=1e-3, batch_size=8, epochs=1, samples_per_epoch=1_200,
-        freeze_batchnorm=True, spike_loss_weight=1.0,
-    ),
+    # the shipped cpu hybrid retimed, fine-tuned at 1 ms
+    hybrid=_PENALISED_FINE_TUNE,
     retimed_from="cpu",
     stages=("hybrid",),
     # 1 window per recording (after 1 unscored): a window runs every variant 100 steps
@@ -211,12 +215,8 @@ RECIPES["cpu-sparse"] = Recipe(
     # not trained: the shipped cpu ANN and SNN (retimed by a factor of 1: unchanged)
     ann=RECIPES["cpu"].ann,
     snn=RECIPES["cpu"].snn,
-    # the shipped cpu hybrid fine-tuned with the activity penalty, as cpu-1khz's, with its
-    # BatchNorm statistics frozen: fewer spikes for the event-driven engine at 10 ms
-    hybrid=dataclasses.replace(
-        _CPU_HYBRID, lr=1e-3, batch_size=8, epochs=1, samples_per_epoch=1_200,
-        freeze_batchnorm=True, spike_loss_weight=1.0,
-    ),
+    # the shipped cpu hybrid fine-tuned as cpu-1khz's, at its own 10 ms bins
+    hybrid=_PENALISED_FINE_TUNE,
     retimed_from="cpu",
     stages=("hybrid",),
     eval_protocols=("project",),

@@ -43,7 +43,6 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -552,12 +551,10 @@ def _advance(
                 eps, counts, True, np.cumsum(row_counts) - row_counts, *region,
             )  # fmt: skip
         columns.append(region)
-    model: tuple[Any, ...] = (
-        None, state.t_us, None, None, reference, last_log, filtered, last_event,
-        c_pos, c_neg, leak, refractory, cutoff_w, eps,
-    )  # fmt: skip
     if config.leak_rate_hz > 0 or config.cutoff_hz > 0:
-        columns.append(_outside(state, np.array(box, np.int64), t_end, model, config))
+        copies = (reference, last_log, filtered, last_event)
+        pixel = (c_pos, c_neg, leak, refractory, cutoff_w, eps)
+        columns.append(_outside(state, np.array(box, np.int64), t_end, copies, pixel))
     columns.append(_noise_events(state, t_end, config, rng, last_log))
     xs, ys, ts, ps = (np.concatenate([col[i] for col in columns]) for i in range(4))
     if config.timestamp_jitter_us > 0 and len(ts):
@@ -597,21 +594,29 @@ def _event_columns(n: int) -> EventColumns:
 
 
 def _outside(
-    state: EsimState, box: IntArray, t_end: float, model: tuple[Any, ...], config: EsimConfig
+    state: EsimState,
+    box: IntArray,
+    t_end: float,
+    copies: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
+    pixel: tuple[FloatArray, FloatArray, FloatArray, float, float, float],
 ) -> EventColumns:
-    """The events of the pixels outside the region (leak and settling); updates the state
-    arrays of ``model`` (the counting pass's) in place."""
-    _, t_prev, _, _, ref, last, filt, last_event, c_pos, c_neg, leak, refractory, w, eps = model
+    """The events of the pixels outside the region (leak and settling). ``copies``: the
+    reference, last log, filtered log and last event time of the counting pass, updated in
+    place; ``pixel``: thresholds, leak, refractory period, cutoff and log epsilon."""
+    ref, last, filt, last_event = copies
+    c_pos, c_neg, leak, refractory, cutoff_w, eps = pixel
     counts = np.zeros(ref.shape, np.int64)
-    arrays = (c_pos, c_neg, leak, refractory, w, eps)
     outside_pass(
-        box, t_prev, t_end, ref, last, filt, last_event, *arrays, counts, False,
-        *_event_columns(0),
+        box, state.t_us, t_end, ref, last, filt, last_event, c_pos, c_neg, leak, refractory,
+        cutoff_w, eps, counts, False, *_event_columns(0),
     )  # fmt: skip
     columns = _event_columns(int(counts.sum()))
     if len(columns[0]):
-        original = (state.reference, state.last_log, state.filtered, state.last_event_us)
-        outside_pass(box, t_prev, t_end, *original, *arrays, counts, True, *columns)
+        outside_pass(
+            box, state.t_us, t_end, state.reference, state.last_log, state.filtered,
+            state.last_event_us, c_pos, c_neg, leak, refractory, cutoff_w, eps, counts, True,
+            *columns,
+        )  # fmt: skip
     return columns
 
 

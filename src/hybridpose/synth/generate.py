@@ -454,14 +454,18 @@ class _Renderer:
         capsules = body_capsules(self.subject.body, frames)
         return union_box(capsule_boxes(self.view, capsules, margin=margin))
 
+    def _posed(self, t_us: npt.NDArray[np.float64]) -> tuple[SkeletonFrames, Capsules]:
+        """The skeleton and the body's capsules at each instant."""
+        frames = self.performance.frames(t_us / US)
+        return frames, body_capsules(self.subject.body, frames)
+
     def capsule_motion(
         self, t_us: npt.NDArray[np.float64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """The capsules' pixel boxes at each instant (K, C, 4) and how far each capsule's
         image moved between consecutive instants (K - 1, C): the most that its axis ends and
         two points of its surface (which turn with it about its axis) moved, in pixels."""
-        frames = self.performance.frames(t_us / US)
-        capsules = body_capsules(self.subject.body, frames)
+        _, capsules = self._posed(t_us)
         radius = capsules.radius[None, :, None]
         points = [capsules.a, capsules.b]
         if capsules.frame is not None:
@@ -480,8 +484,7 @@ class _Renderer:
         ``origins[k]`` at instant ``t_us[k]``: (K, TILE, TILE). The body is posed once per
         distinct instant."""
         instants, which = np.unique(t_us, return_inverse=True)
-        frames = self.performance.frames(instants / US)
-        posed = body_capsules(self.subject.body, frames)
+        frames, posed = self._posed(instants)
         capsules = Capsules(
             posed.a[which], posed.b[which], posed.radius, posed.part, posed.side,
             None if posed.frame is None else posed.frame[which],
@@ -497,8 +500,7 @@ class _Renderer:
         self, t_us: npt.NDArray[np.float64], box: tuple[int, int, int, int]
     ) -> npt.NDArray[np.float32]:
         """Log intensity of ``box`` at each instant: (K, y1 - y0, x1 - x0)."""
-        frames = self.performance.frames(t_us / US)
-        capsules = body_capsules(self.subject.body, frames)
+        frames, capsules = self._posed(t_us)
         images = render(
             self.view,
             capsules,

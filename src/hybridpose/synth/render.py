@@ -188,8 +188,6 @@ def render(
     Raises:
         SynthError: a textured appearance for capsules without frames, or of another count.
     """
-    if boxes is None:
-        boxes = capsule_boxes(view, capsules)
     x0, x1, y0, y1 = box
     k = capsules.a.shape[0]
     out = np.empty((k, y1 - y0, x1 - x0), dtype=np.float32)
@@ -216,8 +214,6 @@ def render_tiles(
     Returns:
         (K, size, size) float32.
     """
-    if boxes is None:
-        boxes = capsule_boxes(view, capsules)
     k = capsules.a.shape[0]
     corners = np.ascontiguousarray(origins, dtype=np.int64).reshape(-1, 2)
     width, height = view.sensor_size
@@ -239,13 +235,16 @@ def _render_into(
     forward: npt.ArrayLike,
     clothing: Clothing | Appearance,
     lighting: Lighting,
-    boxes: npt.NDArray[np.int64],
+    boxes: npt.NDArray[np.int64] | None,
     origins: npt.NDArray[np.int64],
     out: npt.NDArray[np.float32],
 ) -> None:
-    """Render into ``out`` (K, h, w), frame ``k``'s top-left pixel at ``origins[k]``."""
+    """Render into ``out`` (K, h, w), frame ``k``'s top-left pixel at ``origins[k]``
+    (``boxes``: the capsules' boxes, computed when None)."""
     if out.size == 0:
         return
+    if boxes is None:
+        boxes = capsule_boxes(view, capsules)
     texture, frame = _texture_arguments(capsules, clothing)
     if isinstance(clothing, Appearance):  # the plain arrays go unused
         clothing = Clothing(*(np.ones(capsules.count) for _ in range(5)))

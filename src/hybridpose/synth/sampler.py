@@ -142,7 +142,6 @@ def sample_tiles(
     samples = _Samples(n, tile)
     samples.add(np.arange(n), np.full(n, float(t_previous)), prev)
     samples.add(ids, first[which], render(first[which], origins[ids]))
-    renders = len(ids)
     # the intervals between consecutive samples of a tile; each round measures only the new
     # ones and halves those that step too far
     order = np.lexsort((samples.t, samples.tile_id))
@@ -161,7 +160,6 @@ def sample_tiles(
         mid = 0.5 * (samples.t[left[split]] + samples.t[right[split]])
         where = samples.tile_id[right[split]]
         added = samples.add(where, mid, render(mid, origins[where]))
-        renders += len(mid)
         left, right = np.concatenate([left[split], added]), np.concatenate([added, right[split]])
     step = np.concatenate(final) if final else np.zeros(0)
     order = np.lexsort((samples.t, samples.tile_id))
@@ -171,6 +169,7 @@ def sample_tiles(
     for i, ((x, y), (w, h)) in enumerate(zip(origins, sizes, strict=True)):
         lo, hi = starts[i] + 1, starts[i + 1]  # the previous sample first: left out
         regions.append(((int(x), int(y)), values[lo:hi, :h, :w], t[lo:hi]))
+    renders = samples.size - n  # every sample but the previous ones was rendered
     return TileSamples(regions, renders, int((step > bound).sum()), float(step.max(initial=0.0)))
 
 
