@@ -12,7 +12,10 @@ processes; ``--full`` generates the whole dataset instead and reports its real t
 
     python bench/simulate.py [--movements 1,16,22] [--subject 13] [--workers 2] [--full DIR]
         [--sizes 346x260,87x65] [--sensor davis346|clean] [--appearance clothed|plain]
-        [--repetitions N] [--sampling frames|tiles]
+        [--repetitions N] [--sampling frames|tiles] [--device DEV]
+
+``--device`` renders and simulates with torch on that device (``cuda`` on a GPU machine;
+``cpu`` times the torch path on the CPU); by default the compiled CPU kernels run.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def _child(
     appearance: Any,
     reps: str,
     sampling: Any,
+    device: str,
 ) -> None:
     """Runs in a fresh process: simulate, then print one JSON line of measurements."""
     from hybridpose.synth.generate import PRESETS, simulate_recording, with_sensor
@@ -58,7 +62,9 @@ def _child(
     for number in (int(m) for m in movements.split(",")):
         t0 = time.perf_counter()
         path = Path(out) / f"m{number}.h5"
-        r = simulate_recording(int(subject), number, config, path)
+        r = simulate_recording(
+            int(subject), number, config, path, None if device == "numba" else device
+        )
         results.append(
             {
                 "movement": number,
@@ -75,8 +81,9 @@ def _child(
     )
 
 
-MODEL = ["davis346", "clothed", "default", "frames"]
-"""The sensor, appearance, repetitions and sampling measured (set from the command line)."""
+MODEL = ["davis346", "clothed", "default", "frames", "numba"]
+"""The sensor, appearance, repetitions, sampling and device (``numba``: the compiled CPU
+kernels) measured (set from the command line)."""
 
 
 def measure(size: tuple[int, int], subject: int, movements: str) -> dict[str, Any]:
@@ -115,7 +122,7 @@ def summarise(size: tuple[int, int], data: dict[str, Any]) -> dict[str, float]:
 
 
 def main() -> None:
-    if len(sys.argv) == 10 and sys.argv[1] == "--child":
+    if len(sys.argv) == 11 and sys.argv[1] == "--child":
         _child(*sys.argv[2:])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -129,8 +136,9 @@ def main() -> None:
     parser.add_argument("--appearance", default="clothed", choices=("clothed", "plain"))
     parser.add_argument("--repetitions", default="default", help="at most, per recording")
     parser.add_argument("--sampling", default="frames", choices=("frames", "tiles"))
+    parser.add_argument("--device", default="numba", help="a torch device, or numba (default)")
     args = parser.parse_args()
-    MODEL[:] = [args.sensor, args.appearance, args.repetitions, args.sampling]
+    MODEL[:] = [args.sensor, args.appearance, args.repetitions, args.sampling, args.device]
     sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
 
     # one tiny run compiles and caches the kernels before anything is timed
@@ -174,6 +182,8 @@ def main() -> None:
         ]  # fmt: skip
         if args.repetitions != "default":
             cmd += ["--repetitions", args.repetitions]
+        if args.device != "numba":
+            cmd += ["--device", args.device]
         subprocess.run(cmd, check=True)
         wall = time.perf_counter() - t0
         size = sum(p.stat().st_size for p in args.full.glob("*.h5"))

@@ -317,3 +317,22 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
         main(["video-to-events", str(broken), "--out", "o.h5", "--threshold", "-1"])
     assert exit_info.value.code == 2
     assert not (tmp_path / "o.h5").exists()
+
+
+def test_the_torch_pixel_model_gives_the_same_events(
+    tmp_path: Path, frames: Frames, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --device runs esim_advance_torch: on the CPU, the compiled kernel's events to the bit
+    stack = tmp_path / "stack.npy"
+    np.save(stack, frames)
+    kernel, device = tmp_path / "kernel.h5", tmp_path / "device.h5"
+    args = ["video-to-events", str(stack), "--fps", "30", "--seed", "4", "--quiet"]
+    assert main([*args, "--out", str(kernel)]) == 0
+    assert main([*args, "--out", str(device), "--device", "cpu"]) == 0
+    expected = read_events(kernel)
+    assert len(expected) > 500
+    np.testing.assert_array_equal(read_events(device), expected)
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "x.h5"), "--device", "cuda:7"]) == 2
+    assert "--device cuda:7: this machine has no such device" in capsys.readouterr().err
+    assert not (tmp_path / "x.h5").exists()

@@ -227,7 +227,26 @@ def add_video_to_events(subparsers: Subparsers) -> None:
     p.add_argument(
         "--overwrite", action="store_true", help="replace --out if it exists (default: refuse)"
     )
+    _add_sim_device(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_sim_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        metavar="DEV",
+        help="run the simulator with torch on this device (e.g. cuda, cuda:1, cpu); default: "
+        "the compiled CPU kernels. The same model: the same events up to rounding",
+    )
+
+
+def _sim_device(args: argparse.Namespace) -> str | None:
+    """``--device`` checked against this machine (None when not given)."""
+    if args.device is None:
+        return None
+    from hybridpose.devices import resolve_device
+
+    return str(resolve_device(args.device))
 
 
 def run_video_to_events(args: argparse.Namespace) -> int:
@@ -238,6 +257,7 @@ def run_video_to_events(args: argparse.Namespace) -> int:
     from hybridpose.synth.video import video_to_events
 
     out = check_output_file(args.out, (".h5",))
+    device = _sim_device(args)
     if out.exists() and not args.overwrite:
         raise OutputPathError(
             f"{out}: exists; pass --overwrite to replace it, or use another --out"
@@ -261,6 +281,7 @@ def run_video_to_events(args: argparse.Namespace) -> int:
         config=config,
         seed=args.seed,
         progress=not args.quiet,
+        device=device,
     )
     print(summary.format())
     return 0
@@ -376,6 +397,7 @@ def add_simulate(subparsers: Subparsers) -> None:
         metavar="N",
         help="repetitions per recording, at most (default: the preset's; 12 within 25 s)",
     )
+    _add_sim_device(p)
     p.add_argument(
         "--format",
         choices=("h5", "dhp19-raw"),
@@ -416,8 +438,9 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.resolution is not None:
         changes["sensor_size"] = args.resolution
     config = replace(config, **changes)  # type: ignore[arg-type]
+    device = _sim_device(args)
     if args.format == "dhp19-raw":
-        return _simulate_dhp19_raw(args, config)
+        return _simulate_dhp19_raw(args, config, device)
     raw_only = {
         "--wrap-timestamps": args.wrap_timestamps,
         "--stray-events": args.stray_events is not None,
@@ -428,13 +451,16 @@ def run_simulate(args: argparse.Namespace) -> int:
 
         raise SimulationError(f"{' and '.join(given)}: only with --format dhp19-raw")
     summary = simulate_dataset(
-        args.out, config, workers=args.workers, shard=args.shard, progress=not args.quiet
-    )
+        args.out, config, workers=args.workers, shard=args.shard, progress=not args.quiet,
+        device=device,
+    )  # fmt: skip
     print(summary.describe())
     return EXIT_SOME_FAILED if summary.failed else 0
 
 
-def _simulate_dhp19_raw(args: argparse.Namespace, config: SimulationConfig) -> int:
+def _simulate_dhp19_raw(
+    args: argparse.Namespace, config: SimulationConfig, device: str | None
+) -> int:
     from hybridpose.synth.dhp19_raw import RawOptions, simulate_dhp19_raw
 
     options = RawOptions(wrap_timestamps=args.wrap_timestamps, stray_events=args.stray_events or 0)
@@ -445,6 +471,7 @@ def _simulate_dhp19_raw(args: argparse.Namespace, config: SimulationConfig) -> i
         shard=args.shard,
         progress=not args.quiet,
         options=options,
+        device=device,
     )
     print(summary.describe())
     return EXIT_SOME_FAILED if summary.any_failed else 0

@@ -523,6 +523,7 @@ def simulate_dhp19_raw(
     shard: tuple[int, int] = (1, 1),
     progress: bool = True,
     options: RawOptions = RawOptions(),
+    device: str | None = None,
 ) -> Dhp19RawSummary:
     """Simulate ``config`` (this shard's share) and write it in DHP19's download layout.
 
@@ -540,6 +541,8 @@ def simulate_dhp19_raw(
         shard: ``(K, N)``: only every N-th recording from the K-th on.
         progress: show progress bars.
         options: wrap and stray events.
+        device: simulate with torch on this device (None: the compiled CPU kernels; see
+            :func:`~hybridpose.synth.generate.simulate_dataset`).
 
     Returns:
         What was simulated, written, skipped and what failed.
@@ -556,7 +559,7 @@ def simulate_dhp19_raw(
         write_text_atomic(root / SETTINGS_FILE, json.dumps(settings, indent=2, sort_keys=True))
     digest = settings_digest(settings)
     simulation = simulate_dataset(
-        root / NATIVE_DIR, config, workers=workers, shard=shard, progress=progress
+        root / NATIVE_DIR, config, workers=workers, shard=shard, progress=progress, device=device
     )
     cameras = rig_calibrations(config.sensor_size, config.rig)
     unusable = {path for path, _ in simulation.failed}

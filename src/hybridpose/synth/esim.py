@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -356,11 +357,69 @@ def _as_frames(log_frames: npt.ArrayLike, name: str) -> npt.NDArray[np.floating]
     frames = np.asarray(log_frames)
     if frames.dtype not in (np.float32, np.float64):
         if not (np.issubdtype(frames.dtype, np.number) and not np.iscomplexobj(frames)):
-            raise EsimError(f"{name}: expected real numbers, got dtype {frames.dtype}")
+            raise _not_real_error(name, frames.dtype)
         frames = frames.astype(np.float64)
-    if frames.ndim != 3 or frames.size == 0:
-        raise EsimError(f"{name}: expected a non-empty (K, h, w) array, got shape {frames.shape}")
+    _check_frames_shape(frames.shape, name)
     return np.ascontiguousarray(frames)
+
+
+def _not_real_error(name: str, dtype: object) -> EsimError:
+    """The error for frames whose dtype is not a real number type."""
+    return EsimError(f"{name}: expected real numbers, got dtype {dtype}")
+
+
+def _check_frames_shape(shape: tuple[int, ...], name: str) -> None:
+    """Frames must be a non-empty (K, h, w) array."""
+    if len(shape) != 3 or math.prod(shape) == 0:
+        raise EsimError(f"{name}: expected a non-empty (K, h, w) array, got shape {shape}")
+
+
+def _check_advance_arguments(state: object, config: object, rng: object) -> None:
+    """:func:`esim_advance`'s checks of its state, configuration and generator."""
+    _check_config(config)
+    if not isinstance(state, EsimState):
+        raise EsimError(f"esim_advance: state must be an EsimState, got {type(state).__name__}")
+    if not isinstance(rng, np.random.Generator):
+        raise EsimError(f"esim_advance: rng must be a numpy Generator, got {type(rng).__name__}")
+
+
+def _check_advance_window(
+    state: EsimState, shape: tuple[int, int, int], t_us: npt.ArrayLike, origin: object
+) -> tuple[int, int, FloatArray]:
+    """:func:`esim_advance`'s checks of the rectangle and the instants of (K, h, w) frames;
+    returns ``(x0, y0, times)``."""
+    n_k, h, w = shape
+    width, height = state.sensor_size
+    x0, y0 = _check_origin(origin)
+    if x0 + w > width or y0 + h > height:
+        raise EsimError(
+            f"esim_advance: a {w}x{h} region at origin ({x0}, {y0}) does not fit the "
+            f"{width}x{height} sensor"
+        )
+    times = np.ascontiguousarray(t_us, dtype=np.float64)
+    if times.shape != (n_k,):
+        raise EsimError(f"esim_advance: t_us has shape {times.shape}, expected ({n_k},)")
+    if not np.all(np.isfinite(times)):
+        raise EsimError("esim_advance: t_us holds NaN or infinite values")
+    if times[0] <= state.t_us:
+        raise EsimError(
+            f"esim_advance: first sample at {times[0]} us is not after the state's last "
+            f"sample at {state.t_us} us"
+        )
+    if n_k > 1 and np.any(np.diff(times) <= 0):
+        raise EsimError("esim_advance: t_us must increase strictly")
+    return x0, y0, times
+
+
+def _non_finite_error(index: int, frames: npt.NDArray[np.floating]) -> EsimError:
+    """The error for the non-finite sample at flat index ``(k * h + r) * w + c`` of (K, h, w)
+    ``frames``."""
+    _, h, w = frames.shape
+    k, rest = divmod(index, h * w)
+    r, c = divmod(rest, w)
+    return EsimError(
+        f"esim_advance: log_frames[{k}, {r}, {c}] is {frames[k, r, c]} (must be finite)"
+    )
 
 
 def esim_advance(
@@ -409,40 +468,15 @@ def esim_advance(
         EsimError: bad shapes, a rectangle outside the sensor, non-finite samples or times,
             times that do not increase.
     """
-    _check_config(config)
-    if not isinstance(state, EsimState):
-        raise EsimError(f"esim_advance: state must be an EsimState, got {type(state).__name__}")
-    if not isinstance(rng, np.random.Generator):
-        raise EsimError(f"esim_advance: rng must be a numpy Generator, got {type(rng).__name__}")
+    _check_advance_arguments(state, config, rng)
     frames = _as_frames(log_frames, "esim_advance: log_frames")
-    n_k, h, w = frames.shape
-    width, height = state.sensor_size
-    x0, y0 = _check_origin(origin)
-    if x0 + w > width or y0 + h > height:
-        raise EsimError(
-            f"esim_advance: a {w}x{h} region at origin ({x0}, {y0}) does not fit the "
-            f"{width}x{height} sensor"
-        )
-    times = np.ascontiguousarray(t_us, dtype=np.float64)
-    if times.shape != (n_k,):
-        raise EsimError(f"esim_advance: t_us has shape {times.shape}, expected ({n_k},)")
-    if not np.all(np.isfinite(times)):
-        raise EsimError("esim_advance: t_us holds NaN or infinite values")
-    if times[0] <= state.t_us:
-        raise EsimError(
-            f"esim_advance: first sample at {times[0]} us is not after the state's last "
-            f"sample at {state.t_us} us"
-        )
-    if n_k > 1 and np.any(np.diff(times) <= 0):
-        raise EsimError("esim_advance: t_us must increase strictly")
-
-    result = _advance(state, [(x0, y0, frames, times)], (x0, x0 + w, y0, y0 + h), config, rng)
+    _, h, w = frames.shape
+    x0, y0, times = _check_advance_window(state, (frames.shape[0], h, w), t_us, origin)
+    region = partial(_region_pass_events, [(x0, y0, frames, times)])
+    box = (x0, x0 + w, y0, y0 + h)
+    result = _advance(state, float(times[-1]), box, config, rng, region)
     if isinstance(result, int):
-        k, rest = divmod(result, h * w)
-        r, c = divmod(rest, w)
-        raise EsimError(
-            f"esim_advance: log_frames[{k}, {r}, {c}] is {frames[k, r, c]} (must be finite)"
-        )
+        raise _non_finite_error(result, frames)
     return result
 
 
@@ -504,30 +538,35 @@ def esim_advance_regions(
         cover[r0 : r0 + frames.shape[1], c0 : c0 + frames.shape[2]] += 1
     if (cover != 1).any():
         raise EsimError("esim_advance_regions: the regions must tile one rectangle exactly")
-    result = _advance(state, checked, box, config, rng)
+    t_end = float(checked[0][3][-1])
+    result = _advance(state, t_end, box, config, rng, partial(_region_pass_events, checked))
     if isinstance(result, int):
         raise EsimError("esim_advance_regions: a region holds non-finite log intensities")
     return result
 
 
-def _advance(
-    state: EsimState,
-    regions: Sequence[Region],
-    box: tuple[int, int, int, int],
-    config: EsimConfig,
-    rng: np.random.Generator,
-) -> tuple[Events, EsimState] | int:
-    """The sensor over checked regions tiling ``box = (x0, x1, y0, y1)``: their crossings, the
-    pixels outside the box (leak, settling), noise. Returns the events and the new state, or
-    the flat index of a non-finite sample (a single region's, as esim_advance reports it)."""
-    reference = state.reference.copy()
-    last_log = state.last_log.copy()
-    filtered = state.filtered.copy()
-    last_event = state.last_event_us.copy()
-    t_end = float(regions[0][3][-1])
-    c_pos, c_neg, leak = state.threshold_pos, state.threshold_neg, state.leak_per_us
-    cutoff_w = 2.0 * math.pi * config.cutoff_hz / US_PER_S
-    refractory, eps = config.refractory_us, config.log_eps
+StateCopies = tuple[FloatArray, FloatArray, FloatArray, FloatArray]
+"""Copies of a state's ``reference``, ``last_log``, ``filtered`` and ``last_event_us``, which a
+call updates in place to its new state."""
+
+PixelModel = tuple[FloatArray, FloatArray, FloatArray, float, float, float]
+"""The pixel model's parameters: ``C+``, ``C-`` and leak per pixel (H, W), the refractory period
+(us), the photoreceptor's angular cutoff (rad/us; 0 = no low-pass) and ``log_eps``."""
+
+RegionEvents = Callable[[EsimState, StateCopies, PixelModel], "list[EventColumns] | int"]
+"""The per-region step of :func:`_advance`: ``(state, copies, pixel) -> columns``. Given the
+unmodified state, it writes the new state of the region's pixels into ``copies`` and returns
+their crossing events (x, y, t, p columns, in the counting kernel's order: region, row,
+sample, column, crossing), or the flat index of a non-finite sample."""
+
+
+def _region_pass_events(
+    regions: Sequence[Region], state: EsimState, copies: StateCopies, pixel: PixelModel
+) -> list[EventColumns] | int:
+    """The numba :data:`RegionEvents` step: per region a counting pass (which updates
+    ``copies``), then a filling pass over the pixels that fired."""
+    reference, last_log, filtered, last_event = copies
+    c_pos, c_neg, leak, refractory, cutoff_w, eps = pixel
     counted = []
     for x0, y0, frames, times in regions:
         counts = np.zeros(frames.shape[1:], np.int64)
@@ -551,9 +590,34 @@ def _advance(
                 eps, counts, True, np.cumsum(row_counts) - row_counts, *region,
             )  # fmt: skip
         columns.append(region)
+    return columns
+
+
+def _advance(
+    state: EsimState,
+    t_end: float,
+    box: tuple[int, int, int, int],
+    config: EsimConfig,
+    rng: np.random.Generator,
+    region_events: RegionEvents,
+) -> tuple[Events, EsimState] | int:
+    """The sensor over checked regions tiling ``box = (x0, x1, y0, y1)`` up to ``t_end``: their
+    crossings (``region_events``), the pixels outside the box (leak, settling), noise, jitter.
+    Returns the events and the new state, or the flat index of a non-finite sample that
+    ``region_events`` reported (a single region's, as esim_advance reports it)."""
+    reference = state.reference.copy()
+    last_log = state.last_log.copy()
+    filtered = state.filtered.copy()
+    last_event = state.last_event_us.copy()
+    c_pos, c_neg, leak = state.threshold_pos, state.threshold_neg, state.leak_per_us
+    cutoff_w = 2.0 * math.pi * config.cutoff_hz / US_PER_S
+    refractory, eps = config.refractory_us, config.log_eps
+    copies = (reference, last_log, filtered, last_event)
+    pixel = (c_pos, c_neg, leak, refractory, cutoff_w, eps)
+    columns = region_events(state, copies, pixel)
+    if isinstance(columns, int):
+        return columns
     if config.leak_rate_hz > 0 or config.cutoff_hz > 0:
-        copies = (reference, last_log, filtered, last_event)
-        pixel = (c_pos, c_neg, leak, refractory, cutoff_w, eps)
         columns.append(_outside(state, np.array(box, np.int64), t_end, copies, pixel))
     columns.append(_noise_events(state, t_end, config, rng, last_log))
     xs, ys, ts, ps = (np.concatenate([col[i] for col in columns]) for i in range(4))
@@ -760,10 +824,16 @@ def max_log_change(last_log_region: npt.ArrayLike, log_frames: npt.ArrayLike) ->
     """
     frames = _as_frames(log_frames, "max_log_change: log_frames")
     last = np.ascontiguousarray(last_log_region, dtype=np.float64)
-    if last.shape != frames.shape[1:]:
-        raise EsimError(
-            f"max_log_change: last_log_region has shape {last.shape}, frames are {frames.shape[1:]}"
-        )
+    _check_last_region(last.shape, frames.shape)
     out = np.empty(frames.shape[0])
     max_abs_diff(last.ravel(), frames.reshape(frames.shape[0], -1), out)
     return out
+
+
+def _check_last_region(last_shape: tuple[int, ...], frames_shape: tuple[int, ...]) -> None:
+    """:func:`max_log_change`'s check that the last sample has the frames' (h, w)."""
+    if tuple(last_shape) != tuple(frames_shape[1:]):
+        raise EsimError(
+            f"max_log_change: last_log_region has shape {tuple(last_shape)}, frames are "
+            f"{tuple(frames_shape[1:])}"
+        )

@@ -37,7 +37,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -93,6 +93,9 @@ from hybridpose.synth.sensor import (
     reflection_events,
 )
 from hybridpose.synth.skeleton import BodyShape, SkeletonFrames
+
+if TYPE_CHECKING:  # torch is imported only where a device is asked for
+    import torch
 
 Sampling = Literal["frames", "tiles"]
 SAMPLINGS: tuple[Sampling, ...] = ("frames", "tiles")
@@ -320,23 +323,28 @@ def simulate_camera(
     config: SimulationConfig,
     rng: np.random.Generator,
     reflection_phase_us: float = 0.0,
+    device: str | torch.device | None = None,
 ) -> CameraStats:
     """Simulate one camera over the whole performance, appending its events to ``writer``.
 
     ``reflection_phase_us`` is the time of the first IR flash of the camera's reflection spots
-    (``config.reflections``), if it has any.
+    (``config.reflections``), if it has any. ``device``: None renders and simulates with the
+    compiled CPU kernels; a torch device renders there
+    (:mod:`hybridpose.synth.render_torch`) and, with ``sampling="frames"``, runs the pixel
+    model there too (:mod:`hybridpose.synth.esim_torch`).
     """
     spots = tuple(spot for spot in config.reflections if spot.camera == camera)
     stats = CameraStats()
     esim = config.esim
     bound = esim.log_step_limit
     end_us = performance.duration_s * US
-    renderer = _Renderer(view, subject, performance, config)
+    renderer = _Renderer(view, subject, performance, config, device)
 
     box = renderer.body_box(np.zeros(1))
     first_log = np.asarray(log_intensity(view.background, esim), dtype=np.float64)
     if _area(box):
-        first_log[box[2] : box[3], box[0] : box[1]] = renderer.log_frames(np.zeros(1), box)[0]
+        first = renderer.log_frames(np.zeros(1), box)
+        first_log[box[2] : box[3], box[0] : box[1]] = _numpy(first)[0]
     state = esim_init(first_log, 0.0, esim, rng)
     pending: list[Events] = []
     pending_count = 0
@@ -374,7 +382,7 @@ def simulate_camera(
                 stats.frames += len(batch)
                 stats.unresolved_intervals += int((steps > bound).sum())
                 stats.largest_log_step = max(stats.largest_log_step, float(steps.max()))
-                events, state = esim_advance(state, logs, batch, esim, rng, origin=(box[0], box[2]))
+                events, state = renderer.advance(state, logs, batch, rng, (box[0], box[2]))
                 chunk_events.append(events)
         if spots:
             flashes = reflection_events(spots, state, t_a, t_b, reflection_phase_us, esim)
@@ -435,12 +443,22 @@ class _Renderer:
     """Renders one camera's view of one performance at arbitrary instants."""
 
     def __init__(
-        self, view: View, subject: Subject, performance: Performance, config: SimulationConfig
+        self,
+        view: View,
+        subject: Subject,
+        performance: Performance,
+        config: SimulationConfig,
+        device: str | torch.device | None = None,
     ) -> None:
         self.view = view
         self.subject = subject
         self.performance = performance
         self.config = config
+        self.scene = None
+        if device is not None:
+            from hybridpose.synth.render_torch import device_view
+
+            self.scene = device_view(view, device)
 
     def body_box(
         self,
@@ -490,6 +508,14 @@ class _Renderer:
             None if posed.frame is None else posed.frame[which],
         )  # fmt: skip
         boxes = capsule_boxes(self.view, posed)[which]
+        if self.scene is not None:
+            from hybridpose.synth.render_torch import render_on_device
+
+            tiles = render_on_device(
+                self.scene, capsules, frames.forward[which], self.subject.clothing,
+                self.config.lighting, origins, (TILE, TILE), boxes,
+            )  # fmt: skip
+            return log_intensity(tiles.cpu().numpy(), self.config.esim)
         images = render_tiles(
             self.view, capsules, frames.forward[which], self.subject.clothing,
             self.config.lighting, origins, TILE, boxes,
@@ -498,9 +524,23 @@ class _Renderer:
 
     def log_frames(
         self, t_us: npt.NDArray[np.float64], box: tuple[int, int, int, int]
-    ) -> npt.NDArray[np.float32]:
-        """Log intensity of ``box`` at each instant: (K, y1 - y0, x1 - x0)."""
+    ) -> LogFrames:
+        """Log intensity of ``box`` at each instant: (K, y1 - y0, x1 - x0), a float32 array,
+        or a tensor on the renderer's device."""
         frames, capsules = self._posed(t_us)
+        if self.scene is not None:
+            import torch
+
+            from hybridpose.synth.render_torch import render_on_device
+
+            origins = np.tile(np.array([box[0], box[2]], np.int64), (len(t_us), 1))
+            linear = render_on_device(
+                self.scene, capsules, frames.forward, self.subject.clothing,
+                self.config.lighting, origins, (box[3] - box[2], box[1] - box[0]),
+            )  # fmt: skip
+            if linear.device.type == "cpu":  # numpy's log, so that the CPU gives numba's events
+                return torch.from_numpy(log_intensity(linear.numpy(), self.config.esim))
+            return torch.log(linear + self.config.esim.log_eps)
         images = render(
             self.view,
             capsules,
@@ -511,6 +551,54 @@ class _Renderer:
             capsule_boxes(self.view, capsules),
         )
         return log_intensity(images, self.config.esim)
+
+    def advance(
+        self,
+        state: EsimState,
+        logs: LogFrames,
+        t_us: npt.NDArray[np.float64],
+        rng: np.random.Generator,
+        origin: tuple[int, int],
+    ) -> tuple[Events, EsimState]:
+        """The simulator over ``logs`` of the box at ``origin`` (on the renderer's device)."""
+        if self.scene is None:
+            assert isinstance(logs, np.ndarray)
+            return esim_advance(state, logs, t_us, self.config.esim, rng, origin=origin)
+        from hybridpose.synth.esim_torch import esim_advance_torch
+
+        return esim_advance_torch(
+            state, logs, t_us, self.config.esim, rng, origin=origin, device=self.scene.device
+        )
+
+
+LogFrames = Any
+"""Log frames (K, h, w): a float32 numpy array, or a torch tensor on a renderer's device."""
+
+
+def _numpy(logs: LogFrames) -> npt.NDArray[np.float32]:
+    """``logs`` as a numpy array on the CPU."""
+    if isinstance(logs, np.ndarray):
+        return logs
+    out: npt.NDArray[np.float32] = logs.cpu().numpy()
+    return out
+
+
+def _log_steps(previous: npt.NDArray[np.float64], logs: LogFrames) -> npt.NDArray[np.float64]:
+    """:func:`~hybridpose.synth.esim.max_log_change`, on the frames' device."""
+    if isinstance(logs, np.ndarray):
+        return max_log_change(previous, logs)
+    from hybridpose.synth.esim_torch import max_log_change_torch
+
+    return max_log_change_torch(previous, logs)
+
+
+def _merged(logs: LogFrames, more: LogFrames, order: npt.NDArray[np.int64]) -> LogFrames:
+    """``logs`` and ``more`` stacked, then taken in ``order``."""
+    if isinstance(logs, np.ndarray):
+        return np.concatenate([logs, more])[order]
+    import torch
+
+    return torch.cat([logs, more])[torch.as_tensor(order, device=logs.device)]
 
 
 def _area(box: tuple[int, int, int, int]) -> int:
@@ -524,7 +612,7 @@ def _refine(
     times: npt.NDArray[np.float64],
     box: tuple[int, int, int, int],
     bound: float,
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+) -> tuple[LogFrames, npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Render ``times``, halving every interval in which some pixel steps more than ``bound``.
 
     ``previous`` is the box's log intensity at ``t_previous``, the instant before ``times[0]``.
@@ -534,7 +622,7 @@ def _refine(
     logs = renderer.log_frames(times, box)
     min_gap = 2.0 * renderer.config.min_step_us
     while True:
-        steps = max_log_change(previous, logs)
+        steps = _log_steps(previous, logs)
         starts = np.concatenate([[t_previous], times[:-1]])
         split = (steps > bound) & (times - starts > min_gap)
         if not split.any():
@@ -542,7 +630,7 @@ def _refine(
         mids = 0.5 * (starts[split] + times[split])
         order = np.argsort(np.concatenate([times, mids]), kind="stable")
         times = np.concatenate([times, mids])[order]
-        logs = np.concatenate([logs, renderer.log_frames(mids, box)])[order]
+        logs = _merged(logs, renderer.log_frames(mids, box), order)
 
 
 # ------------------------------------------------------------------------ one recording
@@ -558,9 +646,14 @@ class RecordingResult:
 
 
 def simulate_recording(
-    subject_number: int, movement_number: int, config: SimulationConfig, path: Path
+    subject_number: int,
+    movement_number: int,
+    config: SimulationConfig,
+    path: Path,
+    device: str | torch.device | None = None,
 ) -> RecordingResult:
-    """Simulate one recording into ``path`` (atomically)."""
+    """Simulate one recording into ``path`` (atomically); ``device`` as for
+    :func:`simulate_camera`."""
     subject = make_subject(config, subject_number)
     performance = make_performance(config, subject, movement_number)
     views = make_views(config)
@@ -593,17 +686,24 @@ def simulate_recording(
                 0.0, US
             )
             stats.append(
-                simulate_camera(writer, camera, view, subject, performance, config, rng, phase)
+                simulate_camera(
+                    writer, camera, view, subject, performance, config, rng, phase, device
+                )
             )
         writer.update_extra({"cameras": [dataclasses.asdict(c) for c in stats]})
         writer.write_labels(np.round(label_t * US).astype(np.int64), labels)
     return RecordingResult(path, tuple(stats), performance.duration_s, moving_s)
 
 
-def _simulate_task(task: tuple[int, int, SimulationConfig, Path]) -> RecordingResult:
-    subject, movement_number, config, path = task
+Task = tuple[int, int, SimulationConfig, Path, "str | None"]
+"""One recording to make: subject, movement, settings, file, device (a name: it crosses
+process boundaries)."""
+
+
+def _simulate_task(task: Task) -> RecordingResult:
+    subject, movement_number, config, path, device = task
     try:
-        return simulate_recording(subject, movement_number, config, path)
+        return simulate_recording(subject, movement_number, config, path, device)
     except (HybridPoseError, OSError) as err:
         return RecordingResult(path, error=describe_error(err))
 
@@ -684,8 +784,12 @@ def simulate_dataset(
     workers: int = 1,
     shard: tuple[int, int] = (1, 1),
     progress: bool = True,
+    device: str | None = None,
 ) -> SimulationSummary:
     """Simulate the recordings of ``config`` (this shard's share) into ``out_dir``.
+
+    ``device``: None renders and simulates with the compiled CPU kernels, a torch device name
+    with torch there (see :func:`simulate_camera`).
 
     Finished files made with the same settings are skipped, so an interrupted run resumes
     where it stopped; temporary files of killed runs are removed first. A file of the same name
@@ -703,7 +807,7 @@ def simulate_dataset(
         raise SimulationError(f"{out}: cannot write into the output directory ({reason})") from None
     stale = remove_stale_temp_files(out)
     settings = config.settings()
-    tasks: list[tuple[int, int, SimulationConfig, Path]] = []
+    tasks: list[Task] = []
     skipped: list[Path] = []
     failed: list[tuple[Path, str]] = []
     for subject, number in planned_recordings(config, shard):
@@ -715,7 +819,7 @@ def simulate_dataset(
             else:
                 failed.append((path, problem))
             continue
-        tasks.append((subject, number, config, path))
+        tasks.append((subject, number, config, path, device))
     with tqdm(total=len(tasks), disable=not progress, desc="simulate", unit="rec") as bar:
         if workers <= 1 or len(tasks) <= 1:
             results = []

@@ -215,6 +215,19 @@ def render_tiles(
         (K, size, size) float32.
     """
     k = capsules.a.shape[0]
+    corners = checked_origins(view, origins, k, "render_tiles: need {k} tile origins")
+    out = np.empty((k, size, size), dtype=np.float32)
+    _render_into(view, capsules, forward, clothing, lighting, boxes, corners, out)
+    return out
+
+
+def checked_origins(view: View, origins: npt.ArrayLike, k: int, what: str) -> npt.NDArray[np.int64]:
+    """``origins`` as (k, 2) int64 pixel positions ``(x, y)`` on the sensor.
+
+    Raises:
+        SynthError: not ``k`` of them, or one off the sensor (``what``, formatted with ``k``,
+            starts the message).
+    """
     corners = np.ascontiguousarray(origins, dtype=np.int64).reshape(-1, 2)
     width, height = view.sensor_size
     if (
@@ -223,10 +236,8 @@ def render_tiles(
         or (corners[:, 0] >= width).any()
         or (corners[:, 1] >= height).any()
     ):
-        raise SynthError(f"render_tiles: need {k} tile origins inside the {width}x{height} sensor")
-    out = np.empty((k, size, size), dtype=np.float32)
-    _render_into(view, capsules, forward, clothing, lighting, boxes, corners, out)
-    return out
+        raise SynthError(f"{what.format(k=k)} inside the {width}x{height} sensor")
+    return corners
 
 
 def _render_into(
@@ -245,7 +256,7 @@ def _render_into(
         return
     if boxes is None:
         boxes = capsule_boxes(view, capsules)
-    texture, frame = _texture_arguments(capsules, clothing)
+    texture, frame = texture_arguments(capsules, clothing)
     if isinstance(clothing, Appearance):  # the plain arrays go unused
         clothing = Clothing(*(np.ones(capsules.count) for _ in range(5)))
     render_kernel(
@@ -273,7 +284,7 @@ def _render_into(
     )
 
 
-def _texture_arguments(
+def texture_arguments(
     capsules: Capsules, clothing: Clothing | Appearance
 ) -> tuple[FloatArray | None, FloatArray | None]:
     """The kernel's ``texture`` (C, COLUMNS) and ``frame`` (K, C, 3, 3), None for plain

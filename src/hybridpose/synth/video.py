@@ -441,6 +441,7 @@ def video_to_events(
     seed: int = 0,
     chunk_frames: int = 64,
     progress: bool = True,
+    device: str | None = None,
 ) -> VideoSummary:
     """Simulate an event camera watching a video and write the events as a recording.
 
@@ -465,6 +466,9 @@ def video_to_events(
         chunk_frames: frames per simulator call (at most; large frames are sent in smaller
             chunks so that a chunk holds at most ``MAX_CHUNK_SAMPLES`` pixel samples).
         progress: show a progress bar (tqdm, on stderr).
+        device: run the pixel model with torch on this device
+            (:func:`~hybridpose.synth.esim_torch.esim_advance_torch`: the same events); None,
+            the compiled CPU kernel.
 
     Returns:
         A :class:`VideoSummary`.
@@ -518,13 +522,13 @@ def video_to_events(
                 times.append(t_us)
                 images.append(image)
                 if len(times) == chunk:
-                    events, state = _advance(state, times, images, config, rng)
+                    events, state = _advance(state, times, images, config, rng, device)
                     w.append_events(0, events)
                     n_frames, n_events = n_frames + len(times), n_events + len(events)
                     bar.update(len(times))
                     times, images = [], []
             if times:
-                events, state = _advance(state, times, images, config, rng)
+                events, state = _advance(state, times, images, config, rng, device)
                 w.append_events(0, events)
                 n_frames, n_events = n_frames + len(times), n_events + len(events)
                 bar.update(len(times))
@@ -546,8 +550,14 @@ def _advance(
     images: list[Float32Array],
     config: EsimConfig,
     rng: np.random.Generator,
+    device: str | None,
 ) -> tuple[Events, EsimState]:
+    logs = log_intensity(np.stack(images), config)
     try:
-        return esim_advance(state, log_intensity(np.stack(images), config), times, config, rng)
+        if device is None:
+            return esim_advance(state, logs, times, config, rng)
+        from hybridpose.synth.esim_torch import esim_advance_torch
+
+        return esim_advance_torch(state, logs, times, config, rng, device=device)
     except EsimError as err:  # pragma: no cover - read_frames guarantees valid input
         raise VideoError(str(err)) from None
