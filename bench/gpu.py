@@ -4,9 +4,10 @@ Sized to fit about 8 minutes on one H100/H200-class GPU with 16 CPU cores:
 
 1. **simulate** about a minute of full-resolution (346x260) data: training subject 1 and test
    subject 13, a few movements of one repetition each, in ``--sim-workers`` processes, with
-   the recipe's sampling (tiles for ``paper``). The simulator runs on the CPU (it has no
-   torch path yet): events per second and simulated seconds per wall second are those of
-   this machine's cores;
+   the recipe's sampling (tiles for ``paper``; ``--sim-sampling``), rendering and simulating
+   on ``--device`` as ``reproduce --device`` does (torch: :mod:`hybridpose.synth.render_torch`
+   and :mod:`hybridpose.synth.esim_torch`; ``--sim-device numba`` for the compiled CPU
+   kernels): events per second and simulated seconds per wall second;
 2. **train** each stage of the recipe (ann, snn, hybrid, hybrid_rnn) for ``--steps``
    optimisation steps at the recipe's batch, with ``--precision`` and ``--channels-last``:
    samples per second (after the first step, which pays for cuDNN's autotuning) and peak GPU
@@ -19,7 +20,8 @@ Sized to fit about 8 minutes on one H100/H200-class GPU with 16 CPU cores:
    measured throughput, and the evaluation's windows at the measured rate.
 
     python bench/gpu.py [--device cuda] [--steps 20] [--precision bf16] [--channels-last]
-        [--sim-workers 16] [--movements 1,2,3] [--out DIR] [--json FILE]
+        [--sim-workers 16] [--sim-device DEV|numba] [--sim-sampling frames|tiles]
+        [--movements 1,2,3] [--out DIR] [--json FILE]
 
 ``--preset cpu --device cpu --steps 2 --movements 1`` runs the same code paths at the 87x65
 size on a CPU in a few minutes (a check of the script, not a measurement of the paper preset).
@@ -138,6 +140,12 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--loader-workers", type=int, default=4)
     parser.add_argument("--sim-workers", type=int, default=16)
+    parser.add_argument(
+        "--sim-device",
+        default=None,
+        help="a torch device or numba (default: --device, or numba where --device is the CPU)",
+    )
+    parser.add_argument("--sim-sampling", choices=("frames", "tiles"), default=None)
     parser.add_argument("--movements", default="1,2,3,4,5,6", help="of each subject")
     parser.add_argument("--out", type=Path, default=None, help="keep the data and checkpoints")
     parser.add_argument("--json", type=Path, default=None)
@@ -152,15 +160,25 @@ def main() -> None:
 
     # 1. simulate
     sim = simulation_config(args.preset, movements, (TRAIN_SUBJECT, TEST_SUBJECT))
+    if args.sim_sampling is not None:
+        sim = dataclasses.replace(sim, sampling=args.sim_sampling)
+    sim_device: str | None = args.sim_device
+    if sim_device is None and torch.device(args.device).type != "cpu":
+        sim_device = args.device  # as reproduce: the compiled kernels where it is the CPU
+    elif sim_device == "numba":
+        sim_device = None
     started = time.perf_counter()
-    summary = simulate_dataset(data, sim, workers=args.sim_workers, progress=False)
+    summary = simulate_dataset(
+        data, sim, workers=args.sim_workers, progress=False, device=sim_device
+    )
     sim_wall = time.perf_counter() - started
     simulated = sum(r.duration_s for r in summary.written)
     events = sum(c.events for r in summary.written for c in r.cameras)
     sim_speed = simulated / sim_wall
     print(
         f"simulate: {simulated:.1f} s of {sim.sensor_size[0]}x{sim.sensor_size[1]} data "
-        f"(4 cameras) in {sim_wall:.1f} s on {args.sim_workers} processes: "
+        f"(4 cameras, {sim.sampling}, {sim_device or 'numba'}) in {sim_wall:.1f} s on "
+        f"{args.sim_workers} processes: "
         f"{sim_speed:.2f}x real time, {events / sim_wall / 1e6:.2f} M events/s"
     )
 
@@ -214,6 +232,7 @@ def main() -> None:
         args.json.write_text(json.dumps({
             "device": args.device, "precision": args.precision,
             "channels_last": args.channels_last, "simulate_realtime": sim_speed,
+            "simulate_device": sim_device or "numba", "simulate_sampling": sim.sampling,
             "train": rows, "evaluate_s": eval_wall, "estimate_s": estimate,
         }, indent=2) + "\n")  # fmt: skip
 
