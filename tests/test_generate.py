@@ -771,6 +771,8 @@ def test_tile_sampling_is_deterministic_and_recorded_in_the_settings(
     again = simulate_recording(1, 16, config, tmp_path / "again.h5")
     assert_same_recording(again.path, tiles.path)
     assert config.settings()["sampling"] == "tiles"
+    # files of the tile sampler that rendered whole tiles at every refinement are not finished
+    assert config.settings()["tile_refinement"] == "pixels"
     # the whole-frame sampler's settings are those of the files made before the choice, which
     # a resumed run still takes as finished
     assert "sampling" not in dataclasses.replace(config, sampling="frames").settings()

@@ -520,5 +520,9 @@ def test_tiles_render_the_pixels_of_the_whole_image() -> None:
         assert (tiles[k, h:] == 0).all() and (tiles[k, :, w:] == 0).all()
         covered += int((inside != view.background[y : y + size, x : x + size]).sum())
     assert covered > 500  # the body is in many of the tiles
+    # only the wanted pixels: their values, the others 0
+    wanted = rng.random((n, size, size)) < 0.3
+    some = render_tiles(view, capsules, frames.forward, look, light, origins, size, None, wanted)
+    np.testing.assert_array_equal(some, np.where(wanted, tiles, 0.0))
     with pytest.raises(SynthError, match="render_tiles: need 40 tile origins inside the 87x65"):
         render_tiles(view, capsules, frames.forward, look, light, np.add(origins, [87, 0]), size)

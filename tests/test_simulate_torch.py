@@ -27,7 +27,8 @@ def test_whole_frames_on_the_device_make_the_same_recording(tmp_path: Path) -> N
     assert device.cameras == kernel.cameras
     assert min(c.events for c in kernel.cameras) > 1000
     assert min(c.frames for c in kernel.cameras) > 100  # refined: many instants rendered
-    for got, expected in zip(_events(tmp_path / "device.h5"), _events(tmp_path / "kernel.h5")):
+    device_events, kernel_events = _events(tmp_path / "device.h5"), _events(tmp_path / "kernel.h5")
+    for got, expected in zip(device_events, kernel_events, strict=True):
         np.testing.assert_array_equal(got, expected)
 
 

@@ -198,6 +198,8 @@ class SimulationConfig:
         del out["subjects"], out["movements"]
         if self.sampling == "frames":  # files made before the choice existed stay finished
             del out["sampling"]
+        else:  # tile files made before the refinement rendered only the pixels it needs differ
+            out["tile_refinement"] = "pixels"
         out["generator_version"] = GENERATOR_VERSION
         stored: dict[str, Any] = json.loads(json.dumps(out))  # tuples -> lists, as in the file
         return stored
@@ -431,7 +433,7 @@ def _tiled_chunk(
             renderer.log_tiles, previous, state.t_us, batch, box, bound,
             2.0 * config.min_step_us, needed=needed,
         )  # fmt: skip
-        stats.frames += math.ceil(samples.renders * TILE * TILE / _area(box))
+        stats.frames += math.ceil(samples.pixel_renders / _area(box))
         stats.unresolved_intervals += samples.unresolved
         stats.largest_log_step = max(stats.largest_log_step, samples.largest_step)
         events, state = esim_advance_regions(state, samples.regions, config.esim, rng)
@@ -496,11 +498,14 @@ class _Renderer:
         return capsule_boxes(self.view, capsules), np.nan_to_num(moved, nan=np.inf)
 
     def log_tiles(
-        self, t_us: npt.NDArray[np.float64], origins: npt.NDArray[np.int64]
+        self,
+        t_us: npt.NDArray[np.float64],
+        origins: npt.NDArray[np.int64],
+        wanted: npt.NDArray[np.bool_] | None = None,
     ) -> npt.NDArray[np.float32]:
         """Log intensity of the :data:`~hybridpose.synth.sampler.TILE`-pixel tile at
-        ``origins[k]`` at instant ``t_us[k]``: (K, TILE, TILE). The body is posed once per
-        distinct instant."""
+        ``origins[k]`` at instant ``t_us[k]``: (K, TILE, TILE); only the ``wanted`` pixels
+        where given (the others hold anything). The body is posed once per distinct instant."""
         instants, which = np.unique(t_us, return_inverse=True)
         frames, posed = self._posed(instants)
         capsules = Capsules(
@@ -518,7 +523,7 @@ class _Renderer:
             return log_intensity(tiles.cpu().numpy(), self.config.esim)
         images = render_tiles(
             self.view, capsules, frames.forward[which], self.subject.clothing,
-            self.config.lighting, origins, TILE, boxes,
+            self.config.lighting, origins, TILE, boxes, wanted,
         )  # fmt: skip
         return log_intensity(images, self.config.esim)
 

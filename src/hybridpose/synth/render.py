@@ -192,7 +192,7 @@ def render(
     k = capsules.a.shape[0]
     out = np.empty((k, y1 - y0, x1 - x0), dtype=np.float32)
     origins = np.tile(np.array([x0, y0], dtype=np.int64), (k, 1))
-    _render_into(view, capsules, forward, clothing, lighting, boxes, origins, out)
+    _render_into(view, capsules, forward, clothing, lighting, boxes, origins, out, None)
     return out
 
 
@@ -205,11 +205,13 @@ def render_tiles(
     origins: npt.ArrayLike,
     size: int,
     boxes: npt.NDArray[np.int64] | None = None,
+    wanted: npt.NDArray[np.bool_] | None = None,
 ) -> npt.NDArray[np.float32]:
     """Render one ``size`` x ``size`` tile per body pose: frame ``k`` is the tile whose top-left
     pixel is ``origins[k] = (x, y)``, at pose ``k``. Each pixel's value is the one
     :func:`render` gives it (a pixel depends on its ray and the pose alone); pixels past the
-    sensor's edge are 0. The tiles of many instants and places render in one call.
+    sensor's edge are 0, and so are those that ``wanted`` (K, size, size), when given, leaves
+    out (they cost nearly nothing). The tiles of many instants and places render in one call.
 
     Returns:
         (K, size, size) float32.
@@ -217,7 +219,11 @@ def render_tiles(
     k = capsules.a.shape[0]
     corners = checked_origins(view, origins, k, "render_tiles: need {k} tile origins")
     out = np.empty((k, size, size), dtype=np.float32)
-    _render_into(view, capsules, forward, clothing, lighting, boxes, corners, out)
+    if wanted is not None:
+        wanted = np.ascontiguousarray(wanted, dtype=np.bool_)
+        if wanted.shape != out.shape:
+            raise SynthError(f"render_tiles: wanted has shape {wanted.shape}, expected {out.shape}")
+    _render_into(view, capsules, forward, clothing, lighting, boxes, corners, out, wanted)
     return out
 
 
@@ -249,9 +255,11 @@ def _render_into(
     boxes: npt.NDArray[np.int64] | None,
     origins: npt.NDArray[np.int64],
     out: npt.NDArray[np.float32],
+    wanted: npt.NDArray[np.bool_] | None,
 ) -> None:
     """Render into ``out`` (K, h, w), frame ``k``'s top-left pixel at ``origins[k]``
-    (``boxes``: the capsules' boxes, computed when None)."""
+    (``boxes``: the capsules' boxes, computed when None; ``wanted``: the pixels to render,
+    all when None)."""
     if out.size == 0:
         return
     if boxes is None:
@@ -281,6 +289,7 @@ def _render_into(
         np.ascontiguousarray(origins[:, 0]),
         np.ascontiguousarray(origins[:, 1]),
         out,
+        wanted,
     )
 
 

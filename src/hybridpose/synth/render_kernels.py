@@ -210,10 +210,12 @@ def render_kernel(
     x0: npt.NDArray[np.int64],
     y0: npt.NDArray[np.int64],
     out: npt.NDArray[np.float32],
+    wanted: npt.NDArray[np.bool_] | None,
 ) -> None:
     """Render ``out`` (K, h, w) for each of the K poses of the capsules: frame ``k`` is the
     rectangle whose top-left pixel is ``(x0[k], y0[k])`` (the same box for every pose, or a
-    tile of its own per pose). Pixels past the sensor's edge are set to 0.
+    tile of its own per pose). Pixels past the sensor's edge are set to 0, and so are those
+    that ``wanted`` (K, h, w), when given, leaves out (their work is skipped).
 
     Per frame, every pixel of each capsule's box that the capsule covers gets a layer (depth,
     coverage, shade; :func:`_coverage`, and :func:`_shade` for plain clothing or, given a
@@ -248,6 +250,8 @@ def render_kernel(
             bm = bax * mx + bay * my + baz * mz
             for i in range(by0, by1):
                 for j in range(bx0, bx1):
+                    if _unwanted(wanted, k, i, j):
+                        continue
                     dx, dy, dz = (
                         rays[oy + i, ox + j, 0],
                         rays[oy + i, ox + j, 1],
@@ -285,6 +289,24 @@ def render_kernel(
                         )  # fmt: skip
                     _insert(depth, alpha, shade, count, i, j, s, cover, value)
         _composite_frame(depth, alpha, shade, count, background, pixel_angle, ox, oy, out[k])
+        if wanted is not None:
+            _clear_unwanted(out[k], wanted[k])
+
+
+@jit_inline
+def _unwanted(wanted: npt.NDArray[np.bool_] | None, k: int, i: int, j: int) -> bool:
+    """Whether ``wanted`` (None: every pixel) leaves pixel ``(i, j)`` of frame ``k`` out."""
+    return wanted is not None and not wanted[k, i, j]
+
+
+@jit
+def _clear_unwanted(out: npt.NDArray[np.float32], wanted: npt.NDArray[np.bool_]) -> None:
+    """Set the pixels of ``out`` (h, w) that ``wanted`` leaves out to 0."""
+    h, w = out.shape
+    for i in range(h):
+        for j in range(w):
+            if not wanted[i, j]:
+                out[i, j] = 0.0
 
 
 @jit_inline

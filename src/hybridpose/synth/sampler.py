@@ -39,19 +39,22 @@ TILE = 8
 FloatArray = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
-RenderTiles = Callable[[FloatArray, I64], F32]
-"""``(instants (R,), tile origins (R, 2)) -> (R, TILE, TILE)`` log intensities."""
+RenderTiles = Callable[[FloatArray, I64, "npt.NDArray[np.bool_] | None"], F32]
+"""``(instants (R,), tile origins (R, 2), wanted (R, TILE, TILE) or None) -> (R, TILE, TILE)``
+log intensities; the pixels that ``wanted`` leaves out may hold anything."""
 
 
 @dataclass(frozen=True)
 class TileSamples:
     """Each tile's samples: ``regions[i] = ((x0, y0), logs (K_i, h_i, w_i) float64 (the
-    rendered float32 values), instants (K_i,))``
+    rendered float32 values, or interpolated ones), instants (K_i,))``
     (the previous sample left out; every tile ends at the same instant), the number of tile
-    renders, the intervals left above the bound at the finest step and the largest step."""
+    samples (``renders``) and of pixels rendered inside the box, the intervals left above the
+    bound at the finest step and the largest step."""
 
     regions: list[tuple[tuple[int, int], FloatArray, FloatArray]]
     renders: int
+    pixel_renders: int
     unresolved: int
     largest_step: float
 
@@ -141,7 +144,8 @@ def sample_tiles(
     ids, which = np.nonzero(want)
     samples = _Samples(n, tile)
     samples.add(np.arange(n), np.full(n, float(t_previous)), prev)
-    samples.add(ids, first[which], render(first[which], origins[ids]))
+    samples.add(ids, first[which], render(first[which], origins[ids], None))
+    pixel_renders = int(mask[ids].sum())
     # the intervals between consecutive samples of a tile; each round measures only the new
     # ones and halves those that step too far
     order = np.lexsort((samples.t, samples.tile_id))
@@ -150,16 +154,21 @@ def sample_tiles(
     final: list[FloatArray] = []
     while len(left):
         values = samples.values
-        step = (np.abs(values[right] - values[left]) * mask[samples.tile_id[right]]).max(
-            axis=(1, 2), initial=0.0
-        )
+        change = np.abs(values[right] - values[left]) * mask[samples.tile_id[right]]
+        step = change.max(axis=(1, 2), initial=0.0)
         split = (step > bound) & (samples.t[right] - samples.t[left] > min_gap)
         final.append(step[~split])
         if not split.any():
             break
         mid = 0.5 * (samples.t[left[split]] + samples.t[right[split]])
         where = samples.tile_id[right[split]]
-        added = samples.add(where, mid, render(mid, origins[where]))
+        # only the pixels that stepped too far, and their neighbours, are rendered at the
+        # midpoint; the others get the value the pixel model would interpolate there
+        wanted = with_neighbours(change[split] > bound) & (mask[where] > 0)
+        pixel_renders += int(wanted.sum())
+        between = 0.5 * (values[left[split]] + values[right[split]])
+        rendered = render(mid, origins[where], wanted)
+        added = samples.add(where, mid, np.where(wanted, rendered, between))
         left, right = np.concatenate([left[split], added]), np.concatenate([added, right[split]])
     step = np.concatenate(final) if final else np.zeros(0)
     order = np.lexsort((samples.t, samples.tile_id))
@@ -170,7 +179,23 @@ def sample_tiles(
         lo, hi = starts[i] + 1, starts[i + 1]  # the previous sample first: left out
         regions.append(((int(x), int(y)), values[lo:hi, :h, :w], t[lo:hi]))
     renders = samples.size - n  # every sample but the previous ones was rendered
-    return TileSamples(regions, renders, int((step > bound).sum()), float(step.max(initial=0.0)))
+    unresolved = int((step > bound).sum())
+    return TileSamples(regions, renders, pixel_renders, unresolved, float(step.max(initial=0.0)))
+
+
+def with_neighbours(pixels: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """``pixels`` (..., h, w) and their four neighbours in the last two axes.
+
+    Example:
+        >>> with_neighbours(np.eye(3, dtype=bool)[None]).astype(int)[0].tolist()
+        [[1, 1, 0], [1, 1, 1], [0, 1, 1]]
+    """
+    out = pixels.copy()
+    out[..., 1:, :] |= pixels[..., :-1, :]
+    out[..., :-1, :] |= pixels[..., 1:, :]
+    out[..., :, 1:] |= pixels[..., :, :-1]
+    out[..., :, :-1] |= pixels[..., :, 1:]
+    return out
 
 
 class _Samples:
