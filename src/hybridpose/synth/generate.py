@@ -35,6 +35,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -74,7 +75,7 @@ from hybridpose.synth.render import (
     render_tiles,
     union_box,
 )
-from hybridpose.synth.sampler import TILE, needed_instants, sample_tiles, tile_origins
+from hybridpose.synth.sampler import TILE, TileRequest, needed_instants, tile_origins, tile_sampling
 from hybridpose.synth.scene import (
     SENSOR_SIZE,
     Clothing,
@@ -335,12 +336,57 @@ def simulate_camera(
     (:mod:`hybridpose.synth.render_torch`) and, with ``sampling="frames"``, runs the pixel
     model there too (:mod:`hybridpose.synth.esim_torch`).
     """
+    renderer = _Renderer(view, subject, performance, config, device)
+    steps = _camera_steps(writer, camera, renderer, rng, reflection_phase_us)
+    return _simulate_together([steps], [renderer])[0]
+
+
+CameraSteps = Generator[TileRequest, npt.NDArray[np.float32], CameraStats]
+"""One camera's simulation: yields the tile sampler's render requests, takes the rendered
+log tiles back, returns the camera's statistics (:func:`_camera_steps`)."""
+
+
+def _simulate_together(
+    cameras: Sequence[CameraSteps], renderers: Sequence[_Renderer]
+) -> list[CameraStats]:
+    """Run the cameras' simulations side by side: each step, every camera's tile request is
+    rendered, with the body posed once for the instants of all of them (posing costs about
+    2 ms a call whatever the number of instants, and the cameras' instants overlap). The
+    same events as one camera after another: a camera's own draws and samples are its own."""
+    stats: list[CameraStats | None] = [None] * len(cameras)
+    requests: dict[int, TileRequest] = {}
+
+    def advance(i: int, answer: npt.NDArray[np.float32] | None) -> None:
+        try:
+            requests[i] = next(cameras[i]) if answer is None else cameras[i].send(answer)
+        except StopIteration as done:
+            stats[i] = done.value
+            requests.pop(i, None)
+
+    for i in range(len(cameras)):
+        advance(i, None)
+    while requests:
+        instants = np.unique(np.concatenate([t for t, _, _ in requests.values()]))
+        posed = renderers[min(requests)].pose(instants)
+        for i, (t, origins, wanted) in list(requests.items()):
+            advance(i, renderers[i].log_tiles(t, origins, wanted, posed))
+    return [s for s in stats if s is not None]
+
+
+def _camera_steps(
+    writer: RecordingWriter,
+    camera: int,
+    renderer: _Renderer,
+    rng: np.random.Generator,
+    reflection_phase_us: float,
+) -> CameraSteps:
+    """:func:`simulate_camera`'s work as a generator (see :data:`CameraSteps`)."""
+    view, performance, config = renderer.view, renderer.performance, renderer.config
     spots = tuple(spot for spot in config.reflections if spot.camera == camera)
     stats = CameraStats()
     esim = config.esim
     bound = esim.log_step_limit
     end_us = performance.duration_s * US
-    renderer = _Renderer(view, subject, performance, config, device)
 
     box = renderer.body_box(np.zeros(1))
     first_log = np.asarray(log_intensity(view.background, esim), dtype=np.float64)
@@ -368,7 +414,7 @@ def simulate_camera(
             events, state = esim_advance(state, one_pixel, np.array([t_b]), esim, rng)
             chunk_events.append(events)
         elif config.sampling == "tiles":
-            events, state = _tiled_chunk(renderer, state, t_a, t_b, box, rng, stats)
+            events, state = yield from _tiled_chunk(renderer, state, t_a, t_b, box, rng, stats)
             chunk_events.append(events)
         else:
             # cap the step while moving, and always end the chunk at t_b
@@ -414,10 +460,10 @@ def _tiled_chunk(
     box: tuple[int, int, int, int],
     rng: np.random.Generator,
     stats: CameraStats,
-) -> tuple[Events, EsimState]:
+) -> Generator[TileRequest, npt.NDArray[np.float32], tuple[Events, EsimState]]:
     """The moving body over ``(t_a, t_b]`` sampled tile by tile (``sampling="tiles"``): every
     tile from the coarse instants, refined alone; at most :data:`MAX_FRAME_VALUES` pixel
-    samples of the coarse instants per batch."""
+    samples of the coarse instants per batch. Yields the sampler's render requests."""
     config = renderer.config
     bound = config.esim.log_step_limit
     coarse = np.arange(t_a + config.max_step_us, t_b, config.max_step_us)
@@ -429,16 +475,34 @@ def _tiled_chunk(
         batch = instants[start : start + per_batch]
         boxes, motion = renderer.capsule_motion(np.concatenate([[state.t_us], batch]))
         needed = needed_instants(boxes, motion, tile_origins(box)[0])
-        samples = sample_tiles(
-            renderer.log_tiles, previous, state.t_us, batch, box, bound,
-            2.0 * config.min_step_us, needed=needed,
-        )  # fmt: skip
+        samples = yield from tile_sampling(
+            previous, state.t_us, batch, box, bound, 2.0 * config.min_step_us, needed=needed
+        )
         stats.frames += math.ceil(samples.pixel_renders / _area(box))
         stats.unresolved_intervals += samples.unresolved
         stats.largest_log_step = max(stats.largest_log_step, samples.largest_step)
         events, state = esim_advance_regions(state, samples.regions, config.esim, rng)
         pieces.append(events)
     return np.concatenate(pieces), state
+
+
+@dataclass(frozen=True)
+class _Posed:
+    """The body posed at increasing, distinct ``instants``: facing directions (K, 3) and
+    capsules."""
+
+    instants: npt.NDArray[np.float64]
+    forward: npt.NDArray[np.float64]
+    capsules: Capsules
+
+    def at(self, instants: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], Capsules]:
+        """The pose at ``instants`` (distinct, increasing, each one of :attr:`instants`)."""
+        if len(instants) == len(self.instants):
+            return self.forward, self.capsules
+        k = np.searchsorted(self.instants, instants)
+        c = self.capsules
+        frame = None if c.frame is None else c.frame[k]
+        return self.forward[k], Capsules(c.a[k], c.b[k], c.radius, c.part, c.side, frame)
 
 
 class _Renderer:
@@ -474,6 +538,11 @@ class _Renderer:
         capsules = body_capsules(self.subject.body, frames)
         return union_box(capsule_boxes(self.view, capsules, margin=margin))
 
+    def pose(self, instants: npt.NDArray[np.float64]) -> _Posed:
+        """The body at each of ``instants`` (increasing, distinct), for :meth:`log_tiles`."""
+        frames, capsules = self._posed(instants)
+        return _Posed(instants, frames.forward, capsules)
+
     def _posed(self, t_us: npt.NDArray[np.float64]) -> tuple[SkeletonFrames, Capsules]:
         """The skeleton and the body's capsules at each instant."""
         frames = self.performance.frames(t_us / US)
@@ -502,12 +571,14 @@ class _Renderer:
         t_us: npt.NDArray[np.float64],
         origins: npt.NDArray[np.int64],
         wanted: npt.NDArray[np.bool_] | None = None,
+        body: _Posed | None = None,
     ) -> npt.NDArray[np.float32]:
         """Log intensity of the :data:`~hybridpose.synth.sampler.TILE`-pixel tile at
         ``origins[k]`` at instant ``t_us[k]``: (K, TILE, TILE); only the ``wanted`` pixels
-        where given (the others hold anything). The body is posed once per distinct instant."""
+        where given (the others hold anything). The body is posed once per distinct instant,
+        or taken from ``body`` (:meth:`pose` at instants that include all of ``t_us``)."""
         instants, which = np.unique(t_us, return_inverse=True)
-        frames, posed = self._posed(instants)
+        forward, posed = (body or self.pose(instants)).at(instants)
         capsules = Capsules(
             posed.a[which], posed.b[which], posed.radius, posed.part, posed.side,
             None if posed.frame is None else posed.frame[which],
@@ -517,12 +588,12 @@ class _Renderer:
             from hybridpose.synth.render_torch import render_on_device
 
             tiles = render_on_device(
-                self.scene, capsules, frames.forward[which], self.subject.clothing,
+                self.scene, capsules, forward[which], self.subject.clothing,
                 self.config.lighting, origins, (TILE, TILE), boxes,
             )  # fmt: skip
             return log_intensity(tiles.cpu().numpy(), self.config.esim)
         images = render_tiles(
-            self.view, capsules, frames.forward[which], self.subject.clothing,
+            self.view, capsules, forward[which], self.subject.clothing,
             self.config.lighting, origins, TILE, boxes, wanted,
         )  # fmt: skip
         return log_intensity(images, self.config.esim)
@@ -681,20 +752,18 @@ def simulate_recording(
             "moving_s": moving_s,
         },
     )
-    stats: list[CameraStats] = []
     with RecordingWriter(
         path, config.sensor_size, rig_calibrations(config.sensor_size, config.rig), meta
     ) as writer:
+        renderers, cameras = [], []
         for camera, view in enumerate(views):
             rng = _rng(config, _SENSOR, subject_number, movement_number, camera)
             phase = _rng(config, _REFLECTIONS, subject_number, movement_number, camera).uniform(
                 0.0, US
             )
-            stats.append(
-                simulate_camera(
-                    writer, camera, view, subject, performance, config, rng, phase, device
-                )
-            )
+            renderers.append(_Renderer(view, subject, performance, config, device))
+            cameras.append(_camera_steps(writer, camera, renderers[-1], rng, phase))
+        stats = _simulate_together(cameras, renderers)
         writer.update_extra({"cameras": [dataclasses.asdict(c) for c in stats]})
         writer.write_labels(np.round(label_t * US).astype(np.int64), labels)
     return RecordingResult(path, tuple(stats), performance.duration_s, moving_s)

@@ -26,7 +26,7 @@ pixel model as one region (:func:`hybridpose.synth.esim.esim_advance_regions`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +39,11 @@ TILE = 8
 FloatArray = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
+TileRequest = tuple[FloatArray, I64, "npt.NDArray[np.bool_] | None"]
+"""``(instants (R,), tile origins (R, 2), wanted (R, TILE, TILE) or None)``: tiles to render."""
 RenderTiles = Callable[[FloatArray, I64, "npt.NDArray[np.bool_] | None"], F32]
-"""``(instants (R,), tile origins (R, 2), wanted (R, TILE, TILE) or None) -> (R, TILE, TILE)``
-log intensities; the pixels that ``wanted`` leaves out may hold anything."""
+"""A :data:`TileRequest`'s ``-> (R, TILE, TILE)`` log intensities; the pixels that ``wanted``
+leaves out may hold anything."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,32 @@ def sample_tiles(
     tile: int = TILE,
     needed: npt.NDArray[np.bool_] | None = None,
 ) -> TileSamples:
-    """Sample every tile of ``box`` over ``(t_previous, instants[-1]]``.
+    """Sample every tile of ``box`` over ``(t_previous, instants[-1]]``, rendering with
+    ``render`` (:func:`tile_sampling`'s requests, answered at once)."""
+    rounds = tile_sampling(previous, t_previous, instants, box, bound, min_gap, tile, needed)
+    try:
+        request = next(rounds)
+        while True:
+            request = rounds.send(render(*request))
+    except StopIteration as done:
+        samples: TileSamples = done.value
+        return samples
+
+
+def tile_sampling(
+    previous: npt.ArrayLike,
+    t_previous: float,
+    instants: FloatArray,
+    box: tuple[int, int, int, int],
+    bound: float,
+    min_gap: float,
+    tile: int = TILE,
+    needed: npt.NDArray[np.bool_] | None = None,
+) -> Generator[TileRequest, F32, TileSamples]:
+    """Sample every tile of ``box`` over ``(t_previous, instants[-1]]``: a generator that
+    yields each round's :data:`TileRequest` and takes the rendered tiles back (``send``), so
+    that a caller can render the rounds of several cameras together; it returns the
+    :class:`TileSamples`.
 
     ``previous`` (h, w) is the box's log intensity at ``t_previous``; ``instants`` the coarse
     instants the tiles are rendered at first (increasing, after ``t_previous``): all of them,
@@ -144,7 +171,7 @@ def sample_tiles(
     ids, which = np.nonzero(want)
     samples = _Samples(n, tile)
     samples.add(np.arange(n), np.full(n, float(t_previous)), prev)
-    samples.add(ids, first[which], render(first[which], origins[ids], None))
+    samples.add(ids, first[which], (yield first[which], origins[ids], None))
     pixel_renders = int(mask[ids].sum())
     # the intervals between consecutive samples of a tile; each round measures only the new
     # ones and halves those that step too far
@@ -167,7 +194,7 @@ def sample_tiles(
         wanted = with_neighbours(change[split] > bound) & (mask[where] > 0)
         pixel_renders += int(wanted.sum())
         between = 0.5 * (values[left[split]] + values[right[split]])
-        rendered = render(mid, origins[where], wanted)
+        rendered = yield mid, origins[where], wanted
         added = samples.add(where, mid, np.where(wanted, rendered, between))
         left, right = np.concatenate([left[split], added]), np.concatenate([added, right[split]])
     step = np.concatenate(final) if final else np.zeros(0)
