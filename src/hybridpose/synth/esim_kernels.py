@@ -369,6 +369,15 @@ def outside_pass(
                 continue
             if fill and counts[y, x] == 0:
                 continue
+            if cutoff_w == 0.0 or abs(filt[y, x] - last[y, x]) <= SETTLED_LOG:
+                # settled (outside_pixel's straight line to the end, its very arithmetic): a
+                # pixel without a crossing needs neither the rate's exp nor the call
+                v1 = last[y, x] + leak[y, x] * (t_end - t_prev)
+                if v1 < ref[y, x] + c_pos[y, x] and v1 > ref[y, x] - c_neg[y, x]:
+                    if not fill:
+                        ref[y, x] = ref[y, x] - leak[y, x] * (t_end - t_prev)
+                        filt[y, x] = last[y, x]
+                    continue
             w = photoreceptor_rate(last[y, x], cutoff_w, log_eps) if cutoff_w > 0.0 else 0.0
             new_ref, new_event, output, n = outside_pixel(
                 last[y, x], filt[y, x], ref[y, x], last_event[y, x], c_pos[y, x], c_neg[y, x],

@@ -31,6 +31,7 @@ need the same platform and library builds (vectorised ``log`` may round differen
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -269,12 +270,17 @@ def make_performance(
 
 
 def make_views(config: SimulationConfig) -> list[View]:
-    """The four cameras with their static backgrounds."""
-    rng = _rng(config, _SCENE)
-    return [
-        make_view(camera, background(config.sensor_size, rng))
-        for camera in rig_cameras(config.sensor_size, config.rig)
-    ]
+    """The four cameras with their static backgrounds (the same objects for every recording
+    of a dataset: a view is never modified)."""
+    return list(_views(config.seed, config.sensor_size, config.rig))
+
+
+@functools.lru_cache(maxsize=2)
+def _views(seed: int, sensor_size: tuple[int, int], rig: RigConfig) -> tuple[View, ...]:
+    rng = np.random.default_rng(np.random.SeedSequence([seed, _SCENE]))
+    return tuple(
+        make_view(camera, background(sensor_size, rng)) for camera in rig_cameras(sensor_size, rig)
+    )
 
 
 # ------------------------------------------------------------------------ one camera
@@ -401,11 +407,11 @@ def _camera_steps(
         t_a = c * config.chunk_s * US
         t_b = end_us if c == n_chunks - 1 else min((c + 1) * config.chunk_s * US, end_us)
         grid_ms = np.unique(np.concatenate([np.arange(t_a, t_b, 1000.0), [t_b]]))
-        frames_ms = performance.frames(grid_ms / US)
+        frames_ms, capsules_ms = renderer.posed(grid_ms)
         times, moved_px = _speed_grid(view, frames_ms, grid_ms, config.edge_log_contrast / bound)
         # grid_ms starts at the previous instant, so this box holds every pixel the body
         # leaves or enters; the margin covers motion between the millisecond samples
-        box = renderer.body_box(grid_ms, frames_ms, margin=2 + math.ceil(moved_px))
+        box = renderer.body_box(grid_ms, capsules_ms, margin=2 + math.ceil(moved_px))
         chunk_events: list[Events] = []
         if times is None or not _area(box):
             # Still (or out of view): the image equals the last instant's and only noise
@@ -486,6 +492,34 @@ def _tiled_chunk(
     return np.concatenate(pieces), state
 
 
+class _Poses:
+    """Poses the body, remembering the last few sets of instants asked for: the cameras of a
+    recording run side by side (:func:`_simulate_together`) and ask for the same instants
+    (the millisecond grid and the coarse instants of each chunk), so one posing serves all.
+    The pose at an instant does not depend on the others posed with it."""
+
+    KEEP = 16
+
+    def __init__(self, subject: Subject, performance: Performance) -> None:
+        self.subject = subject
+        self.performance = performance
+        self._kept: dict[bytes, tuple[SkeletonFrames, Capsules]] = {}
+
+    def __call__(
+        self, t_us: npt.NDArray[np.float64], remember: bool = True
+    ) -> tuple[SkeletonFrames, Capsules]:
+        key = np.ascontiguousarray(t_us, dtype=np.float64).tobytes()
+        found = self._kept.pop(key, None)
+        if found is None:
+            frames = self.performance.frames(t_us / US)
+            found = frames, body_capsules(self.subject.body, frames)
+        if remember:
+            if len(self._kept) >= self.KEEP:
+                del self._kept[next(iter(self._kept))]  # the least recently used
+            self._kept[key] = found
+        return found
+
+
 @dataclass(frozen=True)
 class _Posed:
     """The body posed at increasing, distinct ``instants``: facing directions (K, 3) and
@@ -515,11 +549,13 @@ class _Renderer:
         performance: Performance,
         config: SimulationConfig,
         device: str | torch.device | None = None,
+        poses: _Poses | None = None,
     ) -> None:
         self.view = view
         self.subject = subject
         self.performance = performance
         self.config = config
+        self.poses = poses or _Poses(subject, performance)
         self.scene = None
         if device is not None:
             from hybridpose.synth.render_torch import device_view
@@ -529,24 +565,23 @@ class _Renderer:
     def body_box(
         self,
         t_us: npt.NDArray[np.float64],
-        frames: SkeletonFrames | None = None,
+        capsules: Capsules | None = None,
         margin: int = 2,
     ) -> tuple[int, int, int, int]:
-        """The pixel box holding the body's image at every instant of ``t_us``."""
-        if frames is None:
-            frames = self.performance.frames(t_us / US)
-        capsules = body_capsules(self.subject.body, frames)
+        """The pixel box holding the body's image at every instant of ``t_us`` (``capsules``:
+        the body posed there, if already)."""
+        if capsules is None:
+            capsules = self.posed(t_us)[1]
         return union_box(capsule_boxes(self.view, capsules, margin=margin))
 
     def pose(self, instants: npt.NDArray[np.float64]) -> _Posed:
         """The body at each of ``instants`` (increasing, distinct), for :meth:`log_tiles`."""
-        frames, capsules = self._posed(instants)
+        frames, capsules = self.poses(instants, remember=False)  # a round's: asked for once
         return _Posed(instants, frames.forward, capsules)
 
-    def _posed(self, t_us: npt.NDArray[np.float64]) -> tuple[SkeletonFrames, Capsules]:
-        """The skeleton and the body's capsules at each instant."""
-        frames = self.performance.frames(t_us / US)
-        return frames, body_capsules(self.subject.body, frames)
+    def posed(self, t_us: npt.NDArray[np.float64]) -> tuple[SkeletonFrames, Capsules]:
+        """The skeleton and the body's capsules at each instant (:class:`_Poses`)."""
+        return self.poses(t_us)
 
     def capsule_motion(
         self, t_us: npt.NDArray[np.float64]
@@ -554,7 +589,7 @@ class _Renderer:
         """The capsules' pixel boxes at each instant (K, C, 4) and how far each capsule's
         image moved between consecutive instants (K - 1, C): the most that its axis ends and
         two points of its surface (which turn with it about its axis) moved, in pixels."""
-        _, capsules = self._posed(t_us)
+        _, capsules = self.posed(t_us)
         radius = capsules.radius[None, :, None]
         points = [capsules.a, capsules.b]
         if capsules.frame is not None:
@@ -603,7 +638,7 @@ class _Renderer:
     ) -> LogFrames:
         """Log intensity of ``box`` at each instant: (K, y1 - y0, x1 - x0), a float32 array,
         or a tensor on the renderer's device."""
-        frames, capsules = self._posed(t_us)
+        frames, capsules = self.posed(t_us)
         if self.scene is not None:
             import torch
 
@@ -756,12 +791,13 @@ def simulate_recording(
         path, config.sensor_size, rig_calibrations(config.sensor_size, config.rig), meta
     ) as writer:
         renderers, cameras = [], []
+        poses = _Poses(subject, performance)
         for camera, view in enumerate(views):
             rng = _rng(config, _SENSOR, subject_number, movement_number, camera)
             phase = _rng(config, _REFLECTIONS, subject_number, movement_number, camera).uniform(
                 0.0, US
             )
-            renderers.append(_Renderer(view, subject, performance, config, device))
+            renderers.append(_Renderer(view, subject, performance, config, device, poses))
             cameras.append(_camera_steps(writer, camera, renderers[-1], rng, phase))
         stats = _simulate_together(cameras, renderers)
         writer.update_extra({"cameras": [dataclasses.asdict(c) for c in stats]})
