@@ -526,6 +526,37 @@ def test_regions_with_their_own_instants_equal_one_region() -> None:
     )
 
 
+def test_a_region_leaves_out_the_samples_it_does_not_use() -> None:
+    # the second tile holds every instant but uses only the odd ones and the last: the same
+    # events and state, to the bit, as the tile holding only those (low-pass included, whose
+    # rate is the used sample's)
+    frames = moving_scene(21)[:, 5:35, 10:50].astype(np.float64)
+    times = 1000.0 * np.arange(21) + 0.5
+    frames[2:-1:2] = 0.5 * (frames[1:-2:2] + frames[3::2])
+    sensor = np.zeros((40, 60))
+    sensor[5:35, 10:50] = frames[0]
+    for config in (
+        replace(SENSORS["davis346"], timestamp_jitter_us=0.0),
+        replace(SENSORS["davis346"], timestamp_jitter_us=0.0, cutoff_hz=0.0),
+    ):
+        state = esim_init(sensor, times[0], config, rng(3))
+        sparse, sparse_end = esim_advance_regions(state, split(frames, times, True), config, rng(4))
+        tiles: list[tuple[Any, ...]] = list(split(frames, times, False))
+        used = np.zeros((20, 16, 16), bool)
+        used[np.r_[1:21:2, 20] - 1] = True
+        tiles[1] = (*tiles[1], used)
+        got, got_end = esim_advance_regions(state, tiles, config, rng(4))
+        assert len(got) > 4000
+        np.testing.assert_array_equal(got, sparse)
+        for name in ("reference", "last_log", "filtered", "last_event_us"):
+            np.testing.assert_array_equal(getattr(got_end, name), getattr(sparse_end, name))
+    # every pixel must use its last sample; a mask of another shape or type is refused
+    for bad in (used[:-1], used.astype(np.int8), np.concatenate([used[:-1], ~used[-1:]])):
+        tiles[1] = (*tiles[1][:3], bad)
+        with pytest.raises(EsimError, match="region 1's used samples must be a"):
+            esim_advance_regions(state, tiles, config, rng(4))
+
+
 def test_regions_must_tile_one_rectangle_and_end_together() -> None:
     state = start(np.zeros((8, 10)))
     one = np.zeros((1, 2, 3))

@@ -43,21 +43,24 @@ def render(
 def assert_rendered_or_between(
     logs: npt.NDArray[np.float64],
     times: npt.NDArray[np.float64],
+    used: npt.NDArray[np.bool_],
     truth: npt.NDArray[np.float32],
     first: npt.NDArray[np.float32],
 ) -> int:
-    """Each pixel's samples are its true values, or lie on the straight line (in time) between
-    its true samples before and after (``first`` at t = 0 counts as one); returns how many
-    samples are true values."""
+    """Each pixel's ``used`` samples are its true values, the others lie on the straight line
+    (in time) between its used samples before and after (``first`` at t = 0 counts as one);
+    returns how many samples are used."""
+    assert used.dtype == np.bool_ and used.shape == logs.shape
+    np.testing.assert_array_equal(logs[used], truth[used])
     values = np.concatenate([first[None].astype(np.float64), logs])
     t = np.concatenate([[0.0], times])
-    exact = np.concatenate([np.ones((1, *first.shape), bool), logs == truth])
-    assert exact[-1].all()  # the last instant is rendered everywhere (a coarse one)
+    known_at = np.concatenate([np.ones((1, *first.shape), bool), used])
+    assert used[-1].all()  # the last instant is rendered everywhere (a coarse one)
     for i, j in np.ndindex(first.shape):
-        known = np.nonzero(exact[:, i, j])[0]
+        known = np.nonzero(known_at[:, i, j])[0]
         line = np.interp(t, t[known], values[known, i, j])
         np.testing.assert_allclose(values[:, i, j], line, rtol=0, atol=1e-12)
-    return int(exact[1:].sum())
+    return int(used.sum())
 
 
 def box_image(t_us: float) -> npt.NDArray[np.float32]:
@@ -80,14 +83,14 @@ def test_every_pixel_keeps_the_bound_and_only_the_moving_tiles_are_refined() -> 
     origins, sizes = tile_origins(BOX, TILE)
     assert len(samples.regions) == len(origins)
     counts, rendered = [], 0
-    for ((x, y), logs, times), (w, h) in zip(samples.regions, sizes, strict=True):
+    for ((x, y), logs, times, used), (w, h) in zip(samples.regions, sizes, strict=True):
         assert logs.shape == (len(times), h, w) and times[-1] == coarse[-1]
         assert np.all(np.diff(times) > 0) and times[0] > 0.0
         # the samples are the images at their instants where rendered, the line between
         # rendered ones elsewhere; the bound holds between consecutive samples
         truth = np.stack([edge_image(t, (x, y))[:h, :w] for t in times])
         first = box_image(0.0)[y - BOX[2] : y - BOX[2] + h, x - BOX[0] : x - BOX[0] + w]
-        rendered += assert_rendered_or_between(logs, times, truth, first)
+        rendered += assert_rendered_or_between(logs, times, used, truth, first)
         steps = np.abs(np.diff(np.concatenate([first[None], logs]), axis=0)).max(axis=(1, 2))
         assert (steps <= BOUND).all()
         counts.append(len(times))
@@ -98,8 +101,8 @@ def test_every_pixel_keeps_the_bound_and_only_the_moving_tiles_are_refined() -> 
     assert samples.renders == sum(counts) and samples.unresolved == 0
     assert 0 < samples.largest_step <= BOUND
     # the refinement renders only the pixels near the edge: a small share of the samples
-    assert rendered >= samples.pixel_renders  # a pixel may equal its interpolated value
-    in_box = sum(len(times) * logs[0].size for _, logs, times in samples.regions)
+    assert rendered == samples.pixel_renders
+    in_box = sum(len(times) * logs[0].size for _, logs, times, _ in samples.regions)
     assert samples.pixel_renders < 0.5 * in_box  # whole tiles: all of in_box
 
 
@@ -119,10 +122,10 @@ def test_one_tile_box_samples_the_instants_of_the_whole_frame_sampler() -> None:
     previous = edge_image(0.0, (14, 2))
     logs, times, steps = generate._refine(renderer, previous, 0.0, coarse, box, BOUND)  # type: ignore[arg-type]
     samples = sample_tiles(render, previous, 0.0, coarse, box, BOUND, MIN_GAP, TILE)
-    ((origin, tile_logs, tile_times),) = samples.regions
+    ((origin, tile_logs, tile_times, used),) = samples.regions
     assert origin == (14, 2) and len(times) > 3 * len(coarse)
     np.testing.assert_array_equal(tile_times, times)
-    assert_rendered_or_between(tile_logs, tile_times, logs, previous)
+    assert_rendered_or_between(tile_logs, tile_times, used, logs, previous)
     assert samples.largest_step <= float(steps.max())
 
 

@@ -44,6 +44,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -472,7 +473,7 @@ def esim_advance(
     frames = _as_frames(log_frames, "esim_advance: log_frames")
     _, h, w = frames.shape
     x0, y0, times = _check_advance_window(state, (frames.shape[0], h, w), t_us, origin)
-    region = partial(_region_pass_events, [(x0, y0, frames, times)])
+    region = partial(_region_pass_events, [(x0, y0, frames, times, None)])
     box = (x0, x0 + w, y0, y0 + h)
     result = _advance(state, float(times[-1]), box, config, rng, region)
     if isinstance(result, int):
@@ -480,24 +481,28 @@ def esim_advance(
     return result
 
 
-Region = tuple[int, int, npt.NDArray[np.floating], FloatArray]
+Region = tuple[int, int, npt.NDArray[np.floating], FloatArray, "npt.NDArray[np.bool_] | None"]
 """``(x0, y0, log_frames (K, h, w), t_us (K,))``: one rectangle's samples."""
 
 
 def esim_advance_regions(
     state: EsimState,
-    regions: Sequence[tuple[tuple[int, int], npt.ArrayLike, npt.ArrayLike]],
+    regions: Sequence[tuple[Any, ...]],
     config: EsimConfig,
     rng: np.random.Generator,
 ) -> tuple[Events, EsimState]:
     """:func:`esim_advance` with each rectangle sampled at its own instants.
 
-    ``regions`` holds ``(origin, log_frames, t_us)`` for disjoint rectangles that together
-    tile one rectangle of the sensor (the rest is taken as unchanged, as there); each
-    region's instants increase strictly from after ``state.t_us`` and all end at the same
-    instant. Every pixel's crossings are those of the linear interpolation between its own
-    region's samples, so a region holding the same samples as one :func:`esim_advance` call
-    gives its pixels the same events; noise is drawn once, over the whole sensor.
+    ``regions`` holds ``(origin, log_frames, t_us)`` or ``(origin, log_frames, t_us, used)``
+    for disjoint rectangles that together tile one rectangle of the sensor (the rest is taken
+    as unchanged, as there); each region's instants increase strictly from after
+    ``state.t_us`` and all end at the same instant. Every pixel's crossings are those of the
+    linear interpolation between its own region's samples, so a region holding the same
+    samples as one :func:`esim_advance` call gives its pixels the same events; noise is drawn
+    once, over the whole sensor. ``used`` (K, h, w) bool, when given, marks the samples each
+    pixel takes (every pixel's last one among them): a pixel's input runs straight from one
+    used sample to the next, its other samples left out (the tile sampler's interpolated
+    values, which lie on that line; the photoreceptor's rate is then the used sample's).
 
     Raises:
         EsimError: bad shapes, regions that overlap, leave a gap or leave the sensor,
@@ -508,7 +513,7 @@ def esim_advance_regions(
         raise EsimError("esim_advance_regions: needs an EsimState and a numpy Generator")
     width, height = state.sensor_size
     checked: list[Region] = []
-    for i, (origin, log_frames, t_us) in enumerate(regions):
+    for i, (origin, log_frames, t_us, *rest) in enumerate(regions):
         frames = _as_frames(log_frames, f"esim_advance_regions: region {i}'s log_frames")
         x0, y0 = _check_origin(origin)
         times = np.ascontiguousarray(t_us, dtype=np.float64)
@@ -523,7 +528,7 @@ def esim_advance_regions(
                 f"esim_advance_regions: region {i}'s instants must be finite and increase "
                 f"strictly from after {state.t_us} us"
             )
-        checked.append((x0, y0, frames, times))
+        checked.append((x0, y0, frames, times, _checked_used(rest, frames.shape, i)))
     if not checked:
         raise EsimError("esim_advance_regions: no region")
     if len({float(r[3][-1]) for r in checked}) != 1:
@@ -533,7 +538,7 @@ def esim_advance_regions(
         min(r[1] for r in checked), max(r[1] + r[2].shape[1] for r in checked),
     )  # fmt: skip
     cover = np.zeros((box[3] - box[2], box[1] - box[0]), np.int64)
-    for x0, y0, frames, _ in checked:
+    for x0, y0, frames, _, _ in checked:
         r0, c0 = y0 - box[2], x0 - box[0]
         cover[r0 : r0 + frames.shape[1], c0 : c0 + frames.shape[2]] += 1
     if (cover != 1).any():
@@ -560,6 +565,21 @@ their crossing events (x, y, t, p columns, in the counting kernel's order: regio
 sample, column, crossing), or the flat index of a non-finite sample."""
 
 
+def _checked_used(
+    rest: Sequence[object], shape: tuple[int, ...], i: int
+) -> npt.NDArray[np.bool_] | None:
+    """A region's optional ``used`` mask: (K, h, w) bool, every pixel's last sample used."""
+    if not rest or rest[0] is None:
+        return None
+    used = np.ascontiguousarray(rest[0])
+    if len(rest) > 1 or used.dtype != np.bool_ or used.shape != shape or not used[-1].all():
+        raise EsimError(
+            f"esim_advance_regions: region {i}'s used samples must be a {shape} bool array "
+            "holding every pixel's last sample"
+        )
+    return used
+
+
 def _region_pass_events(
     regions: Sequence[Region], state: EsimState, copies: StateCopies, pixel: PixelModel
 ) -> list[EventColumns] | int:
@@ -568,10 +588,10 @@ def _region_pass_events(
     reference, last_log, filtered, last_event = copies
     c_pos, c_neg, leak, refractory, cutoff_w, eps = pixel
     counted = []
-    for x0, y0, frames, times in regions:
+    for x0, y0, frames, times, used in regions:
         counts = np.zeros(frames.shape[1:], np.int64)
         bad = region_pass(
-            frames, times, state.t_us, x0, y0, reference, last_log, filtered, last_event,
+            frames, times, used, state.t_us, x0, y0, reference, last_log, filtered, last_event,
             c_pos, c_neg, leak, refractory, cutoff_w, eps, counts, False,
             np.zeros(frames.shape[1], np.int64), *_event_columns(0),
         )  # fmt: skip
@@ -579,13 +599,13 @@ def _region_pass_events(
             return int(bad)
         counted.append(counts)
     columns = []
-    for (x0, y0, frames, times), counts in zip(regions, counted, strict=True):
+    for (x0, y0, frames, times, used), counts in zip(regions, counted, strict=True):
         region = _event_columns(int(counts.sum()))
         if len(region[0]):
             # the same computation from the unmodified state, writing the events
             row_counts = counts.sum(axis=1)
             region_pass(
-                frames, times, state.t_us, x0, y0, state.reference, state.last_log,
+                frames, times, used, state.t_us, x0, y0, state.reference, state.last_log,
                 state.filtered, state.last_event_us, c_pos, c_neg, leak, refractory, cutoff_w,
                 eps, counts, True, np.cumsum(row_counts) - row_counts, *region,
             )  # fmt: skip

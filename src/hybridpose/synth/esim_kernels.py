@@ -12,7 +12,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from hybridpose._jit import jit
+from hybridpose._jit import jit, jit_inline
 from hybridpose.events import Events
 
 FloatArray = npt.NDArray[np.float64]
@@ -98,6 +98,7 @@ def low_pass(y0: float, in0: float, in1: float, dt: float, w: float) -> float:
 def region_pass(
     frames: npt.NDArray[np.floating],
     t_us: FloatArray,
+    used: npt.NDArray[np.bool_] | None,
     t_prev: float,
     x0: int,
     y0: int,
@@ -123,7 +124,9 @@ def region_pass(
 
     Per pixel and sample: the photoreceptor low-pass (when ``cutoff_w > 0``), then the leak as
     a ramp ``leak * (t - t_prev)`` added to the signal (equivalent to the reference drifting
-    down), then the threshold crossings of the linear interpolation between samples.
+    down), then the threshold crossings of the linear interpolation between samples. With
+    ``used`` (K, h, w), a pixel takes only its samples marked there (the last one must be):
+    its input runs straight from one to the next.
 
     Counting pass (``fill`` False): updates ``ref``, ``last``, ``filt``, ``last_event`` in
     place (``ref`` ends at ``t_us[-1]``, the leak subtracted) and adds each pixel's number of
@@ -141,6 +144,7 @@ def region_pass(
     filt_r = np.empty(w)
     in_r = np.empty(w)
     prev_r = np.empty(w)
+    t_last = np.empty(w)  # each pixel's last sample taken
     t_end = t_us[n_k - 1]
     for r in range(h):
         y = y0 + r
@@ -151,12 +155,14 @@ def region_pass(
         )
         if not active:
             continue
+        t_last[:] = t_prev
         for k in range(n_k):
             t1 = t_us[k]
-            t0 = t_prev if k == 0 else t_us[k - 1]
             for c in range(w):
-                if fill and in_r[c] != in_r[c]:
+                if (fill and in_r[c] != in_r[c]) or _left_out(used, k, r, c):
                     continue
+                t0 = t_last[c]
+                t_last[c] = t1
                 x = x0 + c
                 l1 = np.float64(frames[k, r, c])
                 v1: float = l1
@@ -203,6 +209,12 @@ def region_pass(
                 *rows,
             )
     return -1
+
+
+@jit_inline
+def _left_out(used: npt.NDArray[np.bool_] | None, k: int, r: int, c: int) -> bool:
+    """Whether ``used`` (None: every sample) leaves sample ``k`` of pixel ``(r, c)`` out."""
+    return used is not None and not used[k, r, c]
 
 
 @jit

@@ -62,12 +62,14 @@ leaves out may hold anything."""
 @dataclass(frozen=True)
 class TileSamples:
     """Each tile's samples: ``regions[i] = ((x0, y0), logs (K_i, h_i, w_i) float64 (the
-    rendered float32 values, or interpolated ones), instants (K_i,))``
+    rendered float32 values, or interpolated ones), instants (K_i,), rendered (K_i, h_i, w_i)
+    bool)`` (as :func:`~hybridpose.synth.esim.esim_advance_regions` takes them: a pixel's
+    interpolated samples are left out)
     (the previous sample left out; every tile ends at the same instant), the number of tile
     samples (``renders``) and of pixels rendered inside the box, the intervals left above the
     bound at the finest step and the largest step."""
 
-    regions: list[tuple[tuple[int, int], FloatArray, FloatArray]]
+    regions: list[tuple[tuple[int, int], FloatArray, FloatArray, npt.NDArray[np.bool_]]]
     renders: int
     pixel_renders: int
     unresolved: int
@@ -183,8 +185,9 @@ def tile_sampling(
         prev[i, :h, :w] = box_prev[r : r + h, c : c + w]
     ids, which = np.nonzero(want)
     samples = _Samples(n, tile)
-    samples.add(np.arange(n), np.full(n, float(t_previous)), prev)
-    samples.add(ids, first[which], (yield first[which], origins[ids], None))
+    everywhere = np.ones((1, tile, tile), bool)
+    samples.add(np.arange(n), np.full(n, float(t_previous)), prev, everywhere)
+    samples.add(ids, first[which], (yield first[which], origins[ids], None), everywhere)
     pixel_renders = int(mask[ids].sum())
     # the intervals between consecutive samples of a tile; each round measures only the new
     # ones and halves those that step too far
@@ -208,16 +211,17 @@ def tile_sampling(
         pixel_renders += int(wanted.sum())
         between = 0.5 * (values[left[split]] + values[right[split]])
         rendered = yield mid, origins[where], wanted
-        added = samples.add(where, mid, np.where(wanted, rendered, between))
+        added = samples.add(where, mid, np.where(wanted, rendered, between), wanted)
         left, right = np.concatenate([left[split], added]), np.concatenate([added, right[split]])
     step = np.concatenate(final) if final else np.zeros(0)
     order = np.lexsort((samples.t, samples.tile_id))
     tile_id, t, values = samples.tile_id[order], samples.t[order], samples.values[order]
+    taken = samples.rendered[order]
     starts = np.searchsorted(tile_id, np.arange(n + 1))
     regions = []
     for i, ((x, y), (w, h)) in enumerate(zip(origins, sizes, strict=True)):
         lo, hi = starts[i] + 1, starts[i + 1]  # the previous sample first: left out
-        regions.append(((int(x), int(y)), values[lo:hi, :h, :w], t[lo:hi]))
+        regions.append(((int(x), int(y)), values[lo:hi, :h, :w], t[lo:hi], taken[lo:hi, :h, :w]))
     renders = samples.size - n  # every sample but the previous ones was rendered
     unresolved = int((step > bound).sum())
     return TileSamples(regions, renders, pixel_renders, unresolved, float(step.max(initial=0.0)))
@@ -239,16 +243,20 @@ def with_neighbours(pixels: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
 
 
 class _Samples:
-    """The samples of every tile in arrival order: tile, instant, float64 log values; grown by
-    doubling, so that a round appends without copying every earlier sample."""
+    """The samples of every tile in arrival order: tile, instant, float64 log values and which
+    pixels were rendered; grown by doubling, so that a round appends without copying every
+    earlier sample."""
 
     def __init__(self, n_tiles: int, tile: int) -> None:
         self.size = 0
         self._tile_id = np.empty(4 * n_tiles, np.int64)
         self._t = np.empty(4 * n_tiles)
         self._values = np.empty((4 * n_tiles, tile, tile))
+        self._rendered = np.empty((4 * n_tiles, tile, tile), bool)
 
-    def add(self, tile_id: I64, t: FloatArray, values: npt.ArrayLike) -> I64:
+    def add(
+        self, tile_id: I64, t: FloatArray, values: npt.ArrayLike, rendered: npt.ArrayLike
+    ) -> I64:
         """Append; returns the new samples' indices."""
         lo, hi = self.size, self.size + len(t)
         if hi > len(self._t):
@@ -256,7 +264,9 @@ class _Samples:
             self._tile_id = _grown(self._tile_id, lo, grow)
             self._t = _grown(self._t, lo, grow)
             self._values = _grown(self._values, lo, grow)
+            self._rendered = _grown(self._rendered, lo, grow)
         self._tile_id[lo:hi], self._t[lo:hi], self._values[lo:hi] = tile_id, t, values
+        self._rendered[lo:hi] = rendered
         self.size = hi
         return np.arange(lo, hi)
 
@@ -271,6 +281,10 @@ class _Samples:
     @property
     def values(self) -> FloatArray:
         return self._values[: self.size]
+
+    @property
+    def rendered(self) -> npt.NDArray[np.bool_]:
+        return self._rendered[: self.size]
 
 
 def _grown(array: npt.NDArray[Any], used: int, rows: int) -> npt.NDArray[Any]:
