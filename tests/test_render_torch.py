@@ -13,7 +13,7 @@ from hybridpose.synth.generate import (
     make_subject,
     make_views,
 )
-from hybridpose.synth.render import make_view, render, render_tiles
+from hybridpose.synth.render import View, make_view, render, render_tiles
 from hybridpose.synth.render_kernels import MAX_LAYERS
 from hybridpose.synth.render_torch import device_view, render_on_device
 from hybridpose.synth.scene import Clothing, Lighting
@@ -87,7 +87,7 @@ F = 200.0
 W, H = 60, 40
 
 
-def _view(bg: float) -> object:
+def _view(bg: float) -> View:
     K = np.array([[F, 0, (W - 1) / 2], [0, F, (H - 1) / 2], [0, 0, 1.0]])
     R = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # looking along +y
     camera = Camera.from_KRt(K, R, -R @ np.array([0.0, -3000.0, 0.0]))
