@@ -234,13 +234,24 @@ def test_the_run_settings_reach_every_stage_and_the_evaluation(
         evaluated.append(spec)
         return {}
 
+    simulated_on: list[str | None] = []
+    real_simulate = generate.simulate_dataset
+
+    def fake_simulate(*args: Any, device: str | None = None, **kwargs: Any) -> Any:
+        simulated_on.append(device)  # the data itself is made by the compiled kernels
+        return real_simulate(*args, **kwargs)
+
     monkeypatch.setattr(reproduce_module, "train", fake_train)
     monkeypatch.setattr(reproduce_module, "evaluate", fake_evaluate)
+    monkeypatch.setattr(reproduce_module, "simulate_dataset", fake_simulate)
     spec = ReproduceSpec(
         "test", tmp_path / "run", progress=False, seed=3, device="meta", precision="bf16",
         channels_last=True, loader_workers=2,
     )  # fmt: skip
     reproduce(spec, log=lambda _: None)
+    # the simulation runs on the device too, except on the CPU (where numba is faster)
+    assert simulated_on == ["meta"]
+    assert reproduce_module._sim_device(replace(spec, device="cpu")) is None
     assert [s.stage for s in trained] == ["ann", "snn", "hybrid", "hybrid_rnn"]
     for s in trained:
         assert (s.device, s.precision, s.channels_last, s.workers, s.seed) == (
