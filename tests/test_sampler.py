@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hybridpose.synth import generate
+from hybridpose.synth import sampler as sampler_module
 from hybridpose.synth.sampler import needed_instants, sample_tiles, tile_origins
 
 BOUND, MIN_GAP = 0.05, 20.0
@@ -146,3 +147,28 @@ def test_a_tile_takes_an_instant_once_the_capsules_near_it_moved_a_pixel() -> No
     boxes[3, 1] = [20, 24, 1, 6]
     needed = needed_instants(boxes, motion, origins, tile=8, quiet_px=1.0)
     assert needed[1].tolist() == [False, True, True, False, True]
+
+
+def test_a_round_marks_the_pixels_above_the_bound_and_their_neighbours_inside() -> None:
+    # two intervals of a 4x4 tile whose last column lies outside the box; by hand: the first
+    # steps 0.3 at (0, 0) and 0.2 at (2, 1) (bound 0.1) and is split, the second steps 0.05
+    values = np.zeros((4, 4, 4))
+    values[1, 0, 0], values[1, 2, 1] = 0.3, -0.2
+    values[1, :, 3] = 5.0  # outside the box: not measured
+    values[3] = 0.05
+    inside = np.ones((1, 4, 4), bool)
+    inside[0, :, 3] = False
+    left, right = np.array([0, 2]), np.array([1, 3])
+    step, split = np.empty(2), np.empty(2, bool)
+    wanted, between = np.empty((2, 4, 4), bool), np.empty((2, 4, 4))
+    n = sampler_module._measure_round(
+        values, np.array([0.0, 100.0, 0.0, 100.0]), np.zeros(4, np.int64), inside, left, right,
+        0.1, 20.0, step, split, wanted, between,
+    )  # fmt: skip
+    assert n == 1 and split.tolist() == [True, False]
+    assert step.tolist() == [0.3, 0.05]
+    expected = np.zeros((4, 4), bool)
+    expected[0, 0] = expected[1, 0] = expected[0, 1] = True  # (0, 0) and its neighbours
+    expected[2, 1] = expected[1, 1] = expected[3, 1] = expected[2, 0] = expected[2, 2] = True
+    np.testing.assert_array_equal(wanted[0], expected)
+    np.testing.assert_array_equal(between[0], 0.5 * (values[0] + values[1]))

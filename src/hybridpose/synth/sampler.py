@@ -46,6 +46,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hybridpose._jit import jit
+
 TILE = 8
 """Tile side in pixels (the fastest of 4, 8, 16 and 32 at 346x260; see above)."""
 
@@ -195,24 +197,29 @@ def tile_sampling(
     same = samples.tile_id[order[1:]] == samples.tile_id[order[:-1]]
     left, right = order[:-1][same], order[1:][same]
     final: list[FloatArray] = []
+    inside = mask > 0
     while len(left):
-        values = samples.values
-        change = np.abs(values[right] - values[left]) * mask[samples.tile_id[right]]
-        step = change.max(axis=(1, 2), initial=0.0)
-        split = (step > bound) & (samples.t[right] - samples.t[left] > min_gap)
+        step = np.empty(len(left))
+        split = np.empty(len(left), bool)
+        wanted = np.empty((len(left), tile, tile), bool)
+        between = np.empty((len(left), tile, tile))
+        n_split = _measure_round(
+            samples.values, samples.t, samples.tile_id, inside, left, right, bound, min_gap,
+            step, split, wanted, between,
+        )  # fmt: skip
         final.append(step[~split])
-        if not split.any():
+        if not n_split:
             break
-        mid = 0.5 * (samples.t[left[split]] + samples.t[right[split]])
-        where = samples.tile_id[right[split]]
         # only the pixels that stepped too far, and their neighbours, are rendered at the
         # midpoint; the others get the value the pixel model would interpolate there
-        wanted = with_neighbours(change[split] > bound) & (mask[where] > 0)
+        wanted, between = wanted[:n_split], between[:n_split]
+        left, right = left[split], right[split]
+        mid = 0.5 * (samples.t[left] + samples.t[right])
+        where = samples.tile_id[right]
         pixel_renders += int(wanted.sum())
-        between = 0.5 * (values[left[split]] + values[right[split]])
         rendered = yield mid, origins[where], wanted
         added = samples.add(where, mid, np.where(wanted, rendered, between), wanted)
-        left, right = np.concatenate([left[split], added]), np.concatenate([added, right[split]])
+        left, right = np.concatenate([left, added]), np.concatenate([added, right])
     step = np.concatenate(final) if final else np.zeros(0)
     order = np.lexsort((samples.t, samples.tile_id))
     tile_id, t, values = samples.tile_id[order], samples.t[order], samples.values[order]
@@ -227,19 +234,76 @@ def tile_sampling(
     return TileSamples(regions, renders, pixel_renders, unresolved, float(step.max(initial=0.0)))
 
 
-def with_neighbours(pixels: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    """``pixels`` (..., h, w) and their four neighbours in the last two axes.
-
-    Example:
-        >>> with_neighbours(np.eye(3, dtype=bool)[None]).astype(int)[0].tolist()
-        [[1, 1, 0], [1, 1, 1], [0, 1, 1]]
+@jit
+def _measure_round(
+    values: FloatArray,
+    t: FloatArray,
+    tile_id: I64,
+    inside: npt.NDArray[np.bool_],
+    left: I64,
+    right: I64,
+    bound: float,
+    min_gap: float,
+    step: FloatArray,
+    split: npt.NDArray[np.bool_],
+    wanted: npt.NDArray[np.bool_],
+    between: FloatArray,
+) -> int:
+    """One refinement round's measure, in one pass without temporaries: each interval's
+    largest step over its tile's pixels inside the box (``step``), whether it is split
+    (``split``: above ``bound`` and wider than ``min_gap``), and for the split ones, in order,
+    the pixels to render at the midpoint (``wanted``: above the bound, and their four
+    neighbours, inside the box) and every pixel's midpoint value (``between``). Returns the
+    number split. (numpy took five (intervals, tile, tile) temporaries a round.)
     """
-    out = pixels.copy()
-    out[..., 1:, :] |= pixels[..., :-1, :]
-    out[..., :-1, :] |= pixels[..., 1:, :]
-    out[..., :, 1:] |= pixels[..., :, :-1]
-    out[..., :, :-1] |= pixels[..., :, 1:]
-    return out
+    n_split = 0
+    for j in range(len(left)):
+        a, b = left[j], right[j]
+        tile_inside = inside[tile_id[b]]
+        step[j] = _largest_step(values[a], values[b], tile_inside)
+        split[j] = step[j] > bound and t[b] - t[a] > min_gap
+        if split[j]:
+            _mark(values[a], values[b], tile_inside, bound, wanted[n_split], between[n_split])
+            n_split += 1
+    return n_split
+
+
+@jit
+def _largest_step(before: FloatArray, after: FloatArray, inside: npt.NDArray[np.bool_]) -> float:
+    """The largest ``|after - before|`` over the pixels ``inside`` (0 if none)."""
+    largest = 0.0
+    for r in range(before.shape[0]):
+        for c in range(before.shape[1]):
+            if inside[r, c]:
+                largest = max(largest, abs(after[r, c] - before[r, c]))
+    return largest
+
+
+@jit
+def _mark(
+    before: FloatArray,
+    after: FloatArray,
+    inside: npt.NDArray[np.bool_],
+    bound: float,
+    wanted: npt.NDArray[np.bool_],
+    between: FloatArray,
+) -> None:
+    """``wanted``: the pixels inside whose step exceeds ``bound``, and their four neighbours
+    inside; ``between``: every pixel's midpoint value."""
+    size_r, size_c = before.shape
+    wanted[:, :] = False
+    for r in range(size_r):
+        for c in range(size_c):
+            between[r, c] = 0.5 * (before[r, c] + after[r, c])
+            if inside[r, c] and abs(after[r, c] - before[r, c]) > bound:
+                wanted[r, c] = True
+                wanted[max(r - 1, 0), c] = True
+                wanted[min(r + 1, size_r - 1), c] = True
+                wanted[r, max(c - 1, 0)] = True
+                wanted[r, min(c + 1, size_c - 1)] = True
+    for r in range(size_r):
+        for c in range(size_c):
+            wanted[r, c] = wanted[r, c] and inside[r, c]
 
 
 class _Samples:
