@@ -178,11 +178,14 @@ _THIGH_BASE = (0.6, -0.8)  # (forward, up)
 
 
 def _unit(v: FloatArray) -> FloatArray:
-    return np.asarray(v / np.linalg.norm(v, axis=-1, keepdims=True), dtype=np.float64)
+    return np.asarray(v / np.sqrt(_dot(v, v)), dtype=np.float64)
 
 
 def _dot(u: FloatArray, v: FloatArray) -> FloatArray:
-    return np.asarray(np.sum(u * v, axis=-1, keepdims=True), dtype=np.float64)
+    """``u . v`` over the last axis (of 3), kept: ``np.sum``'s order of additions spelled out
+    (a numpy reduction over an axis of 3 costs more than the three products)."""
+    out = u[..., 0] * v[..., 0] + u[..., 1] * v[..., 1] + u[..., 2] * v[..., 2]
+    return np.asarray(out[..., None], dtype=np.float64)
 
 
 def _cross(u: FloatArray, v: FloatArray) -> FloatArray:
