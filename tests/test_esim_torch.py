@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import torch
+from test_esim import EXACT, pixel_track, rng, start
 
 from hybridpose.devices import DeviceError
 from hybridpose.events import Events
@@ -30,22 +31,9 @@ from hybridpose.synth.esim import (
 from hybridpose.synth.esim_torch import esim_advance_torch, max_log_change_torch
 from hybridpose.synth.sensor import SENSORS
 
-# exact thresholds, no noise, no refractory period: every crossing is an event
-EXACT = EsimConfig(
-    threshold_pos=0.25,
-    threshold_neg=0.25,
-    threshold_sigma=0.0,
-    refractory_us=0.0,
-    noise_rate_hz=0.0,
-    hot_pixel_fraction=0.0,
-)
 STATE_FIELDS = ("reference", "last_log", "filtered", "last_event_us", "threshold_pos")
 
 Result = tuple[Events, EsimState]
-
-
-def rng(seed: int = 0) -> np.random.Generator:
-    return np.random.default_rng(seed)
 
 
 def scene(n_frames: int, height: int = 30, width: int = 40, amplitude: float = 1.0) -> Any:
@@ -210,15 +198,6 @@ def test_tensor_inputs_and_other_dtypes() -> None:
 
 
 # ------------------------------------------------------------------------------ known answers
-def pixel_track(values: list[float]) -> npt.NDArray[np.float64]:
-    """(K, 1, 1) frames of a one-pixel sensor."""
-    return np.asarray(values, dtype=np.float64).reshape(-1, 1, 1)
-
-
-def start(first: npt.ArrayLike, config: EsimConfig = EXACT) -> EsimState:
-    return esim_init(np.asarray(first, dtype=np.float64), 0.0, config, rng())
-
-
 def test_a_single_pixel_ramp_known_answer(redone: list[int]) -> None:
     # L_k = 3/16 k at t_k = 1000 k (less than one threshold per interval): level n C = n/4 is
     # crossed at t = n/4 / (3/16) * 1000 = n * 4000/3 us: 1333, 2666, 4000, 5333, ..., 12000

@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from hybridpose.synth import generate
 from hybridpose.synth import sampler as sampler_module
-from hybridpose.synth.sampler import needed_instants, sample_tiles, tile_origins
+from hybridpose.synth.sampler import needed_instants, sample_tiles, tile_origins, tile_sampling
 
 BOUND, MIN_GAP = 0.05, 20.0
 TILE = 16  # the tests' tile side (the sampler's default is smaller)
@@ -80,7 +80,8 @@ def test_tiles_cover_the_box() -> None:
 
 def test_every_pixel_keeps_the_bound_and_only_the_moving_tiles_are_refined() -> None:
     coarse = np.arange(1000.0, 4001.0, 1000.0)  # the edge crosses 30 px in 3 ms
-    samples = sample_tiles(render, box_image(0.0), 0.0, coarse, BOX, BOUND, MIN_GAP, TILE)
+    rounds = tile_sampling(box_image(0.0), 0.0, coarse, BOX, BOUND, MIN_GAP, TILE)
+    samples = sample_tiles(render, rounds)
     origins, sizes = tile_origins(BOX, TILE)
     assert len(samples.regions) == len(origins)
     counts, rendered = [], 0
@@ -122,7 +123,7 @@ def test_one_tile_box_samples_the_instants_of_the_whole_frame_sampler() -> None:
     )
     previous = edge_image(0.0, (14, 2))
     logs, times, steps = generate._refine(renderer, previous, 0.0, coarse, box, BOUND)  # type: ignore[arg-type]
-    samples = sample_tiles(render, previous, 0.0, coarse, box, BOUND, MIN_GAP, TILE)
+    samples = sample_tiles(render, tile_sampling(previous, 0.0, coarse, box, BOUND, MIN_GAP, TILE))
     ((origin, tile_logs, tile_times, used),) = samples.regions
     assert origin == (14, 2) and len(times) > 3 * len(coarse)
     np.testing.assert_array_equal(tile_times, times)

@@ -407,7 +407,7 @@ def _camera_steps(
         t_a = c * config.chunk_s * US
         t_b = end_us if c == n_chunks - 1 else min((c + 1) * config.chunk_s * US, end_us)
         grid_ms = np.unique(np.concatenate([np.arange(t_a, t_b, 1000.0), [t_b]]))
-        frames_ms, capsules_ms = renderer.posed(grid_ms)
+        frames_ms, capsules_ms = renderer.poses(grid_ms)
         times, moved_px = _speed_grid(view, frames_ms, grid_ms, config.edge_log_contrast / bound)
         # grid_ms starts at the previous instant, so this box holds every pixel the body
         # leaves or enters; the margin covers motion between the millisecond samples
@@ -571,7 +571,7 @@ class _Renderer:
         """The pixel box holding the body's image at every instant of ``t_us`` (``capsules``:
         the body posed there, if already)."""
         if capsules is None:
-            capsules = self.posed(t_us)[1]
+            capsules = self.poses(t_us)[1]
         return union_box(capsule_boxes(self.view, capsules, margin=margin))
 
     def pose(self, instants: npt.NDArray[np.float64]) -> _Posed:
@@ -579,17 +579,13 @@ class _Renderer:
         frames, capsules = self.poses(instants, remember=False)  # a round's: asked for once
         return _Posed(instants, frames.forward, capsules)
 
-    def posed(self, t_us: npt.NDArray[np.float64]) -> tuple[SkeletonFrames, Capsules]:
-        """The skeleton and the body's capsules at each instant (:class:`_Poses`)."""
-        return self.poses(t_us)
-
     def capsule_motion(
         self, t_us: npt.NDArray[np.float64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """The capsules' pixel boxes at each instant (K, C, 4) and how far each capsule's
         image moved between consecutive instants (K - 1, C): the most that its axis ends and
         two points of its surface (which turn with it about its axis) moved, in pixels."""
-        _, capsules = self.posed(t_us)
+        _, capsules = self.poses(t_us)
         radius = capsules.radius[None, :, None]
         points = [capsules.a, capsules.b]
         if capsules.frame is not None:
@@ -638,7 +634,7 @@ class _Renderer:
     ) -> LogFrames:
         """Log intensity of ``box`` at each instant: (K, y1 - y0, x1 - x0), a float32 array,
         or a tensor on the renderer's device."""
-        frames, capsules = self.posed(t_us)
+        frames, capsules = self.poses(t_us)
         if self.scene is not None:
             import torch
 

@@ -130,19 +130,9 @@ def needed_instants(
 
 
 def sample_tiles(
-    render: RenderTiles,
-    previous: npt.ArrayLike,
-    t_previous: float,
-    instants: FloatArray,
-    box: tuple[int, int, int, int],
-    bound: float,
-    min_gap: float,
-    tile: int = TILE,
-    needed: npt.NDArray[np.bool_] | None = None,
+    render: RenderTiles, rounds: Generator[TileRequest, F32, TileSamples]
 ) -> TileSamples:
-    """Sample every tile of ``box`` over ``(t_previous, instants[-1]]``, rendering with
-    ``render`` (:func:`tile_sampling`'s requests, answered at once)."""
-    rounds = tile_sampling(previous, t_previous, instants, box, bound, min_gap, tile, needed)
+    """Run a :func:`tile_sampling` to its end, answering each request with ``render``."""
     try:
         request = next(rounds)
         while True:
@@ -178,26 +168,25 @@ def tile_sampling(
     want[:, -1] = True
     # steps in float64, as the whole-frame sampler takes them (the previous sample is the
     # simulator's float64 state, the rendered ones float32)
-    mask = np.zeros((n, tile, tile), np.float64)  # the tile's pixels inside the box
+    inside = np.zeros((n, tile, tile), bool)  # the tile's pixels inside the box
     prev = np.zeros((n, tile, tile), np.float64)
     box_prev = np.asarray(previous, dtype=np.float64)
     for i, ((x, y), (w, h)) in enumerate(zip(origins, sizes, strict=True)):
         r, c = y - box[2], x - box[0]
-        mask[i, :h, :w] = 1.0
+        inside[i, :h, :w] = True
         prev[i, :h, :w] = box_prev[r : r + h, c : c + w]
     ids, which = np.nonzero(want)
     samples = _Samples(n, tile)
     everywhere = np.ones((1, tile, tile), bool)
     samples.add(np.arange(n), np.full(n, float(t_previous)), prev, everywhere)
     samples.add(ids, first[which], (yield first[which], origins[ids], None), everywhere)
-    pixel_renders = int(mask[ids].sum())
+    pixel_renders = int(inside[ids].sum())
     # the intervals between consecutive samples of a tile; each round measures only the new
     # ones and halves those that step too far
     order = np.lexsort((samples.t, samples.tile_id))
     same = samples.tile_id[order[1:]] == samples.tile_id[order[:-1]]
     left, right = order[:-1][same], order[1:][same]
     final: list[FloatArray] = []
-    inside = mask > 0
     while len(left):
         step = np.empty(len(left))
         split = np.empty(len(left), bool)
