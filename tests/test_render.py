@@ -526,3 +526,9 @@ def test_tiles_render_the_pixels_of_the_whole_image() -> None:
     np.testing.assert_array_equal(some, np.where(wanted, tiles, 0.0))
     with pytest.raises(SynthError, match="render_tiles: need 40 tile origins inside the 87x65"):
         render_tiles(view, capsules, frames.forward, look, light, np.add(origins, [87, 0]), size)
+    # the tiles sharing the two poses, given once and indexed, are the same tiles
+    both = body_capsules(subject.body, f)
+    shared = render_tiles(view, both, f.forward, look, light, origins, size, None, wanted, which)
+    np.testing.assert_array_equal(shared, some)
+    with pytest.raises(SynthError, match="render_tiles: poses must index the 2 poses given"):
+        render_tiles(view, both, f.forward, look, light, origins, size, poses=which + 1)

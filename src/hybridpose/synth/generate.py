@@ -610,22 +610,22 @@ class _Renderer:
         or taken from ``body`` (:meth:`pose` at instants that include all of ``t_us``)."""
         instants, which = np.unique(t_us, return_inverse=True)
         forward, posed = (body or self.pose(instants)).at(instants)
-        capsules = Capsules(
-            posed.a[which], posed.b[which], posed.radius, posed.part, posed.side,
-            None if posed.frame is None else posed.frame[which],
-        )  # fmt: skip
-        boxes = capsule_boxes(self.view, posed)[which]
+        boxes = capsule_boxes(self.view, posed)
         if self.scene is not None:
             from hybridpose.synth.render_torch import render_on_device
 
+            capsules = Capsules(
+                posed.a[which], posed.b[which], posed.radius, posed.part, posed.side,
+                None if posed.frame is None else posed.frame[which],
+            )  # fmt: skip
             tiles = render_on_device(
                 self.scene, capsules, forward[which], self.subject.clothing,
-                self.config.lighting, origins, (TILE, TILE), boxes,
+                self.config.lighting, origins, (TILE, TILE), boxes[which],
             )  # fmt: skip
             return log_intensity(tiles.cpu().numpy(), self.config.esim)
         images = render_tiles(
-            self.view, capsules, forward[which], self.subject.clothing,
-            self.config.lighting, origins, TILE, boxes, wanted,
+            self.view, posed, forward, self.subject.clothing, self.config.lighting, origins,
+            TILE, boxes, wanted, poses=which,
         )  # fmt: skip
         return log_intensity(images, self.config.esim)
 

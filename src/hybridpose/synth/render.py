@@ -192,7 +192,8 @@ def render(
     k = capsules.a.shape[0]
     out = np.empty((k, y1 - y0, x1 - x0), dtype=np.float32)
     origins = np.tile(np.array([x0, y0], dtype=np.int64), (k, 1))
-    _render_into(view, capsules, forward, clothing, lighting, boxes, origins, out, None)
+    pose = np.arange(k)
+    _render_into(view, capsules, forward, clothing, lighting, boxes, origins, pose, out, None)
     return out
 
 
@@ -206,24 +207,31 @@ def render_tiles(
     size: int,
     boxes: npt.NDArray[np.int64] | None = None,
     wanted: npt.NDArray[np.bool_] | None = None,
+    poses: npt.ArrayLike | None = None,
 ) -> npt.NDArray[np.float32]:
-    """Render one ``size`` x ``size`` tile per body pose: frame ``k`` is the tile whose top-left
-    pixel is ``origins[k] = (x, y)``, at pose ``k``. Each pixel's value is the one
-    :func:`render` gives it (a pixel depends on its ray and the pose alone); pixels past the
-    sensor's edge are 0, and so are those that ``wanted`` (K, size, size), when given, leaves
-    out (they cost nearly nothing). The tiles of many instants and places render in one call.
+    """Render one ``size`` x ``size`` tile per origin: tile ``k`` has its top-left pixel at
+    ``origins[k] = (x, y)`` and shows the body at pose ``poses[k]`` of ``capsules`` (and of
+    ``forward`` and ``boxes``; by default pose ``k``, so that many tiles can share a pose
+    without copies of it). Each pixel's value is the one :func:`render` gives it (a pixel
+    depends on its ray and the pose alone); pixels past the sensor's edge are 0, and so are
+    those that ``wanted`` (K, size, size), when given, leaves out (they cost nearly nothing).
+    The tiles of many instants and places render in one call.
 
     Returns:
         (K, size, size) float32.
     """
-    k = capsules.a.shape[0]
+    n_poses = capsules.a.shape[0]
+    pose = np.arange(n_poses) if poses is None else np.ascontiguousarray(poses, dtype=np.int64)
+    if pose.ndim != 1 or (len(pose) and (pose.min() < 0 or pose.max() >= n_poses)):
+        raise SynthError(f"render_tiles: poses must index the {n_poses} poses given")
+    k = len(pose)
     corners = checked_origins(view, origins, k, "render_tiles: need {k} tile origins")
     out = np.empty((k, size, size), dtype=np.float32)
     if wanted is not None:
         wanted = np.ascontiguousarray(wanted, dtype=np.bool_)
         if wanted.shape != out.shape:
             raise SynthError(f"render_tiles: wanted has shape {wanted.shape}, expected {out.shape}")
-    _render_into(view, capsules, forward, clothing, lighting, boxes, corners, out, wanted)
+    _render_into(view, capsules, forward, clothing, lighting, boxes, corners, pose, out, wanted)
     return out
 
 
@@ -254,12 +262,13 @@ def _render_into(
     lighting: Lighting,
     boxes: npt.NDArray[np.int64] | None,
     origins: npt.NDArray[np.int64],
+    pose: npt.NDArray[np.int64],
     out: npt.NDArray[np.float32],
     wanted: npt.NDArray[np.bool_] | None,
 ) -> None:
-    """Render into ``out`` (K, h, w), frame ``k``'s top-left pixel at ``origins[k]``
-    (``boxes``: the capsules' boxes, computed when None; ``wanted``: the pixels to render,
-    all when None)."""
+    """Render into ``out`` (K, h, w), frame ``k``'s top-left pixel at ``origins[k]`` and its
+    body at pose ``pose[k]`` of ``capsules`` (``boxes``: the capsules' boxes, computed when
+    None; ``wanted``: the pixels to render, all when None)."""
     if out.size == 0:
         return
     if boxes is None:
@@ -288,6 +297,7 @@ def _render_into(
         float(lighting.ambient),
         np.ascontiguousarray(origins[:, 0]),
         np.ascontiguousarray(origins[:, 1]),
+        pose,
         out,
         wanted,
     )

@@ -209,13 +209,16 @@ def render_kernel(
     ambient: float,
     x0: npt.NDArray[np.int64],
     y0: npt.NDArray[np.int64],
+    pose: npt.NDArray[np.int64],
     out: npt.NDArray[np.float32],
     wanted: npt.NDArray[np.bool_] | None,
 ) -> None:
-    """Render ``out`` (K, h, w) for each of the K poses of the capsules: frame ``k`` is the
-    rectangle whose top-left pixel is ``(x0[k], y0[k])`` (the same box for every pose, or a
-    tile of its own per pose). Pixels past the sensor's edge are set to 0, and so are those
-    that ``wanted`` (K, h, w), when given, leaves out (their work is skipped).
+    """Render ``out`` (K, h, w): frame ``k`` is the rectangle whose top-left pixel is
+    ``(x0[k], y0[k])`` (the same box for every frame, or a tile of its own per frame), with the
+    capsules at their pose ``pose[k]`` (``a``, ``b``, ``boxes``, ``forward`` and ``frame`` are
+    per pose: the frames of one instant share its pose). Pixels past the sensor's edge are set
+    to 0, and so are those that ``wanted`` (K, h, w), when given, leaves out (their work is
+    skipped).
 
     Per frame, every pixel of each capsule's box that the capsule covers gets a layer (depth,
     coverage, shade; :func:`_coverage`, and :func:`_shade` for plain clothing or, given a
@@ -231,20 +234,22 @@ def render_kernel(
     count = np.zeros((h, w), dtype=np.int64)
     for k in range(n_frames):
         count[:, :] = 0
-        ox, oy = x0[k], y0[k]
+        ox, oy, p = x0[k], y0[k], pose[k]
         for c in range(n_caps):
             # capsule boxes lie within the sensor, so these pixels do too
-            bx0 = max(boxes[k, c, 0], ox) - ox
-            bx1 = min(boxes[k, c, 1], ox + w) - ox
-            by0 = max(boxes[k, c, 2], oy) - oy
-            by1 = min(boxes[k, c, 3], oy + h) - oy
+            bx0 = max(boxes[p, c, 0], ox) - ox
+            bx1 = min(boxes[p, c, 1], ox + w) - ox
+            by0 = max(boxes[p, c, 2], oy) - oy
+            by1 = min(boxes[p, c, 3], oy + h) - oy
+            if bx0 >= bx1 or by0 >= by1:
+                continue  # the capsule's box misses the frame (most capsules of a tile)
             r = radius[c]
             # per-capsule constants of the closest-approach test (see _ray_capsule)
-            mx, my, mz = origin[0] - a[k, c, 0], origin[1] - a[k, c, 1], origin[2] - a[k, c, 2]
+            mx, my, mz = origin[0] - a[p, c, 0], origin[1] - a[p, c, 1], origin[2] - a[p, c, 2]
             bax, bay, baz = (
-                b[k, c, 0] - a[k, c, 0],
-                b[k, c, 1] - a[k, c, 1],
-                b[k, c, 2] - a[k, c, 2],
+                b[p, c, 0] - a[p, c, 0],
+                b[p, c, 1] - a[p, c, 1],
+                b[p, c, 2] - a[p, c, 2],
             )
             length2 = bax * bax + bay * bay + baz * baz
             bm = bax * mx + bay * my + baz * mz
@@ -275,7 +280,7 @@ def render_kernel(
                     if texture is None or frame is None:
                         value = _shade(
                             nx, ny, nz, y, s, pixel_angle, light,
-                            forward[k, 0], forward[k, 1], forward[k, 2],
+                            forward[p, 0], forward[p, 1], forward[p, 2],
                             albedo[c], stripe_amplitude[c], stripe_period[c], stripe_phase[c],
                             tint_amplitude[c], ambient,
                         )  # fmt: skip
@@ -283,30 +288,20 @@ def render_kernel(
                         if _hidden(depth, alpha, count, i, j, s, pixel_angle):
                             continue  # contributes nothing: skip its texture
                         value = _shade_textured(
-                            texture[c], frame[k, c], nx, ny, nz, y, r, s, pixel_angle,
-                            dx, dy, dz, light, forward[k, 0], forward[k, 1], forward[k, 2],
+                            texture[c], frame[p, c], nx, ny, nz, y, r, s, pixel_angle,
+                            dx, dy, dz, light, forward[p, 0], forward[p, 1], forward[p, 2],
                             ambient,
                         )  # fmt: skip
                     _insert(depth, alpha, shade, count, i, j, s, cover, value)
-        _composite_frame(depth, alpha, shade, count, background, pixel_angle, ox, oy, out[k])
-        if wanted is not None:
-            _clear_unwanted(out[k], wanted[k])
+        _composite_frame(
+            depth, alpha, shade, count, background, pixel_angle, ox, oy, wanted, k, out[k]
+        )
 
 
 @jit_inline
 def _unwanted(wanted: npt.NDArray[np.bool_] | None, k: int, i: int, j: int) -> bool:
     """Whether ``wanted`` (None: every pixel) leaves pixel ``(i, j)`` of frame ``k`` out."""
     return wanted is not None and not wanted[k, i, j]
-
-
-@jit
-def _clear_unwanted(out: npt.NDArray[np.float32], wanted: npt.NDArray[np.bool_]) -> None:
-    """Set the pixels of ``out`` (h, w) that ``wanted`` leaves out to 0."""
-    h, w = out.shape
-    for i in range(h):
-        for j in range(w):
-            if not wanted[i, j]:
-                out[i, j] = 0.0
 
 
 @jit_inline
@@ -468,7 +463,7 @@ def _shade_textured(
     return value
 
 
-@jit
+@jit_inline
 def _composite_frame(
     depth: FloatArray,
     alpha: FloatArray,
@@ -478,15 +473,18 @@ def _composite_frame(
     pixel_angle: float,
     x0: int,
     y0: int,
+    wanted: npt.NDArray[np.bool_] | None,
+    k: int,
     out: npt.NDArray[np.float32],
 ) -> None:
     """One frame ``out`` (h, w) from the layers: :func:`_composite`, or the background alone
-    (0 past the sensor's edge, where no capsule box reaches)."""
+    (0 past the sensor's edge, where no capsule box reaches, and where frame ``k`` of
+    ``wanted`` leaves a pixel out)."""
     h, w = out.shape
     height, width = background.shape
     for i in range(h):
         for j in range(w):
-            if y0 + i >= height or x0 + j >= width:
+            if y0 + i >= height or x0 + j >= width or _unwanted(wanted, k, i, j):
                 out[i, j] = 0.0
             elif count[i, j] == 0:
                 out[i, j] = background[y0 + i, x0 + j]
@@ -503,7 +501,7 @@ def _composite_frame(
                 )
 
 
-@jit
+@jit_inline
 def _composite(
     depth: FloatArray,
     alpha: FloatArray,
