@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+import hybridpose.synth.esim as esim_module
 from hybridpose.events import EVENT_DTYPE, Events, validate_events
 from hybridpose.synth.esim import (
     EsimConfig,
@@ -23,6 +24,7 @@ from hybridpose.synth.esim import (
     log_intensity,
     max_log_change,
 )
+from hybridpose.synth.esim_kernels import region_pass
 from hybridpose.synth.sensor import SENSORS
 
 # exact thresholds, no noise, no refractory period: every crossing is an event
@@ -524,6 +526,45 @@ def test_regions_with_their_own_instants_equal_one_region() -> None:
     assert sorted((x, y, p) for x, y, _, p in as_tuples(tiled)) == sorted(
         (x, y, p) for x, y, _, p in as_tuples(whole)
     )
+
+
+def test_events_that_do_not_fit_the_buffer_take_a_filling_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the counting pass writes the events while they fit in one buffer; the regions whose
+    # events do not fit are filled by a second pass. Timestamp jitter is drawn in the events'
+    # order, so equal events (times included) mean the same order too
+    frames = moving_scene(21)[:, 5:35, 10:50].astype(np.float64)
+    times = 1000.0 * np.arange(21) + 0.5
+    sensor = np.zeros((40, 60))
+    sensor[5:35, 10:50] = frames[0]
+    davis = SENSORS["davis346"]
+    assert davis.timestamp_jitter_us > 0
+    state = esim_init(sensor, times[0], davis, rng(3))
+    tiles = split(frames, times, False)
+    fills: list[bool] = []
+
+    def counted(*args: Any) -> int:
+        fills.append(bool(args[17]))
+        result: int = region_pass(*args)
+        return result
+
+    monkeypatch.setattr(esim_module, "region_pass", counted)
+    results = {}
+    default = esim_module.REGION_EVENTS_BUFFER
+    for size in (default, 1500, 0):
+        monkeypatch.setattr(esim_module, "REGION_EVENTS_BUFFER", size)
+        fills.clear()
+        results[size] = esim_advance_regions(state, tiles, davis, rng(4))
+        results[size] = (*results[size], fills.count(True))
+    events, end, n_fills = results[default]
+    assert len(events) > 4000 and n_fills == 0  # all of them written by the counting passes
+    assert results[1500][2] == 3  # the first region's fit, the others' not
+    assert results[0][2] == 4
+    for size in (1500, 0):
+        np.testing.assert_array_equal(results[size][0], events)
+        for name in ("reference", "last_log", "filtered", "last_event_us"):
+            np.testing.assert_array_equal(getattr(results[size][1], name), getattr(end, name))
 
 
 def test_a_region_leaves_out_the_samples_it_does_not_use() -> None:

@@ -580,26 +580,43 @@ def _checked_used(
     return used
 
 
+REGION_EVENTS_BUFFER = 1 << 20
+"""The most events the counting passes of one :func:`_region_pass_events` call write directly
+(21 bytes each); the regions whose events do not fit take a filling pass."""
+
+
 def _region_pass_events(
     regions: Sequence[Region], state: EsimState, copies: StateCopies, pixel: PixelModel
 ) -> list[EventColumns] | int:
-    """The numba :data:`RegionEvents` step: per region a counting pass (which updates
-    ``copies``), then a filling pass over the pixels that fired."""
+    """The numba :data:`RegionEvents` step: per region a counting pass, which updates
+    ``copies`` and writes the events into one buffer while they fit (it holds one event per
+    sample the pixels take), then a filling pass over the pixels that fired, for the regions
+    whose events did not fit."""
     reference, last_log, filtered, last_event = copies
     c_pos, c_neg, leak, refractory, cutoff_w, eps = pixel
-    counted = []
+    taken = sum(f.size if u is None else int(np.count_nonzero(u)) for _, _, f, _, u in regions)
+    buffer = _event_columns(min(taken, REGION_EVENTS_BUFFER))
+    written = np.zeros(1, np.int64)
+    counted: list[tuple[IntArray, tuple[int, int] | None]] = []
     for x0, y0, frames, times, used in regions:
         counts = np.zeros(frames.shape[1:], np.int64)
+        start = int(written[0])
         bad = region_pass(
             frames, times, used, state.t_us, x0, y0, reference, last_log, filtered, last_event,
             c_pos, c_neg, leak, refractory, cutoff_w, eps, counts, False,
-            np.zeros(frames.shape[1], np.int64), *_event_columns(0),
+            np.zeros(frames.shape[1], np.int64), written, *buffer,
         )  # fmt: skip
         if bad >= 0:
             return int(bad)
-        counted.append(counts)
-    columns = []
-    for (x0, y0, frames, times, used), counts in zip(regions, counted, strict=True):
+        span = None if written[0] < 0 else (start, int(written[0]))
+        written[0] = start if span is None else span[1]  # the next region writes on from here
+        counted.append((counts, span))
+    columns: list[EventColumns] = []
+    for (x0, y0, frames, times, used), (counts, span) in zip(regions, counted, strict=True):
+        if span is not None:
+            x, y, t, p = (column[span[0] : span[1]] for column in buffer)
+            columns.append((x, y, t, p))
+            continue
         region = _event_columns(int(counts.sum()))
         if len(region[0]):
             # the same computation from the unmodified state, writing the events
@@ -607,7 +624,7 @@ def _region_pass_events(
             region_pass(
                 frames, times, used, state.t_us, x0, y0, state.reference, state.last_log,
                 state.filtered, state.last_event_us, c_pos, c_neg, leak, refractory, cutoff_w,
-                eps, counts, True, np.cumsum(row_counts) - row_counts, *region,
+                eps, counts, True, np.cumsum(row_counts) - row_counts, written, *region,
             )  # fmt: skip
         columns.append(region)
     return columns

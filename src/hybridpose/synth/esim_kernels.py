@@ -115,6 +115,7 @@ def region_pass(
     counts: IntArray,
     fill: bool,
     row_offsets: IntArray,
+    written: IntArray,
     out_x: npt.NDArray[np.uint16],
     out_y: npt.NDArray[np.uint16],
     out_t: IntArray,
@@ -131,12 +132,17 @@ def region_pass(
     Counting pass (``fill`` False): updates ``ref``, ``last``, ``filt``, ``last_event`` in
     place (``ref`` ends at ``t_us[-1]``, the leak subtracted) and adds each pixel's number of
     emitted events to ``counts[r, c]``; returns -1, or the flat index (k, r, c) of the first
-    non-finite sample. Filling pass (``fill`` True): the same computation from the unmodified
-    state for the pixels with ``counts > 0``, writing region row ``r``'s events from
-    ``out[row_offsets[r]]`` on (the caller sorts). Rows are the outer loop so that a row's
-    state stays in cache while the samples stream past.
+    non-finite sample. Where ``written[0] >= 0`` it also writes the events, in the filling
+    pass's order, from ``out[written[0]]`` on, and sets ``written[0]`` to the end of them, or
+    to -1 if they did not all fit in ``out`` (the filling pass is then needed). Filling pass
+    (``fill`` True): the same computation from the unmodified state for the pixels with
+    ``counts > 0``, writing region row ``r``'s events from ``out[row_offsets[r]]`` on (the
+    caller sorts). Rows are the outer loop so that a row's state stays in cache while the
+    samples stream past.
     """
     n_k, h, w = frames.shape
+    capacity = len(out_t)
+    position = -1 if fill else written[0]  # the counting pass's write cursor (-1: none)
     hi = np.empty(w)
     lo = np.empty(w)
     ref_r = np.empty(w)
@@ -148,7 +154,7 @@ def region_pass(
     t_end = t_us[n_k - 1]
     for r in range(h):
         y = y0 + r
-        cursor = row_offsets[r] if fill else -1
+        cursor = row_offsets[r] if fill else position
         rows = (ref_r, ev_r, filt_r, in_r, prev_r, hi, lo)
         active = load_row(
             y, x0, ref, last, filt, last_event, c_pos, c_neg, cutoff_w, counts[r], fill, *rows
@@ -177,16 +183,14 @@ def region_pass(
                     continue  # the common case: no crossing
                 if not math.isfinite(l1):
                     return int((k * h + r) * w + c)
+                if not fill:  # the counting pass writes while the events fit
+                    cursor = _room(cursor, capacity, v1 - ref_r[c], c_pos[y, x], c_neg[y, x])
                 new_ref, new_last, n = crossings(
                     prev_r[c], v1, t0, t1, ref_r[c], ev_r[c], c_pos[y, x], c_neg[y, x],
                     refractory, out_t, out_p, cursor,
                 )  # fmt: skip
-                if fill:
-                    for i in range(cursor, cursor + n):
-                        out_x[i] = x
-                        out_y[i] = y
-                    cursor += n
-                else:
+                cursor = _place(out_x, out_y, cursor, n, x, y)
+                if not fill:
                     counts[r, c] += n
                 prev_r[c] = v1
                 ref_r[c] = new_ref
@@ -194,6 +198,7 @@ def region_pass(
                 hi[c] = new_ref + c_pos[y, x]
                 lo[c] = new_ref - c_neg[y, x]
         if not fill:
+            position = cursor
             drift = t_end - t_prev
             store_row(
                 y,
@@ -208,7 +213,36 @@ def region_pass(
                 leak,
                 *rows,
             )
+    written[0] = written[0] if fill else position
     return -1
+
+
+@jit_inline
+def _room(cursor: int, capacity: int, change: float, c_pos: float, c_neg: float) -> int:
+    """The counting pass's write cursor for one interval's crossings: -1 (from then on) where
+    they might not fit in ``capacity`` (at most ``|change| / min(C+, C-)`` of them, ``change``
+    from the reference, + 1 for rounding)."""
+    fits = cursor + abs(change) / min(c_pos, c_neg) + 1.0 <= capacity
+    return cursor if cursor >= 0 and fits else -1
+
+
+@jit_inline
+def _place(
+    out_x: npt.NDArray[np.uint16],
+    out_y: npt.NDArray[np.uint16],
+    cursor: int,
+    n: int,
+    x: int,
+    y: int,
+) -> int:
+    """Set the position of the ``n`` events written at ``cursor`` (none when -1); returns
+    where the next ones go."""
+    if cursor < 0:
+        return cursor
+    for i in range(cursor, cursor + n):
+        out_x[i] = x
+        out_y[i] = y
+    return cursor + n
 
 
 @jit_inline

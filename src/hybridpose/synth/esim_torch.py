@@ -509,7 +509,7 @@ def _kernel(
     region_pass(
         samples, times, None, t_prev, 0, 0, ref, last, filt, last_event, c_pos, c_neg, leak,
         refractory, cutoff_w, eps, counts, out is not None, np.zeros(1, np.int64),
-        *(_event_columns(0) if out is None else out),
+        np.full(1, -1, np.int64), *(_event_columns(0) if out is None else out),
     )  # fmt: skip
 
 
