@@ -550,13 +550,13 @@ def test_events_that_do_not_fit_the_buffer_take_a_filling_pass(
         return result
 
     monkeypatch.setattr(esim_module, "region_pass", counted)
-    results = {}
+    results: dict[int, tuple[Events, EsimState, int]] = {}
     default = esim_module.REGION_EVENTS_BUFFER
     for size in (default, 1500, 0):
         monkeypatch.setattr(esim_module, "REGION_EVENTS_BUFFER", size)
         fills.clear()
-        results[size] = esim_advance_regions(state, tiles, davis, rng(4))
-        results[size] = (*results[size], fills.count(True))
+        got, got_end = esim_advance_regions(state, tiles, davis, rng(4))
+        results[size] = (got, got_end, fills.count(True))
     events, end, n_fills = results[default]
     assert len(events) > 4000 and n_fills == 0  # all of them written by the counting passes
     assert results[1500][2] == 3  # the first region's fit, the others' not

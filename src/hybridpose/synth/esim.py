@@ -614,8 +614,15 @@ def _region_pass_events(
     columns: list[EventColumns] = []
     for (x0, y0, frames, times, used), (counts, span) in zip(regions, counted, strict=True):
         if span is not None:
-            x, y, t, p = (column[span[0] : span[1]] for column in buffer)
-            columns.append((x, y, t, p))
+            x, y, t, p = buffer
+            columns.append(
+                (
+                    x[span[0] : span[1]],
+                    y[span[0] : span[1]],
+                    t[span[0] : span[1]],
+                    p[span[0] : span[1]],
+                )
+            )
             continue
         region = _event_columns(int(counts.sum()))
         if len(region[0]):
