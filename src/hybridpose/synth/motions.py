@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -247,6 +248,11 @@ class Performance:
             ankle_flexion=local.ankle_flexion,
         )
 
+    @cached_property
+    def _rest(self) -> SkeletonFrames:
+        """The skeleton at rest on the standing point (one instant)."""
+        return forward_kinematics(self.body, self._place(rest_pose(self.body, 1)))
+
     def frames(self, t_s: npt.ArrayLike) -> SkeletonFrames:
         """The skeleton at times ``t_s`` (seconds); outside the repetitions, the rest pose.
 
@@ -262,7 +268,7 @@ class Performance:
         rep, u = self._phase(t)
         moving = rep >= 0
         count = t.size
-        rest = forward_kinematics(self.body, self._place(rest_pose(self.body, 1)))
+        rest = self._rest
         joints = np.broadcast_to(rest.joints, (count, *rest.joints.shape[1:])).copy()
         neck = np.broadcast_to(rest.neck, (count, 3)).copy()
         pelvis = np.broadcast_to(rest.pelvis, (count, 3)).copy()

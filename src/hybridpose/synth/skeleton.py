@@ -453,25 +453,29 @@ class SkeletonFrames:
         return int(self.joints.shape[0])
 
 
-def _rot_x(angle: FloatArray) -> FloatArray:
+def _rotation(angle: FloatArray, axis: int) -> FloatArray:
+    """Rotations by ``angle`` (K,) about coordinate ``axis``: (K, 3, 3)."""
     c, s = np.cos(angle), np.sin(angle)
-    one, zero = np.ones_like(angle), np.zeros_like(angle)
-    rows = [[one, zero, zero], [zero, c, -s], [zero, s, c]]
-    return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
+    i, j = (axis + 1) % 3, (axis + 2) % 3  # the plane turned, in the rotation's sense
+    out = np.zeros((*np.shape(angle), 3, 3))
+    out[..., axis, axis] = 1.0
+    out[..., i, i] = c
+    out[..., i, j] = -s
+    out[..., j, i] = s
+    out[..., j, j] = c
+    return out
+
+
+def _rot_x(angle: FloatArray) -> FloatArray:
+    return _rotation(angle, 0)
 
 
 def _rot_y(angle: FloatArray) -> FloatArray:
-    c, s = np.cos(angle), np.sin(angle)
-    one, zero = np.ones_like(angle), np.zeros_like(angle)
-    rows = [[c, zero, s], [zero, one, zero], [-s, zero, c]]
-    return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
+    return _rotation(angle, 1)
 
 
 def _rot_z(angle: FloatArray) -> FloatArray:
-    c, s = np.cos(angle), np.sin(angle)
-    one, zero = np.ones_like(angle), np.zeros_like(angle)
-    rows = [[c, -s, zero], [s, c, zero], [zero, zero, one]]
-    return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
+    return _rotation(angle, 2)
 
 
 def _apply(basis: FloatArray, local: FloatArray) -> FloatArray:
