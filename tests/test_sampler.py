@@ -173,3 +173,41 @@ def test_a_round_marks_the_pixels_above_the_bound_and_their_neighbours_inside() 
     expected[2, 1] = expected[1, 1] = expected[3, 1] = expected[2, 0] = expected[2, 2] = True
     np.testing.assert_array_equal(wanted[0], expected)
     np.testing.assert_array_equal(between[0], 0.5 * (values[0] + values[1]))
+
+
+def test_a_pixel_rendered_between_its_interpolated_samples_keeps_the_bound() -> None:
+    # one 16 px tile, row 8: q (column 6) ramps by 1.0 over the millisecond, so every interval
+    # is halved and its neighbour s (column 5) rendered at the midpoints; s rises and falls
+    # within (600, 1000) us, unseen at 0, 500 and 1000, so its own neighbour p (column 4) is
+    # rendered first near 625 us, between samples interpolated for it (0 at 500 us, where p
+    # truly holds 0.1 of its rise and fall within (450, 650) us; every slope keeps the bound
+    # over the finest step). The steps between the
+    # samples p takes must still keep the bound: p is also rendered back towards its rise
+    box = (0, TILE, 0, TILE)
+
+    def image(t: float) -> npt.NDArray[np.float32]:
+        out = np.zeros((TILE, TILE), np.float32)
+        out[8, 6] = 0.001 * t
+        out[8, 5] = 0.2 * np.clip(min((t - 600.0) / 100.0, (1000.0 - t) / 300.0), 0.0, 1.0)
+        out[8, 4] = 0.2 * np.clip(1.0 - abs(t - 550.0) / 100.0, 0.0, 1.0)
+        return out
+
+    def tiles(
+        times: npt.NDArray[np.float64],
+        origins: npt.NDArray[np.int64],
+        wanted: npt.NDArray[np.bool_] | None = None,
+    ) -> npt.NDArray[np.float32]:
+        images = np.stack([image(t) for t in times])
+        return images if wanted is None else np.where(wanted, images, np.float32(np.nan))
+
+    rounds = tile_sampling(image(0.0), 0.0, np.array([1000.0]), box, BOUND, MIN_GAP, TILE)
+    samples = sample_tiles(tiles, rounds)
+    ((_, logs, times, used),) = samples.regions
+    truth = np.stack([image(t) for t in times])
+    assert_rendered_or_between(logs, times, used, truth, image(0.0))
+    assert samples.unresolved == 0 and samples.largest_step <= BOUND
+    p_times = np.concatenate([[0.0], times[used[:, 8, 4]]])
+    p_values = np.concatenate([[0.0], logs[used[:, 8, 4], 8, 4]])
+    assert np.abs(np.diff(p_values)).max() <= BOUND
+    # the rise from 450 us was found: p was rendered there, where no neighbour of it moves
+    assert ((p_times > 450.0) & (p_times < 500.0)).sum() >= 3
