@@ -99,7 +99,7 @@ class Recipe:
     ``simulation_repetitions``: the most repetitions per recording of the dataset ``reproduce``
     simulates (None: the dataset's default, up to 12 within 25 s); ``simulation_sampling``:
     how it samples the moving body (:class:`hybridpose.synth.generate.SimulationConfig`:
-    ``tiles`` for the full-resolution ``paper`` preset, ~12.9x faster there; the 87x65 presets'
+    ``tiles`` for the full-resolution ``paper`` preset, ~15x faster there; the 87x65 presets'
     shipped datasets were made with ``frames``). ``retimed_from``: the
     shipped preset whose ANN and SNN ``reproduce`` retimes to this recipe's bins
     (:mod:`hybridpose.retime`) instead of training them, and whose hybrid starts the hybrid
