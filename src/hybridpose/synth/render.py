@@ -119,24 +119,31 @@ def _boxes_kernel(
     margin: int,
     out: npt.NDArray[np.int64],
 ) -> bool:
-    """Fill ``out`` with the projected 8-corner boxes; True if any corner is behind."""
+    """Fill ``out`` with the projected 8-corner boxes; True if any corner is behind.
+
+    A corner's coordinate on each axis is the box's low or high end, so the products
+    ``P[row, axis] * coordinate`` are formed once per capsule (``terms[row, axis, end]``) and
+    each corner sums its three in the order ``P @ corner`` would."""
     behind = False
-    corner = np.empty(3)
+    terms = np.empty((3, 3, 2))
     for k in range(a.shape[0]):
         for c in range(a.shape[1]):
+            for axis in range(3):
+                lo = min(a[k, c, axis], b[k, c, axis]) - radius[c]
+                hi = max(a[k, c, axis], b[k, c, axis]) + radius[c]
+                for row in range(3):
+                    terms[row, axis, 0] = P[row, axis] * lo
+                    terms[row, axis, 1] = P[row, axis] * hi
             u0 = v0 = np.inf
             u1 = v1 = -np.inf
             for i in range(8):
-                for axis in range(3):
-                    lo = min(a[k, c, axis], b[k, c, axis]) - radius[c]
-                    hi = max(a[k, c, axis], b[k, c, axis]) + radius[c]
-                    corner[axis] = hi if (i >> axis) & 1 else lo
-                w = P[2, 0] * corner[0] + P[2, 1] * corner[1] + P[2, 2] * corner[2] + P[2, 3]
+                e0, e1, e2 = i & 1, (i >> 1) & 1, (i >> 2) & 1
+                w = terms[2, 0, e0] + terms[2, 1, e1] + terms[2, 2, e2] + P[2, 3]
                 if w <= 0.0:
                     behind = True
                     w = 1e-9
-                u = (P[0, 0] * corner[0] + P[0, 1] * corner[1] + P[0, 2] * corner[2] + P[0, 3]) / w
-                v = (P[1, 0] * corner[0] + P[1, 1] * corner[1] + P[1, 2] * corner[2] + P[1, 3]) / w
+                u = (terms[0, 0, e0] + terms[0, 1, e1] + terms[0, 2, e2] + P[0, 3]) / w
+                v = (terms[1, 0, e0] + terms[1, 1, e1] + terms[1, 2, e2] + P[1, 3]) / w
                 u0, u1 = min(u0, u), max(u1, u)
                 v0, v1 = min(v0, v), max(v1, v)
             out[k, c, 0] = min(max(np.floor(u0 + 0.5) - margin, 0), width)
