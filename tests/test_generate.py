@@ -777,8 +777,8 @@ def test_tile_sampling_is_deterministic_and_recorded_in_the_settings(
     # a resumed run still takes as finished
     assert "sampling" not in dataclasses.replace(config, sampling="frames").settings()
     # each sampling's chunk length, unless chosen; the files record the one used
-    assert config.chunk_s is None and config.settings()["chunk_s"] == 1.0
+    assert config.chunk_s is None and config.settings()["chunk_s"] == 0.5
     assert dataclasses.replace(config, sampling="frames").settings()["chunk_s"] == 0.2
-    assert dataclasses.replace(config, chunk_s=0.5).settings()["chunk_s"] == 0.5
+    assert dataclasses.replace(config, chunk_s=1.0).settings()["chunk_s"] == 1.0
     with pytest.raises(SimulationError, match="sampling must be frames or tiles, got 'pixels'"):
         dataclasses.replace(config, sampling="pixels")  # type: ignore[arg-type]
