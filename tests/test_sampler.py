@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 
 from hybridpose.synth import generate
 from hybridpose.synth import sampler as sampler_module
@@ -175,7 +176,10 @@ def test_a_round_marks_the_pixels_above_the_bound_and_their_neighbours_inside() 
     np.testing.assert_array_equal(between[0], 0.5 * (values[0] + values[1]))
 
 
-def test_a_pixel_rendered_between_its_interpolated_samples_keeps_the_bound() -> None:
+@pytest.mark.parametrize("room", [sampler_module._PixelGaps.ROOM, 1])
+def test_a_pixel_rendered_between_its_interpolated_samples_keeps_the_bound(
+    room: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # one 16 px tile, row 8: q (column 6) ramps by 1.0 over the millisecond, so every interval
     # is halved and its neighbour s (column 5) rendered at the midpoints; s rises and falls
     # within (600, 1000) us, unseen at 0, 500 and 1000, so its own neighbour p (column 4) is
@@ -200,6 +204,7 @@ def test_a_pixel_rendered_between_its_interpolated_samples_keeps_the_bound() -> 
         images = np.stack([image(t) for t in times])
         return images if wanted is None else np.where(wanted, images, np.float32(np.nan))
 
+    monkeypatch.setattr(sampler_module._PixelGaps, "ROOM", room)  # 1: every walk is walked again
     rounds = tile_sampling(image(0.0), 0.0, np.array([1000.0]), box, BOUND, MIN_GAP, TILE)
     samples = sample_tiles(tiles, rounds)
     ((_, logs, times, used),) = samples.regions

@@ -263,17 +263,21 @@ def capsule_frames(frames: SkeletonFrames) -> FloatArray:
         frames (K, ...) -> (K, 19, 3, 3).
     """
     out = np.empty((len(frames.neck), len(CAPSULE_NAMES), 3, 3))
-    joint = np.array([_J[name] for name in _FRAME_JOINTS], np.int64)
     _frames_kernel(
-        frames.joints, frames.neck, frames.pelvis, frames.toes, frames.forward, joint, out
+        frames.joints, frames.neck, frames.pelvis, frames.toes, frames.forward, _FRAME_JOINTS, out
     )
     return out
 
 
-_FRAME_JOINTS = tuple(
-    joint + side for joint in ("shoulder", "hip", "elbow", "hand", "knee", "foot") for side in "RL"
+_FRAME_JOINTS = np.array(
+    [
+        _J[joint + side]
+        for joint in ("shoulder", "hip", "elbow", "hand", "knee", "foot")
+        for side in "RL"
+    ]
 )
-"""The joints the frames are made from, in the order :func:`_frames_kernel` takes them."""
+"""The indices of the joints the frames are made from, in the order :func:`_frames_kernel`
+takes them (right, left: shoulder, hip, elbow, hand, knee, foot)."""
 
 
 @jit

@@ -142,7 +142,7 @@ def region_pass(
     """
     n_k, h, w = frames.shape
     capacity = len(out_t)
-    position = -1 if fill else written[0]  # the counting pass's write cursor (-1: none)
+    position = written[0]  # the counting pass's write cursor (-1: none)
     hi = np.empty(w)
     lo = np.empty(w)
     ref_r = np.empty(w)
@@ -213,7 +213,7 @@ def region_pass(
                 leak,
                 *rows,
             )
-    written[0] = written[0] if fill else position
+    written[0] = position
     return -1
 
 

@@ -273,18 +273,23 @@ class _PixelGaps:
         self.unresolved = np.zeros(n_tiles, np.int64)
         self.largest = np.zeros(n_tiles)
 
+    ROOM = 4096
+    """Steps to split one walk writes; a walk that finds more is walked again."""
+
     def walk(self, samples: _Samples, order: I64, starts: I64, tiles: I64) -> Repair | None:
         """Walk ``tiles``: the steps above the bound wider than ``min_gap`` (None if none)."""
         args = (
             samples.values, samples.rendered, samples.t, order, starts, tiles, self.inside,
             self.bound, self.min_gap, self.unresolved, self.largest,
         )  # fmt: skip
-        count = _gaps_kernel(*args, *(np.empty(0, np.int64) for _ in range(5)))
+        repair = tuple(np.empty(self.ROOM, np.int64) for _ in range(5))
+        count = _gaps_kernel(*args, *repair)
+        if count > self.ROOM:  # the walk sets the same statistics again
+            repair = tuple(np.empty(count, np.int64) for _ in range(5))
+            _gaps_kernel(*args, *repair)
         if not count:
             return None
-        repair = tuple(np.empty(count, np.int64) for _ in range(5))
-        _gaps_kernel(*args, *repair)
-        return repair  # type: ignore[return-value]
+        return tuple(column[:count] for column in repair)  # type: ignore[return-value]
 
 
 def _repair_request(
@@ -477,7 +482,7 @@ def _mark(
 
 class _Samples:
     """The samples of every tile in arrival order: tile, instant, float64 log values and which
-    pixels were rendered; grown by doubling, so that a round appends without copying every
+    pixels were rendered; grown fourfold, so that a round appends without copying every
     earlier sample."""
 
     def __init__(self, capacity: int, tile: int) -> None:
